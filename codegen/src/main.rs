@@ -1,0 +1,86 @@
+//! `cargo regen`: regenerates the server skeleton and the Rust client from an OpenAPI
+//! document, or with `--check` proves that the committed output is current.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use codegen::{Document, GeneratedFile, client, server};
+
+/// Generate a poem server skeleton and a progenitor client from an OpenAPI 3.0 document.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The OpenAPI 3.0.x document (YAML or JSON).
+    #[arg(long)]
+    spec: PathBuf,
+    /// The directory the server skeleton is written to (replaced whole).
+    #[arg(long)]
+    server_out: Option<PathBuf>,
+    /// The file the progenitor client is written to.
+    #[arg(long)]
+    client_out: Option<PathBuf>,
+    /// Write nothing; fail if any output differs from what is committed.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("reading {}", args.spec.display()))?;
+    let document = Document::parse(&text)?;
+
+    let mut outputs: Vec<(PathBuf, String)> = Vec::new();
+    if let Some(dir) = &args.server_out {
+        for GeneratedFile { name, contents } in server::generate(&document)? {
+            outputs.push((dir.join(name), contents));
+        }
+    }
+    if let Some(path) = &args.client_out {
+        outputs.push((path.clone(), client::generate(&document)?));
+    }
+
+    if args.check {
+        let stale: Vec<String> = outputs
+            .iter()
+            .filter(|(path, contents)| {
+                std::fs::read_to_string(path).ok().as_ref() != Some(contents)
+            })
+            .map(|(path, _)| path.display().to_string())
+            .chain(extra_files(args.server_out.as_deref(), &outputs))
+            .collect();
+        if !stale.is_empty() {
+            bail!(
+                "generated code is out of date with {}: {}\nrun `cargo regen` and commit the result",
+                args.spec.display(),
+                stale.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    if let Some(dir) = &args.server_out {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
+    for (path, contents) in &outputs {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Files in the server directory that generation would not write (left over from an
+/// earlier document).
+fn extra_files(dir: Option<&Path>, outputs: &[(PathBuf, String)]) -> Vec<String> {
+    let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| !outputs.iter().any(|(p, _)| p == path))
+        .map(|path| path.display().to_string())
+        .collect()
+}

@@ -1,0 +1,82 @@
+//! Configuration: command-line flags, `MINITTER_*` environment variables, and an optional
+//! config file, in that order of precedence, with defaults that run on a laptop.
+//!
+//! The config file holds the same `MINITTER_*=value` lines as the environment (dotenv
+//! syntax), so there is one name per setting to learn. It is read before the flags are
+//! parsed and never overrides a variable that is already set.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use secrecy::SecretString;
+
+/// Minitter API server.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// A file of `MINITTER_*=value` lines, read before flags and environment.
+    #[arg(long, env = "MINITTER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, env = "MINITTER_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// The directory for the SQLite database (`minitter.db`) and the development secrets.
+    #[arg(long, env = "MINITTER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The secret (at least 32 bytes) that signs bearer tokens. Unset in development: a
+    /// random one is made and kept in the data directory. Required with --production.
+    #[arg(long, env = "MINITTER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// How long a bearer token lives, in seconds.
+    #[arg(long, env = "MINITTER_JWT_TTL_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(60..=86_400))]
+    pub jwt_ttl_seconds: u32,
+
+    /// Requests with a larger body are refused with 413.
+    #[arg(long, env = "MINITTER_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Refuse to start with development defaults (such as a generated JWT secret).
+    #[arg(long, env = "MINITTER_PRODUCTION")]
+    pub production: bool,
+
+    /// Log lines as JSON objects rather than text. The filter is `MINITTER_LOG`.
+    #[arg(long, env = "MINITTER_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Reads the config file named by `--config` or `MINITTER_CONFIG` into the
+    /// environment, then parses flags and environment.
+    ///
+    /// Must run before any other thread starts: it may set environment variables.
+    pub fn load() -> Result<Self> {
+        let args: Vec<String> = std::env::args().collect();
+        let from_flag = args.iter().enumerate().find_map(|(i, arg)| {
+            arg.strip_prefix("--config=")
+                .map(str::to_owned)
+                .or_else(|| {
+                    (arg == "--config")
+                        .then(|| args.get(i + 1).cloned())
+                        .flatten()
+                })
+        });
+        if let Some(path) = from_flag.or_else(|| std::env::var("MINITTER_CONFIG").ok()) {
+            dotenvy::from_path(&path).with_context(|| format!("reading config file {path}"))?;
+        }
+        Ok(Self::parse())
+    }
+
+    /// Defaults for a server in `data_dir`, as if started with no flags.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["minitter-server"]);
+        config.data_dir = data_dir.into();
+        config
+    }
+}

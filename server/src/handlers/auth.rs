@@ -1,0 +1,59 @@
+//! `auth` tag: logging in, and the logged-in user.
+
+use secrecy::SecretString;
+
+use super::api_id;
+use crate::auth::{self, bearer_token};
+use crate::error::{ApiError, Result};
+use crate::generated::types::{
+    AccessToken, AccessTokenTokenType, Credentials, CurrentUser, DisplayName, Email, Username,
+};
+use crate::generated::{CreateTokenResponse, GetMeResponse};
+use crate::startup::AppState;
+
+const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
+const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
+
+pub async fn create_token(state: &AppState, body: Credentials) -> Result<CreateTokenResponse> {
+    let user = state.store.user_by_email(&body.email.0).await?;
+    // An unknown email is checked against a decoy hash, so that it costs the same time
+    // as a wrong password and the answer does not reveal which accounts exist.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = auth::verify_password(SecretString::from(body.password.0), hash)
+        .await
+        .map_err(ApiError::Internal)?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => return Err(BAD_CREDENTIALS),
+    };
+    let access_token = state.tokens.issue(&user.id).map_err(ApiError::Internal)?;
+    Ok(CreateTokenResponse::Ok(AccessToken {
+        access_token,
+        token_type: AccessTokenTokenType::Bearer,
+        expires_in: state
+            .tokens
+            .ttl_seconds()
+            .try_into()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
+    }))
+}
+
+pub async fn get_me(state: &AppState, request: &poem::Request) -> Result<GetMeResponse> {
+    let user_id = authenticated_user(state, request)?;
+    // A valid token for a user who no longer exists is as good as no token.
+    let user = state.store.user_by_id(&user_id).await?.ok_or(BAD_TOKEN)?;
+    Ok(GetMeResponse::Ok(CurrentUser {
+        id: api_id(&user.id)?,
+        username: Username(user.username),
+        display_name: DisplayName(user.display_name),
+        email: Email(user.email),
+        created_at: user.created_at,
+    }))
+}
+
+/// The id of the user whose valid bearer token the request carries.
+pub fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<String> {
+    let token = bearer_token(request).ok_or(BAD_TOKEN)?;
+    let claims = state.tokens.verify(token).ok_or(BAD_TOKEN)?;
+    Ok(claims.sub)
+}

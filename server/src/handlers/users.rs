@@ -1,0 +1,53 @@
+//! `users` tag: sign-up and public profiles.
+
+use secrecy::SecretString;
+
+use super::api_id;
+use crate::auth;
+use crate::error::{ApiError, Result};
+use crate::generated::types::{self, DisplayName, GetUserParams, NewUser, Username};
+use crate::generated::{GetUserResponse, SignUpResponse};
+use crate::startup::AppState;
+use crate::store::{NewUserRecord, UserRecord};
+
+pub async fn sign_up(state: &AppState, body: NewUser) -> Result<SignUpResponse> {
+    let password_hash = auth::hash_password(SecretString::from(body.password.0))
+        .await
+        .map_err(ApiError::Internal)?;
+    let username = body.username.0;
+    let display_name = body
+        .display_name
+        .map_or_else(|| username.clone(), |name| name.0);
+    let record = state
+        .store
+        .create_user(NewUserRecord {
+            username,
+            email: body.email.0,
+            display_name,
+            password_hash,
+        })
+        .await?;
+    Ok(SignUpResponse::Created {
+        location: format!("/v1/users/{}", record.id),
+        body: public_profile(&record)?,
+    })
+}
+
+pub async fn get_user(state: &AppState, params: GetUserParams) -> Result<GetUserResponse> {
+    let user = state
+        .store
+        .user_by_id(&params.user_id.0.to_string())
+        .await?
+        .ok_or(ApiError::NotFound("No user has this id."))?;
+    Ok(GetUserResponse::Ok(public_profile(&user)?))
+}
+
+/// The fields of a user that anyone may see.
+pub fn public_profile(record: &UserRecord) -> Result<types::User> {
+    Ok(types::User {
+        id: api_id(&record.id)?,
+        username: Username(record.username.clone()),
+        display_name: DisplayName(record.display_name.clone()),
+        created_at: record.created_at,
+    })
+}

@@ -1,0 +1,15 @@
+//! `minitter-server`: the Minitter API, implemented from the generated contract.
+//!
+//! `openapi.yaml` is the source of truth. `generated/` is produced from it by `codegen`
+//! (never edited); `handlers/` implements its `Api` trait; `startup` assembles the app.
+
+pub mod auth;
+pub mod compression;
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod generated;
+pub mod handlers;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,184 @@
+//! The one startup path: the binary, the tests and the benchmarks all build the server
+//! through [`Application::build`], and [`app`] assembles every route and middleware.
+//!
+//! Middleware, outermost first (in poem a later `.with()` wraps the earlier ones):
+//! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
+//! 2. errors to Problem documents ([`error::render_problems`]);
+//! 3. compression, both ways ([`compression::compression`]);
+//! 4. routes: the generated API routes, `/openapi.yaml` and `/docs`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Endpoint, EndpointExt, Response, Server};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::generated::runtime::Limits;
+use crate::handlers::Handlers;
+use crate::store::Store;
+use crate::{compression, docs, error, generated, telemetry};
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The shortest JWT secret accepted: 256 bits, the size of the HS256 key.
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: Tokens,
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    endpoint: BoxEndpoint<'static, Response>,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Opens the database, resolves secrets and binds the listener.
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with(config, |endpoint| endpoint).await
+    }
+
+    /// Like [`Application::build`], with `wrap` placed around the whole app (contract
+    /// tests use it to record every exchange).
+    pub async fn build_with(
+        config: Config,
+        wrap: impl FnOnce(BoxEndpoint<'static, Response>) -> BoxEndpoint<'static, Response>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let secret = jwt_secret(&config)?;
+        let store = Store::open_sqlite(&config.data_dir.join("minitter.db")).await?;
+        let state = Arc::new(AppState {
+            store,
+            tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
+        });
+        let limits = Limits {
+            max_body_bytes: config.max_body_bytes,
+        };
+        let endpoint = wrap(app(Arc::clone(&state), limits).boxed());
+        let acceptor = TcpListener::bind(config.bind)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().map(|a| a.port()))
+            .context("the listener has no TCP address")?;
+        Ok(Self {
+            acceptor,
+            port,
+            endpoint,
+            state,
+        })
+    }
+
+    /// The port the server listens on (useful when the configured port was 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests that need to reach behind the API.
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        tracing::info!(port = self.port, "listening");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.endpoint, shutdown_signal(), Some(SHUTDOWN_GRACE))
+            .await
+            .context("serving")?;
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Every route and middleware of the server.
+pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Response> {
+    let api = generated::routes(Arc::new(Handlers::new(state)), limits);
+    docs::mount(api)
+        .around(compression::compression)
+        .around(error::render_problems)
+        .around(telemetry::request_context)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+/// The JWT secret: from the configuration, or in development a random one kept in the
+/// data directory so that tokens survive a restart. Never a constant.
+fn jwt_secret(config: &Config) -> Result<SecretString> {
+    if let Some(secret) = &config.jwt_secret {
+        if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES {
+            bail!("MINITTER_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes");
+        }
+        return Ok(secret.clone());
+    }
+    if config.production {
+        bail!("MINITTER_JWT_SECRET must be set in production");
+    }
+    development_secret(&config.data_dir.join("jwt-secret"))
+}
+
+fn development_secret(path: &Path) -> Result<SecretString> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= MIN_JWT_SECRET_BYTES {
+            return Ok(SecretString::from(existing));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no MINITTER_JWT_SECRET: using a generated development secret");
+    Ok(SecretString::from(secret))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

@@ -1,0 +1,97 @@
+//! Persistence, behind repository functions that know nothing of HTTP.
+//!
+//! SQLite is the embedded default: one file in the data directory, in WAL mode with
+//! `synchronous=FULL`, so that a write the API acknowledged survives a crash or a power
+//! loss. Migrations run on start. Errors are sorted here into what the caller can act on:
+//! a taken unique value ([`StoreError::Conflict`]), a database that is not answering
+//! ([`StoreError::Unavailable`], which becomes a 503), and everything else.
+
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use users::{NewUserRecord, UserRecord};
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; `field` names the column.
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    /// The database did not answer (closed pool, timeout, I/O).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or corrupt data.
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable(error)
+            }
+            sqlx::Error::Database(db) => {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy timeout: retryable.
+                let code = db.code().unwrap_or_default();
+                if code == "5" || code == "6" || code == "517" {
+                    Self::Unavailable(error)
+                } else {
+                    Self::Other(error)
+                }
+            }
+            _ => Self::Other(error),
+        }
+    }
+}
+
+/// The database, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .context("sqlite options")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: the WAL is fsynced at every commit, so an acknowledged write survives
+            // power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("migrating the database")?;
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection; later calls fail as [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

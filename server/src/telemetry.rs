@@ -1,0 +1,101 @@
+//! Logging, and the outermost middleware that gives every request an id.
+//!
+//! The request id is taken from a well-formed incoming `X-Request-Id` (so that a trace
+//! can cross a proxy) or made fresh (a UUIDv7), stored in the request's extensions for
+//! handlers and Problem documents, put on every response, and attached to every log
+//! line of the request through a tracing span. The same middleware catches panics, so
+//! that even a bug answers with a Problem that carries the id.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use futures::FutureExt;
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::{problem, problem_response};
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the request being served.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Installs the global tracing subscriber. Filter from `MINITTER_LOG` (default `info`).
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_env("MINITTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (tests start many servers in one process) keeps the first.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Middleware: request id, span, access log line, panic catcher.
+pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem::Result<Response> {
+    let id = request
+        .header(REQUEST_ID_HEADER)
+        .filter(|id| is_safe_id(id))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = Instant::now();
+
+    let outcome = AssertUnwindSafe(next.call(request).instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    let mut response = match outcome {
+        Ok(Ok(response)) => response.into_response(),
+        Ok(Err(error)) => error.into_response(),
+        Err(_panic) => {
+            span.in_scope(|| tracing::error!("handler panicked"));
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            problem_response(&problem(
+                status,
+                "internal",
+                "An internal error occurred.".into(),
+                &id,
+            ))
+        }
+    };
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "served"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// An incoming id is reused only if it is short and plain, so that it cannot inject
+/// anything into logs or headers.
+fn is_safe_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_id;
+
+    #[test]
+    fn plain_ids_are_reused_and_others_are_not() {
+        assert!(is_safe_id("0193-abc_DEF.1"));
+        assert!(!is_safe_id(""));
+        assert!(!is_safe_id("a b"));
+        assert!(!is_safe_id("x\r\nSet-Cookie: y"));
+        assert!(!is_safe_id(&"a".repeat(65)));
+    }
+}
