@@ -8,6 +8,7 @@ pub mod compression;
 pub mod config;
 pub mod docs;
 pub mod error;
+#[rustfmt::skip]
 pub mod generated;
 pub mod handlers;
 pub mod startup;

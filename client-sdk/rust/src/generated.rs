@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
 #[allow(unused_imports)]
-use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt, encode_path};
+use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
@@ -38,7 +38,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for AccessTokenAccessToken {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 4096usize {
                 return Err("longer than 4096 characters".into());
             }
@@ -47,7 +49,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for AccessTokenAccessToken {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -82,7 +86,7 @@ pub mod types {
         Hash,
         Ord,
         PartialEq,
-        PartialOrd,
+        PartialOrd
     )]
     pub enum AccessTokenTokenType {
         Bearer,
@@ -96,7 +100,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for AccessTokenTokenType {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "Bearer" => Ok(Self::Bearer),
                 _ => Err("invalid value".into()),
@@ -105,7 +111,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for AccessTokenTokenType {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -160,7 +168,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for DisplayName {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 50usize {
                 return Err("longer than 50 characters".into());
             }
@@ -172,7 +182,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for DisplayName {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -213,7 +225,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for Email {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 254usize {
                 return Err("longer than 254 characters".into());
             }
@@ -225,7 +239,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Email {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -270,7 +286,7 @@ pub mod types {
         Hash,
         Ord,
         PartialEq,
-        PartialOrd,
+        PartialOrd
     )]
     pub enum HealthStatusStatus {
         #[serde(rename = "ok")]
@@ -285,7 +301,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for HealthStatusStatus {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "ok" => Ok(Self::Ok),
                 _ => Err("invalid value".into()),
@@ -294,7 +312,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for HealthStatusStatus {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -381,7 +401,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for Password {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 128usize {
                 return Err("longer than 128 characters".into());
             }
@@ -393,7 +415,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Password {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -463,12 +487,14 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemCode {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 64usize {
                 return Err("longer than 64 characters".into());
             }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-                ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[a-z][a-z0-9_]*$").unwrap());
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[a-z][a-z0-9_]*$").unwrap() });
             if PATTERN.find(value).is_none() {
                 return Err("doesn't match pattern \"^[a-z][a-z0-9_]*$\"".into());
             }
@@ -477,7 +503,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemCode {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -518,7 +546,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemDetail {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 2000usize {
                 return Err("longer than 2000 characters".into());
             }
@@ -527,7 +557,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemDetail {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -568,7 +600,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemInstance {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 2048usize {
                 return Err("longer than 2048 characters".into());
             }
@@ -577,7 +611,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemInstance {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -618,7 +654,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemRequestId {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 64usize {
                 return Err("longer than 64 characters".into());
             }
@@ -627,7 +665,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemRequestId {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -668,7 +708,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemTitle {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 200usize {
                 return Err("longer than 200 characters".into());
             }
@@ -677,7 +719,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemTitle {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -718,7 +762,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ProblemType {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 2048usize {
                 return Err("longer than 2048 characters".into());
             }
@@ -727,7 +773,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ProblemType {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -781,17 +829,17 @@ pub mod types {
     }
     impl ::std::str::FromStr for Username {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 30usize {
                 return Err("longer than 30 characters".into());
             }
             if value.chars().count() < 3usize {
                 return Err("shorter than 3 characters".into());
             }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-                ::std::sync::LazyLock::new(|| {
-                    ::regress::Regex::new("^[A-Za-z0-9_]{3,30}$").unwrap()
-                });
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Za-z0-9_]{3,30}$").unwrap() });
             if PATTERN.find(value).is_none() {
                 return Err("doesn't match pattern \"^[A-Za-z0-9_]{3,30}$\"".into());
             }
@@ -800,7 +848,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Username {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -850,7 +900,7 @@ pub mod types {
         Hash,
         Ord,
         PartialEq,
-        PartialOrd,
+        PartialOrd
     )]
     pub enum ViolationIn {
         #[serde(rename = "body")]
@@ -874,7 +924,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ViolationIn {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "body" => Ok(Self::Body),
                 "path" => Ok(Self::Path),
@@ -886,7 +938,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ViolationIn {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -915,7 +969,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ViolationMessage {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 1000usize {
                 return Err("longer than 1000 characters".into());
             }
@@ -924,7 +980,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ViolationMessage {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -965,7 +1023,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ViolationPointer {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 1024usize {
                 return Err("longer than 1024 characters".into());
             }
@@ -974,7 +1034,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ViolationPointer {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -1002,10 +1064,18 @@ pub mod types {
     pub mod builder {
         #[derive(Clone, Debug)]
         pub struct AccessToken {
-            access_token:
-                ::std::result::Result<super::AccessTokenAccessToken, ::std::string::String>,
-            expires_in: ::std::result::Result<::std::num::NonZeroU64, ::std::string::String>,
-            token_type: ::std::result::Result<super::AccessTokenTokenType, ::std::string::String>,
+            access_token: ::std::result::Result<
+                super::AccessTokenAccessToken,
+                ::std::string::String,
+            >,
+            expires_in: ::std::result::Result<
+                ::std::num::NonZeroU64,
+                ::std::string::String,
+            >,
+            token_type: ::std::result::Result<
+                super::AccessTokenTokenType,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for AccessToken {
             fn default() -> Self {
@@ -1024,7 +1094,9 @@ pub mod types {
             {
                 self.access_token = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for access_token: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for access_token: {e}")
+                    });
                 self
             }
             pub fn expires_in<T>(mut self, value: T) -> Self
@@ -1034,7 +1106,9 @@ pub mod types {
             {
                 self.expires_in = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for expires_in: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_in: {e}")
+                    });
                 self
             }
             pub fn token_type<T>(mut self, value: T) -> Self
@@ -1044,7 +1118,9 @@ pub mod types {
             {
                 self.token_type = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for token_type: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for token_type: {e}")
+                    });
                 self
             }
         }
@@ -1090,7 +1166,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn password<T>(mut self, value: T) -> Self
@@ -1100,7 +1178,9 @@ pub mod types {
             {
                 self.password = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for password: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for password: {e}")
+                    });
                 self
             }
         }
@@ -1129,7 +1209,10 @@ pub mod types {
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
             >,
-            display_name: ::std::result::Result<super::DisplayName, ::std::string::String>,
+            display_name: ::std::result::Result<
+                super::DisplayName,
+                ::std::string::String,
+            >,
             email: ::std::result::Result<super::Email, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
             username: ::std::result::Result<super::Username, ::std::string::String>,
@@ -1153,7 +1236,9 @@ pub mod types {
             {
                 self.created_at = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
                 self
             }
             pub fn display_name<T>(mut self, value: T) -> Self
@@ -1163,7 +1248,9 @@ pub mod types {
             {
                 self.display_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for display_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for display_name: {e}")
+                    });
                 self
             }
             pub fn email<T>(mut self, value: T) -> Self
@@ -1173,7 +1260,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -1193,7 +1282,9 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
@@ -1224,7 +1315,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct HealthStatus {
-            status: ::std::result::Result<super::HealthStatusStatus, ::std::string::String>,
+            status: ::std::result::Result<
+                super::HealthStatusStatus,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for HealthStatus {
             fn default() -> Self {
@@ -1241,7 +1335,9 @@ pub mod types {
             {
                 self.status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for status: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
         }
@@ -1250,16 +1346,12 @@ pub mod types {
             fn try_from(
                 value: HealthStatus,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self {
-                    status: value.status?,
-                })
+                Ok(Self { status: value.status? })
             }
         }
         impl ::std::convert::From<super::HealthStatus> for HealthStatus {
             fn from(value: super::HealthStatus) -> Self {
-                Self {
-                    status: Ok(value.status),
-                }
+                Self { status: Ok(value.status) }
             }
         }
         #[derive(Clone, Debug)]
@@ -1290,7 +1382,9 @@ pub mod types {
             {
                 self.display_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for display_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for display_name: {e}")
+                    });
                 self
             }
             pub fn email<T>(mut self, value: T) -> Self
@@ -1300,7 +1394,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn password<T>(mut self, value: T) -> Self
@@ -1310,7 +1406,9 @@ pub mod types {
             {
                 self.password = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for password: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for password: {e}")
+                    });
                 self
             }
             pub fn username<T>(mut self, value: T) -> Self
@@ -1320,7 +1418,9 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
@@ -1354,12 +1454,18 @@ pub mod types {
                 ::std::option::Option<super::ProblemDetail>,
                 ::std::string::String,
             >,
-            errors: ::std::result::Result<::std::vec::Vec<super::Violation>, ::std::string::String>,
+            errors: ::std::result::Result<
+                ::std::vec::Vec<super::Violation>,
+                ::std::string::String,
+            >,
             instance: ::std::result::Result<
                 ::std::option::Option<super::ProblemInstance>,
                 ::std::string::String,
             >,
-            request_id: ::std::result::Result<super::ProblemRequestId, ::std::string::String>,
+            request_id: ::std::result::Result<
+                super::ProblemRequestId,
+                ::std::string::String,
+            >,
             status: ::std::result::Result<i32, ::std::string::String>,
             title: ::std::result::Result<super::ProblemTitle, ::std::string::String>,
             type_: ::std::result::Result<super::ProblemType, ::std::string::String>,
@@ -1386,7 +1492,9 @@ pub mod types {
             {
                 self.code = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for code: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for code: {e}")
+                    });
                 self
             }
             pub fn detail<T>(mut self, value: T) -> Self
@@ -1396,7 +1504,9 @@ pub mod types {
             {
                 self.detail = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for detail: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for detail: {e}")
+                    });
                 self
             }
             pub fn errors<T>(mut self, value: T) -> Self
@@ -1406,17 +1516,23 @@ pub mod types {
             {
                 self.errors = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for errors: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for errors: {e}")
+                    });
                 self
             }
             pub fn instance<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ProblemInstance>>,
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::ProblemInstance>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
                 self.instance = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for instance: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance: {e}")
+                    });
                 self
             }
             pub fn request_id<T>(mut self, value: T) -> Self
@@ -1426,7 +1542,9 @@ pub mod types {
             {
                 self.request_id = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for request_id: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for request_id: {e}")
+                    });
                 self
             }
             pub fn status<T>(mut self, value: T) -> Self
@@ -1436,7 +1554,9 @@ pub mod types {
             {
                 self.status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for status: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
             pub fn title<T>(mut self, value: T) -> Self
@@ -1446,7 +1566,9 @@ pub mod types {
             {
                 self.title = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for title: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for title: {e}")
+                    });
                 self
             }
             pub fn type_<T>(mut self, value: T) -> Self
@@ -1456,7 +1578,9 @@ pub mod types {
             {
                 self.type_ = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for type_: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
                 self
             }
         }
@@ -1497,7 +1621,10 @@ pub mod types {
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
             >,
-            display_name: ::std::result::Result<super::DisplayName, ::std::string::String>,
+            display_name: ::std::result::Result<
+                super::DisplayName,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<super::Id, ::std::string::String>,
             username: ::std::result::Result<super::Username, ::std::string::String>,
         }
@@ -1519,7 +1646,9 @@ pub mod types {
             {
                 self.created_at = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
                 self
             }
             pub fn display_name<T>(mut self, value: T) -> Self
@@ -1529,7 +1658,9 @@ pub mod types {
             {
                 self.display_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for display_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for display_name: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -1549,13 +1680,17 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<User> for super::User {
             type Error = super::error::ConversionError;
-            fn try_from(value: User) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: User,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     created_at: value.created_at?,
                     display_name: value.display_name?,
@@ -1577,8 +1712,14 @@ pub mod types {
         #[derive(Clone, Debug)]
         pub struct Violation {
             in_: ::std::result::Result<super::ViolationIn, ::std::string::String>,
-            message: ::std::result::Result<super::ViolationMessage, ::std::string::String>,
-            pointer: ::std::result::Result<super::ViolationPointer, ::std::string::String>,
+            message: ::std::result::Result<
+                super::ViolationMessage,
+                ::std::string::String,
+            >,
+            pointer: ::std::result::Result<
+                super::ViolationPointer,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Violation {
             fn default() -> Self {
@@ -1597,7 +1738,9 @@ pub mod types {
             {
                 self.in_ = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for in_: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for in_: {e}")
+                    });
                 self
             }
             pub fn message<T>(mut self, value: T) -> Self
@@ -1607,7 +1750,9 @@ pub mod types {
             {
                 self.message = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for message: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
                 self
             }
             pub fn pointer<T>(mut self, value: T) -> Self
@@ -1617,7 +1762,9 @@ pub mod types {
             {
                 self.pointer = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for pointer: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for pointer: {e}")
+                    });
                 self
             }
         }
@@ -1649,12 +1796,18 @@ pub mod types {
         pub struct ConversionError(::std::borrow::Cow<'static, str>);
         impl ::std::error::Error for ConversionError {}
         impl ::std::fmt::Display for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Display::fmt(&self.0, f)
             }
         }
         impl ::std::fmt::Debug for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Debug::fmt(&self.0, f)
             }
         }
@@ -1699,9 +1852,7 @@ impl Client {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
-            reqwest::ClientBuilder::new()
-                .connect_timeout(dur)
-                .timeout(dur)
+            reqwest::ClientBuilder::new().connect_timeout(dur).timeout(dur)
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
@@ -1738,91 +1889,91 @@ impl ClientHooks<()> for &Client {}
 impl Client {
     /**Liveness probe
 
-    Answers 200 while the process is able to serve HTTP. It checks no dependency.
+Answers 200 while the process is able to serve HTTP. It checks no dependency.
 
-    Sends a `GET` request to `/healthz`
+Sends a `GET` request to `/healthz`
 
-    ```ignore
-    let response = client.get_health()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.get_health()
+    .send()
+    .await;
+```*/
     pub fn get_health(&self) -> builder::GetHealth<'_> {
         builder::GetHealth::new(self)
     }
     /**Readiness probe
 
-    Answers 200 when the database answers a query, 503 otherwise.
+Answers 200 when the database answers a query, 503 otherwise.
 
-    Sends a `GET` request to `/readyz`
+Sends a `GET` request to `/readyz`
 
-    ```ignore
-    let response = client.get_readiness()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.get_readiness()
+    .send()
+    .await;
+```*/
     pub fn get_readiness(&self) -> builder::GetReadiness<'_> {
         builder::GetReadiness::new(self)
     }
     /**Sign up
 
-    Creates a user account. Usernames and emails are unique, compared
-    case-insensitively; a taken one answers 409 naming the field.
+Creates a user account. Usernames and emails are unique, compared
+case-insensitively; a taken one answers 409 naming the field.
 
 
-    Sends a `POST` request to `/v1/users`
+Sends a `POST` request to `/v1/users`
 
-    ```ignore
-    let response = client.sign_up()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.sign_up()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn sign_up(&self) -> builder::SignUp<'_> {
         builder::SignUp::new(self)
     }
     /**Get a user's public profile
 
-    Sends a `GET` request to `/v1/users/{user_id}`
+Sends a `GET` request to `/v1/users/{user_id}`
 
-    Arguments:
-    - `user_id`: A user's id.
-    ```ignore
-    let response = client.get_user()
-        .user_id(user_id)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `user_id`: A user's id.
+```ignore
+let response = client.get_user()
+    .user_id(user_id)
+    .send()
+    .await;
+```*/
     pub fn get_user(&self) -> builder::GetUser<'_> {
         builder::GetUser::new(self)
     }
     /**Log in
 
-    Exchanges an email and password for a short-lived bearer token (an HS256 JWT).
-    A wrong email and a wrong password get the same 401, so that the answer does
-    not reveal which accounts exist.
+Exchanges an email and password for a short-lived bearer token (an HS256 JWT).
+A wrong email and a wrong password get the same 401, so that the answer does
+not reveal which accounts exist.
 
 
-    Sends a `POST` request to `/v1/auth/token`
+Sends a `POST` request to `/v1/auth/token`
 
-    ```ignore
-    let response = client.create_token()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_token()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_token(&self) -> builder::CreateToken<'_> {
         builder::CreateToken::new(self)
     }
     /**Get the logged-in user
 
-    Sends a `GET` request to `/v1/me`
+Sends a `GET` request to `/v1/me`
 
-    ```ignore
-    let response = client.get_me()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.get_me()
+    .send()
+    .await;
+```*/
     pub fn get_me(&self) -> builder::GetMe<'_> {
         builder::GetMe::new(self)
     }
@@ -1833,12 +1984,12 @@ pub mod builder {
     use super::types;
     #[allow(unused_imports)]
     use super::{
-        ByteStream, ClientHooks, ClientInfo, Error, OperationInfo, RequestBuilderExt,
-        ResponseValue, encode_path,
+        encode_path, ByteStream, ClientInfo, ClientHooks, Error, OperationInfo,
+        RequestBuilderExt, ResponseValue,
     };
     /**Builder for [`Client::get_health`]
 
-    [`Client::get_health`]: super::Client::get_health*/
+[`Client::get_health`]: super::Client::get_health*/
     #[derive(Debug, Clone)]
     pub struct GetHealth<'a> {
         client: &'a super::Client,
@@ -1848,14 +1999,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/healthz`
-        pub async fn send(self) -> Result<ResponseValue<types::HealthStatus>, Error<()>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::HealthStatus>, Error<()>> {
             let Self { client } = self;
             let url = format!("{}/healthz", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -1881,7 +2037,7 @@ pub mod builder {
     }
     /**Builder for [`Client::get_readiness`]
 
-    [`Client::get_readiness`]: super::Client::get_readiness*/
+[`Client::get_readiness`]: super::Client::get_readiness*/
     #[derive(Debug, Clone)]
     pub struct GetReadiness<'a> {
         client: &'a super::Client,
@@ -1897,10 +2053,13 @@ pub mod builder {
             let Self { client } = self;
             let url = format!("{}/readyz", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -1920,16 +2079,20 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                503u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::sign_up`]
 
-    [`Client::sign_up`]: super::Client::sign_up*/
+[`Client::sign_up`]: super::Client::sign_up*/
     #[derive(Debug, Clone)]
     pub struct SignUp<'a> {
         client: &'a super::Client,
@@ -1961,17 +2124,22 @@ pub mod builder {
             self
         }
         ///Sends a `POST` request to `/v1/users`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
             let Self { client, body } = self;
             let body = body
                 .and_then(|v| types::NewUser::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/users", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -1992,28 +2160,48 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 201u16 => ResponseValue::from_response(response).await,
-                400u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                409u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                413u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                415u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                503u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_user`]
 
-    [`Client::get_user`]: super::Client::get_user*/
+[`Client::get_user`]: super::Client::get_user*/
     #[derive(Debug, Clone)]
     pub struct GetUser<'a> {
         client: &'a super::Client,
@@ -2036,19 +2224,22 @@ pub mod builder {
             self
         }
         ///Sends a `GET` request to `/v1/users/{user_id}`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
             let Self { client, user_id } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
             let url = format!(
-                "{}/v1/users/{}",
-                client.baseurl,
-                encode_path(&user_id.to_string()),
+                "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2068,22 +2259,34 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                404u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                503u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_token`]
 
-    [`Client::create_token`]: super::Client::create_token*/
+[`Client::create_token`]: super::Client::create_token*/
     #[derive(Debug, Clone)]
     pub struct CreateToken<'a> {
         client: &'a super::Client,
@@ -2104,12 +2307,16 @@ pub mod builder {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `Credentials` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `Credentials` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::Credentials) -> types::builder::Credentials,
+            F: std::ops::FnOnce(
+                types::builder::Credentials,
+            ) -> types::builder::Credentials,
         {
             self.body = self.body.map(f);
             self
@@ -2124,10 +2331,13 @@ pub mod builder {
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/auth/token", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2148,28 +2358,48 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                401u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                413u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                415u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                503u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_me`]
 
-    [`Client::get_me`]: super::Client::get_me*/
+[`Client::get_me`]: super::Client::get_me*/
     #[derive(Debug, Clone)]
     pub struct GetMe<'a> {
         client: &'a super::Client,
@@ -2185,10 +2415,13 @@ pub mod builder {
             let Self { client } = self;
             let url = format!("{}/v1/me", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2208,12 +2441,20 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                503u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }

@@ -6,6 +6,7 @@
 //! and [`ProblemExt`] gives the typed `Problem` of an error response.
 
 #[allow(clippy::all, clippy::pedantic, unused_imports, missing_docs)]
+#[rustfmt::skip]
 mod generated;
 
 mod extras;

@@ -3,12 +3,13 @@
 //! The contract as a trait, with a params struct and a response enum per
 //! operation, and the routes that validate requests and dispatch to the trait.
 #![allow(clippy::all, clippy::pedantic, unused_mut, dead_code, missing_docs)]
-use super::runtime;
-use super::types;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
-static VALIDATORS: LazyLock<runtime::Validators> =
-    LazyLock::new(|| runtime::Validators::compile(include_str!("request_schemas.json")));
+use super::runtime;
+use super::types;
+static VALIDATORS: LazyLock<runtime::Validators> = LazyLock::new(|| runtime::Validators::compile(
+    include_str!("request_schemas.json"),
+));
 /// One method per operation of the document. There are no default bodies: an
 /// operation added to the document fails to compile until it is implemented.
 pub trait Api: Send + Sync + 'static {
@@ -87,7 +88,11 @@ impl poem::IntoResponse for GetHealthResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
-                let mut response = runtime::json_response(200u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
                 response
             }
         }
@@ -113,21 +118,25 @@ pub enum GetReadinessResponse {
     /// 200: The server and its database are ready.
     Ok(types::HealthStatus),
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
-    ServiceUnavailable {
-        body: types::Problem,
-        retry_after: i64,
-    },
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
 impl poem::IntoResponse for GetReadinessResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
-                let mut response = runtime::json_response(200u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
-                let mut response =
-                    runtime::json_response(503u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
@@ -156,10 +165,7 @@ static SIGN_UP: runtime::Operation = runtime::Operation {
 #[derive(Debug)]
 pub enum SignUpResponse {
     /// 201: The user was created.
-    Created {
-        body: types::User,
-        location: ::std::string::String,
-    },
+    Created { body: types::User, location: ::std::string::String },
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 409: The request conflicts with existing data, such as a taken username or email.
@@ -169,42 +175,58 @@ pub enum SignUpResponse {
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
-    ServiceUnavailable {
-        body: types::Problem,
-        retry_after: i64,
-    },
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
 impl poem::IntoResponse for SignUpResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Created { body, location } => {
-                let mut response = runtime::json_response(201u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    201u16,
+                    "application/json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "location", &location);
                 response
             }
             Self::BadRequest(body) => {
-                let mut response =
-                    runtime::json_response(400u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::Conflict(body) => {
-                let mut response =
-                    runtime::json_response(409u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    409u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::PayloadTooLarge(body) => {
-                let mut response =
-                    runtime::json_response(413u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::UnsupportedMediaType(body) => {
-                let mut response =
-                    runtime::json_response(415u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
-                let mut response =
-                    runtime::json_response(503u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
@@ -223,12 +245,14 @@ async fn handle_sign_up<A: Api>(
 }
 static GET_USER: runtime::Operation = runtime::Operation {
     id: "get_user",
-    params: &[runtime::Param {
-        name: "user_id",
-        location: runtime::Location::Path,
-        scalar: runtime::Scalar::String,
-        array: false,
-    }],
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
     body: None,
 };
 /// The responses `get_user` may answer with.
@@ -241,31 +265,41 @@ pub enum GetUserResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
-    ServiceUnavailable {
-        body: types::Problem,
-        retry_after: i64,
-    },
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
 impl poem::IntoResponse for GetUserResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
-                let mut response = runtime::json_response(200u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
                 response
             }
             Self::BadRequest(body) => {
-                let mut response =
-                    runtime::json_response(400u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::NotFound(body) => {
-                let mut response =
-                    runtime::json_response(404u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
-                let mut response =
-                    runtime::json_response(503u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
@@ -277,7 +311,8 @@ async fn handle_get_user<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
-    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits).await?;
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits)
+        .await?;
     let params: types::GetUserParams = input.params()?;
     let response = api.get_user(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
@@ -308,47 +343,60 @@ pub enum CreateTokenResponse {
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
-    ServiceUnavailable {
-        body: types::Problem,
-        retry_after: i64,
-    },
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
 impl poem::IntoResponse for CreateTokenResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
-                let mut response = runtime::json_response(200u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
                 response
             }
             Self::BadRequest(body) => {
-                let mut response =
-                    runtime::json_response(400u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
-            Self::Unauthorized {
-                body,
-                www_authenticate,
-            } => {
-                let mut response =
-                    runtime::json_response(401u16, "application/problem+json", &body);
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
                 if let Some(value) = &www_authenticate {
                     runtime::set_header(&mut response, "www-authenticate", value);
                 }
                 response
             }
             Self::PayloadTooLarge(body) => {
-                let mut response =
-                    runtime::json_response(413u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::UnsupportedMediaType(body) => {
-                let mut response =
-                    runtime::json_response(415u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
-                let mut response =
-                    runtime::json_response(503u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
@@ -360,7 +408,8 @@ async fn handle_create_token<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
-    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TOKEN, limits).await?;
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TOKEN, limits)
+        .await?;
     let body: types::Credentials = input.json_body()?;
     let response = api.create_token(&request, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
@@ -381,32 +430,36 @@ pub enum GetMeResponse {
         www_authenticate: Option<::std::string::String>,
     },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
-    ServiceUnavailable {
-        body: types::Problem,
-        retry_after: i64,
-    },
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
 impl poem::IntoResponse for GetMeResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
-                let mut response = runtime::json_response(200u16, "application/json", &body);
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
                 response
             }
-            Self::Unauthorized {
-                body,
-                www_authenticate,
-            } => {
-                let mut response =
-                    runtime::json_response(401u16, "application/problem+json", &body);
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
                 if let Some(value) = &www_authenticate {
                     runtime::set_header(&mut response, "www-authenticate", value);
                 }
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
-                let mut response =
-                    runtime::json_response(503u16, "application/problem+json", &body);
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
                 runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
@@ -427,77 +480,101 @@ async fn handle_get_me<A: Api>(
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
     LazyLock::force(&VALIDATORS);
     let route = poem::Route::new();
-    let route = route.at("/healthz", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "GET" => handle_get_health(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["GET"])),
-                }
-            }
-        })
-    });
-    let route = route.at("/readyz", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "GET" => handle_get_readiness(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["GET"])),
-                }
-            }
-        })
-    });
-    let route = route.at("/v1/auth/token", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "POST" => handle_create_token(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["POST"])),
-                }
-            }
-        })
-    });
-    let route = route.at("/v1/me", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "GET" => handle_get_me(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["GET"])),
-                }
-            }
-        })
-    });
-    let route = route.at("/v1/users", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "POST" => handle_sign_up(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["POST"])),
-                }
-            }
-        })
-    });
-    let route = route.at("/v1/users/:user_id", {
-        let api = Arc::clone(&api);
-        poem::endpoint::make(move |request: poem::Request| {
-            let api = Arc::clone(&api);
-            async move {
-                match request.method().as_str() {
-                    "GET" => handle_get_user(&*api, request, limits).await,
-                    _ => Err(runtime::method_not_allowed(&["GET"])),
-                }
-            }
-        })
-    });
+    let route = route
+        .at(
+            "/healthz",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_health(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/readyz",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_readiness(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/auth/token",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => handle_create_token(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/me",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_me(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => handle_sign_up(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users/:user_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_user(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
     route
 }

@@ -62,29 +62,19 @@ impl poem::error::ResponseError for RejectedRequest {
 
 impl RejectedRequest {
     fn invalid(violations: Vec<Violation>) -> Self {
-        let mut fields: Vec<(Location, &str)> = violations
-            .iter()
-            .map(|v| (v.location, v.pointer.as_str()))
-            .collect();
+        let mut fields: Vec<(Location, &str)> =
+            violations.iter().map(|v| (v.location, v.pointer.as_str())).collect();
         fields.sort_by_key(|(location, pointer)| (*location as u8, *pointer));
         fields.dedup();
         let detail = match fields.len() {
             1 => "The request has 1 invalid field.".to_owned(),
             n => format!("The request has {n} invalid fields."),
         };
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            detail,
-            violations,
-        }
+        Self { status: StatusCode::BAD_REQUEST, detail, violations }
     }
 
     fn with_status(status: StatusCode, detail: String) -> Self {
-        Self {
-            status,
-            detail,
-            violations: Vec::new(),
-        }
+        Self { status, detail, violations: Vec::new() }
     }
 }
 
@@ -171,9 +161,7 @@ impl Input {
     }
 
     /// The JSON body of an operation whose body is optional.
-    pub fn optional_json_body<T: serde::de::DeserializeOwned>(
-        &mut self,
-    ) -> poem::Result<Option<T>> {
+    pub fn optional_json_body<T: serde::de::DeserializeOwned>(&mut self) -> poem::Result<Option<T>> {
         self.json.take().map(deserialize).transpose()
     }
 
@@ -247,13 +235,7 @@ impl Validators {
         Self { operations }
     }
 
-    fn validate(
-        &self,
-        operation: &str,
-        location: Location,
-        value: &Value,
-        out: &mut Vec<Violation>,
-    ) {
+    fn validate(&self, operation: &str, location: Location, value: &Value, out: &mut Vec<Violation>) {
         let Some(compiled) = self.operations.get(operation) else {
             return;
         };
@@ -282,13 +264,7 @@ fn violations_of(location: Location, error: &jsonschema::ValidationError<'_>) ->
     use jsonschema::error::ValidationErrorKind as Kind;
     let at = error.instance_path().to_string();
     let child = |name: &str| format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
-    let one = |pointer: String, message: String| {
-        vec![Violation {
-            location,
-            pointer,
-            message,
-        }]
-    };
+    let one = |pointer: String, message: String| vec![Violation { location, pointer, message }];
     match error.kind() {
         Kind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
@@ -351,11 +327,7 @@ pub async fn extract(
         let mut object = Map::new();
         for param in operation.params.iter().filter(|p| p.location == location) {
             let raw: Vec<String> = match location {
-                Location::Path => request
-                    .raw_path_param(param.name)
-                    .map(str::to_owned)
-                    .into_iter()
-                    .collect(),
+                Location::Path => request.raw_path_param(param.name).map(str::to_owned).into_iter().collect(),
                 Location::Query => query
                     .iter()
                     .filter(|(k, _)| k == param.name)
@@ -386,11 +358,7 @@ pub async fn extract(
         }
     }
 
-    let mut input = Input {
-        params: Value::Object(params),
-        body: None,
-        json: None,
-    };
+    let mut input = Input { params: Value::Object(params), body: None, json: None };
     if let Some(declared) = &operation.body {
         let bytes = read_body(request, declared, limits).await?;
         match bytes {
@@ -448,10 +416,7 @@ async fn read_body(
     let too_large = || {
         RejectedRequest::with_status(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "The request body is larger than {} bytes.",
-                limits.max_body_bytes
-            ),
+            format!("The request body is larger than {} bytes.", limits.max_body_bytes),
         )
     };
     if declared_length.is_some_and(|n| n > limits.max_body_bytes as u64) {
@@ -463,21 +428,13 @@ async fn read_body(
         .await
         .map_err(|error| match error {
             poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
-            other => {
-                RejectedRequest::with_status(StatusCode::BAD_REQUEST, other.to_string()).into()
-            }
+            other => RejectedRequest::with_status(StatusCode::BAD_REQUEST, other.to_string()).into(),
         })?;
-    Ok(if bytes.is_empty() && declared.json {
-        None
-    } else {
-        Some(bytes.to_vec())
-    })
+    Ok(if bytes.is_empty() && declared.json { None } else { Some(bytes.to_vec()) })
 }
 
 fn query_pairs(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 /// Converts a parameter's text to the JSON type its schema declares. Text that does not
@@ -515,11 +472,7 @@ pub fn is(method: &Method, expected: &str) -> bool {
 }
 
 /// A response with a JSON body.
-pub fn json_response<T: serde::Serialize>(
-    status: u16,
-    content_type: &str,
-    body: &T,
-) -> poem::Response {
+pub fn json_response<T: serde::Serialize>(status: u16, content_type: &str, body: &T) -> poem::Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => poem::Response::builder()
             .status(status_code(status))
@@ -544,18 +497,12 @@ pub fn body_response(status: u16, content_type: &str, body: poem::Body) -> poem:
 
 /// A response with no body.
 pub fn empty_response(status: u16) -> poem::Response {
-    poem::Response::builder()
-        .status(status_code(status))
-        .finish()
+    poem::Response::builder().status(status_code(status)).finish()
 }
 
 /// Sets a declared response header. A value that is not a valid header value is a bug in
 /// the handler; it is logged and the header left out rather than the response lost.
-pub fn set_header(
-    response: &mut poem::Response,
-    name: &'static str,
-    value: &dyn std::fmt::Display,
-) {
+pub fn set_header(response: &mut poem::Response, name: &'static str, value: &dyn std::fmt::Display) {
     match poem::http::HeaderValue::from_str(&value.to_string()) {
         Ok(value) => {
             response.headers_mut().insert(name, value);

@@ -22,7 +22,7 @@ pub struct AccessToken {
     Hash,
     Ord,
     PartialEq,
-    PartialOrd,
+    PartialOrd
 )]
 pub enum AccessTokenTokenType {
     Bearer,
@@ -36,7 +36,9 @@ impl ::std::fmt::Display for AccessTokenTokenType {
 }
 impl ::std::str::FromStr for AccessTokenTokenType {
     type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
             "Bearer" => Ok(Self::Bearer),
             _ => Err("invalid value".into()),
@@ -45,7 +47,9 @@ impl ::std::str::FromStr for AccessTokenTokenType {
 }
 impl ::std::convert::TryFrom<&str> for AccessTokenTokenType {
     type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
@@ -75,7 +79,15 @@ pub struct CurrentUser {
 }
 ///The name shown beside the username.
 #[derive(
-    ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
 )]
 #[serde(transparent)]
 pub struct DisplayName(pub ::std::string::String);
@@ -108,7 +120,15 @@ impl ::std::str::FromStr for DisplayName {
 }
 ///`Email`
 #[derive(
-    ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
 )]
 #[serde(transparent)]
 pub struct Email(pub ::std::string::String);
@@ -160,7 +180,7 @@ pub struct HealthStatus {
     Hash,
     Ord,
     PartialEq,
-    PartialOrd,
+    PartialOrd
 )]
 pub enum HealthStatusStatus {
     #[serde(rename = "ok")]
@@ -175,7 +195,9 @@ impl ::std::fmt::Display for HealthStatusStatus {
 }
 impl ::std::str::FromStr for HealthStatusStatus {
     type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
             "ok" => Ok(Self::Ok),
             _ => Err("invalid value".into()),
@@ -184,7 +206,9 @@ impl ::std::str::FromStr for HealthStatusStatus {
 }
 impl ::std::convert::TryFrom<&str> for HealthStatusStatus {
     type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
@@ -251,7 +275,15 @@ pub struct NewUser {
 }
 ///Between 8 and 128 characters; stored only as an argon2id hash.
 #[derive(
-    ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
 )]
 #[serde(transparent)]
 pub struct Password(pub ::std::string::String);
@@ -316,7 +348,15 @@ pub struct User {
 }
 ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
 #[derive(
-    ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
 )]
 #[serde(transparent)]
 pub struct Username(pub ::std::string::String);
@@ -368,7 +408,7 @@ pub struct Violation {
     Hash,
     Ord,
     PartialEq,
-    PartialOrd,
+    PartialOrd
 )]
 pub enum ViolationIn {
     #[serde(rename = "body")]
@@ -392,7 +432,9 @@ impl ::std::fmt::Display for ViolationIn {
 }
 impl ::std::str::FromStr for ViolationIn {
     type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
             "body" => Ok(Self::Body),
             "path" => Ok(Self::Path),
@@ -404,7 +446,9 @@ impl ::std::str::FromStr for ViolationIn {
 }
 impl ::std::convert::TryFrom<&str> for ViolationIn {
     type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
@@ -422,12 +466,18 @@ pub mod error {
     pub struct ConversionError(::std::borrow::Cow<'static, str>);
     impl ::std::error::Error for ConversionError {}
     impl ::std::fmt::Display for ConversionError {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
             ::std::fmt::Display::fmt(&self.0, f)
         }
     }
     impl ::std::fmt::Debug for ConversionError {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
             ::std::fmt::Debug::fmt(&self.0, f)
         }
     }
