@@ -1,0 +1,80 @@
+//! A live server on port 0 with a fresh database, and a record of every exchange it had.
+//!
+//! The recorder wraps the whole app, so it sees exactly what a client receives: the
+//! status, the headers and the body bytes of every response, error responses included.
+
+use std::sync::{Arc, Mutex};
+
+use minitter_server::config::Config;
+use minitter_server::startup::{AppState, Application};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
+
+/// One request and the response it got.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub headers: poem::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+pub type Log = Arc<Mutex<Vec<Exchange>>>;
+
+pub struct TestServer {
+    pub base_url: String,
+    pub log: Log,
+    pub state: Arc<AppState>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_data_dir(data_dir.path());
+        config.bind = "127.0.0.1:0".parse().expect("address");
+        let log: Log = Arc::default();
+        let recorder_log = Arc::clone(&log);
+        let app = Application::build_with(config, move |app| {
+            app.around(move |next, request| record(next, request, Arc::clone(&recorder_log)))
+                .boxed()
+        })
+        .await
+        .expect("the server builds");
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        tokio::spawn(app.run_until_stopped());
+        Self { base_url, log, state, _data_dir: data_dir }
+    }
+
+    pub fn client(&self) -> minitter_client::Client {
+        minitter_client::ClientBuilder::new(&self.base_url).build().expect("client")
+    }
+
+    pub fn client_with_token(&self, token: &str) -> minitter_client::Client {
+        minitter_client::ClientBuilder::new(&self.base_url)
+            .bearer_token(token)
+            .build()
+            .expect("client")
+    }
+
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.log.lock().expect("log lock").clone()
+    }
+}
+
+async fn record<E: Endpoint>(next: Arc<E>, request: Request, log: Log) -> poem::Result<Response> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let response = next.call(request).await?.into_response();
+    let (parts, body) = response.into_parts();
+    let bytes = body.into_vec().await?;
+    log.lock().expect("log lock").push(Exchange {
+        method,
+        path,
+        status: parts.status.as_u16(),
+        headers: parts.headers.clone(),
+        body: bytes.clone(),
+    });
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
