@@ -58,10 +58,10 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(dir) = &args.server_out {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
+    if let Some(dir) = &args.server_out
+        && dir.exists()
+    {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     for (path, contents) in &outputs {
         if let Some(parent) = path.parent() {

@@ -84,10 +84,10 @@ fn rewrite_ref(reference: &str) -> String {
 }
 
 fn make_nullable(mut schema: Map<String, Value>) -> Value {
-    if let Some(Value::Array(values)) = schema.get_mut("enum") {
-        if !values.contains(&Value::Null) {
-            values.push(Value::Null);
-        }
+    if let Some(Value::Array(values)) = schema.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
     }
     match schema.get("type").cloned() {
         Some(Value::String(single)) => {

@@ -47,14 +47,14 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
     let type_stream = types.to_stream();
     let types_file = render(quote! {
         //! The document's schemas as Rust types (typify).
-        #![allow(clippy::all, clippy::pedantic, unused_imports, dead_code, missing_docs)]
+        #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, unused_imports, dead_code, missing_docs)]
         #type_stream
     })?;
 
     let api_file = render(quote! {
         //! The contract as a trait, with a params struct and a response enum per
         //! operation, and the routes that validate requests and dispatch to the trait.
-        #![allow(clippy::all, clippy::pedantic, unused_mut, dead_code, missing_docs)]
+        #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, unused_mut, dead_code, missing_docs)]
 
         use std::future::Future;
         use std::sync::{Arc, LazyLock};
@@ -203,10 +203,9 @@ impl Model {
                 media_type,
                 ..
             }) = &operation.body
+                && is_json(media_type)
             {
-                if is_json(media_type) {
-                    schemas.insert("body".to_owned(), schema.clone());
-                }
+                schemas.insert("body".to_owned(), schema.clone());
             }
             operations.insert(operation.id.clone(), Value::Object(schemas));
         }

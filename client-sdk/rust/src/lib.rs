@@ -5,7 +5,7 @@
 //! needs: [`ClientBuilder`] sets the API key and bearer token once for every request,
 //! and [`ProblemExt`] gives the typed `Problem` of an error response.
 
-#[allow(clippy::all, clippy::pedantic, unused_imports, missing_docs)]
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, unused_imports, missing_docs)]
 #[rustfmt::skip]
 mod generated;
 

@@ -44,11 +44,18 @@ impl TestServer {
         let base_url = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         tokio::spawn(app.run_until_stopped());
-        Self { base_url, log, state, _data_dir: data_dir }
+        Self {
+            base_url,
+            log,
+            state,
+            _data_dir: data_dir,
+        }
     }
 
     pub fn client(&self) -> minitter_client::Client {
-        minitter_client::ClientBuilder::new(&self.base_url).build().expect("client")
+        minitter_client::ClientBuilder::new(&self.base_url)
+            .build()
+            .expect("client")
     }
 
     pub fn client_with_token(&self, token: &str) -> minitter_client::Client {

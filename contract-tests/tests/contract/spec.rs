@@ -30,7 +30,11 @@ impl Contract {
         let definitions: Map<String, Value> = raw
             .pointer("/components/schemas")
             .and_then(Value::as_object)
-            .map(|s| s.iter().map(|(k, v)| (k.clone(), to_json_schema(v))).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|(k, v)| (k.clone(), to_json_schema(v)))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut operations = Vec::new();
         for (path, item) in raw["paths"].as_object().expect("paths") {
@@ -46,14 +50,22 @@ impl Contract {
                 });
             }
         }
-        Self { raw: raw.clone(), definitions: Value::Object(definitions), operations }
+        Self {
+            raw: raw.clone(),
+            definitions: Value::Object(definitions),
+            operations,
+        }
     }
 
     /// Every (operationId, status) pair the document declares.
     pub fn declared(&self) -> BTreeSet<(String, String)> {
         self.operations
             .iter()
-            .flat_map(|op| op.responses.keys().map(|status| (op.id.clone(), status.clone())))
+            .flat_map(|op| {
+                op.responses
+                    .keys()
+                    .map(|status| (op.id.clone(), status.clone()))
+            })
             .collect()
     }
 
@@ -75,7 +87,10 @@ impl Contract {
             .iter()
             .find_map(|key| op.responses.get(*key).map(|r| (key.to_string(), r)))
         else {
-            return Err(vec![format!("{} answered {status}, which it does not declare", op.id)]);
+            return Err(vec![format!(
+                "{} answered {status}, which it does not declare",
+                op.id
+            )]);
         };
         let response = self.resolve(response);
         let mut problems = Vec::new();
@@ -85,14 +100,20 @@ impl Contract {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
-        match (response.get("content").and_then(Value::as_object), &content_type) {
+        match (
+            response.get("content").and_then(Value::as_object),
+            &content_type,
+        ) {
             (None, _) if !exchange.body.is_empty() => {
                 problems.push(format!("{} {key}: a body where none is declared", op.id));
             }
             (None, _) => {}
             (Some(_), None) => problems.push(format!("{} {key}: no Content-Type", op.id)),
             (Some(content), Some(content_type)) => match content.get(content_type) {
-                None => problems.push(format!("{} {key}: undeclared Content-Type {content_type}", op.id)),
+                None => problems.push(format!(
+                    "{} {key}: undeclared Content-Type {content_type}",
+                    op.id
+                )),
                 Some(media) => {
                     if let Some(schema) = media.get("schema") {
                         problems.extend(self.validate_body(&op.id, &key, schema, &exchange.body));
@@ -100,13 +121,27 @@ impl Contract {
                 }
             },
         }
-        for (name, header) in response.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        for (name, header) in response
+            .get("headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let header = self.resolve(header);
-            if header.get("required") == Some(&Value::Bool(true)) && !exchange.headers.contains_key(name.as_str()) {
-                problems.push(format!("{} {key}: required header {name} is missing", op.id));
+            if header.get("required") == Some(&Value::Bool(true))
+                && !exchange.headers.contains_key(name.as_str())
+            {
+                problems.push(format!(
+                    "{} {key}: required header {name} is missing",
+                    op.id
+                ));
             }
         }
-        if problems.is_empty() { Ok(Some((op.id.clone(), key))) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(Some((op.id.clone(), key)))
+        } else {
+            Err(problems)
+        }
     }
 
     fn validate_body(&self, id: &str, key: &str, schema: &Value, body: &[u8]) -> Vec<String> {
@@ -128,7 +163,11 @@ impl Contract {
     }
 
     fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
-        match value.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+        match value
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+        {
             Some(pointer) => self.raw.pointer(pointer).unwrap_or(value),
             None => value,
         }

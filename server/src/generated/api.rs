@@ -2,7 +2,14 @@
 
 //! The contract as a trait, with a params struct and a response enum per
 //! operation, and the routes that validate requests and dispatch to the trait.
-#![allow(clippy::all, clippy::pedantic, unused_mut, dead_code, missing_docs)]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    unused_mut,
+    dead_code,
+    missing_docs
+)]
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use super::runtime;
