@@ -225,7 +225,12 @@ fn object_schema(params: &[&Param]) -> Value {
         .filter(|p| p.required)
         .map(|p| p.name.as_str())
         .collect();
-    json!({ "type": "object", "properties": properties, "required": required })
+    let mut schema = json!({ "type": "object", "properties": properties });
+    // Draft 4 forbids an empty `required`.
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
 }
 
 impl Operation {

@@ -149,7 +149,14 @@ fn error_to_response(error: poem::Error, request_id: &str) -> Response {
             }
             _ => {}
         }
-        let problem = problem(status, api_error.code(), api_error.to_string(), request_id);
+        let mut problem = problem(status, api_error.code(), api_error.to_string(), request_id);
+        if let ApiError::Conflict { field } = api_error {
+            problem.errors.push(ProblemViolation {
+                in_: ViolationIn::Body,
+                pointer: format!("/{field}"),
+                message: "is already taken".to_owned(),
+            });
+        }
         let mut response = problem_response(&problem);
         match api_error {
             ApiError::Unavailable(_) => {

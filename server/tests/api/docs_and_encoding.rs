@@ -1,0 +1,138 @@
+//! The published document, Swagger UI, and content codings.
+
+use std::io::{Read, Write};
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+const SPEC: &str = include_str!("../../../openapi.yaml");
+
+#[tokio::test]
+async fn the_spec_is_served_byte_for_byte() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/openapi.yaml"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/yaml");
+    assert_eq!(response.text().await.expect("text"), SPEC);
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_for_the_spec() {
+    let app = spawn_app().await;
+    let redirect = app
+        .http
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(redirect.status(), 303);
+    assert_eq!(redirect.headers()["location"], "/docs/");
+
+    let page = app
+        .http
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("swagger-ui"));
+
+    let init = app
+        .http
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("request");
+    let script = init.text().await.expect("js");
+    assert!(script.contains("/openapi.yaml"), "{script}");
+
+    let missing = app
+        .http
+        .get(app.url("/docs/nothing.js"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn responses_are_gzipped_when_asked_and_vary_on_accept_encoding() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/openapi.yaml"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert_eq!(response.headers()["vary"], "accept-encoding");
+    let compressed = response.bytes().await.expect("body");
+    assert!(compressed.len() < SPEC.len() / 2);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    assert_eq!(text, SPEC);
+}
+
+#[tokio::test]
+async fn brotli_is_preferred_when_equally_acceptable_and_identity_means_none() {
+    let app = spawn_app().await;
+    let get = |encoding: &'static str| {
+        app.http
+            .get(app.url("/openapi.yaml"))
+            .header("accept-encoding", encoding)
+            .send()
+    };
+    let br = get("gzip, br").await.expect("request");
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let identity = get("identity").await.expect("request");
+    assert!(identity.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn a_gzipped_request_body_is_accepted() {
+    let app = spawn_app().await;
+    let body =
+        json!({"username": "ada_l", "email": "ada@example.com", "password": PASSWORD}).to_string();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body.as_bytes()).expect("gzip");
+    let gzipped = encoder.finish().expect("gzip");
+
+    let response = app
+        .http
+        .post(app.url("/v1/users"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn an_unknown_content_encoding_is_415() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/v1/users"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "compress")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}

@@ -1,0 +1,108 @@
+//! A server per test, on port 0 with a fresh data directory, and typed helpers to talk
+//! to it over real HTTP.
+
+use minitter_server::config::Config;
+use minitter_server::startup::Application;
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build(test_config(data_dir.path()))
+        .await
+        .expect("server builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    TestApp {
+        address,
+        http,
+        data_dir,
+    }
+}
+
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::for_data_dir(data_dir);
+    config.bind = "127.0.0.1:0".parse().expect("address");
+    config.jwt_secret = None;
+    config.production = false;
+    config
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs up a user and returns their id.
+    pub async fn sign_up(&self, username: &str, email: &str) -> String {
+        let body = json!({"username": username, "email": email, "password": PASSWORD});
+        let response = self.post_json("/v1/users", &body).await;
+        assert_eq!(response.status(), 201, "sign-up failed");
+        let user: Value = response.json().await.expect("json");
+        user["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Logs in and returns the bearer token.
+    pub async fn log_in(&self, email: &str) -> String {
+        let body = json!({"email": email, "password": PASSWORD});
+        let response = self.post_json("/v1/auth/token", &body).await;
+        assert_eq!(response.status(), 200, "login failed");
+        let token: Value = response.json().await.expect("json");
+        token["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn get_me(&self, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url("/v1/me"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// The development JWT secret the server made in its data directory.
+    pub fn jwt_secret(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("jwt-secret"))
+            .expect("jwt secret file")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// Asserts a response is a Problem document with this status and code, and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let problem: Value = response.json().await.expect("problem json");
+    assert_eq!(problem["status"], status);
+    assert_eq!(problem["code"], code);
+    assert_eq!(problem["request_id"], request_id.as_str());
+    problem
+}

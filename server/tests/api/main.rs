@@ -1,0 +1,8 @@
+//! HTTP-level tests of the server, one module per area; all share `helpers::spawn_app`.
+
+mod auth;
+mod docs_and_encoding;
+mod errors;
+mod helpers;
+mod startup;
+mod users;
