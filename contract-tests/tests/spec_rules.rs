@@ -1,0 +1,239 @@
+//! House rules for `openapi.yaml` that linters do not check, so that a later change
+//! cannot quietly break them: bounds on every value, closed request objects, complete
+//! operations, and errors that progenitor can type.
+
+use serde_json::Value;
+
+fn document() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
+        .expect("spec");
+    serde_yaml_ng::from_str(&text).expect("yaml")
+}
+
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
+        Some(pointer) => resolve(doc, doc.pointer(pointer).expect("reference resolves")),
+        None => value,
+    }
+}
+
+/// Calls `visit(path, schema)` on `schema` and every schema nested in it, following refs
+/// when `follow_refs` (to check what a request body really admits).
+fn walk(
+    doc: &Value,
+    path: &str,
+    schema: &Value,
+    follow_refs: bool,
+    visit: &mut dyn FnMut(&str, &Value),
+) {
+    let schema = if follow_refs {
+        resolve(doc, schema)
+    } else {
+        schema
+    };
+    visit(path, schema);
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            walk(doc, &format!("{path}/{name}"), property, follow_refs, visit);
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = schema.get(key).filter(|c| c.is_object()) {
+            walk(doc, &format!("{path}/{key}"), child, follow_refs, visit);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for (i, child) in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            walk(doc, &format!("{path}/{key}/{i}"), child, follow_refs, visit);
+        }
+    }
+}
+
+/// Every schema written in the document: components, parameters, bodies, headers.
+fn every_schema(doc: &Value) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    let mut collect = |path: String, value: &Value| {
+        if let Value::Object(map) = value {
+            for (key, child) in map {
+                if key == "schema" {
+                    found.push((format!("{path}/schema"), child.clone()));
+                }
+            }
+        }
+    };
+    fn recurse(path: String, value: &Value, collect: &mut dyn FnMut(String, &Value)) {
+        collect(path.clone(), value);
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k != "schema" && k != "example" && k != "examples" {
+                        recurse(format!("{path}/{k}"), v, collect);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    recurse(format!("{path}/{i}"), v, collect);
+                }
+            }
+            _ => {}
+        }
+    }
+    recurse(String::new(), &doc["paths"], &mut collect);
+    recurse(
+        "/components".into(),
+        &doc["components"]["parameters"],
+        &mut collect,
+    );
+    recurse(
+        "/components".into(),
+        &doc["components"]["headers"],
+        &mut collect,
+    );
+    recurse(
+        "/components".into(),
+        &doc["components"]["responses"],
+        &mut collect,
+    );
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        found.push((format!("/components/schemas/{name}"), schema.clone()));
+    }
+    found
+}
+
+#[test]
+fn every_string_array_and_integer_is_bounded() {
+    let doc = document();
+    let mut unbounded = Vec::new();
+    for (path, schema) in every_schema(&doc) {
+        walk(&doc, &path, &schema, false, &mut |path, schema| {
+            let missing = match schema.get("type").and_then(Value::as_str) {
+                Some("string")
+                    if schema.get("format").and_then(Value::as_str) == Some("binary") =>
+                {
+                    None
+                }
+                Some("string") => schema.get("maxLength").is_none().then_some("maxLength"),
+                Some("array") => schema.get("maxItems").is_none().then_some("maxItems"),
+                Some("integer") if schema.get("minimum").is_none() => Some("minimum"),
+                Some("integer") => schema.get("maximum").is_none().then_some("maximum"),
+                _ => None,
+            };
+            if let Some(keyword) = missing {
+                unbounded.push(format!("{path}: no {keyword}"));
+            }
+        });
+    }
+    assert!(
+        unbounded.is_empty(),
+        "unbounded values:\n{}",
+        unbounded.join("\n")
+    );
+}
+
+#[test]
+fn objects_that_clients_send_admit_no_unknown_properties() {
+    let doc = document();
+    let mut open = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let Some(body) = op.get("requestBody") else {
+                continue;
+            };
+            for (media, content) in resolve(&doc, body)["content"].as_object().expect("content") {
+                let Some(schema) = content.get("schema") else {
+                    continue;
+                };
+                walk(
+                    &doc,
+                    &format!("{method} {path} {media}"),
+                    schema,
+                    true,
+                    &mut |at, schema| {
+                        let is_object =
+                            schema.get("type").and_then(Value::as_str) == Some("object");
+                        if is_object
+                            && schema.get("additionalProperties") != Some(&Value::Bool(false))
+                        {
+                            open.push(at.to_owned());
+                        }
+                    },
+                );
+            }
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "request objects without additionalProperties: false:\n{}",
+        open.join("\n")
+    );
+}
+
+#[test]
+fn every_operation_is_complete() {
+    let doc = document();
+    let mut gaps = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let at = format!("{} {path}", method.to_uppercase());
+            for field in ["operationId", "summary", "tags", "security"] {
+                if op.get(field).is_none() {
+                    gaps.push(format!("{at}: no {field}"));
+                }
+            }
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let response = resolve(&doc, response);
+                if status == "201" && response.pointer("/headers/Location").is_none() {
+                    gaps.push(format!("{at} 201: no Location header"));
+                }
+                if status.starts_with(['4', '5']) {
+                    let content = response["content"].as_object().cloned().unwrap_or_default();
+                    let problem = serde_json::json!({"$ref": "#/components/schemas/Problem"});
+                    for media in ["application/problem+json", "application/json"] {
+                        if content.get(media).and_then(|m| m.get("schema")) != Some(&problem) {
+                            gaps.push(format!("{at} {status}: {media} is not the Problem schema"));
+                        }
+                    }
+                }
+                if status.starts_with('2')
+                    && let Some(content) = response.get("content").and_then(Value::as_object)
+                    && content
+                        .values()
+                        .any(|m| m.get("example").is_none() && m.get("examples").is_none())
+                {
+                    gaps.push(format!("{at} {status}: no example"));
+                }
+            }
+            if let Some(body) = op.get("requestBody") {
+                let content = resolve(&doc, body)["content"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                if content.len() != 1 {
+                    gaps.push(format!("{at}: a request body needs exactly one media type"));
+                }
+                if content
+                    .values()
+                    .any(|m| m.get("example").is_none() && m.get("examples").is_none())
+                {
+                    gaps.push(format!("{at}: request body has no example"));
+                }
+            }
+        }
+    }
+    assert!(
+        gaps.is_empty(),
+        "incomplete operations:\n{}",
+        gaps.join("\n")
+    );
+}
