@@ -61,7 +61,9 @@ impl poem::error::ResponseError for RejectedRequest {
 }
 
 impl RejectedRequest {
-    fn invalid(violations: Vec<Violation>) -> Self {
+    fn invalid(mut violations: Vec<Violation>) -> Self {
+        // Validators report in no fixed order; clients and tests deserve a stable one.
+        violations.sort_by(|a, b| (a.location as u8, &a.pointer).cmp(&(b.location as u8, &b.pointer)));
         let mut fields: Vec<(Location, &str)> =
             violations.iter().map(|v| (v.location, v.pointer.as_str())).collect();
         fields.sort_by_key(|(location, pointer)| (*location as u8, *pointer));
