@@ -2,13 +2,13 @@
 //! progenitor client. It is generic — nothing in it knows which API it is generating — so
 //! that it stays a tool (its tests generate a server for the Petstore document too).
 //!
-//! The server output is a directory of four files:
+//! The server output is a directory of three files (plus `mod.rs`), which call the
+//! `codegen-runtime` crate:
 //! - `types.rs`: the schemas as Rust types, from typify (the generator progenitor uses,
 //!   so client and server types agree on names and serde shape);
 //! - `api.rs`: one trait with one async method per operationId, a response enum per
 //!   operation (one variant per declared status, carrying the body and declared headers),
 //!   a params struct per operation, and the poem routes that validate and dispatch;
-//! - `runtime.rs`: the generic request extraction and validation those routes call;
 //! - `request_schemas.json`: the JSON Schemas every request is validated against,
 //!   translated from the document (see [`schema`]).
 

@@ -20,7 +20,6 @@ use crate::{Document, GeneratedFile, HEADER, render};
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
-const RUNTIME: &str = include_str!("../templates/runtime.rs");
 
 /// Generates the server files for `document`.
 pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
@@ -59,7 +58,8 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
         use std::future::Future;
         use std::sync::{Arc, LazyLock};
 
-        use super::runtime;
+        use codegen_runtime as runtime;
+
         use super::types;
 
         static VALIDATORS: LazyLock<runtime::Validators> =
@@ -81,17 +81,15 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
     })?;
 
     let mod_file = format!(
-        "{HEADER}\n\n//! Generated from the OpenAPI document. The crate needs `poem`, `serde`, \
-         `serde_json`,\n//! `jsonschema`, `form_urlencoded`, `tracing`, `chrono` and `uuid`.\n\n\
-         pub mod api;\npub mod runtime;\npub mod types;\n\npub use api::*;\n"
+        "{HEADER}\n\n//! Generated from the OpenAPI document. The crate needs `codegen-runtime`, \
+         `poem`,\n//! `serde`, `serde_json`, and what the types use (`chrono`, `uuid`).\n\n\
+         pub mod api;\npub mod types;\n\npub use api::*;\n"
     );
-    let runtime_file = format!("{HEADER}\n\n{RUNTIME}");
     let schemas = serde_json::to_string_pretty(&model.request_schemas())? + "\n";
 
     Ok(vec![
         file("mod.rs", mod_file),
         file("api.rs", api_file),
-        file("runtime.rs", runtime_file),
         file("types.rs", types_file),
         file("request_schemas.json", schemas),
     ])

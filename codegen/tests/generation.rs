@@ -18,6 +18,23 @@ fn the_petstore_fixture_is_what_codegen_generates() {
         server::generate(&Document::parse(&text).expect("valid document")).expect("generates");
     let out = Path::new(PETSTORE).join("src/generated");
     let bless = std::env::var_os("CODEGEN_BLESS").is_some();
+    let mut committed_names: Vec<String> = std::fs::read_dir(&out)
+        .expect("fixture output")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut generated_names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    committed_names.sort();
+    generated_names.sort();
+    assert_eq!(
+        committed_names, generated_names,
+        "the fixture holds other files than codegen writes"
+    );
     for file in files {
         let path = out.join(&file.name);
         if bless {

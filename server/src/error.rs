@@ -10,9 +10,9 @@
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
-use crate::generated::runtime::{Location, MethodNotAllowed, RejectedRequest, Violation};
 use crate::generated::types::{Problem, Violation as ProblemViolation, ViolationIn};
 use crate::telemetry::RequestId;
+use codegen_runtime::{Location, MethodNotAllowed, RejectedRequest, Violation};
 
 /// Seconds a client is told to wait when a dependency is unavailable.
 pub const RETRY_AFTER_SECONDS: u64 = 1;

@@ -21,10 +21,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::Tokens;
 use crate::config::Config;
-use crate::generated::runtime::Limits;
 use crate::handlers::Handlers;
 use crate::store::Store;
 use crate::{compression, docs, error, generated, telemetry};
+use codegen_runtime::Limits;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -151,9 +151,7 @@ impl Contract {
         };
         let mut schema = to_json_schema(schema);
         schema[DEFINITIONS] = self.definitions.clone();
-        let validator = jsonschema::draft4::options()
-            .should_validate_formats(true)
-            .with_format("uuid", |s: &str| uuid::Uuid::parse_str(s).is_ok())
+        let validator = codegen_runtime::validation_options()
             .build(&schema)
             .expect("response schema compiles");
         validator

@@ -12,7 +12,7 @@
 )]
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
-use super::runtime;
+use codegen_runtime as runtime;
 use super::types;
 static VALIDATORS: LazyLock<runtime::Validators> = LazyLock::new(|| runtime::Validators::compile(
     include_str!("request_schemas.json"),

@@ -99,7 +99,7 @@ mod tests {
     use poem::{Endpoint, Request};
 
     use super::*;
-    use generated::runtime::Limits;
+    use codegen_runtime::Limits;
 
     async fn call(
         app: &impl Endpoint,
