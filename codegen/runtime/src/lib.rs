@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use poem::http::{Method, StatusCode, header};
+use poem::http::{StatusCode, header};
 use serde_json::{Map, Value};
 
 /// The part of a request a [`Violation`] is found in.
@@ -510,11 +510,6 @@ fn coerce(raw: &str, scalar: Scalar) -> Value {
 /// The error for a method the path does not declare.
 pub fn method_not_allowed(allow: &'static [&'static str]) -> poem::Error {
     MethodNotAllowed { allow }.into()
-}
-
-/// Whether `method` is `expected`.
-pub fn is(method: &Method, expected: &str) -> bool {
-    method.as_str() == expected
 }
 
 /// A response with a JSON body.
