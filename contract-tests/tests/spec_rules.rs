@@ -10,6 +10,17 @@ fn document() -> Value {
     serde_yaml_ng::from_str(&text).expect("yaml")
 }
 
+/// The operations of a path item (its other keys are shared parameters and the like).
+fn operations(item: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    item.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| METHODS.contains(&key.as_str()))
+}
+
 fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     match value
         .get("$ref")
@@ -123,6 +134,13 @@ fn every_string_array_and_integer_is_bounded() {
                 {
                     None
                 }
+                // progenitor pages only when `next_page` and `page_token` are plain
+                // strings; the server refuses any token it did not issue.
+                Some("string")
+                    if path.ends_with("/next_page") || path.ends_with("/PageToken/schema") =>
+                {
+                    None
+                }
                 Some("string") => schema.get("maxLength").is_none().then_some("maxLength"),
                 Some("array") => schema.get("maxItems").is_none().then_some("maxItems"),
                 Some("integer") if schema.get("minimum").is_none() => Some("minimum"),
@@ -184,7 +202,7 @@ fn every_operation_is_complete() {
     let doc = document();
     let mut gaps = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in item.as_object().expect("item") {
+        for (method, op) in operations(item) {
             let at = format!("{} {path}", method.to_uppercase());
             for field in ["operationId", "summary", "tags", "security"] {
                 if op.get(field).is_none() {

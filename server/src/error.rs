@@ -22,15 +22,30 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 /// Every failure a handler can report.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400: a `page_token` that this server did not issue for this list.
+    #[error("The page token is not one this list issued.")]
+    InvalidPageToken,
     /// 401: the bearer token or the credentials are missing or wrong.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
     /// 409: a unique value is taken; names the field.
     #[error("This {field} is already taken.")]
     Conflict { field: &'static str },
+    /// 409: the first request with this Idempotency-Key is still being processed.
+    #[error("A request with this Idempotency-Key is still being processed; retry later.")]
+    RequestInFlight,
+    /// 422: well-formed, but it cannot be done.
+    #[error("{detail}")]
+    Unprocessable {
+        code: &'static str,
+        detail: &'static str,
+    },
     /// 503: a dependency is down; the client should retry after `Retry-After`.
     #[error("A dependency is unavailable.")]
     Unavailable(#[source] anyhow::Error),
@@ -42,9 +57,12 @@ pub enum ApiError {
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::InvalidPageToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::RequestInFlight => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,9 +72,13 @@ impl poem::error::ResponseError for ApiError {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
+            Self::InvalidPageToken => "invalid_request",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::RequestInFlight => "request_in_flight",
+            Self::Unprocessable { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -150,11 +172,22 @@ fn error_to_response(error: poem::Error, request_id: &str) -> Response {
             _ => {}
         }
         let mut problem = problem(status, api_error.code(), api_error.to_string(), request_id);
-        if let ApiError::Conflict { field } = api_error {
+        let violation = match api_error {
+            ApiError::Conflict { field } => {
+                Some((ViolationIn::Body, format!("/{field}"), "is already taken"))
+            }
+            ApiError::InvalidPageToken => Some((
+                ViolationIn::Query,
+                "/page_token".to_owned(),
+                "is not a page token of this list",
+            )),
+            _ => None,
+        };
+        if let Some((in_, pointer, message)) = violation {
             problem.errors.push(ProblemViolation {
-                in_: ViolationIn::Body,
-                pointer: format!("/{field}"),
-                message: "is already taken".to_owned(),
+                in_,
+                pointer,
+                message: message.to_owned(),
             });
         }
         let mut response = problem_response(&problem);

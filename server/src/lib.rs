@@ -11,6 +11,7 @@ pub mod error;
 #[rustfmt::skip]
 pub mod generated;
 pub mod handlers;
+pub mod pagination;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -22,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::handlers::Handlers;
+use crate::pagination::PageTokens;
 use crate::store::Store;
 use crate::{compression, docs, error, generated, telemetry};
 use codegen_runtime::Limits;
@@ -36,6 +37,7 @@ const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct AppState {
     pub store: Store,
     pub tokens: Tokens,
+    pub page_tokens: PageTokens,
 }
 
 /// A built server, bound and ready to run.
@@ -66,6 +68,7 @@ impl Application {
         let state = Arc::new(AppState {
             store,
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
+            page_tokens: PageTokens::new(&secret),
         });
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,

@@ -79,6 +79,100 @@ pub trait Api: Send + Sync + 'static {
         &self,
         request: &poem::Request,
     ) -> impl Future<Output = Result<GetMeResponse, Self::Error>> + Send;
+    /// `PUT /v1/me/following/{user_id}`
+    ///
+    /// Follow a user
+    ///
+    /// Makes the logged-in user follow `user_id`. Idempotent: following someone you
+    /// already follow changes nothing and answers 204 again. You cannot follow yourself.
+    fn follow_user(
+        &self,
+        request: &poem::Request,
+        params: types::FollowUserParams,
+    ) -> impl Future<Output = Result<FollowUserResponse, Self::Error>> + Send;
+    /// `DELETE /v1/me/following/{user_id}`
+    ///
+    /// Unfollow a user
+    ///
+    /// Idempotent: unfollowing someone you do not follow answers 204 too.
+    fn unfollow_user(
+        &self,
+        request: &poem::Request,
+        params: types::UnfollowUserParams,
+    ) -> impl Future<Output = Result<UnfollowUserResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/followers`
+    ///
+    /// List a user's followers
+    ///
+    /// The users who follow `user_id`, most recent follow first.
+    fn list_followers(
+        &self,
+        request: &poem::Request,
+        params: types::ListFollowersParams,
+    ) -> impl Future<Output = Result<ListFollowersResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/following`
+    ///
+    /// List the users a user follows
+    ///
+    /// The users `user_id` follows, most recent follow first.
+    fn list_following(
+        &self,
+        request: &poem::Request,
+        params: types::ListFollowingParams,
+    ) -> impl Future<Output = Result<ListFollowingResponse, Self::Error>> + Send;
+    /// `POST /v1/tweets`
+    ///
+    /// Post a tweet
+    ///
+    /// Posts a tweet as the logged-in user. A 201 means the tweet is durably stored.
+    ///
+    /// Send an `Idempotency-Key` to retry safely: a retry with the same key and body
+    /// replays the first response and creates nothing; the same key with another body
+    /// is 422; a retry while the first request is still being processed is 409.
+    fn create_tweet(
+        &self,
+        request: &poem::Request,
+        params: types::CreateTweetParams,
+        body: types::NewTweet,
+    ) -> impl Future<Output = Result<CreateTweetResponse, Self::Error>> + Send;
+    /// `GET /v1/tweets/{tweet_id}`
+    ///
+    /// Get a tweet
+    fn get_tweet(
+        &self,
+        request: &poem::Request,
+        params: types::GetTweetParams,
+    ) -> impl Future<Output = Result<GetTweetResponse, Self::Error>> + Send;
+    /// `DELETE /v1/tweets/{tweet_id}`
+    ///
+    /// Delete a tweet
+    ///
+    /// Only the author may delete a tweet. Once deleted it is gone everywhere, timelines included.
+    fn delete_tweet(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteTweetParams,
+    ) -> impl Future<Output = Result<DeleteTweetResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/tweets`
+    ///
+    /// List a user's tweets
+    ///
+    /// The tweets of `user_id`, newest first.
+    fn list_user_tweets(
+        &self,
+        request: &poem::Request,
+        params: types::ListUserTweetsParams,
+    ) -> impl Future<Output = Result<ListUserTweetsResponse, Self::Error>> + Send;
+    /// `GET /v1/timeline`
+    ///
+    /// Read your timeline
+    ///
+    /// The logged-in user's own tweets and those of everyone they follow, newest first.
+    fn get_timeline(
+        &self,
+        request: &poem::Request,
+        params: types::GetTimelineParams,
+    ) -> impl Future<Output = Result<GetTimelineResponse, Self::Error>> + Send;
 }
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
@@ -482,6 +576,833 @@ async fn handle_get_me<A: Api>(
     let response = api.get_me(&request).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+static FOLLOW_USER: runtime::Operation = runtime::Operation {
+    id: "follow_user",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `follow_user` may answer with.
+#[derive(Debug)]
+pub enum FollowUserResponse {
+    /// 204: The logged-in user follows `user_id`.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for FollowUserResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_follow_user<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &FOLLOW_USER, limits)
+        .await?;
+    let params: types::FollowUserParams = input.params()?;
+    let response = api.follow_user(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static UNFOLLOW_USER: runtime::Operation = runtime::Operation {
+    id: "unfollow_user",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `unfollow_user` may answer with.
+#[derive(Debug)]
+pub enum UnfollowUserResponse {
+    /// 204: The logged-in user does not follow `user_id`.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for UnfollowUserResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_unfollow_user<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &UNFOLLOW_USER, limits)
+        .await?;
+    let params: types::UnfollowUserParams = input.params()?;
+    let response = api.unfollow_user(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static LIST_FOLLOWERS: runtime::Operation = runtime::Operation {
+    id: "list_followers",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_followers` may answer with.
+#[derive(Debug)]
+pub enum ListFollowersResponse {
+    /// 200: A page of users.
+    Ok(types::UserPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListFollowersResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_followers<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_FOLLOWERS, limits)
+        .await?;
+    let params: types::ListFollowersParams = input.params()?;
+    let response = api.list_followers(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static LIST_FOLLOWING: runtime::Operation = runtime::Operation {
+    id: "list_following",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_following` may answer with.
+#[derive(Debug)]
+pub enum ListFollowingResponse {
+    /// 200: A page of users.
+    Ok(types::UserPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListFollowingResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_following<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_FOLLOWING, limits)
+        .await?;
+    let params: types::ListFollowingParams = input.params()?;
+    let response = api.list_following(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static CREATE_TWEET: runtime::Operation = runtime::Operation {
+    id: "create_tweet",
+    params: &[
+        runtime::Param {
+            name: "Idempotency-Key",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `create_tweet` may answer with.
+#[derive(Debug)]
+pub enum CreateTweetResponse {
+    /// 201: The tweet was created.
+    Created { body: types::Tweet, location: ::std::string::String },
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 409: The request conflicts with existing data, such as a taken username or email.
+    Conflict(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for CreateTweetResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Created { body, location } => {
+                let mut response = runtime::json_response(
+                    201u16,
+                    "application/json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "location", &location);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::Conflict(body) => {
+                let mut response = runtime::json_response(
+                    409u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_create_tweet<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TWEET, limits)
+        .await?;
+    let params: types::CreateTweetParams = input.params()?;
+    let body: types::NewTweet = input.json_body()?;
+    let response = api.create_tweet(&request, params, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_TWEET: runtime::Operation = runtime::Operation {
+    id: "get_tweet",
+    params: &[
+        runtime::Param {
+            name: "tweet_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_tweet` may answer with.
+#[derive(Debug)]
+pub enum GetTweetResponse {
+    /// 200: The tweet.
+    Ok(types::Tweet),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetTweetResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_tweet<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TWEET, limits)
+        .await?;
+    let params: types::GetTweetParams = input.params()?;
+    let response = api.get_tweet(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static DELETE_TWEET: runtime::Operation = runtime::Operation {
+    id: "delete_tweet",
+    params: &[
+        runtime::Param {
+            name: "tweet_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `delete_tweet` may answer with.
+#[derive(Debug)]
+pub enum DeleteTweetResponse {
+    /// 204: The tweet was deleted.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 403: The caller may not do this, such as deleting someone else's tweet.
+    Forbidden(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for DeleteTweetResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_delete_tweet<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_TWEET, limits)
+        .await?;
+    let params: types::DeleteTweetParams = input.params()?;
+    let response = api.delete_tweet(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static LIST_USER_TWEETS: runtime::Operation = runtime::Operation {
+    id: "list_user_tweets",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_user_tweets` may answer with.
+#[derive(Debug)]
+pub enum ListUserTweetsResponse {
+    /// 200: A page of tweets.
+    Ok(types::TweetPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListUserTweetsResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_user_tweets<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &LIST_USER_TWEETS,
+            limits,
+        )
+        .await?;
+    let params: types::ListUserTweetsParams = input.params()?;
+    let response = api.list_user_tweets(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_TIMELINE: runtime::Operation = runtime::Operation {
+    id: "get_timeline",
+    params: &[
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_timeline` may answer with.
+#[derive(Debug)]
+pub enum GetTimelineResponse {
+    /// 200: A page of tweets.
+    Ok(types::TweetPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetTimelineResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_timeline<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TIMELINE, limits)
+        .await?;
+    let params: types::GetTimelineParams = input.params()?;
+    let response = api.get_timeline(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
@@ -553,6 +1474,74 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
         );
     let route = route
         .at(
+            "/v1/me/following/:user_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "PUT" => handle_follow_user(&*api, request, limits).await,
+                            "DELETE" => {
+                                handle_unfollow_user(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["PUT", "DELETE"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/timeline",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_timeline(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/tweets",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => handle_create_tweet(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/tweets/:tweet_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_tweet(&*api, request, limits).await,
+                            "DELETE" => handle_delete_tweet(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET", "DELETE"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
             "/v1/users",
             {
                 let api = Arc::clone(&api);
@@ -577,6 +1566,56 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                     async move {
                         match request.method().as_str() {
                             "GET" => handle_get_user(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users/:user_id/followers",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_list_followers(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users/:user_id/following",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_list_following(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users/:user_id/tweets",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_list_user_tweets(&*api, request, limits).await
+                            }
                             _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }

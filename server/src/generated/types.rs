@@ -68,6 +68,15 @@ impl ::std::convert::TryFrom<::std::string::String> for AccessTokenTokenType {
         value.parse()
     }
 }
+///`CreateTweetParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+pub struct CreateTweetParams {
+    #[serde(
+        rename = "Idempotency-Key",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub idempotency_key: ::std::option::Option<::std::string::String>,
+}
 ///`Credentials`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -81,8 +90,16 @@ pub struct CurrentUser {
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     pub display_name: DisplayName,
     pub email: Email,
+    pub follower_count: i64,
+    pub following_count: i64,
     pub id: Id,
+    pub tweet_count: i64,
     pub username: Username,
+}
+///`DeleteTweetParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct DeleteTweetParams {
+    pub tweet_id: Id,
 }
 ///The name shown beside the username.
 #[derive(
@@ -165,6 +182,24 @@ impl ::std::str::FromStr for Email {
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
     }
+}
+///`FollowUserParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct FollowUserParams {
+    pub user_id: Id,
+}
+///`GetTimelineParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+pub struct GetTimelineParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+}
+///`GetTweetParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetTweetParams {
+    pub tweet_id: Id,
 }
 ///`GetUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -270,6 +305,39 @@ impl ::std::convert::TryFrom<String> for Id {
         value.parse()
     }
 }
+///`ListFollowersParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ListFollowersParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+    pub user_id: Id,
+}
+///`ListFollowingParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ListFollowingParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+    pub user_id: Id,
+}
+///`ListUserTweetsParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ListUserTweetsParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+    pub user_id: Id,
+}
+///`NewTweet`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NewTweet {
+    pub text: TweetText,
+}
 ///`NewUser`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -345,13 +413,90 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub type_: ::std::string::String,
 }
+///`Tweet`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct Tweet {
+    pub author_id: Id,
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    pub id: Id,
+    pub text: TweetText,
+}
+///A page of tweets, newest first.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct TweetPage {
+    pub items: ::std::vec::Vec<Tweet>,
+    /**The `page_token` of the next page; null on the last page. No `maxLength`:
+progenitor pages only with a plain string.
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
+}
+///1 to 280 characters (Unicode scalar values, not bytes).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct TweetText(pub ::std::string::String);
+impl ::std::ops::Deref for TweetText {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TweetText> for ::std::string::String {
+    fn from(value: TweetText) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for TweetText {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for TweetText {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for TweetText {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///`UnfollowUserParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UnfollowUserParams {
+    pub user_id: Id,
+}
 ///A user's public profile.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct User {
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     pub display_name: DisplayName,
+    pub follower_count: i64,
+    pub following_count: i64,
     pub id: Id,
+    pub tweet_count: i64,
     pub username: Username,
+}
+///A page of users.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UserPage {
+    pub items: ::std::vec::Vec<User>,
+    /**The `page_token` of the next page; null on the last page. No `maxLength`:
+progenitor pages only with a plain string.
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
 }
 ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
 #[derive(

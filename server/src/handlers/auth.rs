@@ -2,8 +2,8 @@
 
 use secrecy::SecretString;
 
-use super::api_id;
-use crate::auth::{self, bearer_token};
+use super::{BAD_TOKEN, api_id, authenticated_user};
+use crate::auth;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
     AccessToken, AccessTokenTokenType, Credentials, CurrentUser, DisplayName, Email, Username,
@@ -12,7 +12,6 @@ use crate::generated::{CreateTokenResponse, GetMeResponse};
 use crate::startup::AppState;
 
 const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
-const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
 
 pub async fn create_token(state: &AppState, body: Credentials) -> Result<CreateTokenResponse> {
     let user = state.store.user_by_email(&body.email.0).await?;
@@ -48,12 +47,8 @@ pub async fn get_me(state: &AppState, request: &poem::Request) -> Result<GetMeRe
         display_name: DisplayName(user.display_name),
         email: Email(user.email),
         created_at: user.created_at,
+        follower_count: user.follower_count,
+        following_count: user.following_count,
+        tweet_count: user.tweet_count,
     }))
-}
-
-/// The id of the user whose valid bearer token the request carries.
-pub fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<String> {
-    let token = bearer_token(request).ok_or(BAD_TOKEN)?;
-    let claims = state.tokens.verify(token).ok_or(BAD_TOKEN)?;
-    Ok(claims.sub)
 }

@@ -10,7 +10,9 @@
 //! one its operation declares.
 
 mod auth;
+mod follows;
 mod health;
+mod tweets;
 mod users;
 
 use std::sync::Arc;
@@ -18,9 +20,12 @@ use std::sync::Arc;
 use crate::error::{ApiError, Result};
 use crate::generated::types;
 use crate::generated::{
-    Api, CreateTokenResponse, GetHealthResponse, GetMeResponse, GetReadinessResponse,
-    GetUserResponse, SignUpResponse,
+    Api, CreateTokenResponse, CreateTweetResponse, DeleteTweetResponse, FollowUserResponse,
+    GetHealthResponse, GetMeResponse, GetReadinessResponse, GetTimelineResponse, GetTweetResponse,
+    GetUserResponse, ListFollowersResponse, ListFollowingResponse, ListUserTweetsResponse,
+    SignUpResponse, UnfollowUserResponse,
 };
+use crate::pagination::DEFAULT_LIMIT;
 use crate::startup::AppState;
 use crate::telemetry::RequestId;
 
@@ -74,6 +79,93 @@ impl Api for Handlers {
     async fn get_me(&self, request: &poem::Request) -> Result<GetMeResponse> {
         auth::get_me(&self.state, request).await
     }
+
+    async fn follow_user(
+        &self,
+        request: &poem::Request,
+        params: types::FollowUserParams,
+    ) -> Result<FollowUserResponse> {
+        follows::follow_user(&self.state, request, params).await
+    }
+
+    async fn unfollow_user(
+        &self,
+        request: &poem::Request,
+        params: types::UnfollowUserParams,
+    ) -> Result<UnfollowUserResponse> {
+        follows::unfollow_user(&self.state, request, params).await
+    }
+
+    async fn list_followers(
+        &self,
+        _request: &poem::Request,
+        params: types::ListFollowersParams,
+    ) -> Result<ListFollowersResponse> {
+        follows::list_followers(&self.state, params).await
+    }
+
+    async fn list_following(
+        &self,
+        _request: &poem::Request,
+        params: types::ListFollowingParams,
+    ) -> Result<ListFollowingResponse> {
+        follows::list_following(&self.state, params).await
+    }
+
+    async fn create_tweet(
+        &self,
+        request: &poem::Request,
+        params: types::CreateTweetParams,
+        body: types::NewTweet,
+    ) -> Result<CreateTweetResponse> {
+        tweets::create_tweet(&self.state, request, params, body).await
+    }
+
+    async fn get_tweet(
+        &self,
+        _request: &poem::Request,
+        params: types::GetTweetParams,
+    ) -> Result<GetTweetResponse> {
+        tweets::get_tweet(&self.state, params).await
+    }
+
+    async fn delete_tweet(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteTweetParams,
+    ) -> Result<DeleteTweetResponse> {
+        tweets::delete_tweet(&self.state, request, params).await
+    }
+
+    async fn list_user_tweets(
+        &self,
+        _request: &poem::Request,
+        params: types::ListUserTweetsParams,
+    ) -> Result<ListUserTweetsResponse> {
+        tweets::list_user_tweets(&self.state, params).await
+    }
+
+    async fn get_timeline(
+        &self,
+        request: &poem::Request,
+        params: types::GetTimelineParams,
+    ) -> Result<GetTimelineResponse> {
+        tweets::get_timeline(&self.state, request, params).await
+    }
+}
+
+const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
+
+/// The id of the user whose valid bearer token the request carries.
+fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<String> {
+    let token = crate::auth::bearer_token(request).ok_or(BAD_TOKEN)?;
+    let claims = state.tokens.verify(token).ok_or(BAD_TOKEN)?;
+    Ok(claims.sub)
+}
+
+/// The page size a list request asked for (the schema bounds it to 1..=100).
+fn page_limit(limit: Option<std::num::NonZeroU32>) -> u32 {
+    limit.map_or(DEFAULT_LIMIT, std::num::NonZeroU32::get)
 }
 
 /// The id of the request being served, for Problem documents built by handlers.

@@ -49,5 +49,8 @@ pub fn public_profile(record: &UserRecord) -> Result<types::User> {
         username: Username(record.username.clone()),
         display_name: DisplayName(record.display_name.clone()),
         created_at: record.created_at,
+        follower_count: record.follower_count,
+        following_count: record.following_count,
+        tweet_count: record.tweet_count,
     })
 }

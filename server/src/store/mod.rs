@@ -6,6 +6,9 @@
 //! a taken unique value ([`StoreError::Conflict`]), a database that is not answering
 //! ([`StoreError::Unavailable`], which becomes a 503), and everything else.
 
+mod follows;
+mod idempotency;
+mod tweets;
 mod users;
 
 use std::path::Path;
@@ -16,7 +19,36 @@ use anyhow::Context;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use follows::EdgeChange;
+pub use idempotency::Claim;
+pub use tweets::{Deletion, StoredResponse, TIMELINE_SQL, TweetRecord};
 pub use users::{NewUserRecord, UserRecord};
+
+/// One page of a keyset-paginated list: the items, and the cursor of the last one when
+/// more follow.
+#[derive(Debug)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only says that more follow.
+    fn from_overfetch(mut rows: Vec<(T, C)>, limit: u32) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for (item, cursor) in rows {
+            items.push(item);
+            last = Some(cursor);
+        }
+        Self {
+            items,
+            next: if more { last } else { None },
+        }
+    }
+}
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]

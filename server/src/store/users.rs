@@ -14,7 +14,14 @@ pub struct UserRecord {
     pub display_name: String,
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
+    pub follower_count: i64,
+    pub following_count: i64,
+    pub tweet_count: i64,
 }
+
+/// The columns [`UserRecord`] is read from.
+pub(super) const USER_COLUMNS: &str = "id, username, email, display_name, password_hash, created_at, \
+     follower_count, following_count, tweet_count";
 
 /// What sign-up stores.
 #[derive(Debug)]
@@ -34,9 +41,10 @@ impl Store {
             email: new.email,
             display_name: new.display_name,
             password_hash: new.password_hash,
-            // Millisecond precision, so that what is returned equals what is read back.
-            created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
-                .unwrap_or_else(Utc::now),
+            created_at: now_millis(),
+            follower_count: 0,
+            following_count: 0,
+            tweet_count: 0,
         };
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
@@ -66,30 +74,31 @@ impl Store {
 
     /// The user with this id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, username, email, display_name, password_hash, created_at
-             FROM users WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| from_row(&row)).transpose()
     }
 
     /// The user with this email, compared case-insensitively.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, username, email, display_name, password_hash, created_at
-             FROM users WHERE email = ?",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?");
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| from_row(&row)).transpose()
     }
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+/// Now, to the millisecond, so that what is returned equals what is read back.
+pub(super) fn now_millis() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
+}
+
+pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -97,5 +106,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
         display_name: row.try_get("display_name")?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
+        follower_count: row.try_get("follower_count")?,
+        following_count: row.try_get("following_count")?,
+        tweet_count: row.try_get("tweet_count")?,
     })
 }

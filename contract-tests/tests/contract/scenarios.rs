@@ -1,0 +1,710 @@
+//! One function per spec tag, each driving its operations through the SDK.
+
+use std::num::NonZeroU32;
+
+use futures::TryStreamExt;
+use minitter_client::{Client, ProblemExt, types};
+use reqwest::StatusCode;
+
+use crate::harness::TestServer;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Two users, each with a logged-in SDK client, and the clients to reach the server.
+pub struct Context<'a> {
+    pub server: &'a TestServer,
+    pub raw: reqwest::Client,
+    pub anonymous: Client,
+    pub ada: types::User,
+    pub ada_token: String,
+    pub as_ada: Client,
+    pub bob: types::User,
+    pub as_bob: Client,
+}
+
+impl<'a> Context<'a> {
+    pub async fn new(server: &'a TestServer) -> Self {
+        let anonymous = server.client();
+        let ada = sign_up(&anonymous, "ada_l", "ada@example.com").await;
+        let bob = sign_up(&anonymous, "bob_b", "bob@example.com").await;
+        let ada_token = log_in(&anonymous, "ada@example.com").await;
+        let bob_token = log_in(&anonymous, "bob@example.com").await;
+        Self {
+            server,
+            raw: reqwest::Client::new(),
+            as_ada: server.client_with_token(&ada_token),
+            as_bob: server.client_with_token(&bob_token),
+            anonymous,
+            ada,
+            ada_token,
+            bob,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url)
+    }
+
+    /// Sends a raw request and returns its status.
+    async fn raw_status(&self, request: reqwest::RequestBuilder) -> u16 {
+        request.send().await.expect("send").status().as_u16()
+    }
+
+    async fn oversized_and_mistyped(&self, path: &str) {
+        let url = self.url(path);
+        let auth = format!("Bearer {}", self.ada_token);
+        let too_large = self
+            .raw
+            .post(&url)
+            .header("authorization", &auth)
+            .header("content-type", "application/json");
+        assert_eq!(
+            self.raw_status(too_large.body(vec![b' '; 70_000])).await,
+            413
+        );
+        let wrong_type = self
+            .raw
+            .post(&url)
+            .header("authorization", &auth)
+            .header("content-type", "text/plain");
+        assert_eq!(self.raw_status(wrong_type.body("{}")).await, 415);
+    }
+}
+
+pub fn new_user(username: &str, email: &str) -> types::NewUser {
+    types::NewUser {
+        username: username.parse().expect("valid username"),
+        email: email.parse().expect("valid email"),
+        password: PASSWORD.parse().expect("valid password"),
+        display_name: Some("Ada Lovelace".parse().expect("valid display name")),
+    }
+}
+
+fn credentials(email: &str, password: &str) -> types::Credentials {
+    types::Credentials {
+        email: email.parse().expect("valid email"),
+        password: password.parse().expect("valid password"),
+    }
+}
+
+fn new_tweet(text: &str) -> types::NewTweet {
+    types::NewTweet {
+        text: text.parse().expect("valid tweet text"),
+    }
+}
+
+async fn sign_up(client: &Client, username: &str, email: &str) -> types::User {
+    client
+        .sign_up()
+        .body(new_user(username, email))
+        .send()
+        .await
+        .expect("sign up")
+        .into_inner()
+}
+
+async fn log_in(client: &Client, email: &str) -> String {
+    let token = client
+        .create_token()
+        .body(credentials(email, PASSWORD))
+        .send()
+        .await
+        .expect("log in");
+    token.into_inner().access_token.to_string()
+}
+
+/// The status of an SDK error, and its problem's `code` when it has one.
+fn refusal<T: std::fmt::Debug>(
+    result: Result<T, minitter_client::Error<types::Problem>>,
+) -> (u16, String) {
+    let error = result.expect_err("the request should fail");
+    let status = error.status().map(|s| s.as_u16()).unwrap_or_default();
+    let code = error
+        .problem()
+        .map(|p| p.code.to_string())
+        .unwrap_or_default();
+    (status, code)
+}
+
+fn status(code: u16, name: &str) -> (u16, String) {
+    (code, name.to_owned())
+}
+
+fn limit(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+pub async fn health(ctx: &Context<'_>) {
+    let health = ctx.anonymous.get_health().send().await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = ctx.anonymous.get_readiness().send().await.expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+pub async fn users(ctx: &Context<'_>) {
+    let sdk = &ctx.anonymous;
+    let created = sdk
+        .sign_up()
+        .body(new_user("cy_c", "cy@example.com"))
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(location, format!("/v1/users/{}", *created.id));
+    let cy = created.into_inner();
+    assert_eq!(
+        (cy.username.as_str(), cy.display_name.as_str()),
+        ("cy_c", "Ada Lovelace")
+    );
+    assert_eq!(
+        (cy.follower_count, cy.following_count, cy.tweet_count),
+        (0, 0, 0)
+    );
+
+    let duplicate = sdk
+        .sign_up()
+        .body(new_user("cy_2", "CY@example.com"))
+        .send()
+        .await;
+    assert_eq!(refusal(duplicate), status(409, "conflict"));
+    let bad_email = sdk
+        .sign_up()
+        .body(new_user("dee_d", "not-an-email"))
+        .send()
+        .await;
+    assert_eq!(refusal(bad_email), status(400, "invalid_request"));
+    ctx.oversized_and_mistyped("/v1/users").await;
+
+    let fetched = sdk
+        .get_user()
+        .user_id(cy.id.clone())
+        .send()
+        .await
+        .expect("get user");
+    assert_eq!(fetched.into_inner(), cy);
+    let unknown = types::Id(uuid::Uuid::now_v7());
+    assert_eq!(
+        refusal(sdk.get_user().user_id(unknown).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        ctx.raw_status(ctx.raw.get(ctx.url("/v1/users/not-a-uuid")))
+            .await,
+        400
+    );
+}
+
+pub async fn auth(ctx: &Context<'_>) {
+    let sdk = &ctx.anonymous;
+    let token = sdk
+        .create_token()
+        .body(credentials("ada@example.com", PASSWORD))
+        .send()
+        .await
+        .expect("log in");
+    assert_eq!(
+        token.into_inner().token_type,
+        types::AccessTokenTokenType::Bearer
+    );
+    let wrong = sdk
+        .create_token()
+        .body(credentials("ada@example.com", "wrong password"))
+        .send()
+        .await;
+    assert_eq!(refusal(wrong), status(401, "unauthorized"));
+    let invalid = sdk
+        .create_token()
+        .body(credentials("nobody", PASSWORD))
+        .send()
+        .await;
+    assert_eq!(refusal(invalid), status(400, "invalid_request"));
+    ctx.oversized_and_mistyped("/v1/auth/token").await;
+
+    let me = ctx.as_ada.get_me().send().await.expect("me").into_inner();
+    assert_eq!(
+        (me.id, me.email.as_str()),
+        (ctx.ada.id.clone(), "ada@example.com")
+    );
+    assert_eq!(
+        refusal(sdk.get_me().send().await),
+        status(401, "unauthorized")
+    );
+}
+
+pub async fn follows(ctx: &Context<'_>) {
+    let (ada, bob) = (&ctx.ada, &ctx.bob);
+    let followed = ctx
+        .as_ada
+        .follow_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(followed.status(), StatusCode::NO_CONTENT);
+    // Idempotent: a second follow changes nothing.
+    ctx.as_ada
+        .follow_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("follow again");
+    let bob_now = ctx
+        .anonymous
+        .get_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("bob")
+        .into_inner();
+    assert_eq!(bob_now.follower_count, 1);
+
+    let myself = ctx
+        .as_ada
+        .follow_user()
+        .user_id(ada.id.clone())
+        .send()
+        .await;
+    assert_eq!(refusal(myself), status(422, "cannot_follow_self"));
+    let nobody = types::Id(uuid::Uuid::now_v7());
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .follow_user()
+                .user_id(nobody.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .follow_user()
+                .user_id(bob.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let auth = format!("Bearer {}", ctx.ada_token);
+    let bad_id = ctx
+        .raw
+        .put(ctx.url("/v1/me/following/42"))
+        .header("authorization", &auth);
+    assert_eq!(ctx.raw_status(bad_id).await, 400);
+
+    // Followers and following, through the SDK's streams, one item per page.
+    ctx.as_bob
+        .follow_user()
+        .user_id(ada.id.clone())
+        .send()
+        .await
+        .expect("bob follows ada");
+    sign_up(&ctx.anonymous, "cy_3", "cy3@example.com").await;
+    let cy_client = ctx
+        .server
+        .client_with_token(&log_in(&ctx.anonymous, "cy3@example.com").await);
+    cy_client
+        .follow_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("cy follows bob");
+    let followers: Vec<types::User> = ctx
+        .anonymous
+        .list_followers()
+        .user_id(bob.id.clone())
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("followers");
+    let names: Vec<&str> = followers.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["cy_3", "ada_l"], "most recent follow first");
+    let following: Vec<types::User> = ctx
+        .anonymous
+        .list_following()
+        .user_id(bob.id.clone())
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("following");
+    let followed: Vec<&types::Id> = following.iter().map(|u| &u.id).collect();
+    assert_eq!(followed, [&ada.id]);
+
+    let forged = ctx
+        .anonymous
+        .list_followers()
+        .user_id(bob.id.clone())
+        .page_token("forged")
+        .send()
+        .await;
+    assert_eq!(refusal(forged), status(400, "invalid_request"));
+    let forged = ctx
+        .anonymous
+        .list_following()
+        .user_id(bob.id.clone())
+        .page_token("forged")
+        .send()
+        .await;
+    assert_eq!(refusal(forged), status(400, "invalid_request"));
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .list_followers()
+                .user_id(nobody.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .list_following()
+                .user_id(nobody.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+
+    let unfollowed = cy_client
+        .unfollow_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("unfollow");
+    assert_eq!(unfollowed.status(), StatusCode::NO_CONTENT);
+    cy_client
+        .unfollow_user()
+        .user_id(bob.id.clone())
+        .send()
+        .await
+        .expect("unfollow is idempotent");
+    assert_eq!(
+        refusal(cy_client.unfollow_user().user_id(nobody).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .unfollow_user()
+                .user_id(bob.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let bad_id = ctx
+        .raw
+        .delete(ctx.url("/v1/me/following/42"))
+        .header("authorization", &auth);
+    assert_eq!(ctx.raw_status(bad_id).await, 400);
+}
+
+pub async fn tweets(ctx: &Context<'_>) {
+    let posted = ctx
+        .as_bob
+        .create_tweet()
+        .body(new_tweet("hello from bob"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    let location = posted
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bobs = posted.into_inner();
+    assert_eq!(location, format!("/v1/tweets/{}", *bobs.id));
+
+    // Idempotency: a retry replays; another body is 422; a retry in flight is 409.
+    let first = ctx
+        .as_ada
+        .create_tweet()
+        .idempotency_key("key-1")
+        .body(new_tweet("once"))
+        .send()
+        .await
+        .expect("post");
+    let again = ctx
+        .as_ada
+        .create_tweet()
+        .idempotency_key("key-1")
+        .body(new_tweet("once"))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.into_inner(), first.into_inner());
+    let other = ctx
+        .as_ada
+        .create_tweet()
+        .idempotency_key("key-1")
+        .body(new_tweet("twice"))
+        .send()
+        .await;
+    assert_eq!(refusal(other), status(422, "idempotency_key_reused"));
+    let ada_id = ctx.ada.id.to_string();
+    ctx.server
+        .state
+        .store
+        .claim_idempotency_key(&ada_id, "key-2", "running")
+        .await
+        .expect("claim");
+    let in_flight = ctx
+        .as_ada
+        .create_tweet()
+        .idempotency_key("key-2")
+        .body(new_tweet("x"))
+        .send()
+        .await;
+    assert_eq!(refusal(in_flight), status(409, "request_in_flight"));
+
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .create_tweet()
+                .body(new_tweet("hi"))
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let auth = format!("Bearer {}", ctx.ada_token);
+    let empty = ctx
+        .raw
+        .post(ctx.url("/v1/tweets"))
+        .header("authorization", &auth)
+        .json(&serde_json::json!({"text": ""}));
+    assert_eq!(ctx.raw_status(empty).await, 400);
+    ctx.oversized_and_mistyped("/v1/tweets").await;
+
+    let fetched = ctx
+        .anonymous
+        .get_tweet()
+        .tweet_id(bobs.id.clone())
+        .send()
+        .await
+        .expect("get tweet");
+    assert_eq!(fetched.into_inner(), bobs);
+    let nothing = types::Id(uuid::Uuid::now_v7());
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .get_tweet()
+                .tweet_id(nothing.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        ctx.raw_status(ctx.raw.get(ctx.url("/v1/tweets/nope")))
+            .await,
+        400
+    );
+
+    // Ada follows Bob: her timeline has both, newest first, across pages.
+    let timeline: Vec<types::Tweet> = ctx
+        .as_ada
+        .get_timeline()
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("timeline");
+    let texts: Vec<&str> = timeline.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["once", "hello from bob"]);
+    let bobs_tweets: Vec<types::Tweet> = ctx
+        .anonymous
+        .list_user_tweets()
+        .user_id(ctx.bob.id.clone())
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("tweets");
+    assert_eq!(bobs_tweets, std::slice::from_ref(&bobs));
+    assert_eq!(
+        refusal(ctx.as_ada.get_timeline().page_token("forged").send().await),
+        status(400, "invalid_request")
+    );
+    assert_eq!(
+        refusal(ctx.anonymous.get_timeline().send().await),
+        status(401, "unauthorized")
+    );
+    let forged = ctx
+        .anonymous
+        .list_user_tweets()
+        .user_id(ctx.bob.id.clone())
+        .page_token("x.y")
+        .send()
+        .await;
+    assert_eq!(refusal(forged), status(400, "invalid_request"));
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .list_user_tweets()
+                .user_id(nothing.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+
+    // Only the author may delete; afterwards the tweet is gone everywhere.
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .delete_tweet()
+                .tweet_id(bobs.id.clone())
+                .send()
+                .await
+        ),
+        status(403, "forbidden")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .delete_tweet()
+                .tweet_id(bobs.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let deleted = ctx
+        .as_bob
+        .delete_tweet()
+        .tweet_id(bobs.id.clone())
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        refusal(
+            ctx.as_bob
+                .delete_tweet()
+                .tweet_id(bobs.id.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .get_tweet()
+                .tweet_id(bobs.id.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    let timeline = ctx
+        .as_ada
+        .get_timeline()
+        .send()
+        .await
+        .expect("timeline")
+        .into_inner();
+    assert!(timeline.items.iter().all(|t| t.id != bobs.id));
+    let bad_id = ctx
+        .raw
+        .delete(ctx.url("/v1/tweets/nope"))
+        .header("authorization", &auth);
+    assert_eq!(ctx.raw_status(bad_id).await, 400);
+}
+
+/// Every operation that needs the database answers 503 once it is gone.
+pub async fn unavailable(ctx: &Context<'_>) {
+    let (ada, bob, id) = (&ctx.ada, &ctx.bob, ctx.ada.id.clone());
+    ctx.server.state.store.close().await;
+    let down = status(503, "unavailable");
+    let sdk = &ctx.anonymous;
+    assert_eq!(refusal(sdk.get_readiness().send().await), down);
+    assert_eq!(
+        refusal(
+            sdk.sign_up()
+                .body(new_user("ed_e", "ed@example.com"))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(sdk.get_user().user_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(
+            sdk.create_token()
+                .body(credentials("ada@example.com", PASSWORD))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(refusal(ctx.as_ada.get_me().send().await), down);
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .follow_user()
+                .user_id(bob.id.clone())
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .unfollow_user()
+                .user_id(bob.id.clone())
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(sdk.list_followers().user_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(sdk.list_following().user_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .create_tweet()
+                .body(new_tweet("down"))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(sdk.get_tweet().tweet_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(ctx.as_ada.delete_tweet().tweet_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(sdk.list_user_tweets().user_id(ada.id.clone()).send().await),
+        down
+    );
+    assert_eq!(refusal(ctx.as_ada.get_timeline().send().await), down);
+}

@@ -1,0 +1,193 @@
+//! `tweets` tag: posting (idempotently), reading and deleting tweets, and timelines.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::{api_id, authenticated_user, page_limit};
+use crate::error::{ApiError, Result};
+use crate::generated::types::{
+    self, CreateTweetParams, DeleteTweetParams, GetTimelineParams, GetTweetParams,
+    ListUserTweetsParams, NewTweet,
+};
+use crate::generated::{
+    CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
+    ListUserTweetsResponse,
+};
+use crate::startup::AppState;
+use crate::store::{Claim, Deletion, Page, Store, StoredResponse, TweetRecord};
+
+const UNKNOWN_TWEET: ApiError = ApiError::NotFound("No tweet has this id.");
+
+pub async fn create_tweet(
+    state: &AppState,
+    request: &poem::Request,
+    params: CreateTweetParams,
+    body: NewTweet,
+) -> Result<CreateTweetResponse> {
+    let me = authenticated_user(state, request)?;
+    let Some(key) = params.idempotency_key else {
+        let tweet = Store::new_tweet(&me, body.text.0);
+        state.store.insert_tweet(&tweet, None).await?;
+        return created(&tweet);
+    };
+
+    match state
+        .store
+        .claim_idempotency_key(&me, &key, &request_hash(&body))
+        .await?
+    {
+        Claim::Claimed => {}
+        Claim::Mismatch => {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                detail: "This Idempotency-Key was used with a different request body.",
+            });
+        }
+        Claim::InFlight => return Err(ApiError::RequestInFlight),
+        Claim::Replay { location, body, .. } => return replay(location, body),
+    }
+    let tweet = Store::new_tweet(&me, body.text.0);
+    let response = to_api(&tweet)?;
+    let location = location_of(&tweet);
+    let stored_body = serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.into()))?;
+    let stored = StoredResponse {
+        user_id: &me,
+        key: &key,
+        location: &location,
+        body: &stored_body,
+    };
+    if let Err(error) = state.store.insert_tweet(&tweet, Some(stored)).await {
+        // Nothing was written: free the key so that a retry can run.
+        if let Err(release) = state.store.release_idempotency_key(&me, &key).await {
+            tracing::warn!(error = %release, "could not release an idempotency key");
+        }
+        return Err(error.into());
+    }
+    Ok(CreateTweetResponse::Created {
+        body: response,
+        location,
+    })
+}
+
+pub async fn get_tweet(state: &AppState, params: GetTweetParams) -> Result<GetTweetResponse> {
+    let tweet = state
+        .store
+        .tweet(&params.tweet_id.0.to_string())
+        .await?
+        .ok_or(UNKNOWN_TWEET)?;
+    Ok(GetTweetResponse::Ok(to_api(&tweet)?))
+}
+
+pub async fn delete_tweet(
+    state: &AppState,
+    request: &poem::Request,
+    params: DeleteTweetParams,
+) -> Result<DeleteTweetResponse> {
+    let me = authenticated_user(state, request)?;
+    match state
+        .store
+        .delete_tweet(&params.tweet_id.0.to_string(), &me)
+        .await?
+    {
+        Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
+        Deletion::NotTheAuthor => Err(ApiError::Forbidden("Only the author may delete a tweet.")),
+        Deletion::NotFound => Err(UNKNOWN_TWEET),
+    }
+}
+
+pub async fn list_user_tweets(
+    state: &AppState,
+    params: ListUserTweetsParams,
+) -> Result<ListUserTweetsResponse> {
+    let user = params.user_id.0.to_string();
+    let list = format!("tweets:{user}");
+    let before = tweet_cursor(state, &list, params.page_token.as_deref())?;
+    if state.store.user_by_id(&user).await?.is_none() {
+        return Err(ApiError::NotFound("No user has this id."));
+    }
+    let page = state
+        .store
+        .tweets_by(&user, before.as_deref(), page_limit(params.limit))
+        .await?;
+    Ok(ListUserTweetsResponse::Ok(tweet_page(state, &list, page)?))
+}
+
+pub async fn get_timeline(
+    state: &AppState,
+    request: &poem::Request,
+    params: GetTimelineParams,
+) -> Result<GetTimelineResponse> {
+    let me = authenticated_user(state, request)?;
+    let list = format!("timeline:{me}");
+    let before = tweet_cursor(state, &list, params.page_token.as_deref())?;
+    let page = state
+        .store
+        .timeline(&me, before.as_deref(), page_limit(params.limit))
+        .await?;
+    Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)?))
+}
+
+/// The hash an Idempotency-Key is bound to: the request body as the server understood it.
+fn request_hash(body: &NewTweet) -> String {
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+}
+
+fn replay(location: Option<String>, body: Option<String>) -> Result<CreateTweetResponse> {
+    let body = body.ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "a completed idempotency record has no body"
+        ))
+    })?;
+    let tweet: types::Tweet =
+        serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.into()))?;
+    let location = location.unwrap_or_else(|| format!("/v1/tweets/{}", *tweet.id));
+    Ok(CreateTweetResponse::Created {
+        body: tweet,
+        location,
+    })
+}
+
+fn created(tweet: &TweetRecord) -> Result<CreateTweetResponse> {
+    Ok(CreateTweetResponse::Created {
+        body: to_api(tweet)?,
+        location: location_of(tweet),
+    })
+}
+
+fn location_of(tweet: &TweetRecord) -> String {
+    format!("/v1/tweets/{}", tweet.id)
+}
+
+fn to_api(tweet: &TweetRecord) -> Result<types::Tweet> {
+    Ok(types::Tweet {
+        id: api_id(&tweet.id)?,
+        author_id: api_id(&tweet.author_id)?,
+        text: types::TweetText(tweet.text.clone()),
+        created_at: tweet.created_at,
+    })
+}
+
+fn tweet_cursor(state: &AppState, list: &str, token: Option<&str>) -> Result<Option<String>> {
+    token
+        .map(|token| {
+            state
+                .page_tokens
+                .verify(list, token)
+                .ok_or(ApiError::InvalidPageToken)
+        })
+        .transpose()
+}
+
+fn tweet_page(
+    state: &AppState,
+    list: &str,
+    page: Page<TweetRecord, String>,
+) -> Result<types::TweetPage> {
+    Ok(types::TweetPage {
+        items: page.items.iter().map(to_api).collect::<Result<_>>()?,
+        next_page: page
+            .next
+            .map(|cursor| state.page_tokens.issue(list, &cursor)),
+    })
+}
