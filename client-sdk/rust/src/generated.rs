@@ -2610,7 +2610,8 @@ Posts a tweet as the logged-in user. A 201 means the tweet is durably stored.
 
 Send an `Idempotency-Key` to retry safely: a retry with the same key and body
 replays the first response and creates nothing; the same key with another body
-is 422; a retry while the first request is still being processed is 409.
+is 422; a retry while the first request is still being processed is 409. A key
+is kept for 24 hours, or until the tweet it created is deleted.
 
 
 Sends a `POST` request to `/v1/tweets`

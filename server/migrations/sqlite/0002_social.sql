@@ -42,6 +42,10 @@ CREATE TABLE idempotency_keys (
     response_status   INTEGER,
     response_location TEXT,
     response_body     TEXT,
+    -- The tweet the request created. Deleting the tweet forgets the key, so that a replay
+    -- never answers 201 for a tweet that no longer exists.
+    resource_id       TEXT,
     PRIMARY KEY (user_id, key)
 ) STRICT;
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);

@@ -128,7 +128,8 @@ pub trait Api: Send + Sync + 'static {
     ///
     /// Send an `Idempotency-Key` to retry safely: a retry with the same key and body
     /// replays the first response and creates nothing; the same key with another body
-    /// is 422; a retry while the first request is still being processed is 409.
+    /// is 422; a retry while the first request is still being processed is 409. A key
+    /// is kept for 24 hours, or until the tweet it created is deleted.
     fn create_tweet(
         &self,
         request: &poem::Request,

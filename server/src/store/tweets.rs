@@ -76,11 +76,13 @@ impl Store {
             .await?;
         if let Some(replay) = replay {
             sqlx::query(
-                "UPDATE idempotency_keys SET response_status = 201, response_location = ?, response_body = ?
+                "UPDATE idempotency_keys
+                 SET response_status = 201, response_location = ?, response_body = ?, resource_id = ?
                  WHERE user_id = ? AND key = ?",
             )
             .bind(replay.location)
             .bind(replay.body)
+            .bind(&tweet.id)
             .bind(replay.user_id)
             .bind(replay.key)
             .execute(&mut *tx)
@@ -110,6 +112,10 @@ impl Store {
         if deleted == 1 {
             sqlx::query("UPDATE users SET tweet_count = tweet_count - 1 WHERE id = ?")
                 .bind(author_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM idempotency_keys WHERE resource_id = ?")
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
