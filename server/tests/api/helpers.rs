@@ -10,7 +10,16 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: std::path::PathBuf,
+    /// Removes the data directory when the test ends, if the test made it.
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -20,14 +29,11 @@ pub async fn spawn_app() -> TestApp {
         .expect("server builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client");
     TestApp {
         address,
-        http,
-        data_dir,
+        http: http_client(),
+        data_dir: data_dir.path().to_owned(),
+        _temp: Some(data_dir),
     }
 }
 
@@ -40,6 +46,17 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 }
 
 impl TestApp {
+    /// A server started elsewhere (such as a child process) on `port`.
+    pub fn at(port: u16, data_dir: &std::path::Path) -> Self {
+        let address = format!("http://127.0.0.1:{port}");
+        TestApp {
+            address,
+            http: http_client(),
+            data_dir: data_dir.to_owned(),
+            _temp: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -81,7 +98,7 @@ impl TestApp {
 
     /// The development JWT secret the server made in its data directory.
     pub fn jwt_secret(&self) -> String {
-        std::fs::read_to_string(self.data_dir.path().join("jwt-secret"))
+        std::fs::read_to_string(self.data_dir.join("jwt-secret"))
             .expect("jwt secret file")
             .trim()
             .to_owned()

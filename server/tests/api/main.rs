@@ -4,5 +4,6 @@ mod auth;
 mod docs_and_encoding;
 mod errors;
 mod helpers;
+mod social;
 mod startup;
 mod users;

@@ -99,8 +99,8 @@ async fn an_unknown_user_is_a_404_problem() {
 async fn the_password_is_stored_only_as_an_argon2id_hash() {
     let app = spawn_app().await;
     app.sign_up("ada_l", "ada@example.com").await;
-    let db = std::fs::read(app.data_dir.path().join("minitter.db")).expect("db file");
-    let wal = std::fs::read(app.data_dir.path().join("minitter.db-wal")).unwrap_or_default();
+    let db = std::fs::read(app.data_dir.join("minitter.db")).expect("db file");
+    let wal = std::fs::read(app.data_dir.join("minitter.db-wal")).unwrap_or_default();
     let contains =
         |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
     for file in [&db, &wal] {

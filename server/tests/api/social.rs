@@ -1,0 +1,381 @@
+//! Follows, tweets and timelines under concurrency, pagination and durability.
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
+
+/// Signs up and logs in `name`; returns (id, bearer header value).
+async fn user(app: &TestApp, name: &str) -> (String, String) {
+    let id = app.sign_up(name, &format!("{name}@example.com")).await;
+    let token = app.log_in(&format!("{name}@example.com")).await;
+    (id, format!("Bearer {token}"))
+}
+
+async fn post_tweet(app: &TestApp, auth: &str, text: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/tweets"))
+        .header("authorization", auth)
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn follow(app: &TestApp, auth: &str, user_id: &str) -> u16 {
+    let url = app.url(&format!("/v1/me/following/{user_id}"));
+    app.http
+        .put(url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+async fn unfollow(app: &TestApp, auth: &str, user_id: &str) -> u16 {
+    let url = app.url(&format!("/v1/me/following/{user_id}"));
+    app.http
+        .delete(url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+async fn get_json(app: &TestApp, path: &str, auth: Option<&str>) -> Value {
+    let mut request = app.http.get(app.url(path));
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = request.send().await.expect("request");
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.expect("json")
+}
+
+async fn profile(app: &TestApp, id: &str) -> Value {
+    get_json(app, &format!("/v1/users/{id}"), None).await
+}
+
+#[tokio::test]
+async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing() {
+    let app = spawn_app().await;
+    let (_, reader) = user(&app, "reader").await;
+    let (writer_id, writer) = user(&app, "writer").await;
+    assert_eq!(follow(&app, &reader, &writer_id).await, 204);
+    let mut existing = HashSet::new();
+    for i in 0..40 {
+        let tweet: Value = post_tweet(&app, &writer, &format!("before {i}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        existing.insert(tweet["id"].as_str().expect("id").to_owned());
+    }
+
+    // Page through the timeline, 7 at a time, while the writer keeps posting.
+    let (mut seen, mut order) = (HashSet::new(), Vec::new());
+    let mut token: Option<String> = None;
+    loop {
+        let posting = post_tweet(&app, &writer, "during");
+        let path = match &token {
+            Some(token) => format!("/v1/timeline?limit=7&page_token={token}"),
+            None => "/v1/timeline?limit=7".to_owned(),
+        };
+        let (page, posted) = tokio::join!(get_json(&app, &path, Some(&reader)), posting);
+        assert_eq!(posted.status(), 201);
+        for item in page["items"].as_array().expect("items") {
+            let id = item["id"].as_str().expect("id").to_owned();
+            assert!(seen.insert(id.clone()), "tweet {id} appeared twice");
+            order.push(id);
+        }
+        match page["next_page"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        existing.is_subset(&seen),
+        "tweets that existed when paging began were skipped"
+    );
+    let mut sorted = order.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(order, sorted, "newest first");
+}
+
+#[tokio::test]
+async fn counts_stay_exact_under_concurrent_follows_and_unfollows() {
+    let app = spawn_app().await;
+    let (star, _) = user(&app, "star").await;
+    let mut fans = Vec::new();
+    for i in 0..12 {
+        fans.push(user(&app, &format!("fan{i}")).await);
+    }
+
+    // Every fan follows twice, all at once.
+    let follows = fans
+        .iter()
+        .flat_map(|(_, auth)| [follow(&app, auth, &star), follow(&app, auth, &star)]);
+    assert!(join_all(follows).await.iter().all(|s| *s == 204));
+    assert_eq!(profile(&app, &star).await["follower_count"], 12);
+
+    // Half of them unfollow twice, all at once.
+    let unfollows = fans[..6]
+        .iter()
+        .flat_map(|(_, auth)| [unfollow(&app, auth, &star), unfollow(&app, auth, &star)]);
+    assert!(join_all(unfollows).await.iter().all(|s| *s == 204));
+    assert_eq!(profile(&app, &star).await["follower_count"], 6);
+    for (i, (fan, _)) in fans.iter().enumerate() {
+        let expected = if i < 6 { 0 } else { 1 };
+        assert_eq!(profile(&app, fan).await["following_count"], expected);
+    }
+    let followers = get_json(&app, &format!("/v1/users/{star}/followers?limit=100"), None).await;
+    assert_eq!(followers["items"].as_array().expect("items").len(), 6);
+}
+
+#[tokio::test]
+async fn following_yourself_is_refused_and_unknown_users_are_404() {
+    let app = spawn_app().await;
+    let (me, auth) = user(&app, "ada").await;
+    let response = app
+        .http
+        .put(app.url(&format!("/v1/me/following/{me}")))
+        .header("authorization", &auth)
+        .send()
+        .await;
+    assert_problem(response.expect("request"), 422, "cannot_follow_self").await;
+    assert_eq!(
+        follow(&app, &auth, &uuid::Uuid::now_v7().to_string()).await,
+        404
+    );
+    assert_eq!(profile(&app, &me).await["following_count"], 0);
+}
+
+#[tokio::test]
+async fn a_timeline_has_own_and_followed_tweets_only() {
+    let app = spawn_app().await;
+    let (_, ada) = user(&app, "ada").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let (_, eve) = user(&app, "eve").await;
+    follow(&app, &ada, &bob_id).await;
+    post_tweet(&app, &ada, "ada 1").await;
+    post_tweet(&app, &bob, "bob 1").await;
+    post_tweet(&app, &eve, "eve 1").await;
+    post_tweet(&app, &ada, "ada 2").await;
+
+    let page = get_json(&app, "/v1/timeline", Some(&ada)).await;
+    let texts: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, ["ada 2", "bob 1", "ada 1"]);
+    assert_eq!(page["next_page"], Value::Null);
+}
+
+#[tokio::test]
+async fn tweets_are_280_characters_not_bytes() {
+    let app = spawn_app().await;
+    let (_, auth) = user(&app, "ada").await;
+    let longest = "🦀".repeat(280);
+    let tweet: Value = post_tweet(&app, &auth, &longest)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tweet["text"], longest.as_str());
+    let problem = assert_problem(
+        post_tweet(&app, &auth, &"🦀".repeat(281)).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["pointer"], "/text");
+    assert_problem(post_tweet(&app, &auth, "").await, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere() {
+    let app = spawn_app().await;
+    let (ada_id, ada) = user(&app, "ada").await;
+    let (_, bob) = user(&app, "bob").await;
+    let tweet: Value = post_tweet(&app, &ada, "mine")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let path = format!("/v1/tweets/{}", tweet["id"].as_str().expect("id"));
+
+    let by_bob = app
+        .http
+        .delete(app.url(&path))
+        .header("authorization", &bob)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(by_bob, 403, "forbidden").await;
+    let by_ada = app
+        .http
+        .delete(app.url(&path))
+        .header("authorization", &ada)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_ada.status(), 204);
+
+    assert_problem(
+        app.http.get(app.url(&path)).send().await.expect("request"),
+        404,
+        "not_found",
+    )
+    .await;
+    let again = app
+        .http
+        .delete(app.url(&path))
+        .header("authorization", &ada)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(again, 404, "not_found").await;
+    let own = get_json(&app, &format!("/v1/users/{ada_id}/tweets"), None).await;
+    assert_eq!(own["items"], json!([]));
+    assert_eq!(
+        get_json(&app, "/v1/timeline", Some(&ada)).await["items"],
+        json!([])
+    );
+    assert_eq!(profile(&app, &ada_id).await["tweet_count"], 0);
+}
+
+#[tokio::test]
+async fn forged_and_foreign_page_tokens_are_400_never_500() {
+    let app = spawn_app().await;
+    let (ada_id, ada) = user(&app, "ada").await;
+    let (bob_id, _) = user(&app, "bob").await;
+    for i in 0..3 {
+        post_tweet(&app, &ada, &format!("t{i}")).await;
+    }
+    let page = get_json(&app, &format!("/v1/users/{ada_id}/tweets?limit=1"), None).await;
+    let token = page["next_page"].as_str().expect("a next page").to_owned();
+    let mut tampered = token.clone().into_bytes();
+    tampered[2] = if tampered[2] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+
+    let attempts = [
+        format!("/v1/users/{ada_id}/tweets?page_token={tampered}"),
+        format!("/v1/users/{ada_id}/tweets?page_token=garbage"),
+        // A real token, for another list.
+        format!("/v1/users/{bob_id}/tweets?page_token={token}"),
+        format!("/v1/timeline?page_token={token}"),
+        format!("/v1/users/{ada_id}/followers?page_token={token}"),
+    ];
+    for path in attempts {
+        let response = app
+            .http
+            .get(app.url(&path))
+            .header("authorization", &ada)
+            .send()
+            .await
+            .expect("request");
+        let problem = assert_problem(response, 400, "invalid_request").await;
+        assert_eq!(problem["errors"][0]["pointer"], "/page_token", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_idempotency_key_create_one_tweet() {
+    let app = spawn_app().await;
+    let (ada_id, ada) = user(&app, "ada").await;
+    let attempt = || {
+        app.http
+            .post(app.url("/v1/tweets"))
+            .header("authorization", &ada)
+            .header("idempotency-key", "retry-1")
+            .json(&json!({"text": "exactly once"}))
+            .send()
+    };
+    let responses = join_all((0..8).map(|_| attempt())).await;
+    let mut created = HashSet::new();
+    for response in responses {
+        let response = response.expect("request");
+        match response.status().as_u16() {
+            201 => {
+                let tweet: Value = response.json().await.expect("json");
+                created.insert(tweet["id"].as_str().expect("id").to_owned());
+            }
+            409 => {
+                assert_problem(response, 409, "request_in_flight").await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "every 201 is the same tweet");
+    assert_eq!(profile(&app, &ada_id).await["tweet_count"], 1);
+
+    let replay: Value = attempt()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(created.contains(replay["id"].as_str().expect("id")));
+    let other_body = app
+        .http
+        .post(app.url("/v1/tweets"))
+        .header("authorization", &ada)
+        .header("idempotency-key", "retry-1")
+        .json(&json!({"text": "something else"}))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(other_body, 422, "idempotency_key_reused").await;
+}
+
+#[tokio::test]
+async fn an_acknowledged_tweet_survives_a_kill() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+            .env("MINITTER_DATA_DIR", data_dir.path())
+            .env("MINITTER_BIND", "127.0.0.1:0")
+            .env("MINITTER_LOG", "info")
+            .env("MINITTER_LOG_JSON", "true")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server")
+    };
+    let port_of = |child: &mut std::process::Child| -> u16 {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("stdout");
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line: Value = serde_json::from_str(&line.expect("line")).unwrap_or_default();
+            if let Some(port) = line["fields"]["port"].as_u64() {
+                return u16::try_from(port).expect("port");
+            }
+        }
+        panic!("the server never said its port");
+    };
+
+    let mut first = start();
+    let app = TestApp::at(port_of(&mut first), data_dir.path());
+    let (ada_id, ada) = user(&app, "ada").await;
+    let tweet: Value = post_tweet(&app, &ada, "durable")
+        .await
+        .json()
+        .await
+        .expect("json");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+
+    let mut second = start();
+    let app = TestApp::at(port_of(&mut second), data_dir.path());
+    let tweets = get_json(&app, &format!("/v1/users/{ada_id}/tweets"), None).await;
+    second.kill().expect("SIGKILL");
+    let _ = second.wait();
+    assert_eq!(tweets["items"][0]["id"], tweet["id"]);
+}
