@@ -8,6 +8,7 @@
 
 mod follows;
 mod idempotency;
+mod import;
 mod tweets;
 mod users;
 

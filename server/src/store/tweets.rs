@@ -1,12 +1,14 @@
 //! The `tweets` table: posting, reading, deleting, and the timeline.
 //!
-//! Timeline strategy: fan-out on read with a per-followee limit. For a page of `n`
-//! tweets, each followed account (and the reader) contributes at most `n + 1` tweets,
-//! each found by one seek of the `(author_id, id)` index below the page cursor; only
-//! those few rows are merged and sorted. A page therefore costs
-//! `O(followees × n)` index reads whatever the total number of tweets, with no `OFFSET`
-//! and no scan, and a post costs one insert, whatever the follower count. See
-//! `docs/timeline.md` for the query plan.
+//! Timeline strategy: fan-out on read over a time window. Tweet ids are UUIDv7, so an id
+//! range is a time range. A page looks, for the reader and each account they follow, at
+//! the `(author_id, id)` index between the page cursor and a lower bound a short time
+//! earlier — one index seek per followee — takes the newest `n + 1` of what it finds,
+//! and reads only those rows. When the window holds too few tweets it is widened
+//! sixteenfold and tried again. A page therefore costs one seek per followed account
+//! plus the tweets in the window, whatever the total number of tweets: no `OFFSET`, no
+//! scan, and nothing sorted but the window. A post costs one insert, whatever the
+//! follower count. See `docs/timeline.md` for the measurements and the query plan.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -153,34 +155,64 @@ impl Store {
     }
 
     /// The tweets of `reader` and of everyone they follow, newest first, older than the
-    /// tweet `before` (fan-out on read with a per-followee limit; see the module docs).
+    /// tweet `before` (fan-out on read over a widening time window; see the module docs).
     pub async fn timeline(
         &self,
         reader: &str,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<TweetRecord, String>, StoreError> {
-        let rows = sqlx::query(TIMELINE_SQL)
-            .bind(reader)
-            .bind(before.unwrap_or(AFTER_EVERY_ID))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        tweet_page(&rows, limit)
+        let upper = before.unwrap_or(AFTER_EVERY_ID);
+        let upper_ms = before
+            .and_then(uuid_v7_millis)
+            .unwrap_or_else(|| now_millis().timestamp_millis().max(0) as u64);
+        let mut window_ms = FIRST_WINDOW_MS;
+        loop {
+            // Past the start of time the window is unbounded: this is the last try.
+            let lower = upper_ms
+                .checked_sub(window_ms)
+                .map_or_else(|| BEFORE_EVERY_ID.to_owned(), id_prefix_at);
+            let rows = sqlx::query(TIMELINE_SQL)
+                .bind(reader)
+                .bind(upper)
+                .bind(&lower)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.len() > limit as usize || lower == BEFORE_EVERY_ID {
+                return tweet_page(&rows, limit);
+            }
+            window_ms = window_ms.saturating_mul(16);
+        }
     }
 }
 
-/// The timeline query: `?1` reader, `?2` cursor, `?3` page size + 1.
+/// The first timeline window: an hour holds a page for anyone who follows active accounts.
+const FIRST_WINDOW_MS: u64 = 3_600_000;
+/// Sorts below every tweet id.
+const BEFORE_EVERY_ID: &str = "0";
+
+/// The timeline query: `?1` reader, `?2` upper cursor (exclusive), `?3` lower bound
+/// (inclusive), `?4` page size + 1. The inner query touches only the covering index.
 pub const TIMELINE_SQL: &str = "
-    SELECT t.id, t.author_id, t.text, t.created_at
-    FROM (SELECT followee_id AS author FROM follows WHERE follower_id = ?1
-          UNION ALL SELECT ?1) AS a
-    JOIN tweets t ON t.rowid IN (
-        SELECT rowid FROM tweets
-        WHERE author_id = a.author AND id < ?2
-        ORDER BY id DESC LIMIT ?3)
-    ORDER BY t.id DESC
-    LIMIT ?3";
+    SELECT t.id, t.author_id, t.text, t.created_at FROM tweets t
+    WHERE t.id IN (
+        SELECT id FROM tweets
+        WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = ?1 UNION ALL SELECT ?1)
+          AND id < ?2 AND id >= ?3
+        ORDER BY id DESC LIMIT ?4)
+    ORDER BY t.id DESC";
+
+/// The millisecond timestamp of a UUIDv7 in its text form.
+fn uuid_v7_millis(id: &str) -> Option<u64> {
+    let hex: String = id.get(..13)?.chars().filter(|c| *c != '-').collect();
+    u64::from_str_radix(&hex, 16).ok()
+}
+
+/// The smallest id text of any UUIDv7 made at `ms` or later.
+fn id_prefix_at(ms: u64) -> String {
+    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
 
 fn tweet_page(
     rows: &[sqlx::sqlite::SqliteRow],
@@ -202,4 +234,18 @@ fn tweet_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TweetRecord, StoreErr
         text: row.try_get("text")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uuid_v7_sorts_with_the_prefix_of_its_millisecond() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let ms = uuid_v7_millis(&id).expect("a v7 id");
+        assert!(id_prefix_at(ms).as_str() <= id.as_str());
+        assert!(id_prefix_at(ms + 1).as_str() > id.as_str());
+        assert!(BEFORE_EVERY_ID < id_prefix_at(0).as_str() && AFTER_EVERY_ID > id.as_str());
+    }
 }

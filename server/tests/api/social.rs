@@ -379,3 +379,57 @@ async fn an_acknowledged_tweet_survives_a_kill() {
     let _ = second.wait();
     assert_eq!(tweets["items"][0]["id"], tweet["id"]);
 }
+
+#[tokio::test]
+async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
+    use minitter_server::startup::Application;
+    use minitter_server::store::TweetRecord;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build(crate::helpers::test_config(dir.path()))
+        .await
+        .expect("build");
+    let store = app.state().store.clone();
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let app = TestApp::at(port, dir.path());
+    let (_, ada) = user(&app, "ada").await;
+    let (bob_id, _) = user(&app, "bob").await;
+    follow(&app, &ada, &bob_id).await;
+
+    // Bob tweeted 3 days and 90 days ago; Ada tweets now.
+    let old = |days: i64, text: &str| {
+        let at = chrono::Utc::now() - chrono::Duration::days(days);
+        let millis = u64::try_from(at.timestamp_millis()).expect("after 1970");
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, millis / 1000, 0);
+        TweetRecord {
+            id: uuid::Uuid::new_v7(ts).to_string(),
+            author_id: bob_id.clone(),
+            text: text.to_owned(),
+            created_at: at,
+        }
+    };
+    store
+        .import_tweets(&[old(90, "ancient"), old(3, "older")])
+        .await
+        .expect("import");
+    post_tweet(&app, &ada, "now").await;
+
+    let mut texts = Vec::new();
+    let mut path = "/v1/timeline?limit=1".to_owned();
+    loop {
+        let page = get_json(&app, &path, Some(&ada)).await;
+        texts.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|t| t["text"].as_str().unwrap_or_default().to_owned()),
+        );
+        match page["next_page"].as_str() {
+            Some(next) => path = format!("/v1/timeline?limit=1&page_token={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(texts, ["now", "older", "ancient"]);
+}

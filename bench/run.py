@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Load benchmark of a release build of minitter-server, with a same-run baseline.
+
+Usage: python3 bench/run.py [--users N] [--tweets N] [--duration S] [--connections C]
+
+It builds the release binaries, generates (once, cached in bench/.data/) a database
+through the store layer, starts the bare poem hello-world baseline and the server, and
+drives each scenario with wrk (Debian's `wrk`, installed if missing). Every scenario is
+reported as a ratio to the baseline's throughput measured in the same run, with p50/p99
+latency, errors and the server's peak RSS. The table is written to docs/benchmarks.md.
+Benchmarks never gate CI: numbers depend on the machine.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+JWT_SECRET = "bench-secret-" + "x" * 32  # a benchmark-only secret, never a default
+
+
+def sh(*args, **kwargs):
+    print("+", " ".join(str(a) for a in args), flush=True)
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url_port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", url_port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {url_port}")
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(sub: str) -> str:
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": sub, "iss": "minitter", "aud": "minitter-api", "iat": now, "exp": now + 3600}
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(JWT_SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident set size; `peak` is the highest seen, in MiB."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0.0, True
+
+    def run(self):
+        while self.running:
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak = max(self.peak, int(line.split()[1]) / 1024)
+            except FileNotFoundError:
+                return
+            time.sleep(0.1)
+
+
+def wrk(script, url, args, env):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s", str(BENCH / "wrk" / script), url],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--follows-per-user", type=int, default=100)
+    parser.add_argument("--tweets", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-docs", action="store_true", help="print the table only")
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        sh("apt-get", "install", "-y", "-q", "wrk")
+    sh("cargo", "build", "--release", "--quiet", "-p", "minitter-server", "-p", "minitter-bench", cwd=ROOT)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+
+    cached = BENCH / ".data" / f"{args.users}u-{args.follows_per_user}f-{args.tweets}t"
+    if not (cached / "minitter.db").exists():
+        shutil.rmtree(cached, ignore_errors=True)
+        sh(target / "bench-data", "--data-dir", cached, "--users", str(args.users),
+           "--follows-per-user", str(args.follows_per_user), "--tweets", str(args.tweets))
+
+    work = Path(tempfile.mkdtemp(prefix="minitter-bench-"))
+    shutil.copy(cached / "minitter.db", work / "minitter.db")
+    users = [row[0] for row in sqlite3.connect(work / "minitter.db").execute("SELECT id FROM users")]
+    sample = random.Random(7).sample(users, min(1000, len(users)))
+    (work / "tokens.txt").write_text("\n".join(jwt(u) for u in sample) + "\n")
+    (work / "users.txt").write_text("\n".join(sample) + "\n")
+    env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"), BENCH_USERS=str(work / "users.txt"))
+
+    hello_port, server_port = free_port(), free_port()
+    hello = subprocess.Popen([target / "bench-hello", f"127.0.0.1:{hello_port}"])
+    server = subprocess.Popen([target / "minitter-server"], env=dict(
+        os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{server_port}",
+        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn"))
+    try:
+        wait_for(hello_port)
+        wait_for(server_port)
+        rss = RssSampler(server.pid)
+        rss.start()
+        base = f"http://127.0.0.1:{server_port}"
+        results = {"hello world (baseline)": wrk("hello.lua", f"http://127.0.0.1:{hello_port}/", args, env)}
+        results["GET /v1/users/{id}"] = wrk("user.lua", base, args, env)
+        results["GET /v1/timeline?limit=20"] = wrk("timeline.lua", base, args, env)
+        results["POST /v1/tweets"] = wrk("post.lua", base, args, env)
+        rss.running = False
+    finally:
+        server.terminate()
+        hello.terminate()
+        server.wait()
+        hello.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    baseline = results["hello world (baseline)"]["rps"]
+    rows = [
+        "| scenario | requests/s | vs. hello world | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / baseline:.1%} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    rows.append("")
+    rows.append(f"Server peak RSS during the run: **{rss.peak:.0f} MiB**. Data: {args.users:,} users, "
+                f"{args.follows_per_user} follows each (power law), {args.tweets:,} tweets; wrk -t2 -c{args.connections} "
+                f"-d{args.duration}s on the same 2-core machine; {time.strftime('%Y-%m-%d')}.")
+    table = "\n".join(rows)
+    print(table)
+    if not args.no_docs:
+        docs = ROOT / "docs" / "benchmarks.md"
+        text = docs.read_text()
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        docs.write_text(f"{before}{start}\n{table}\n{end}{after}")
+        print(f"wrote {docs}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

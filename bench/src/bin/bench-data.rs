@@ -1,0 +1,128 @@
+//! Fills a data directory with a realistic graph through the store layer (not HTTP):
+//! users, follows with power-law popularity, and tweets whose authors follow a power law
+//! too, spread over the last 30 days. Every user's password is `bench password`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::{Duration, Utc};
+use clap::Parser;
+use minitter_server::store::{NewUserRecord, Store, TweetRecord};
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The data directory to create (its `minitter.db` must not exist yet).
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100)]
+    follows_per_user: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    tweets: usize,
+    /// Zipf exponent of popularity: who is followed and who tweets.
+    #[arg(long, default_value_t = 0.9)]
+    skew: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+const BATCH: usize = 20_000;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)?;
+    let path = args.data_dir.join("minitter.db");
+    anyhow::ensure!(!path.exists(), "{} exists already", path.display());
+    let store = Store::open_sqlite(&path).await?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let started = std::time::Instant::now();
+
+    let hash = minitter_server::auth::hash_password("bench password".to_owned().into()).await?;
+    let ids: Vec<String> = (0..args.users)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let users: Vec<(String, NewUserRecord)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let user = NewUserRecord {
+                username: format!("user{i}"),
+                email: format!("user{i}@bench.test"),
+                display_name: format!("User {i}"),
+                password_hash: hash.clone(),
+            };
+            (id.clone(), user)
+        })
+        .collect();
+    for chunk in users.chunks(BATCH) {
+        store.import_users(chunk).await?;
+    }
+    println!("{} users in {:.1?}", ids.len(), started.elapsed());
+
+    // Popularity: user i has weight 1 / (i + 1)^skew.
+    let weights: Vec<f64> = (0..ids.len())
+        .map(|i| 1.0 / ((i + 1) as f64).powf(args.skew))
+        .collect();
+    let popular = WeightedIndex::new(&weights)?;
+    let mut edges = Vec::with_capacity(BATCH);
+    let mut total_edges = 0;
+    for (follower, follower_id) in ids.iter().enumerate() {
+        let mut chosen = std::collections::HashSet::new();
+        while chosen.len() < args.follows_per_user.min(ids.len() - 1) {
+            let followee = popular.sample(&mut rng);
+            if followee != follower && chosen.insert(followee) {
+                edges.push((follower_id.clone(), ids[followee].clone()));
+            }
+        }
+        if edges.len() >= BATCH {
+            total_edges += edges.len();
+            store.import_follows(&edges).await?;
+            edges.clear();
+        }
+    }
+    total_edges += edges.len();
+    store.import_follows(&edges).await?;
+    println!("{total_edges} follows in {:.1?}", started.elapsed());
+
+    // Tweets in time order over the last 30 days, so ids and times agree.
+    let span_ms = Duration::days(30).num_milliseconds();
+    let start = Utc::now() - Duration::days(30);
+    let mut batch = Vec::with_capacity(BATCH);
+    for n in 0..args.tweets {
+        let offset = (n as i64 * span_ms) / args.tweets as i64;
+        let created_at = start + Duration::milliseconds(offset);
+        let millis = u64::try_from(created_at.timestamp_millis())?;
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            millis / 1000,
+            ((millis % 1000) * 1_000_000) as u32,
+        );
+        let author = &ids[popular.sample(&mut rng)];
+        let words = rng.random_range(3..30);
+        batch.push(TweetRecord {
+            id: uuid::Uuid::new_v7(ts).to_string(),
+            author_id: author.clone(),
+            text: format!("tweet {n}: {}", "lorem ipsum ".repeat(words / 2))
+                .trim_end()
+                .to_owned(),
+            created_at,
+        });
+        if batch.len() == BATCH {
+            store.import_tweets(&batch).await?;
+            batch.clear();
+        }
+    }
+    store.import_tweets(&batch).await?;
+    println!("{} tweets in {:.1?}", args.tweets, started.elapsed());
+
+    store.recount().await?;
+    store.close().await;
+    println!("done in {:.1?}", started.elapsed());
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Bulk loading, for the benchmark data generator: many rows per transaction, counters
+//! recomputed once at the end. Not used by the API.
+
+use super::{NewUserRecord, Store, StoreError, TweetRecord};
+
+impl Store {
+    /// Inserts users with the given ids, in one transaction.
+    pub async fn import_users(&self, users: &[(String, NewUserRecord)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = super::users::now_millis();
+        for (id, user) in users {
+            sqlx::query(
+                "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.display_name)
+            .bind(&user.password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts follow edges `(follower, followee)`, in one transaction; duplicates are skipped.
+    pub async fn import_follows(&self, edges: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = super::users::now_millis();
+        for (follower, followee) in edges {
+            sqlx::query(
+                "INSERT INTO follows (follower_id, followee_id, created_at) VALUES (?, ?, ?)
+                 ON CONFLICT (follower_id, followee_id) DO NOTHING",
+            )
+            .bind(follower)
+            .bind(followee)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts tweets, in one transaction.
+    pub async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for tweet in tweets {
+            sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&tweet.id)
+                .bind(&tweet.author_id)
+                .bind(&tweet.text)
+                .bind(tweet.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Recomputes every user's counters from the rows, after an import.
+    pub async fn recount(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET
+                follower_count = (SELECT COUNT(*) FROM follows WHERE followee_id = users.id),
+                following_count = (SELECT COUNT(*) FROM follows WHERE follower_id = users.id),
+                tweet_count = (SELECT COUNT(*) FROM tweets WHERE author_id = users.id)",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        // Fold the WAL into the database file, so that the file alone is a complete copy.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
