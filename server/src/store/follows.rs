@@ -17,6 +17,7 @@ pub enum EdgeChange {
 impl Store {
     /// Makes `follower` follow `followee`. Idempotent; counters move only on a change.
     pub async fn follow(&self, follower: &str, followee: &str) -> Result<EdgeChange, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // The write comes first so the transaction takes the write lock at once (and waits
         // for it) instead of failing to upgrade a read lock under contention.
@@ -46,6 +47,7 @@ impl Store {
 
     /// Makes `follower` stop following `followee`. Idempotent.
     pub async fn unfollow(&self, follower: &str, followee: &str) -> Result<EdgeChange, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
             .bind(follower)

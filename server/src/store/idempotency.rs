@@ -39,6 +39,7 @@ impl Store {
         key: &str,
         request_hash: &str,
     ) -> Result<Claim, StoreError> {
+        let _turn = self.write_turn().await;
         let now = chrono::Utc::now().timestamp();
         let mut tx = self.pool.begin().await?;
         // Writes first, so the transaction holds the write lock from the start.
@@ -100,6 +101,7 @@ impl Store {
         user_id: &str,
         key: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND response_status IS NULL")
             .bind(user_id)
             .bind(key)

@@ -6,6 +6,7 @@ use super::{NewUserRecord, Store, StoreError, TweetRecord};
 impl Store {
     /// Inserts users with the given ids, in one transaction.
     pub async fn import_users(&self, users: &[(String, NewUserRecord)]) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let now = super::users::now_millis();
         for (id, user) in users {
@@ -28,6 +29,7 @@ impl Store {
 
     /// Inserts follow edges `(follower, followee)`, in one transaction; duplicates are skipped.
     pub async fn import_follows(&self, edges: &[(String, String)]) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let now = super::users::now_millis();
         for (follower, followee) in edges {
@@ -47,6 +49,7 @@ impl Store {
 
     /// Inserts tweets, in one transaction.
     pub async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for tweet in tweets {
             sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
@@ -63,6 +66,7 @@ impl Store {
 
     /// Recomputes every user's counters from the rows, after an import.
     pub async fn recount(&self) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE users SET
                 follower_count = (SELECT COUNT(*) FROM follows WHERE followee_id = users.id),

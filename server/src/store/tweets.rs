@@ -64,6 +64,7 @@ impl Store {
         tweet: &TweetRecord,
         replay: Option<StoredResponse<'_>>,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
             .bind(&tweet.id)
@@ -104,6 +105,7 @@ impl Store {
 
     /// Deletes a tweet if `author_id` wrote it.
     pub async fn delete_tweet(&self, id: &str, author_id: &str) -> Result<Deletion, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM tweets WHERE id = ? AND author_id = ?")
             .bind(id)

@@ -35,6 +35,7 @@ pub struct NewUserRecord {
 impl Store {
     /// Inserts a user; a taken username or email is a [`StoreError::Conflict`] naming it.
     pub async fn create_user(&self, new: NewUserRecord) -> Result<UserRecord, StoreError> {
+        let _turn = self.write_turn().await;
         let record = UserRecord {
             id: uuid::Uuid::now_v7().to_string(),
             username: new.username,
