@@ -1,0 +1,132 @@
+/**
+ * `@minitter/client`: the TypeScript SDK for the Minitter API.
+ *
+ * The types are generated from `openapi.yaml` by openapi-typescript (`src/generated/`,
+ * never edited) and the requests are made by openapi-fetch, so every path, parameter and
+ * body is checked by `tsc` against the spec. This file is the small hand-written part:
+ * a constructor that sends the credentials, errors as a typed {@link Problem}, and an
+ * async iterator over every paginated operation (the Rust SDK's `*_stream()`).
+ */
+import createFetchClient, { type Client } from "openapi-fetch";
+
+import type { components, operations, paths } from "./generated/schema.js";
+
+export type { components, operations, paths };
+export type Problem = components["schemas"]["Problem"];
+export type User = components["schemas"]["User"];
+export type CurrentUser = components["schemas"]["CurrentUser"];
+export type Tweet = components["schemas"]["Tweet"];
+
+/** An error response from the API, with its RFC 9457 problem document. */
+export class MinitterError extends Error {
+  constructor(
+    readonly status: number,
+    readonly problem: Problem | undefined,
+  ) {
+    super(problem ? `${status} ${problem.code}: ${problem.detail ?? problem.title}` : `HTTP ${status}`);
+    this.name = "MinitterError";
+  }
+}
+
+export interface ClientOptions {
+  /** Where the API is, such as `http://127.0.0.1:8080`. */
+  baseUrl: string;
+  /** The partner's API key, sent as `x-api-key`. */
+  apiKey?: string;
+  /** A user's token from `POST /v1/auth/token`, sent as `Authorization: Bearer …`. */
+  bearerToken?: string;
+  /** A `fetch` to use instead of the global one. */
+  fetch?: typeof fetch;
+}
+
+type Page<T> = { items: T[]; next_page?: string | null };
+
+/** Resolves to the response body of a successful call; throws {@link MinitterError} otherwise. */
+export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+  const { data, error, response } = await call;
+  if (!response.ok) {
+    throw new MinitterError(response.status, isProblem(error) ? error : undefined);
+  }
+  return data as T;
+}
+
+function isProblem(value: unknown): value is Problem {
+  return typeof value === "object" && value !== null && "code" in value && "status" in value;
+}
+
+/** Yields every item of a keyset-paginated list, fetching pages as they are needed. */
+async function* paginate<T>(fetchPage: (pageToken: string | undefined) => Promise<Page<T>>): AsyncGenerator<T> {
+  let token: string | undefined;
+  do {
+    const page = await fetchPage(token);
+    yield* page.items;
+    token = page.next_page ?? undefined;
+  } while (token !== undefined);
+}
+
+/** The Minitter API. `api` makes any call the spec allows; the rest are conveniences. */
+export class MinitterClient {
+  /** The typed openapi-fetch client: `client.api.GET("/v1/users/{user_id}", { params: { path: { user_id } } })`. */
+  readonly api: Client<paths>;
+
+  constructor(private readonly options: ClientOptions) {
+    const headers: Record<string, string> = {};
+    if (options.apiKey !== undefined) headers["x-api-key"] = options.apiKey;
+    if (options.bearerToken !== undefined) headers["authorization"] = `Bearer ${options.bearerToken}`;
+    this.api = createFetchClient<paths>({
+      baseUrl: options.baseUrl,
+      headers,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+  }
+
+  /** The same client, acting as the user this token belongs to. */
+  withBearerToken(bearerToken: string): MinitterClient {
+    return new MinitterClient({ ...this.options, bearerToken });
+  }
+
+  /** The logged-in user's timeline, newest first, across all pages. */
+  timeline(query: { limit?: number } = {}): AsyncGenerator<Tweet> {
+    return paginate((page_token) =>
+      unwrap(this.api.GET("/v1/timeline", { params: { query: { ...query, ...(page_token ? { page_token } : {}) } } })),
+    );
+  }
+
+  /** A user's tweets, newest first, across all pages. */
+  userTweets(userId: string, query: { limit?: number } = {}): AsyncGenerator<Tweet> {
+    return paginate((page_token) =>
+      unwrap(
+        this.api.GET("/v1/users/{user_id}/tweets", {
+          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+        }),
+      ),
+    );
+  }
+
+  /** A user's followers, most recent follow first, across all pages. */
+  followers(userId: string, query: { limit?: number } = {}): AsyncGenerator<User> {
+    return paginate((page_token) =>
+      unwrap(
+        this.api.GET("/v1/users/{user_id}/followers", {
+          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+        }),
+      ),
+    );
+  }
+
+  /** The users a user follows, most recent follow first, across all pages. */
+  following(userId: string, query: { limit?: number } = {}): AsyncGenerator<User> {
+    return paginate((page_token) =>
+      unwrap(
+        this.api.GET("/v1/users/{user_id}/following", {
+          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+        }),
+      ),
+    );
+  }
+}
+
+/** A client for the API at `options.baseUrl`. */
+export function createClient(options: ClientOptions): MinitterClient {
+  return new MinitterClient(options);
+}

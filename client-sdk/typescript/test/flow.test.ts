@@ -1,0 +1,137 @@
+// A partner's flow end to end, through the SDK, against the real server.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { createClient, MinitterError, type MinitterClient, unwrap } from "../src/index.js";
+import { type RunningServer, startServer } from "./support/server.js";
+
+const PASSWORD = "correct horse battery staple";
+let server: RunningServer;
+let anonymous: MinitterClient;
+
+before(async () => {
+  server = await startServer();
+  anonymous = createClient({ baseUrl: server.baseUrl });
+});
+
+after(async () => {
+  await server.stop();
+});
+
+async function signUp(username: string) {
+  const email = `${username}@example.com`;
+  const user = await unwrap(anonymous.api.POST("/v1/users", { body: { username, email, password: PASSWORD } }));
+  const token = await unwrap(anonymous.api.POST("/v1/auth/token", { body: { email, password: PASSWORD } }));
+  return { user, client: anonymous.withBearerToken(token.access_token) };
+}
+
+async function refusal(call: Promise<unknown>): Promise<[number, string | undefined]> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof MinitterError, `not a MinitterError: ${error}`);
+    return [error.status, error.problem?.code];
+  }
+  assert.fail("the call should have failed");
+}
+
+test("health and readiness", async () => {
+  assert.deepEqual(await unwrap(anonymous.api.GET("/healthz")), { status: "ok" });
+  assert.deepEqual(await unwrap(anonymous.api.GET("/readyz")), { status: "ok" });
+});
+
+test("sign up, log in, and read profiles", async () => {
+  const { user, client } = await signUp("ada_l");
+  assert.equal(user.username, "ada_l");
+  const me = await unwrap(client.api.GET("/v1/me"));
+  assert.equal(me.email, "ada_l@example.com");
+  const profile = await unwrap(anonymous.api.GET("/v1/users/{user_id}", { params: { path: { user_id: user.id } } }));
+  assert.deepEqual(profile, user);
+});
+
+test("errors are typed problems: 400 with every violation, 401, 404, 409", async () => {
+  const invalid = anonymous.api.POST("/v1/users", { body: { username: "a", email: "nope", password: "short" } });
+  const { error, response } = await invalid;
+  assert.equal(response.status, 400);
+  assert.deepEqual(
+    [...new Set(error?.errors?.map((v) => v.pointer))],
+    ["/email", "/password", "/username"],
+  );
+  assert.deepEqual(await refusal(unwrap(anonymous.api.GET("/v1/me"))), [401, "unauthorized"]);
+  const nobody = "01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d";
+  assert.deepEqual(
+    await refusal(unwrap(anonymous.api.GET("/v1/users/{user_id}", { params: { path: { user_id: nobody } } }))),
+    [404, "not_found"],
+  );
+  await signUp("taken_1");
+  assert.deepEqual(
+    await refusal(
+      unwrap(anonymous.api.POST("/v1/users", { body: { username: "taken_2", email: "taken_1@example.com", password: PASSWORD } })),
+    ),
+    [409, "conflict"],
+  );
+});
+
+test("follow, post, and walk the timeline page by page", async () => {
+  const reader = await signUp("reader");
+  const writer = await signUp("writer");
+  const follow = { params: { path: { user_id: writer.user.id } } };
+  await unwrap(reader.client.api.PUT("/v1/me/following/{user_id}", follow));
+  await unwrap(reader.client.api.PUT("/v1/me/following/{user_id}", follow));
+  const self = { params: { path: { user_id: reader.user.id } } };
+  assert.deepEqual(
+    await refusal(unwrap(reader.client.api.PUT("/v1/me/following/{user_id}", self))),
+    [422, "cannot_follow_self"],
+  );
+
+  const posted: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const tweet = await unwrap(writer.client.api.POST("/v1/tweets", { body: { text: `tweet ${i}` } }));
+    posted.push(tweet.id);
+  }
+  const timeline: string[] = [];
+  for await (const tweet of reader.client.timeline({ limit: 2 })) timeline.push(tweet.id);
+  assert.deepEqual(timeline, [...posted].reverse());
+
+  const byWriter: string[] = [];
+  for await (const tweet of anonymous.userTweets(writer.user.id, { limit: 3 })) byWriter.push(tweet.id);
+  assert.deepEqual(byWriter, [...posted].reverse());
+
+  const followers = [];
+  for await (const user of anonymous.followers(writer.user.id, { limit: 1 })) followers.push(user.username);
+  assert.deepEqual(followers, ["reader"]);
+  const following = [];
+  for await (const user of anonymous.following(reader.user.id)) following.push(user.username);
+  assert.deepEqual(following, ["writer"]);
+
+  const forged = anonymous.api.GET("/v1/timeline", { params: { query: { page_token: "forged" } } });
+  assert.equal((await forged).response.status, 401);
+  assert.deepEqual(
+    await refusal(unwrap(reader.client.api.GET("/v1/timeline", { params: { query: { page_token: "forged" } } }))),
+    [400, "invalid_request"],
+  );
+
+  await unwrap(reader.client.api.DELETE("/v1/me/following/{user_id}", follow));
+  const after = await unwrap(anonymous.api.GET("/v1/users/{user_id}", { params: { path: { user_id: writer.user.id } } }));
+  assert.equal(after.follower_count, 0);
+});
+
+test("only the author deletes, and retries with an idempotency key create one tweet", async () => {
+  const author = await signUp("author");
+  const other = await signUp("other");
+  const post = () =>
+    unwrap(
+      author.client.api.POST("/v1/tweets", {
+        params: { header: { "Idempotency-Key": "once" } },
+        body: { text: "exactly once" },
+      }),
+    );
+  const first = await post();
+  const retry = await post();
+  assert.equal(retry.id, first.id);
+
+  const path = { params: { path: { tweet_id: first.id } } };
+  assert.deepEqual(await refusal(unwrap(other.client.api.DELETE("/v1/tweets/{tweet_id}", path))), [403, "forbidden"]);
+  await unwrap(author.client.api.DELETE("/v1/tweets/{tweet_id}", path));
+  assert.deepEqual(await refusal(unwrap(anonymous.api.GET("/v1/tweets/{tweet_id}", path))), [404, "not_found"]);
+});

@@ -1,0 +1,54 @@
+// Starts the real minitter-server binary on a free port with a fresh data directory.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+export interface RunningServer {
+  baseUrl: string;
+  stop(): Promise<void>;
+}
+
+/** The server binary: `MINITTER_SERVER_BIN`, or the workspace's debug build. */
+function serverBinary(): string {
+  if (process.env["MINITTER_SERVER_BIN"]) return process.env["MINITTER_SERVER_BIN"];
+  const target = process.env["CARGO_TARGET_DIR"] ?? join(import.meta.dirname, "..", "..", "..", "..", "..", "target");
+  return join(target, "debug", "minitter-server");
+}
+
+export async function startServer(): Promise<RunningServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "minitter-ts-"));
+  const child: ChildProcess = spawn(serverBinary(), [], {
+    env: {
+      ...process.env,
+      MINITTER_DATA_DIR: dataDir,
+      MINITTER_BIND: "127.0.0.1:0",
+      MINITTER_LOG: "info",
+      MINITTER_LOG_JSON: "true",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`the server exited with ${code}`)));
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      try {
+        const port = JSON.parse(line)?.fields?.port;
+        if (typeof port === "number") resolve(port);
+      } catch {
+        // not a JSON log line
+      }
+    });
+  });
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
