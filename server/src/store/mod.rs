@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use follows::EdgeChange;
 pub use idempotency::Claim;
-pub use tweets::{Deletion, StoredResponse, TIMELINE_SQL, TweetRecord};
+pub use tweets::{Deletion, StoredResponse, TweetRecord};
 pub use users::{NewUserRecord, UserRecord};
 
 /// One page of a keyset-paginated list: the items, and the cursor of the last one when

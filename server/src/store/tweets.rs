@@ -196,7 +196,7 @@ const BEFORE_EVERY_ID: &str = "0";
 
 /// The timeline query: `?1` reader, `?2` upper cursor (exclusive), `?3` lower bound
 /// (inclusive), `?4` page size + 1. The inner query touches only the covering index.
-pub const TIMELINE_SQL: &str = "
+const TIMELINE_SQL: &str = "
     SELECT t.id, t.author_id, t.text, t.created_at FROM tweets t
     WHERE t.id IN (
         SELECT id FROM tweets
