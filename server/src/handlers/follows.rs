@@ -1,7 +1,7 @@
 //! `follows` tag: following, unfollowing, and the lists of followers and followees.
 
 use super::users::public_profile;
-use super::{authenticated_user, page_limit};
+use super::{UNKNOWN_USER, authenticated_user, page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
     self, FollowUserParams, ListFollowersParams, ListFollowingParams, UnfollowUserParams,
@@ -10,9 +10,7 @@ use crate::generated::{
     FollowUserResponse, ListFollowersResponse, ListFollowingResponse, UnfollowUserResponse,
 };
 use crate::startup::AppState;
-use crate::store::{EdgeChange, Page, UserRecord};
-
-const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
+use crate::store::EdgeChange;
 
 pub async fn follow_user(
     state: &AppState,
@@ -51,54 +49,64 @@ pub async fn list_followers(
     state: &AppState,
     params: ListFollowersParams,
 ) -> Result<ListFollowersResponse> {
-    let user = params.user_id.0.to_string();
-    let list = format!("followers:{user}");
-    let before = edge_cursor(state, &list, params.page_token.as_deref())?;
-    require_user(state, &user).await?;
-    let page = state
-        .store
-        .followers(&user, before, page_limit(params.limit))
-        .await?;
-    Ok(ListFollowersResponse::Ok(user_page(state, &list, page)?))
+    let page = list_edges(
+        state,
+        Edges::Followers,
+        &params.user_id,
+        params.limit,
+        params.page_token,
+    )
+    .await?;
+    Ok(ListFollowersResponse::Ok(page))
 }
 
 pub async fn list_following(
     state: &AppState,
     params: ListFollowingParams,
 ) -> Result<ListFollowingResponse> {
-    let user = params.user_id.0.to_string();
-    let list = format!("following:{user}");
-    let before = edge_cursor(state, &list, params.page_token.as_deref())?;
-    require_user(state, &user).await?;
-    let page = state
-        .store
-        .following(&user, before, page_limit(params.limit))
-        .await?;
-    Ok(ListFollowingResponse::Ok(user_page(state, &list, page)?))
+    let page = list_edges(
+        state,
+        Edges::Following,
+        &params.user_id,
+        params.limit,
+        params.page_token,
+    )
+    .await?;
+    Ok(ListFollowingResponse::Ok(page))
 }
 
-async fn require_user(state: &AppState, id: &str) -> Result<()> {
-    state
-        .store
-        .user_by_id(id)
-        .await?
-        .map(|_| ())
-        .ok_or(UNKNOWN_USER)
+/// Which end of a user's follow edges a list shows.
+#[derive(Clone, Copy)]
+enum Edges {
+    Followers,
+    Following,
 }
 
-fn edge_cursor(state: &AppState, list: &str, token: Option<&str>) -> Result<Option<i64>> {
-    token
-        .map(|token| {
-            state
-                .page_tokens
-                .verify(list, token)
-                .and_then(|cursor| cursor.parse::<i64>().ok())
-                .ok_or(ApiError::InvalidPageToken)
+async fn list_edges(
+    state: &AppState,
+    edges: Edges,
+    user_id: &types::Id,
+    limit: Option<std::num::NonZeroU32>,
+    page_token: Option<String>,
+) -> Result<types::UserPage> {
+    let user = user_id.0.to_string();
+    let list = match edges {
+        Edges::Followers => format!("followers:{user}"),
+        Edges::Following => format!("following:{user}"),
+    };
+    let before = page_cursor(state, &list, page_token.as_deref())?
+        .map(|cursor| {
+            cursor
+                .parse::<i64>()
+                .map_err(|_| ApiError::InvalidPageToken)
         })
-        .transpose()
-}
-
-fn user_page(state: &AppState, list: &str, page: Page<UserRecord, i64>) -> Result<types::UserPage> {
+        .transpose()?;
+    require_user(state, &user).await?;
+    let limit = page_limit(limit);
+    let page = match edges {
+        Edges::Followers => state.store.followers(&user, before, limit).await?,
+        Edges::Following => state.store.following(&user, before, limit).await?,
+    };
     Ok(types::UserPage {
         items: page
             .items
@@ -107,6 +115,6 @@ fn user_page(state: &AppState, list: &str, page: Page<UserRecord, i64>) -> Resul
             .collect::<Result<_>>()?,
         next_page: page
             .next
-            .map(|edge| state.page_tokens.issue(list, &edge.to_string())),
+            .map(|edge| state.page_tokens.issue(&list, &edge.to_string())),
     })
 }

@@ -163,6 +163,30 @@ fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<Strin
     Ok(claims.sub)
 }
 
+const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
+
+/// 404 unless the user exists.
+async fn require_user(state: &AppState, id: &str) -> Result<()> {
+    state
+        .store
+        .user_by_id(id)
+        .await?
+        .map(|_| ())
+        .ok_or(UNKNOWN_USER)
+}
+
+/// The cursor of a page token issued for `list`; any other token is a 400.
+fn page_cursor(state: &AppState, list: &str, token: Option<&str>) -> Result<Option<String>> {
+    token
+        .map(|token| {
+            state
+                .page_tokens
+                .verify(list, token)
+                .ok_or(ApiError::InvalidPageToken)
+        })
+        .transpose()
+}
+
 /// The page size a list request asked for (the schema bounds it to 1..=100).
 fn page_limit(limit: Option<std::num::NonZeroU32>) -> u32 {
     limit.map_or(DEFAULT_LIMIT, std::num::NonZeroU32::get)

@@ -3,7 +3,7 @@
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{api_id, authenticated_user, page_limit};
+use super::{api_id, authenticated_user, page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
     self, CreateTweetParams, DeleteTweetParams, GetTimelineParams, GetTweetParams,
@@ -101,10 +101,8 @@ pub async fn list_user_tweets(
 ) -> Result<ListUserTweetsResponse> {
     let user = params.user_id.0.to_string();
     let list = format!("tweets:{user}");
-    let before = tweet_cursor(state, &list, params.page_token.as_deref())?;
-    if state.store.user_by_id(&user).await?.is_none() {
-        return Err(ApiError::NotFound("No user has this id."));
-    }
+    let before = page_cursor(state, &list, params.page_token.as_deref())?;
+    require_user(state, &user).await?;
     let page = state
         .store
         .tweets_by(&user, before.as_deref(), page_limit(params.limit))
@@ -119,7 +117,7 @@ pub async fn get_timeline(
 ) -> Result<GetTimelineResponse> {
     let me = authenticated_user(state, request)?;
     let list = format!("timeline:{me}");
-    let before = tweet_cursor(state, &list, params.page_token.as_deref())?;
+    let before = page_cursor(state, &list, params.page_token.as_deref())?;
     let page = state
         .store
         .timeline(&me, before.as_deref(), page_limit(params.limit))
@@ -166,17 +164,6 @@ fn to_api(tweet: &TweetRecord) -> Result<types::Tweet> {
         text: types::TweetText(tweet.text.clone()),
         created_at: tweet.created_at,
     })
-}
-
-fn tweet_cursor(state: &AppState, list: &str, token: Option<&str>) -> Result<Option<String>> {
-    token
-        .map(|token| {
-            state
-                .page_tokens
-                .verify(list, token)
-                .ok_or(ApiError::InvalidPageToken)
-        })
-        .transpose()
 }
 
 fn tweet_page(

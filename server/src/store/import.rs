@@ -52,13 +52,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for tweet in tweets {
-            sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&tweet.id)
-                .bind(&tweet.author_id)
-                .bind(&tweet.text)
-                .bind(tweet.created_at)
-                .execute(&mut *tx)
-                .await?;
+            super::tweets::insert_row(&mut tx, tweet).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -66,13 +66,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&tweet.id)
-            .bind(&tweet.author_id)
-            .bind(&tweet.text)
-            .bind(tweet.created_at)
-            .execute(&mut *tx)
-            .await?;
+        insert_row(&mut tx, tweet).await?;
         sqlx::query("UPDATE users SET tweet_count = tweet_count + 1 WHERE id = ?")
             .bind(&tweet.author_id)
             .execute(&mut *tx)
@@ -214,6 +208,21 @@ fn uuid_v7_millis(id: &str) -> Option<u64> {
 /// The smallest id text of any UUIDv7 made at `ms` or later.
 fn id_prefix_at(ms: u64) -> String {
     format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+/// Inserts one tweet row (its author's counter is the caller's business).
+pub(super) async fn insert_row(
+    conn: &mut sqlx::SqliteConnection,
+    tweet: &TweetRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES (?, ?, ?, ?)")
+        .bind(&tweet.id)
+        .bind(&tweet.author_id)
+        .bind(&tweet.text)
+        .bind(tweet.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 fn tweet_page(
