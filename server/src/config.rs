@@ -33,6 +33,11 @@ pub struct Config {
     #[arg(long, env = "MINITTER_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
+    /// The bearer token of the operator API (`/admin/v1`). Unset in development: a random
+    /// one is made, kept in the data directory and printed once. Required with --production.
+    #[arg(long, env = "MINITTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+
     /// How long a bearer token lives, in seconds.
     #[arg(long, env = "MINITTER_JWT_TTL_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u32).range(60..=86_400))]

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 409: a unique value is taken; names the field.
     #[error("This {field} is already taken.")]
     Conflict { field: &'static str },
+    /// 409: the resource is in use and cannot be deleted.
+    #[error("{0}")]
+    InUse(&'static str),
     /// 409: the first request with this Idempotency-Key is still being processed.
     #[error("A request with this Idempotency-Key is still being processed; retry later.")]
     RequestInFlight,
@@ -61,7 +64,7 @@ impl poem::error::ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } | Self::RequestInFlight => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +80,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::InUse(_) => "in_use",
             Self::RequestInFlight => "request_in_flight",
             Self::Unprocessable { code, .. } => code,
             Self::Unavailable(_) => "unavailable",

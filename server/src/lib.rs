@@ -4,6 +4,7 @@
 //! (never edited); `handlers/` implements its `Api` trait; `startup` assembles the app.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod compression;
 pub mod config;
 pub mod docs;

@@ -24,13 +24,14 @@ use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::pagination::PageTokens;
 use crate::store::Store;
-use crate::{compression, docs, error, generated, telemetry};
+use crate::{bootstrap, compression, docs, error, generated, telemetry};
 use codegen_runtime::Limits;
+use sha2::{Digest, Sha256};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// The shortest JWT secret accepted: 256 bits, the size of the HS256 key.
-const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The shortest secret accepted: 256 bits, the size of the HS256 key.
+const MIN_SECRET_BYTES: usize = 32;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct AppState {
     pub store: Store,
     pub tokens: Tokens,
     pub page_tokens: PageTokens,
+    /// SHA-256 of the admin token, compared in constant time.
+    pub admin_token_hash: [u8; 32],
 }
 
 /// A built server, bound and ready to run.
@@ -63,12 +66,27 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
-        let secret = jwt_secret(&config)?;
+        let secret = configured_secret(
+            &config,
+            config.jwt_secret.as_ref(),
+            "MINITTER_JWT_SECRET",
+            "jwt-secret",
+        )?;
+        let admin_token = configured_secret(
+            &config,
+            config.admin_token.as_ref(),
+            "MINITTER_ADMIN_TOKEN",
+            "admin-token",
+        )?;
         let store = Store::open_sqlite(&config.data_dir.join("minitter.db")).await?;
+        if !config.production {
+            bootstrap::first_start(&store, &config.data_dir).await?;
+        }
         let state = Arc::new(AppState {
             store,
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
+            admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
         });
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
@@ -146,33 +164,35 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// The JWT secret: from the configuration, or in development a random one kept in the
-/// data directory so that tokens survive a restart. Never a constant.
-fn jwt_secret(config: &Config) -> Result<SecretString> {
-    if let Some(secret) = &config.jwt_secret {
-        if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES {
-            bail!("MINITTER_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes");
+/// A secret from the configuration, or in development a random one kept in the data
+/// directory (so that it survives a restart) and announced once. Never a constant.
+fn configured_secret(
+    config: &Config,
+    configured: Option<&SecretString>,
+    variable: &str,
+    file: &str,
+) -> Result<SecretString> {
+    if let Some(secret) = configured {
+        if secret.expose_secret().len() < MIN_SECRET_BYTES {
+            bail!("{variable} must be at least {MIN_SECRET_BYTES} bytes");
         }
         return Ok(secret.clone());
     }
     if config.production {
-        bail!("MINITTER_JWT_SECRET must be set in production");
+        bail!("{variable} must be set in production");
     }
-    development_secret(&config.data_dir.join("jwt-secret"))
-}
-
-fn development_secret(path: &Path) -> Result<SecretString> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
+    let path = config.data_dir.join(file);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
-        if existing.len() >= MIN_JWT_SECRET_BYTES {
+        if existing.len() >= MIN_SECRET_BYTES {
             return Ok(SecretString::from(existing));
         }
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    tracing::warn!(path = %path.display(), "no MINITTER_JWT_SECRET: using a generated development secret");
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no {variable}: generated a development secret");
     Ok(SecretString::from(secret))
 }
 

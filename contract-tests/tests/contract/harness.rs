@@ -21,6 +21,9 @@ pub struct Exchange {
 
 pub type Log = Arc<Mutex<Vec<Exchange>>>;
 
+/// The operator's token the test server is configured with.
+pub const ADMIN_TOKEN: &str = "contract-tests-admin-token-0123456789abcdef";
+
 pub struct TestServer {
     pub base_url: String,
     pub log: Log,
@@ -33,6 +36,7 @@ impl TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(data_dir.path());
         config.bind = "127.0.0.1:0".parse().expect("address");
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
         let log: Log = Arc::default();
         let recorder_log = Arc::clone(&log);
         let app = Application::build_with(config, move |app| {

@@ -29,6 +29,7 @@ async fn every_operation_answers_as_the_spec_declares() {
     scenarios::auth(&ctx).await;
     scenarios::follows(&ctx).await;
     scenarios::tweets(&ctx).await;
+    scenarios::admin(&ctx).await;
     // Last: it closes the database.
     scenarios::unavailable(&ctx).await;
 

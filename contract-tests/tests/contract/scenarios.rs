@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use minitter_client::{Client, ProblemExt, types};
 use reqwest::StatusCode;
 
-use crate::harness::TestServer;
+use crate::harness::{ADMIN_TOKEN, TestServer};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -20,6 +20,7 @@ pub struct Context<'a> {
     pub as_ada: Client,
     pub bob: types::User,
     pub as_bob: Client,
+    pub as_admin: Client,
 }
 
 impl<'a> Context<'a> {
@@ -34,6 +35,7 @@ impl<'a> Context<'a> {
             raw: reqwest::Client::new(),
             as_ada: server.client_with_token(&ada_token),
             as_bob: server.client_with_token(&bob_token),
+            as_admin: server.client_with_token(ADMIN_TOKEN),
             anonymous,
             ada,
             ada_token,
@@ -51,23 +53,25 @@ impl<'a> Context<'a> {
     }
 
     async fn oversized_and_mistyped(&self, path: &str) {
+        self.oversized_and_mistyped_with("POST", path).await;
+    }
+
+    /// A body over the limit is 413 and a body of the wrong type 415, before anything else.
+    async fn oversized_and_mistyped_with(&self, method: &str, path: &str) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let url = self.url(path);
         let auth = format!("Bearer {}", self.ada_token);
-        let too_large = self
-            .raw
-            .post(&url)
-            .header("authorization", &auth)
-            .header("content-type", "application/json");
-        assert_eq!(
-            self.raw_status(too_large.body(vec![b' '; 70_000])).await,
-            413
-        );
-        let wrong_type = self
-            .raw
-            .post(&url)
-            .header("authorization", &auth)
-            .header("content-type", "text/plain");
-        assert_eq!(self.raw_status(wrong_type.body("{}")).await, 415);
+        let request = || {
+            self.raw
+                .request(method.clone(), &url)
+                .header("authorization", &auth)
+        };
+        let too_large = request()
+            .header("content-type", "application/json")
+            .body(vec![b' '; 70_000]);
+        assert_eq!(self.raw_status(too_large).await, 413);
+        let wrong_type = request().header("content-type", "text/plain").body("{}");
+        assert_eq!(self.raw_status(wrong_type).await, 415);
     }
 }
 
@@ -626,6 +630,410 @@ pub async fn tweets(ctx: &Context<'_>) {
     assert_eq!(ctx.raw_status(bad_id).await, 400);
 }
 
+fn plan_input(name: &str, rate_limit: f64) -> types::UsagePlanInput {
+    types::UsagePlanInput {
+        name: name.parse().expect("valid plan name"),
+        description: None,
+        throttle: Some(types::Throttle {
+            rate_limit,
+            burst_limit: std::num::NonZeroU64::new(5).expect("non-zero"),
+        }),
+        quota: Some(types::Quota {
+            limit: std::num::NonZeroU64::new(100).expect("non-zero"),
+            period: types::QuotaPeriod::Day,
+        }),
+    }
+}
+
+fn new_key(name: &str, plan_id: &types::Id) -> types::NewApiKey {
+    types::NewApiKey {
+        name: name.parse().expect("valid key name"),
+        plan_id: plan_id.clone(),
+        enabled: None,
+    }
+}
+
+pub async fn admin(ctx: &Context<'_>) {
+    let admin = &ctx.as_admin;
+    let created = admin
+        .create_usage_plan()
+        .body(plan_input("gold", 2.5))
+        .send()
+        .await
+        .expect("create plan");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let plan = created.into_inner();
+    assert_eq!(plan.throttle.as_ref().map(|t| t.rate_limit), Some(2.5));
+    assert_eq!(
+        refusal(
+            admin
+                .create_usage_plan()
+                .body(plan_input("bad", 0.0))
+                .send()
+                .await
+        ),
+        status(400, "invalid_request")
+    );
+    // Only the admin token opens the operator API: not a user's token, not nothing.
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .create_usage_plan()
+                .body(plan_input("x", 1.0))
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    assert_eq!(
+        refusal(ctx.anonymous.list_usage_plans().send().await),
+        status(401, "unauthorized")
+    );
+    ctx.oversized_and_mistyped("/admin/v1/usage-plans").await;
+
+    let plans: Vec<types::UsagePlan> = admin
+        .list_usage_plans()
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("plans");
+    assert!(plans.iter().any(|p| p.id == plan.id));
+    assert_eq!(
+        refusal(admin.list_usage_plans().page_token("forged").send().await),
+        status(400, "invalid_request")
+    );
+    let fetched = admin
+        .get_usage_plan()
+        .plan_id(plan.id.clone())
+        .send()
+        .await
+        .expect("get plan");
+    assert_eq!(fetched.into_inner(), plan);
+    let nothing = types::Id(uuid::Uuid::now_v7());
+    assert_eq!(
+        refusal(admin.get_usage_plan().plan_id(nothing.clone()).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .get_usage_plan()
+                .plan_id(plan.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    assert_eq!(
+        ctx.raw_status(ctx.raw.get(ctx.url("/admin/v1/usage-plans/nope")))
+            .await,
+        400
+    );
+    let updated = admin
+        .update_usage_plan()
+        .plan_id(plan.id.clone())
+        .body(plan_input("platinum", 50.0))
+        .send()
+        .await;
+    assert_eq!(
+        updated.expect("update plan").into_inner().name.as_str(),
+        "platinum"
+    );
+    assert_eq!(
+        refusal(
+            admin
+                .update_usage_plan()
+                .plan_id(nothing.clone())
+                .body(plan_input("x", 1.0))
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            admin
+                .update_usage_plan()
+                .plan_id(plan.id.clone())
+                .body(plan_input("x", 0.0))
+                .send()
+                .await
+        ),
+        status(400, "invalid_request")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .update_usage_plan()
+                .plan_id(plan.id.clone())
+                .body(plan_input("x", 1.0))
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    ctx.oversized_and_mistyped_with("PUT", &format!("/admin/v1/usage-plans/{}", *plan.id))
+        .await;
+
+    // Keys: the secret appears once, at creation and at rotation.
+    let created = admin
+        .create_api_key()
+        .body(new_key("acme", &plan.id))
+        .send()
+        .await
+        .expect("create key");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let key = created.into_inner();
+    assert!(key.secret.starts_with(key.prefix.as_str()) && key.secret.len() > 40);
+    assert_eq!(
+        refusal(
+            admin
+                .create_api_key()
+                .body(new_key("x", &nothing))
+                .send()
+                .await
+        ),
+        status(422, "unknown_plan")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .create_api_key()
+                .body(new_key("x", &plan.id))
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let empty_name = ctx
+        .raw
+        .post(ctx.url("/admin/v1/api-keys"))
+        .header("authorization", &auth);
+    let empty_name =
+        empty_name.json(&serde_json::json!({"name": "", "plan_id": plan.id.to_string()}));
+    assert_eq!(ctx.raw_status(empty_name).await, 400);
+    ctx.oversized_and_mistyped("/admin/v1/api-keys").await;
+
+    let keys: Vec<types::ApiKey> = admin
+        .list_api_keys()
+        .limit(limit(1))
+        .stream()
+        .try_collect()
+        .await
+        .expect("keys");
+    let listed = keys
+        .iter()
+        .find(|k| k.id == key.id)
+        .expect("the key is listed");
+    assert_eq!(listed.prefix.as_str(), key.prefix.as_str());
+    assert_eq!(
+        refusal(admin.list_api_keys().page_token("forged").send().await),
+        status(400, "invalid_request")
+    );
+    assert_eq!(
+        refusal(ctx.anonymous.list_api_keys().send().await),
+        status(401, "unauthorized")
+    );
+    let fetched = admin
+        .get_api_key()
+        .key_id(key.id.clone())
+        .send()
+        .await
+        .expect("get key")
+        .into_inner();
+    assert_eq!((fetched.name.as_str(), fetched.enabled), ("acme", true));
+    assert_eq!(
+        refusal(admin.get_api_key().key_id(nothing.clone()).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .get_api_key()
+                .key_id(key.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    assert_eq!(
+        ctx.raw_status(ctx.raw.get(ctx.url("/admin/v1/api-keys/nope")))
+            .await,
+        400
+    );
+
+    let disable = types::ApiKeyUpdate {
+        enabled: Some(false),
+        name: None,
+        plan_id: None,
+    };
+    let disabled = admin
+        .update_api_key()
+        .key_id(key.id.clone())
+        .body(disable.clone())
+        .send()
+        .await
+        .expect("disable");
+    assert!(!disabled.into_inner().enabled);
+    let to_nowhere = types::ApiKeyUpdate {
+        enabled: None,
+        name: None,
+        plan_id: Some(nothing.clone()),
+    };
+    assert_eq!(
+        refusal(
+            admin
+                .update_api_key()
+                .key_id(key.id.clone())
+                .body(to_nowhere)
+                .send()
+                .await
+        ),
+        status(422, "unknown_plan")
+    );
+    assert_eq!(
+        refusal(
+            admin
+                .update_api_key()
+                .key_id(nothing.clone())
+                .body(disable.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .update_api_key()
+                .key_id(key.id.clone())
+                .body(disable)
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let rename = ctx
+        .raw
+        .patch(ctx.url(&format!("/admin/v1/api-keys/{}", *key.id)))
+        .header("authorization", &auth);
+    assert_eq!(
+        ctx.raw_status(rename.json(&serde_json::json!({"name": ""})))
+            .await,
+        400
+    );
+    ctx.oversized_and_mistyped_with("PATCH", &format!("/admin/v1/api-keys/{}", *key.id))
+        .await;
+
+    let rotated = admin
+        .rotate_api_key()
+        .key_id(key.id.clone())
+        .send()
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert_ne!(rotated.secret, key.secret);
+    assert_eq!(
+        refusal(admin.rotate_api_key().key_id(nothing.clone()).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .rotate_api_key()
+                .key_id(key.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let bad = ctx
+        .raw
+        .post(ctx.url("/admin/v1/api-keys/nope/rotate"))
+        .header("authorization", &auth);
+    assert_eq!(ctx.raw_status(bad).await, 400);
+
+    // A plan in use cannot be deleted; once its key is gone it can.
+    assert_eq!(
+        refusal(
+            admin
+                .delete_usage_plan()
+                .plan_id(plan.id.clone())
+                .send()
+                .await
+        ),
+        status(409, "in_use")
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .delete_api_key()
+                .key_id(key.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let deleted = admin
+        .delete_api_key()
+        .key_id(key.id.clone())
+        .send()
+        .await
+        .expect("delete key");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        refusal(admin.delete_api_key().key_id(key.id.clone()).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        ctx.raw_status(
+            ctx.raw
+                .delete(ctx.url("/admin/v1/api-keys/nope"))
+                .header("authorization", &auth)
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .delete_usage_plan()
+                .plan_id(plan.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let deleted = admin
+        .delete_usage_plan()
+        .plan_id(plan.id.clone())
+        .send()
+        .await
+        .expect("delete plan");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        refusal(
+            admin
+                .delete_usage_plan()
+                .plan_id(plan.id.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        ctx.raw_status(
+            ctx.raw
+                .delete(ctx.url("/admin/v1/usage-plans/nope"))
+                .header("authorization", &auth)
+        )
+        .await,
+        400
+    );
+}
+
 /// Every operation that needs the database answers 503 once it is gone.
 pub async fn unavailable(ctx: &Context<'_>) {
     let (ada, bob, id) = (&ctx.ada, &ctx.bob, ctx.ada.id.clone());
@@ -707,4 +1115,74 @@ pub async fn unavailable(ctx: &Context<'_>) {
         down
     );
     assert_eq!(refusal(ctx.as_ada.get_timeline().send().await), down);
+    let admin = &ctx.as_admin;
+    assert_eq!(
+        refusal(
+            admin
+                .create_usage_plan()
+                .body(plan_input("down", 1.0))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(refusal(admin.list_usage_plans().send().await), down);
+    assert_eq!(
+        refusal(admin.get_usage_plan().plan_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(
+            admin
+                .update_usage_plan()
+                .plan_id(id.clone())
+                .body(plan_input("down", 1.0))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(admin.delete_usage_plan().plan_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(
+            admin
+                .create_api_key()
+                .body(new_key("down", &id))
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(refusal(admin.list_api_keys().send().await), down);
+    assert_eq!(
+        refusal(admin.get_api_key().key_id(id.clone()).send().await),
+        down
+    );
+    let enable = types::ApiKeyUpdate {
+        enabled: Some(true),
+        name: None,
+        plan_id: None,
+    };
+    assert_eq!(
+        refusal(
+            admin
+                .update_api_key()
+                .key_id(id.clone())
+                .body(enable)
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(admin.rotate_api_key().key_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(admin.delete_api_key().key_id(id.clone()).send().await),
+        down
+    );
 }

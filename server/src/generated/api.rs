@@ -174,6 +174,110 @@ pub trait Api: Send + Sync + 'static {
         request: &poem::Request,
         params: types::GetTimelineParams,
     ) -> impl Future<Output = Result<GetTimelineResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans`
+    ///
+    /// List usage plans
+    ///
+    /// Newest first.
+    fn list_usage_plans(
+        &self,
+        request: &poem::Request,
+        params: types::ListUsagePlansParams,
+    ) -> impl Future<Output = Result<ListUsagePlansResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/usage-plans`
+    ///
+    /// Create a usage plan
+    ///
+    /// A plan throttles (token bucket) and meters (quota per UTC day, ISO week or calendar month) the API keys in it.
+    fn create_usage_plan(
+        &self,
+        request: &poem::Request,
+        body: types::UsagePlanInput,
+    ) -> impl Future<Output = Result<CreateUsagePlanResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Get a usage plan
+    fn get_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::GetUsagePlanParams,
+    ) -> impl Future<Output = Result<GetUsagePlanResponse, Self::Error>> + Send;
+    /// `PUT /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Replace a usage plan's settings
+    ///
+    /// The keys in the plan follow its new limits at once.
+    fn update_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::UpdateUsagePlanParams,
+        body: types::UsagePlanInput,
+    ) -> impl Future<Output = Result<UpdateUsagePlanResponse, Self::Error>> + Send;
+    /// `DELETE /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Delete a usage plan
+    ///
+    /// Refused with 409 while API keys use the plan.
+    fn delete_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteUsagePlanParams,
+    ) -> impl Future<Output = Result<DeleteUsagePlanResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/api-keys`
+    ///
+    /// List API keys
+    ///
+    /// Newest first. Secrets are never listed; `prefix` identifies a key.
+    fn list_api_keys(
+        &self,
+        request: &poem::Request,
+        params: types::ListApiKeysParams,
+    ) -> impl Future<Output = Result<ListApiKeysResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/api-keys`
+    ///
+    /// Create an API key
+    ///
+    /// The secret is in this response only; it is stored hashed and cannot be shown again.
+    fn create_api_key(
+        &self,
+        request: &poem::Request,
+        body: types::NewApiKey,
+    ) -> impl Future<Output = Result<CreateApiKeyResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/api-keys/{key_id}`
+    ///
+    /// Get an API key
+    fn get_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::GetApiKeyParams,
+    ) -> impl Future<Output = Result<GetApiKeyResponse, Self::Error>> + Send;
+    /// `DELETE /admin/v1/api-keys/{key_id}`
+    ///
+    /// Delete an API key
+    fn delete_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteApiKeyParams,
+    ) -> impl Future<Output = Result<DeleteApiKeyResponse, Self::Error>> + Send;
+    /// `PATCH /admin/v1/api-keys/{key_id}`
+    ///
+    /// Rename, enable or disable an API key, or move it to another plan
+    fn update_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::UpdateApiKeyParams,
+        body: types::ApiKeyUpdate,
+    ) -> impl Future<Output = Result<UpdateApiKeyResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/api-keys/{key_id}/rotate`
+    ///
+    /// Rotate an API key's secret
+    ///
+    /// The old secret stops working at once; the new one is in this response only.
+    fn rotate_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::RotateApiKeyParams,
+    ) -> impl Future<Output = Result<RotateApiKeyResponse, Self::Error>> + Send;
 }
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
@@ -1404,11 +1508,1208 @@ async fn handle_get_timeline<A: Api>(
     let response = api.get_timeline(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+static LIST_USAGE_PLANS: runtime::Operation = runtime::Operation {
+    id: "list_usage_plans",
+    params: &[
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_usage_plans` may answer with.
+#[derive(Debug)]
+pub enum ListUsagePlansResponse {
+    /// 200: A page of plans.
+    Ok(types::UsagePlanPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListUsagePlansResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_usage_plans<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &LIST_USAGE_PLANS,
+            limits,
+        )
+        .await?;
+    let params: types::ListUsagePlansParams = input.params()?;
+    let response = api.list_usage_plans(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static CREATE_USAGE_PLAN: runtime::Operation = runtime::Operation {
+    id: "create_usage_plan",
+    params: &[],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `create_usage_plan` may answer with.
+#[derive(Debug)]
+pub enum CreateUsagePlanResponse {
+    /// 201: The plan was created.
+    Created { body: types::UsagePlan, location: ::std::string::String },
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for CreateUsagePlanResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Created { body, location } => {
+                let mut response = runtime::json_response(
+                    201u16,
+                    "application/json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "location", &location);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_create_usage_plan<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &CREATE_USAGE_PLAN,
+            limits,
+        )
+        .await?;
+    let body: types::UsagePlanInput = input.json_body()?;
+    let response = api.create_usage_plan(&request, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_USAGE_PLAN: runtime::Operation = runtime::Operation {
+    id: "get_usage_plan",
+    params: &[
+        runtime::Param {
+            name: "plan_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_usage_plan` may answer with.
+#[derive(Debug)]
+pub enum GetUsagePlanResponse {
+    /// 200: The plan.
+    Ok(types::UsagePlan),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetUsagePlanResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_usage_plan<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USAGE_PLAN, limits)
+        .await?;
+    let params: types::GetUsagePlanParams = input.params()?;
+    let response = api.get_usage_plan(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static UPDATE_USAGE_PLAN: runtime::Operation = runtime::Operation {
+    id: "update_usage_plan",
+    params: &[
+        runtime::Param {
+            name: "plan_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `update_usage_plan` may answer with.
+#[derive(Debug)]
+pub enum UpdateUsagePlanResponse {
+    /// 200: The updated plan.
+    Ok(types::UsagePlan),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for UpdateUsagePlanResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_update_usage_plan<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &UPDATE_USAGE_PLAN,
+            limits,
+        )
+        .await?;
+    let params: types::UpdateUsagePlanParams = input.params()?;
+    let body: types::UsagePlanInput = input.json_body()?;
+    let response = api
+        .update_usage_plan(&request, params, body)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static DELETE_USAGE_PLAN: runtime::Operation = runtime::Operation {
+    id: "delete_usage_plan",
+    params: &[
+        runtime::Param {
+            name: "plan_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `delete_usage_plan` may answer with.
+#[derive(Debug)]
+pub enum DeleteUsagePlanResponse {
+    /// 204: The plan was deleted.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 409: The request conflicts with existing data, such as a taken username or email.
+    Conflict(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for DeleteUsagePlanResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Conflict(body) => {
+                let mut response = runtime::json_response(
+                    409u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_delete_usage_plan<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &DELETE_USAGE_PLAN,
+            limits,
+        )
+        .await?;
+    let params: types::DeleteUsagePlanParams = input.params()?;
+    let response = api.delete_usage_plan(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static LIST_API_KEYS: runtime::Operation = runtime::Operation {
+    id: "list_api_keys",
+    params: &[
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_api_keys` may answer with.
+#[derive(Debug)]
+pub enum ListApiKeysResponse {
+    /// 200: A page of keys.
+    Ok(types::ApiKeyPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListApiKeysResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_api_keys<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_API_KEYS, limits)
+        .await?;
+    let params: types::ListApiKeysParams = input.params()?;
+    let response = api.list_api_keys(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static CREATE_API_KEY: runtime::Operation = runtime::Operation {
+    id: "create_api_key",
+    params: &[],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `create_api_key` may answer with.
+#[derive(Debug)]
+pub enum CreateApiKeyResponse {
+    /// 201: The key was created; `secret` is shown this once.
+    Created { body: types::CreatedApiKey, location: ::std::string::String },
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for CreateApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Created { body, location } => {
+                let mut response = runtime::json_response(
+                    201u16,
+                    "application/json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "location", &location);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_create_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_API_KEY, limits)
+        .await?;
+    let body: types::NewApiKey = input.json_body()?;
+    let response = api.create_api_key(&request, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_API_KEY: runtime::Operation = runtime::Operation {
+    id: "get_api_key",
+    params: &[
+        runtime::Param {
+            name: "key_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_api_key` may answer with.
+#[derive(Debug)]
+pub enum GetApiKeyResponse {
+    /// 200: The key, without its secret.
+    Ok(types::ApiKey),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_API_KEY, limits)
+        .await?;
+    let params: types::GetApiKeyParams = input.params()?;
+    let response = api.get_api_key(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static DELETE_API_KEY: runtime::Operation = runtime::Operation {
+    id: "delete_api_key",
+    params: &[
+        runtime::Param {
+            name: "key_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `delete_api_key` may answer with.
+#[derive(Debug)]
+pub enum DeleteApiKeyResponse {
+    /// 204: The key was deleted.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for DeleteApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_delete_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_API_KEY, limits)
+        .await?;
+    let params: types::DeleteApiKeyParams = input.params()?;
+    let response = api.delete_api_key(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static UPDATE_API_KEY: runtime::Operation = runtime::Operation {
+    id: "update_api_key",
+    params: &[
+        runtime::Param {
+            name: "key_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `update_api_key` may answer with.
+#[derive(Debug)]
+pub enum UpdateApiKeyResponse {
+    /// 200: The updated key.
+    Ok(types::ApiKey),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for UpdateApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_update_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &UPDATE_API_KEY, limits)
+        .await?;
+    let params: types::UpdateApiKeyParams = input.params()?;
+    let body: types::ApiKeyUpdate = input.json_body()?;
+    let response = api.update_api_key(&request, params, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static ROTATE_API_KEY: runtime::Operation = runtime::Operation {
+    id: "rotate_api_key",
+    params: &[
+        runtime::Param {
+            name: "key_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `rotate_api_key` may answer with.
+#[derive(Debug)]
+pub enum RotateApiKeyResponse {
+    /// 200: The key with its new secret, shown this once.
+    Ok(types::CreatedApiKey),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for RotateApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_rotate_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &ROTATE_API_KEY, limits)
+        .await?;
+    let params: types::RotateApiKeyParams = input.params()?;
+    let response = api.rotate_api_key(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
     LazyLock::force(&VALIDATORS);
     let route = poem::Route::new();
+    let route = route
+        .at(
+            "/admin/v1/api-keys",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_list_api_keys(&*api, request, limits).await,
+                            "POST" => handle_create_api_key(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET", "POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/api-keys/:key_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_api_key(&*api, request, limits).await,
+                            "DELETE" => {
+                                handle_delete_api_key(&*api, request, limits).await
+                            }
+                            "PATCH" => {
+                                handle_update_api_key(&*api, request, limits).await
+                            }
+                            _ => {
+                                Err(
+                                    runtime::method_not_allowed(&["GET", "DELETE", "PATCH"]),
+                                )
+                            }
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/api-keys/:key_id/rotate",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => handle_rotate_api_key(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/usage-plans",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_list_usage_plans(&*api, request, limits).await
+                            }
+                            "POST" => {
+                                handle_create_usage_plan(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["GET", "POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/usage-plans/:plan_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_usage_plan(&*api, request, limits).await,
+                            "PUT" => {
+                                handle_update_usage_plan(&*api, request, limits).await
+                            }
+                            "DELETE" => {
+                                handle_delete_usage_plan(&*api, request, limits).await
+                            }
+                            _ => {
+                                Err(runtime::method_not_allowed(&["GET", "PUT", "DELETE"]))
+                            }
+                        }
+                    }
+                })
+            },
+        );
     let route = route
         .at(
             "/healthz",

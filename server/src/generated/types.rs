@@ -68,6 +68,38 @@ impl ::std::convert::TryFrom<::std::string::String> for AccessTokenTokenType {
         value.parse()
     }
 }
+///An API key, without its secret.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ApiKey {
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    pub enabled: bool,
+    pub id: Id,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    pub name: ::std::string::String,
+    pub plan_id: Id,
+    ///The first characters of the secret, to recognise a key by.
+    pub prefix: ::std::string::String,
+}
+///A page of API keys, newest first.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ApiKeyPage {
+    pub items: ::std::vec::Vec<ApiKey>,
+    ///The `page_token` of the next page; null on the last page.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
+}
+///The fields to change; absent fields stay as they are.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyUpdate {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub enabled: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub plan_id: ::std::option::Option<Id>,
+}
 ///`CreateTweetParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 pub struct CreateTweetParams {
@@ -76,6 +108,20 @@ pub struct CreateTweetParams {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub idempotency_key: ::std::option::Option<::std::string::String>,
+}
+///An API key with its secret, which is shown in this response only.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct CreatedApiKey {
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    pub enabled: bool,
+    pub id: Id,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    pub name: ::std::string::String,
+    pub plan_id: Id,
+    pub prefix: ::std::string::String,
+    ///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
+    pub secret: ::std::string::String,
 }
 ///`Credentials`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -96,10 +142,20 @@ pub struct CurrentUser {
     pub tweet_count: i64,
     pub username: Username,
 }
+///`DeleteApiKeyParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct DeleteApiKeyParams {
+    pub key_id: Id,
+}
 ///`DeleteTweetParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct DeleteTweetParams {
     pub tweet_id: Id,
+}
+///`DeleteUsagePlanParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct DeleteUsagePlanParams {
+    pub plan_id: Id,
 }
 ///The name shown beside the username.
 #[derive(
@@ -188,6 +244,11 @@ impl ::std::str::FromStr for Email {
 pub struct FollowUserParams {
     pub user_id: Id,
 }
+///`GetApiKeyParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetApiKeyParams {
+    pub key_id: Id,
+}
 ///`GetTimelineParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 pub struct GetTimelineParams {
@@ -200,6 +261,11 @@ pub struct GetTimelineParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetTweetParams {
     pub tweet_id: Id,
+}
+///`GetUsagePlanParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetUsagePlanParams {
+    pub plan_id: Id,
 }
 ///`GetUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -305,6 +371,14 @@ impl ::std::convert::TryFrom<String> for Id {
         value.parse()
     }
 }
+///`ListApiKeysParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+pub struct ListApiKeysParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+}
 ///`ListFollowersParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct ListFollowersParams {
@@ -323,6 +397,14 @@ pub struct ListFollowingParams {
     pub page_token: ::std::option::Option<::std::string::String>,
     pub user_id: Id,
 }
+///`ListUsagePlansParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+pub struct ListUsagePlansParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+}
 ///`ListUserTweetsParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct ListUserTweetsParams {
@@ -331,6 +413,16 @@ pub struct ListUserTweetsParams {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub page_token: ::std::option::Option<::std::string::String>,
     pub user_id: Id,
+}
+///`NewApiKey`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    ///Defaults to true.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub enabled: ::std::option::Option<bool>,
+    pub name: ::std::string::String,
+    pub plan_id: Id,
 }
 ///`NewTweet`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -413,6 +505,85 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub type_: ::std::string::String,
 }
+///Requests per key per UTC day, ISO week (from Monday) or calendar month.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub limit: ::std::num::NonZeroU64,
+    pub period: QuotaPeriod,
+}
+///`QuotaPeriod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum QuotaPeriod {
+    #[serde(rename = "DAY")]
+    Day,
+    #[serde(rename = "WEEK")]
+    Week,
+    #[serde(rename = "MONTH")]
+    Month,
+}
+impl ::std::fmt::Display for QuotaPeriod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Day => f.write_str("DAY"),
+            Self::Week => f.write_str("WEEK"),
+            Self::Month => f.write_str("MONTH"),
+        }
+    }
+}
+impl ::std::str::FromStr for QuotaPeriod {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "DAY" => Ok(Self::Day),
+            "WEEK" => Ok(Self::Week),
+            "MONTH" => Ok(Self::Month),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for QuotaPeriod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for QuotaPeriod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`RotateApiKeyParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct RotateApiKeyParams {
+    pub key_id: Id,
+}
+///A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    pub burst_limit: ::std::num::NonZeroU64,
+    ///Requests per second; may be fractional (0.5 is one request every 2 seconds).
+    pub rate_limit: f64,
+}
 ///`Tweet`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct Tweet {
@@ -476,6 +647,49 @@ impl ::std::str::FromStr for TweetText {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct UnfollowUserParams {
     pub user_id: Id,
+}
+///`UpdateApiKeyParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UpdateApiKeyParams {
+    pub key_id: Id,
+}
+///`UpdateUsagePlanParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UpdateUsagePlanParams {
+    pub plan_id: Id,
+}
+///`UsagePlan`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UsagePlan {
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    pub id: Id,
+    pub name: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quota: ::std::option::Option<Quota>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub throttle: ::std::option::Option<Throttle>,
+}
+///`UsagePlanInput`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlanInput {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    pub name: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quota: ::std::option::Option<Quota>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub throttle: ::std::option::Option<Throttle>,
+}
+///A page of usage plans, newest first.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UsagePlanPage {
+    pub items: ::std::vec::Vec<UsagePlan>,
+    ///The `page_token` of the next page; null on the last page.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
 }
 ///A user's public profile.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]

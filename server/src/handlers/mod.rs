@@ -9,6 +9,7 @@
 //! error has one shape; the contract tests check that each status a handler produces is
 //! one its operation declares.
 
+mod admin;
 mod auth;
 mod follows;
 mod health;
@@ -24,6 +25,11 @@ use crate::generated::{
     GetHealthResponse, GetMeResponse, GetReadinessResponse, GetTimelineResponse, GetTweetResponse,
     GetUserResponse, ListFollowersResponse, ListFollowingResponse, ListUserTweetsResponse,
     SignUpResponse, UnfollowUserResponse,
+};
+use crate::generated::{
+    CreateApiKeyResponse, CreateUsagePlanResponse, DeleteApiKeyResponse, DeleteUsagePlanResponse,
+    GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
+    RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
 };
 use crate::pagination::DEFAULT_LIMIT;
 use crate::startup::AppState;
@@ -151,6 +157,107 @@ impl Api for Handlers {
         params: types::GetTimelineParams,
     ) -> Result<GetTimelineResponse> {
         tweets::get_timeline(&self.state, request, params).await
+    }
+
+    async fn create_usage_plan(
+        &self,
+        request: &poem::Request,
+        body: types::UsagePlanInput,
+    ) -> Result<CreateUsagePlanResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::create_usage_plan(&self.state, body).await
+    }
+
+    async fn list_usage_plans(
+        &self,
+        request: &poem::Request,
+        params: types::ListUsagePlansParams,
+    ) -> Result<ListUsagePlansResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::list_usage_plans(&self.state, params).await
+    }
+
+    async fn get_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::GetUsagePlanParams,
+    ) -> Result<GetUsagePlanResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::get_usage_plan(&self.state, params).await
+    }
+
+    async fn update_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::UpdateUsagePlanParams,
+        body: types::UsagePlanInput,
+    ) -> Result<UpdateUsagePlanResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::update_usage_plan(&self.state, params, body).await
+    }
+
+    async fn delete_usage_plan(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteUsagePlanParams,
+    ) -> Result<DeleteUsagePlanResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::delete_usage_plan(&self.state, params).await
+    }
+
+    async fn create_api_key(
+        &self,
+        request: &poem::Request,
+        body: types::NewApiKey,
+    ) -> Result<CreateApiKeyResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::create_api_key(&self.state, body).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: &poem::Request,
+        params: types::ListApiKeysParams,
+    ) -> Result<ListApiKeysResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::list_api_keys(&self.state, params).await
+    }
+
+    async fn get_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::GetApiKeyParams,
+    ) -> Result<GetApiKeyResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::get_api_key(&self.state, params).await
+    }
+
+    async fn update_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::UpdateApiKeyParams,
+        body: types::ApiKeyUpdate,
+    ) -> Result<UpdateApiKeyResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::update_api_key(&self.state, params, body).await
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::RotateApiKeyParams,
+    ) -> Result<RotateApiKeyResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::rotate_api_key(&self.state, params).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        request: &poem::Request,
+        params: types::DeleteApiKeyParams,
+    ) -> Result<DeleteApiKeyResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::delete_api_key(&self.state, params).await
     }
 }
 

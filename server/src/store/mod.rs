@@ -7,6 +7,7 @@
 //! ([`StoreError::Unavailable`], which becomes a 503), and everything else.
 
 mod follows;
+mod gateway;
 mod idempotency;
 mod import;
 mod tweets;
@@ -22,6 +23,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use follows::EdgeChange;
+pub use gateway::{KeyChanges, KeyRecord, KeyWrite, PlanDeletion, PlanRecord, PlanSettings};
 pub use idempotency::Claim;
 pub use tweets::{Deletion, StoredResponse, TweetRecord};
 pub use users::{NewUserRecord, UserRecord};

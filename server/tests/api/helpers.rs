@@ -41,6 +41,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     let mut config = Config::for_data_dir(data_dir);
     config.bind = "127.0.0.1:0".parse().expect("address");
     config.jwt_secret = None;
+    config.admin_token = None;
     config.production = false;
     config
 }

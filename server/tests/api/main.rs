@@ -1,5 +1,6 @@
 //! HTTP-level tests of the server, one module per area; all share `helpers::spawn_app`.
 
+mod admin;
 mod auth;
 mod docs_and_encoding;
 mod errors;

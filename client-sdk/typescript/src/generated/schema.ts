@@ -285,6 +285,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/usage-plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List usage plans
+         * @description Newest first.
+         */
+        get: operations["list_usage_plans"];
+        put?: never;
+        /**
+         * Create a usage plan
+         * @description A plan throttles (token bucket) and meters (quota per UTC day, ISO week or calendar month) the API keys in it.
+         */
+        post: operations["create_usage_plan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/usage-plans/{plan_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        /** Get a usage plan */
+        get: operations["get_usage_plan"];
+        /**
+         * Replace a usage plan's settings
+         * @description The keys in the plan follow its new limits at once.
+         */
+        put: operations["update_usage_plan"];
+        post?: never;
+        /**
+         * Delete a usage plan
+         * @description Refused with 409 while API keys use the plan.
+         */
+        delete: operations["delete_usage_plan"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List API keys
+         * @description Newest first. Secrets are never listed; `prefix` identifies a key.
+         */
+        get: operations["list_api_keys"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description The secret is in this response only; it is stored hashed and cannot be shown again.
+         */
+        post: operations["create_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/api-keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        /** Get an API key */
+        get: operations["get_api_key"];
+        put?: never;
+        post?: never;
+        /** Delete an API key */
+        delete: operations["delete_api_key"];
+        options?: never;
+        head?: never;
+        /** Rename, enable or disable an API key, or move it to another plan */
+        patch: operations["update_api_key"];
+        trace?: never;
+    };
+    "/admin/v1/api-keys/{key_id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate an API key's secret
+         * @description The old secret stops working at once; the new one is in this response only.
+         */
+        post: operations["rotate_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -400,6 +530,89 @@ export interface components {
              * @description The `page_token` of the next page; null on the last page. No `maxLength`:
              *     progenitor pages only with a plain string.
              */
+            next_page?: string | null;
+        };
+        UsagePlanInput: {
+            name: string;
+            description?: string;
+            throttle?: components["schemas"]["Throttle"];
+            quota?: components["schemas"]["Quota"];
+        };
+        /** @description A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`. */
+        Throttle: {
+            /**
+             * Format: double
+             * @description Requests per second; may be fractional (0.5 is one request every 2 seconds).
+             */
+            rate_limit: number;
+            /** Format: int64 */
+            burst_limit: number;
+        };
+        /** @description Requests per key per UTC day, ISO week (from Monday) or calendar month. */
+        Quota: {
+            /** Format: int64 */
+            limit: number;
+            /** @enum {string} */
+            period: "DAY" | "WEEK" | "MONTH";
+        };
+        UsagePlan: {
+            id: components["schemas"]["Id"];
+            name: string;
+            description?: string;
+            throttle?: components["schemas"]["Throttle"];
+            quota?: components["schemas"]["Quota"];
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A page of usage plans, newest first. */
+        UsagePlanPage: {
+            items: components["schemas"]["UsagePlan"][];
+            /** @description The `page_token` of the next page; null on the last page. */
+            next_page?: string | null;
+        };
+        NewApiKey: {
+            name: string;
+            plan_id: components["schemas"]["Id"];
+            /** @description Defaults to true. */
+            enabled?: boolean;
+        };
+        /** @description The fields to change; absent fields stay as they are. */
+        ApiKeyUpdate: {
+            name?: string;
+            plan_id?: components["schemas"]["Id"];
+            enabled?: boolean;
+        };
+        /** @description An API key, without its secret. */
+        ApiKey: {
+            id: components["schemas"]["Id"];
+            name: string;
+            /** @description The first characters of the secret, to recognise a key by. */
+            prefix: string;
+            plan_id: components["schemas"]["Id"];
+            enabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+        };
+        /** @description An API key with its secret, which is shown in this response only. */
+        CreatedApiKey: {
+            id: components["schemas"]["Id"];
+            name: string;
+            prefix: string;
+            plan_id: components["schemas"]["Id"];
+            enabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+            /** @description Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits). */
+            secret: string;
+        };
+        /** @description A page of API keys, newest first. */
+        ApiKeyPage: {
+            items: components["schemas"]["ApiKey"][];
+            /** @description The `page_token` of the next page; null on the last page. */
             next_page?: string | null;
         };
         /** @description An RFC 9457 problem document. */
@@ -646,6 +859,16 @@ export interface components {
          * @example 01936c4f-1b2c-7d3e-8f40-5a6b7c8d9e0f
          */
         TweetId: components["schemas"]["Id"];
+        /**
+         * @description A usage plan's id.
+         * @example 01936c50-0000-7000-8000-000000000001
+         */
+        PlanId: components["schemas"]["Id"];
+        /**
+         * @description An API key's id.
+         * @example 01936c50-0000-7000-8000-000000000002
+         */
+        KeyId: components["schemas"]["Id"];
         /**
          * @description The most items to return (default 20).
          * @example 20
@@ -1255,6 +1478,499 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    list_usage_plans: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The most items to return (default 20).
+                 * @example 20
+                 */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_page` of the previous page; opaque and tamper-evident. Like
+                 *     `next_page` it has no `maxLength` (progenitor pages only with plain strings);
+                 *     the server refuses any token it did not issue for this list.
+                 */
+                page_token?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of plans. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [],
+                     *       "next_page": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsagePlanPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    create_usage_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "default",
+                 *       "description": "For partners starting out.",
+                 *       "throttle": {
+                 *         "rate_limit": 10,
+                 *         "burst_limit": 20
+                 *       },
+                 *       "quota": {
+                 *         "limit": 10000,
+                 *         "period": "DAY"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["UsagePlanInput"];
+            };
+        };
+        responses: {
+            /** @description The plan was created. */
+            201: {
+                headers: {
+                    /** @description The URL of the new plan. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000001",
+                     *       "name": "default",
+                     *       "description": "For partners starting out.",
+                     *       "throttle": {
+                     *         "rate_limit": 10,
+                     *         "burst_limit": 20
+                     *       },
+                     *       "quota": {
+                     *         "limit": 10000,
+                     *         "period": "DAY"
+                     *       },
+                     *       "created_at": "2026-11-21T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsagePlan"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_usage_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plan. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000001",
+                     *       "name": "default",
+                     *       "description": "For partners starting out.",
+                     *       "throttle": {
+                     *         "rate_limit": 10,
+                     *         "burst_limit": 20
+                     *       },
+                     *       "quota": {
+                     *         "limit": 10000,
+                     *         "period": "DAY"
+                     *       },
+                     *       "created_at": "2026-11-21T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsagePlan"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    update_usage_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "default",
+                 *       "throttle": {
+                 *         "rate_limit": 0.5,
+                 *         "burst_limit": 5
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["UsagePlanInput"];
+            };
+        };
+        responses: {
+            /** @description The updated plan. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000001",
+                     *       "name": "default",
+                     *       "description": "For partners starting out.",
+                     *       "throttle": {
+                     *         "rate_limit": 10,
+                     *         "burst_limit": 20
+                     *       },
+                     *       "quota": {
+                     *         "limit": 10000,
+                     *         "period": "DAY"
+                     *       },
+                     *       "created_at": "2026-11-21T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsagePlan"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    delete_usage_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plan was deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    list_api_keys: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The most items to return (default 20).
+                 * @example 20
+                 */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_page` of the previous page; opaque and tamper-evident. Like
+                 *     `next_page` it has no `maxLength` (progenitor pages only with plain strings);
+                 *     the server refuses any token it did not issue for this list.
+                 */
+                page_token?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [],
+                     *       "next_page": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKeyPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    create_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "acme-prod",
+                 *       "plan_id": "01936c50-0000-7000-8000-000000000001"
+                 *     }
+                 */
+                "application/json": components["schemas"]["NewApiKey"];
+            };
+        };
+        responses: {
+            /** @description The key was created; `secret` is shown this once. */
+            201: {
+                headers: {
+                    /** @description The URL of the new key. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000002",
+                     *       "name": "acme-prod",
+                     *       "prefix": "mk_3xAmPl",
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "enabled": true,
+                     *       "created_at": "2026-11-21T12:00:00Z",
+                     *       "last_used_at": null,
+                     *       "secret": "mk_3xAmPlE0fAk3SeCrEtThAtIsLoNgEnOuGh0123456789"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key, without its secret. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000002",
+                     *       "name": "acme-prod",
+                     *       "prefix": "mk_3xAmPl",
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "enabled": true,
+                     *       "created_at": "2026-11-21T12:00:00Z",
+                     *       "last_used_at": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    delete_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key was deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    update_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": false
+                 *     }
+                 */
+                "application/json": components["schemas"]["ApiKeyUpdate"];
+            };
+        };
+        responses: {
+            /** @description The updated key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000002",
+                     *       "name": "acme-prod",
+                     *       "prefix": "mk_3xAmPl",
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "enabled": true,
+                     *       "created_at": "2026-11-21T12:00:00Z",
+                     *       "last_used_at": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    rotate_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description An API key's id.
+                 * @example 01936c50-0000-7000-8000-000000000002
+                 */
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key with its new secret, shown this once. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000002",
+                     *       "name": "acme-prod",
+                     *       "prefix": "mk_3xAmPl",
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "enabled": true,
+                     *       "created_at": "2026-11-21T12:00:00Z",
+                     *       "last_used_at": null,
+                     *       "secret": "mk_3xAmPlE0fAk3SeCrEtThAtIsLoNgEnOuGh0123456789"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

@@ -1,0 +1,282 @@
+//! `admin` tag: the operator API for usage plans and API keys, behind the admin token.
+
+use std::num::NonZeroU64;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{api_id, page_cursor, page_limit};
+use crate::error::{ApiError, Result};
+use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
+use crate::generated::{
+    CreateApiKeyResponse, CreateUsagePlanResponse, DeleteApiKeyResponse, DeleteUsagePlanResponse,
+    GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
+    RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
+};
+use crate::startup::AppState;
+use crate::store::{KeyChanges, KeyRecord, KeyWrite, PlanDeletion, PlanRecord, PlanSettings};
+
+const BAD_ADMIN_TOKEN: ApiError = ApiError::Unauthorized("The admin token is missing or wrong.");
+const UNKNOWN_PLAN: ApiError = ApiError::NotFound("No usage plan has this id.");
+const UNKNOWN_KEY: ApiError = ApiError::NotFound("No API key has this id.");
+const PLAN_NOT_FOUND: ApiError = ApiError::Unprocessable {
+    code: "unknown_plan",
+    detail: "No usage plan has this plan_id.",
+};
+
+/// Refuses the request unless it carries the admin token, compared in constant time.
+pub fn require_admin(state: &AppState, request: &poem::Request) -> Result<()> {
+    let presented = crate::auth::bearer_token(request).ok_or(BAD_ADMIN_TOKEN)?;
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if bool::from(presented[..].ct_eq(&state.admin_token_hash[..])) {
+        Ok(())
+    } else {
+        Err(BAD_ADMIN_TOKEN)
+    }
+}
+
+pub async fn create_usage_plan(
+    state: &AppState,
+    body: types::UsagePlanInput,
+) -> Result<CreateUsagePlanResponse> {
+    let plan = state.store.create_plan(settings(body)).await?;
+    Ok(CreateUsagePlanResponse::Created {
+        location: format!("/admin/v1/usage-plans/{}", plan.id),
+        body: to_api_plan(&plan)?,
+    })
+}
+
+pub async fn list_usage_plans(
+    state: &AppState,
+    params: types::ListUsagePlansParams,
+) -> Result<ListUsagePlansResponse> {
+    let before = page_cursor(state, "usage-plans", params.page_token.as_deref())?;
+    let page = state
+        .store
+        .plans(before.as_deref(), page_limit(params.limit))
+        .await?;
+    Ok(ListUsagePlansResponse::Ok(types::UsagePlanPage {
+        items: page.items.iter().map(to_api_plan).collect::<Result<_>>()?,
+        next_page: page
+            .next
+            .map(|cursor| state.page_tokens.issue("usage-plans", &cursor)),
+    }))
+}
+
+pub async fn get_usage_plan(
+    state: &AppState,
+    params: types::GetUsagePlanParams,
+) -> Result<GetUsagePlanResponse> {
+    let plan = state
+        .store
+        .plan(&params.plan_id.0.to_string())
+        .await?
+        .ok_or(UNKNOWN_PLAN)?;
+    Ok(GetUsagePlanResponse::Ok(to_api_plan(&plan)?))
+}
+
+pub async fn update_usage_plan(
+    state: &AppState,
+    params: types::UpdateUsagePlanParams,
+    body: types::UsagePlanInput,
+) -> Result<UpdateUsagePlanResponse> {
+    let plan = state
+        .store
+        .update_plan(&params.plan_id.0.to_string(), settings(body))
+        .await?
+        .ok_or(UNKNOWN_PLAN)?;
+    Ok(UpdateUsagePlanResponse::Ok(to_api_plan(&plan)?))
+}
+
+pub async fn delete_usage_plan(
+    state: &AppState,
+    params: types::DeleteUsagePlanParams,
+) -> Result<DeleteUsagePlanResponse> {
+    match state
+        .store
+        .delete_plan(&params.plan_id.0.to_string())
+        .await?
+    {
+        PlanDeletion::Deleted => Ok(DeleteUsagePlanResponse::NoContent),
+        PlanDeletion::NotFound => Err(UNKNOWN_PLAN),
+        PlanDeletion::InUse => Err(ApiError::InUse(
+            "API keys use this plan; move or delete them first.",
+        )),
+    }
+}
+
+pub async fn create_api_key(
+    state: &AppState,
+    body: types::NewApiKey,
+) -> Result<CreateApiKeyResponse> {
+    let enabled = body.enabled.unwrap_or(true);
+    match state
+        .store
+        .create_key(&body.name, &body.plan_id.0.to_string(), enabled)
+        .await?
+    {
+        KeyWrite::Done((key, secret)) => Ok(CreateApiKeyResponse::Created {
+            location: format!("/admin/v1/api-keys/{}", key.id),
+            body: with_secret(&key, secret)?,
+        }),
+        KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
+        KeyWrite::NotFound => Err(UNKNOWN_KEY),
+    }
+}
+
+pub async fn list_api_keys(
+    state: &AppState,
+    params: types::ListApiKeysParams,
+) -> Result<ListApiKeysResponse> {
+    let before = page_cursor(state, "api-keys", params.page_token.as_deref())?;
+    let page = state
+        .store
+        .keys(before.as_deref(), page_limit(params.limit))
+        .await?;
+    Ok(ListApiKeysResponse::Ok(types::ApiKeyPage {
+        items: page.items.iter().map(to_api_key).collect::<Result<_>>()?,
+        next_page: page
+            .next
+            .map(|cursor| state.page_tokens.issue("api-keys", &cursor)),
+    }))
+}
+
+pub async fn get_api_key(
+    state: &AppState,
+    params: types::GetApiKeyParams,
+) -> Result<GetApiKeyResponse> {
+    let key = state
+        .store
+        .key(&params.key_id.0.to_string())
+        .await?
+        .ok_or(UNKNOWN_KEY)?;
+    Ok(GetApiKeyResponse::Ok(to_api_key(&key)?))
+}
+
+pub async fn update_api_key(
+    state: &AppState,
+    params: types::UpdateApiKeyParams,
+    body: types::ApiKeyUpdate,
+) -> Result<UpdateApiKeyResponse> {
+    let changes = KeyChanges {
+        name: body.name,
+        plan_id: body.plan_id.map(|id| id.0.to_string()),
+        enabled: body.enabled,
+    };
+    match state
+        .store
+        .update_key(&params.key_id.0.to_string(), changes)
+        .await?
+    {
+        KeyWrite::Done(key) => Ok(UpdateApiKeyResponse::Ok(to_api_key(&key)?)),
+        KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
+        KeyWrite::NotFound => Err(UNKNOWN_KEY),
+    }
+}
+
+pub async fn rotate_api_key(
+    state: &AppState,
+    params: types::RotateApiKeyParams,
+) -> Result<RotateApiKeyResponse> {
+    let (key, secret) = state
+        .store
+        .rotate_key(&params.key_id.0.to_string())
+        .await?
+        .ok_or(UNKNOWN_KEY)?;
+    Ok(RotateApiKeyResponse::Ok(with_secret(&key, secret)?))
+}
+
+pub async fn delete_api_key(
+    state: &AppState,
+    params: types::DeleteApiKeyParams,
+) -> Result<DeleteApiKeyResponse> {
+    if state.store.delete_key(&params.key_id.0.to_string()).await? {
+        Ok(DeleteApiKeyResponse::NoContent)
+    } else {
+        Err(UNKNOWN_KEY)
+    }
+}
+
+fn settings(input: types::UsagePlanInput) -> PlanSettings {
+    PlanSettings {
+        name: input.name,
+        description: input.description,
+        throttle: input.throttle.map(|t| {
+            (
+                t.rate_limit,
+                i64::try_from(t.burst_limit.get()).unwrap_or(i64::MAX),
+            )
+        }),
+        quota: input.quota.map(|q| {
+            (
+                i64::try_from(q.limit.get()).unwrap_or(i64::MAX),
+                q.period.to_string(),
+            )
+        }),
+    }
+}
+
+fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
+    let corrupt =
+        |what: &str| ApiError::Internal(anyhow::anyhow!("plan {} has an invalid {what}", plan.id));
+    let throttle = plan
+        .throttle
+        .map(|(rate_limit, burst)| {
+            let burst_limit = u64::try_from(burst)
+                .ok()
+                .and_then(NonZeroU64::new)
+                .ok_or_else(|| corrupt("burst"))?;
+            Ok::<_, ApiError>(Throttle {
+                rate_limit,
+                burst_limit,
+            })
+        })
+        .transpose()?;
+    let quota = plan
+        .quota
+        .as_ref()
+        .map(|(limit, period)| {
+            let limit = u64::try_from(*limit)
+                .ok()
+                .and_then(NonZeroU64::new)
+                .ok_or_else(|| corrupt("quota"))?;
+            let period = period
+                .parse::<QuotaPeriod>()
+                .map_err(|_| corrupt("period"))?;
+            Ok::<_, ApiError>(Quota { limit, period })
+        })
+        .transpose()?;
+    Ok(types::UsagePlan {
+        id: api_id(&plan.id)?,
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        throttle,
+        quota,
+        created_at: plan.created_at,
+    })
+}
+
+fn to_api_key(key: &KeyRecord) -> Result<types::ApiKey> {
+    Ok(types::ApiKey {
+        id: api_id(&key.id)?,
+        name: key.name.clone(),
+        prefix: key.prefix.clone(),
+        plan_id: api_id(&key.plan_id)?,
+        enabled: key.enabled,
+        created_at: key.created_at,
+        last_used_at: key.last_used_at,
+    })
+}
+
+fn with_secret(key: &KeyRecord, secret: String) -> Result<types::CreatedApiKey> {
+    Ok(types::CreatedApiKey {
+        id: api_id(&key.id)?,
+        name: key.name.clone(),
+        prefix: key.prefix.clone(),
+        plan_id: api_id(&key.plan_id)?,
+        enabled: key.enabled,
+        created_at: key.created_at,
+        last_used_at: key.last_used_at,
+        secret,
+    })
+}

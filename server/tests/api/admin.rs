@@ -1,0 +1,176 @@
+//! The operator API: the admin token, secrets shown once, and the development bootstrap.
+
+use minitter_server::startup::Application;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app, test_config};
+
+fn admin_token(app: &crate::helpers::TestApp) -> String {
+    std::fs::read_to_string(app.data_dir.join("admin-token"))
+        .expect("the development admin token")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_key_secret_is_shown_at_creation_and_rotation_only() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", admin_token(&app));
+    let plan: Value = app
+        .http
+        .post(app.url("/admin/v1/usage-plans"))
+        .header("authorization", &auth)
+        .json(&json!({"name": "p", "throttle": {"rate_limit": 0.5, "burst_limit": 1}}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let created: Value = app
+        .http
+        .post(app.url("/admin/v1/api-keys"))
+        .header("authorization", &auth)
+        .json(&json!({"name": "k", "plan_id": plan["id"]}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let key_path = format!("/admin/v1/api-keys/{}", created["id"].as_str().expect("id"));
+    let rotated: Value = app
+        .http
+        .post(app.url(&format!("{key_path}/rotate")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(new_secret, secret);
+
+    for path in ["/admin/v1/api-keys", key_path.as_str()] {
+        let body = app
+            .http
+            .get(app.url(path))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("request");
+        let text = body.text().await.expect("text");
+        assert!(
+            !text.contains(&secret) && !text.contains(&new_secret),
+            "{path} shows a secret"
+        );
+        assert!(!text.contains("secret"), "{path} has a secret field");
+    }
+    let db = std::fs::read(app.data_dir.join("minitter.db")).expect("db");
+    let wal = std::fs::read(app.data_dir.join("minitter.db-wal")).unwrap_or_default();
+    for file in [&db, &wal] {
+        assert!(
+            !file
+                .windows(new_secret.len())
+                .any(|w| w == new_secret.as_bytes()),
+            "a plaintext secret on disk"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_operator_api_needs_the_admin_token_exactly() {
+    let app = spawn_app().await;
+    let token = admin_token(&app);
+    app.sign_up("ada", "ada@example.com").await;
+    let user_token = app.log_in("ada@example.com").await;
+    for auth in [
+        None,
+        Some(format!("Bearer {user_token}")),
+        Some(format!("Bearer {token}x")),
+        Some(token.clone()),
+    ] {
+        let mut request = app.http.get(app.url("/admin/v1/usage-plans"));
+        if let Some(auth) = &auth {
+            request = request.header("authorization", auth);
+        }
+        assert_problem(request.send().await.expect("request"), 401, "unauthorized").await;
+    }
+    let ok = app
+        .http
+        .get(app.url("/admin/v1/usage-plans"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", admin_token(&app));
+    let plans: Value = app
+        .http
+        .get(app.url("/admin/v1/usage-plans"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = plans["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["default"]);
+    assert_eq!(
+        plans["items"][0]["quota"],
+        json!({"limit": 10000, "period": "DAY"})
+    );
+    let keys: Value = app
+        .http
+        .get(app.url("/admin/v1/api-keys"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(keys["items"][0]["name"], "demo");
+
+    // A restart finds the plan and creates nothing more.
+    let again = Application::build(test_config(&app.data_dir))
+        .await
+        .expect("restart");
+    let count: i64 = again
+        .state()
+        .store
+        .plans(None, 100)
+        .await
+        .expect("plans")
+        .items
+        .len()
+        .try_into()
+        .expect("small");
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn production_needs_an_admin_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    config.production = true;
+    config.jwt_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned().into());
+    let error = Application::build(config).await.err().expect("refused");
+    assert!(
+        error.to_string().contains("MINITTER_ADMIN_TOKEN"),
+        "{error}"
+    );
+}
