@@ -54,6 +54,18 @@ pub struct Config {
     /// Log lines as JSON objects rather than text. The filter is `MINITTER_LOG`.
     #[arg(long, env = "MINITTER_LOG_JSON")]
     pub log_json: bool,
+
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage usage plans and API keys in the data directory's database.
+    #[command(subcommand)]
+    Admin(crate::admin_cli::AdminCommand),
 }
 
 impl Config {

@@ -3,6 +3,7 @@
 //! `openapi.yaml` is the source of truth. `generated/` is produced from it by `codegen`
 //! (never edited); `handlers/` implements its `Api` trait; `startup` assembles the app.
 
+pub mod admin_cli;
 pub mod auth;
 pub mod bootstrap;
 pub mod compression;

@@ -1,6 +1,8 @@
-//! The `minitter-server` binary: configuration, logging, then the one startup path.
+//! The `minitter-server` binary: configuration, logging, then the one startup path (or an
+//! operator's `admin` command).
 
-use minitter_server::config::Config;
+use minitter_server::admin_cli;
+use minitter_server::config::{Command, Config};
 use minitter_server::startup::Application;
 use minitter_server::telemetry;
 
@@ -8,6 +10,10 @@ fn main() -> anyhow::Result<()> {
     // Before the runtime starts any thread: loading the config file sets variables.
     let config = Config::load()?;
     telemetry::init(config.log_json);
-    tokio::runtime::Runtime::new()?
-        .block_on(async { Application::build(config).await?.run_until_stopped().await })
+    tokio::runtime::Runtime::new()?.block_on(async {
+        match config.command.clone() {
+            Some(Command::Admin(command)) => admin_cli::run(command, &config).await,
+            None => Application::build(config).await?.run_until_stopped().await,
+        }
+    })
 }

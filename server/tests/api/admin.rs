@@ -174,3 +174,56 @@ async fn production_needs_an_admin_token() {
         "{error}"
     );
 }
+
+#[test]
+fn the_admin_commands_create_plans_and_keys_from_the_shell() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("admin")
+            .args(args)
+            .env("MINITTER_LOG", "off")
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let created = run(&[
+        "create-plan",
+        "--name",
+        "gold",
+        "--rate",
+        "0.5",
+        "--burst",
+        "2",
+    ]);
+    let plan_id = created
+        .split_whitespace()
+        .nth(2)
+        .expect("the plan id")
+        .to_owned();
+    assert!(run(&["list-plans"]).contains("gold"));
+
+    let key = run(&["create-key", "--name", "acme", "--plan", &plan_id]);
+    let secret = key
+        .lines()
+        .find_map(|l| l.strip_prefix("x-api-key: "))
+        .expect("the secret")
+        .to_owned();
+    let listed = run(&["list-keys"]);
+    assert!(listed.contains("acme") && !listed.contains(&secret));
+    let key_id = listed
+        .split_whitespace()
+        .next()
+        .expect("the key id")
+        .to_owned();
+    assert!(run(&["set-key-enabled", &key_id, "false"]).contains("disabled"));
+    let rotated = run(&["rotate-key", &key_id]);
+    assert!(rotated.contains("x-api-key: mk_") && !rotated.contains(&secret));
+}
