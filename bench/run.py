@@ -101,6 +101,18 @@ def wrk(script, url, args, env):
     return result
 
 
+def create_key(target, work):
+    """A key in a plan with a throttle and a quota too high to bind, so that every
+    request takes the limiter's full path."""
+    def admin(*args):
+        return subprocess.run([target / "minitter-server", "--data-dir", work, "admin", *args],
+                              check=True, capture_output=True, text=True, env=dict(os.environ, MINITTER_LOG="off")).stdout
+    plan = admin("create-plan", "--name", "bench", "--rate", "10000000", "--burst", "10000000",
+                 "--quota", "1000000000", "--period", "DAY").split()[2]
+    out = admin("create-key", "--name", "bench", "--plan", plan)
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("x-api-key: "))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
@@ -128,9 +140,11 @@ def main():
     sample = random.Random(7).sample(users, min(1000, len(users)))
     (work / "tokens.txt").write_text("\n".join(jwt(u) for u in sample) + "\n")
     (work / "users.txt").write_text("\n".join(sample) + "\n")
-    env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"), BENCH_USERS=str(work / "users.txt"))
+    api_key = create_key(target, work)
+    env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"),
+               BENCH_USERS=str(work / "users.txt"), BENCH_API_KEY=api_key)
 
-    hello_port, server_port = free_port(), free_port()
+    hello_port, server_port, bare_port = free_port(), free_port(), free_port()
     hello = subprocess.Popen([target / "bench-hello", f"127.0.0.1:{hello_port}"])
     server = subprocess.Popen([target / "minitter-server"], env=dict(
         os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{server_port}",
@@ -146,6 +160,17 @@ def main():
         results["GET /v1/timeline?limit=20"] = wrk("timeline.lua", base, args, env)
         results["POST /v1/tweets"] = wrk("post.lua", base, args, env)
         rss.running = False
+        # The same read without the gateway (no key check, limiter or headers), in a
+        # second process on the same database, to price the gateway.
+        bare = subprocess.Popen([target / "minitter-server"], env=dict(
+            os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{bare_port}",
+            MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", MINITTER_BENCHMARK_WITHOUT_GATEWAY="true"))
+        try:
+            wait_for(bare_port)
+            results["GET /v1/users/{id} without the gateway"] = wrk("user.lua", f"http://127.0.0.1:{bare_port}", args, env)
+        finally:
+            bare.terminate()
+            bare.wait()
     finally:
         server.terminate()
         hello.terminate()
@@ -160,6 +185,10 @@ def main():
     ]
     for name, r in results.items():
         rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / baseline:.1%} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    keyed = results["GET /v1/users/{id}"]["rps"] / results["GET /v1/users/{id} without the gateway"]["rps"]
+    rows.append("")
+    rows.append(f"The gateway (key check, limiter, rate-limit headers) keeps **{keyed:.0%}** of the "
+                "throughput of the same read without it.")
     rows.append("")
     rows.append(f"Server peak RSS: **{rss.peak_anon:.0f} MiB anonymous** ({rss.peak:.0f} MiB VmRSS, the rest being "
                 f"the mapped database file). Data: {args.users:,} users, "

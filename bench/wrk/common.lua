@@ -6,6 +6,7 @@ local function lines(path)
 end
 
 tokens = lines(os.getenv("BENCH_TOKENS"))
+api_key = os.getenv("BENCH_API_KEY")
 users = lines(os.getenv("BENCH_USERS"))
 
 function pick(list)

@@ -8,5 +8,6 @@ request = function()
   return wrk.format("POST", "/v1/tweets", {
     ["Authorization"] = "Bearer " .. pick(tokens),
     ["Content-Type"] = "application/json",
+    ["x-api-key"] = api_key,
   }, body)
 end

@@ -2,5 +2,5 @@
 dofile(os.getenv("BENCH_DIR") .. "/wrk/common.lua")
 
 request = function()
-  return wrk.format("GET", "/v1/timeline?limit=20", { ["Authorization"] = "Bearer " .. pick(tokens) })
+  return wrk.format("GET", "/v1/timeline?limit=20", { ["Authorization"] = "Bearer " .. pick(tokens), ["x-api-key"] = api_key })
 end

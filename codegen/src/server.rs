@@ -322,6 +322,11 @@ impl Operation {
                     continue;
                 }
                 let header = resolve(raw, header)?;
+                // Headers a middleware sets (such as rate-limit headers) are not the
+                // handler's to fill: they stay out of the response enum.
+                if header.get("x-set-by").is_some() {
+                    continue;
+                }
                 headers.push(Header {
                     name: name.to_ascii_lowercase(),
                     required: header.get("required") == Some(&Value::Bool(true)),

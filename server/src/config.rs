@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "MINITTER_PRODUCTION")]
     pub production: bool,
 
+    /// Serve /v1 without checking API keys or usage plans: only to measure what the gateway
+    /// costs (`bench/run.py`). Refused together with --production.
+    #[arg(long, env = "MINITTER_BENCHMARK_WITHOUT_GATEWAY", hide = true)]
+    pub benchmark_without_gateway: bool,
+
     /// Log lines as JSON objects rather than text. The filter is `MINITTER_LOG`.
     #[arg(long, env = "MINITTER_LOG_JSON")]
     pub log_json: bool,

@@ -43,6 +43,12 @@ pub enum ApiError {
     /// 409: the first request with this Idempotency-Key is still being processed.
     #[error("A request with this Idempotency-Key is still being processed; retry later.")]
     RequestInFlight,
+    /// 429: the key's plan throttles it; retry after `retry_after` seconds.
+    #[error("This API key is over its plan's rate; retry after {retry_after} s.")]
+    Throttled { retry_after: u64 },
+    /// 429: the key's plan quota is spent until the period ends.
+    #[error("This API key's quota is spent; it resets in {retry_after} s.")]
+    QuotaExceeded { retry_after: u64 },
     /// 422: well-formed, but it cannot be done.
     #[error("{detail}")]
     Unprocessable {
@@ -66,6 +72,7 @@ impl poem::error::ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Throttled { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,6 +90,8 @@ impl ApiError {
             Self::InUse(_) => "in_use",
             Self::RequestInFlight => "request_in_flight",
             Self::Unprocessable { code, .. } => code,
+            Self::Throttled { .. } => "throttled",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -131,7 +140,8 @@ pub async fn render_problems<E: Endpoint>(next: E, request: Request) -> poem::Re
     }
 }
 
-fn error_to_response(error: poem::Error, request_id: &str) -> Response {
+/// The Problem response for any error: ours, the generated validator's, or poem's.
+pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
     if let Some(rejected) = error.downcast_ref::<RejectedRequest>() {
         let code = match rejected.status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
@@ -161,54 +171,7 @@ fn error_to_response(error: poem::Error, request_id: &str) -> Response {
         return response;
     }
     if let Some(api_error) = error.downcast_ref::<ApiError>() {
-        let status = poem::error::ResponseError::status(api_error);
-        match api_error {
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(
-                    request_id,
-                    error = format!("{cause:#}"),
-                    "dependency unavailable"
-                );
-            }
-            ApiError::Internal(cause) => {
-                tracing::error!(request_id, error = format!("{cause:#}"), "internal error");
-            }
-            _ => {}
-        }
-        let mut problem = problem(status, api_error.code(), api_error.to_string(), request_id);
-        let violation = match api_error {
-            ApiError::Conflict { field } => {
-                Some((ViolationIn::Body, format!("/{field}"), "is already taken"))
-            }
-            ApiError::InvalidPageToken => Some((
-                ViolationIn::Query,
-                "/page_token".to_owned(),
-                "is not a page token of this list",
-            )),
-            _ => None,
-        };
-        if let Some((in_, pointer, message)) = violation {
-            problem.errors.push(ProblemViolation {
-                in_,
-                pointer,
-                message: message.to_owned(),
-            });
-        }
-        let mut response = problem_response(&problem);
-        match api_error {
-            ApiError::Unavailable(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
-            }
-            ApiError::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
-        }
-        return response;
+        return render_api_error(api_error, request_id);
     }
     // poem's own errors: unknown route, unreadable body, and the like.
     let status = error.status();
@@ -245,4 +208,61 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Other(cause) => Self::Internal(cause.into()),
         }
     }
+}
+
+/// The Problem response for a handler's error; internal causes are logged here, once.
+pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
+    let status = poem::error::ResponseError::status(api_error);
+    match api_error {
+        ApiError::Unavailable(cause) => {
+            tracing::warn!(
+                request_id,
+                error = format!("{cause:#}"),
+                "dependency unavailable"
+            );
+        }
+        ApiError::Internal(cause) => {
+            tracing::error!(request_id, error = format!("{cause:#}"), "internal error");
+        }
+        _ => {}
+    }
+    let mut problem = problem(status, api_error.code(), api_error.to_string(), request_id);
+    let violation = match api_error {
+        ApiError::Conflict { field } => {
+            Some((ViolationIn::Body, format!("/{field}"), "is already taken"))
+        }
+        ApiError::InvalidPageToken => Some((
+            ViolationIn::Query,
+            "/page_token".to_owned(),
+            "is not a page token of this list",
+        )),
+        _ => None,
+    };
+    if let Some((in_, pointer, message)) = violation {
+        problem.errors.push(ProblemViolation {
+            in_,
+            pointer,
+            message: message.to_owned(),
+        });
+    }
+    let mut response = problem_response(&problem);
+    match api_error {
+        ApiError::Unavailable(_) => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+        }
+        ApiError::Unauthorized(_) => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        ApiError::Throttled { retry_after } | ApiError::QuotaExceeded { retry_after } => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, (*retry_after).into());
+        }
+        _ => {}
+    }
+    response
 }

@@ -10,6 +10,7 @@ pub mod compression;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod gateway;
 #[rustfmt::skip]
 pub mod generated;
 pub mod handlers;

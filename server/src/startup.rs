@@ -5,7 +5,8 @@
 //! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
 //! 2. errors to Problem documents ([`error::render_problems`]);
 //! 3. compression, both ways ([`compression::compression`]);
-//! 4. routes: the generated API routes, `/openapi.yaml` and `/docs`.
+//! 4. API key and usage plan on `/v1` ([`gateway::enforce`]);
+//! 5. routes: the generated API routes, `/openapi.yaml` and `/docs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,10 +22,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::Tokens;
 use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::gateway::limiter::InProcessLimiter;
 use crate::handlers::Handlers;
 use crate::pagination::PageTokens;
 use crate::store::Store;
-use crate::{bootstrap, compression, docs, error, generated, telemetry};
+use crate::{bootstrap, compression, docs, error, gateway, generated, telemetry};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
 
@@ -41,6 +44,10 @@ pub struct AppState {
     pub page_tokens: PageTokens,
     /// SHA-256 of the admin token, compared in constant time.
     pub admin_token_hash: [u8; 32],
+    /// API keys and usage plans on `/v1`.
+    pub gateway: Gateway,
+    /// False only when benchmarking the cost of the gateway.
+    pub gateway_enabled: bool,
 }
 
 /// A built server, bound and ready to run.
@@ -66,6 +73,9 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        if config.production && config.benchmark_without_gateway {
+            bail!("--benchmark-without-gateway cannot be used in production");
+        }
         let secret = configured_secret(
             &config,
             config.jwt_secret.as_ref(),
@@ -83,11 +93,17 @@ impl Application {
             bootstrap::first_start(&store, &config.data_dir).await?;
         }
         let state = Arc::new(AppState {
-            store,
+            store: store.clone(),
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
             admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
+            gateway: Gateway::new(
+                store.clone(),
+                Arc::new(InProcessLimiter::new(store.clone())),
+            ),
+            gateway_enabled: !config.benchmark_without_gateway,
         });
+        tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
         };
@@ -126,16 +142,33 @@ impl Application {
             .run_with_graceful_shutdown(self.endpoint, shutdown_signal(), Some(SHUTDOWN_GRACE))
             .await
             .context("serving")?;
+        if let Err(error) = self.state.gateway.flush().await {
+            tracing::error!(%error, "usage counts could not be written at shutdown");
+        }
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
+/// Writes admitted-request counts about once a second, until the state is dropped. A
+/// failed write keeps the counts for the next one.
+async fn flush_usage_every_second(state: std::sync::Weak<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        if let Err(error) = state.gateway.flush().await {
+            tracing::warn!(%error, "usage counts not written yet; retrying");
+        }
+    }
+}
+
 /// Every route and middleware of the server.
 pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Response> {
-    let api = generated::routes(Arc::new(Handlers::new(state)), limits);
+    let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
     docs::mount(api)
+        .around(move |next, request| gateway::enforce(next, request, Arc::clone(&state)))
         .around(compression::compression)
         .around(error::render_problems)
         .around(telemetry::request_context)

@@ -1,6 +1,7 @@
 import { createClient, MinitterError, unwrap } from "@minitter/client";
 
-const client = createClient({ baseUrl: "http://127.0.0.1:8080" });
+// An API key from your operator (the development server prints a demo key at first start).
+const client = createClient({ baseUrl: "http://127.0.0.1:8080", apiKey: process.env["MINITTER_API_KEY"] ?? "" });
 
 const user = await unwrap(
   client.api.POST("/v1/users", {

@@ -11,7 +11,7 @@ let anonymous: MinitterClient;
 
 before(async () => {
   server = await startServer();
-  anonymous = createClient({ baseUrl: server.baseUrl });
+  anonymous = createClient({ baseUrl: server.baseUrl, apiKey: server.apiKey });
 });
 
 after(async () => {
@@ -114,6 +114,14 @@ test("follow, post, and walk the timeline page by page", async () => {
   await unwrap(reader.client.api.DELETE("/v1/me/following/{user_id}", follow));
   const after = await unwrap(anonymous.api.GET("/v1/users/{user_id}", { params: { path: { user_id: writer.user.id } } }));
   assert.equal(after.follower_count, 0);
+});
+
+test("without a valid API key every /v1 call is a 403", async () => {
+  const keyless = createClient({ baseUrl: server.baseUrl });
+  assert.deepEqual(await refusal(unwrap(keyless.api.GET("/v1/timeline"))), [403, "forbidden"]);
+  const wrong = createClient({ baseUrl: server.baseUrl, apiKey: "mk_wrong" });
+  const me = wrong.api.GET("/v1/users/{user_id}", { params: { path: { user_id: "01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d" } } });
+  assert.deepEqual(await refusal(unwrap(me)), [403, "forbidden"]);
 });
 
 test("only the author deletes, and retries with an idempotency key create one tweet", async () => {

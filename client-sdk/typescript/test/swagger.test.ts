@@ -66,14 +66,18 @@ test("Swagger UI shows the API and Try it out works", async (t) => {
   const shown = await page.locator(".opblock-tag").evaluateAll((els) => els.map((el) => el.getAttribute("data-tag")));
   assert.deepEqual(shown, tags);
 
-  // Authorize with a real bearer token.
-  const client = createClient({ baseUrl: server.baseUrl });
+  // Authorize with the API key and a real bearer token.
+  const client = createClient({ baseUrl: server.baseUrl, apiKey: server.apiKey });
   const body = { username: "swagger", email: "swagger@example.com", password: "correct horse battery staple" };
   await unwrap(client.api.POST("/v1/users", { body }));
   const { access_token } = await unwrap(
     client.api.POST("/v1/auth/token", { body: { email: body.email, password: body.password } }),
   );
   await page.locator("button.authorize").first().click();
+  const apiKey = page.locator(".auth-container", { hasText: "x-api-key" });
+  await apiKey.locator("input").fill(server.apiKey);
+  await apiKey.locator("button.authorize").click();
+  await apiKey.locator("button", { hasText: "Logout" }).waitFor();
   const bearer = page.locator(".auth-container", { hasText: "bearerAuth" });
   await bearer.locator("input").fill(access_token);
   await bearer.locator("button.authorize").click();

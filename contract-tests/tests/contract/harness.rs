@@ -26,6 +26,8 @@ pub const ADMIN_TOKEN: &str = "contract-tests-admin-token-0123456789abcdef";
 
 pub struct TestServer {
     pub base_url: String,
+    /// A key of a plan without limits, which every client sends.
+    pub api_key: String,
     pub log: Log,
     pub state: Arc<AppState>,
     _data_dir: tempfile::TempDir,
@@ -47,9 +49,11 @@ impl TestServer {
         .expect("the server builds");
         let base_url = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
+        let api_key = unlimited_key(&state).await;
         tokio::spawn(app.run_until_stopped());
         Self {
             base_url,
+            api_key,
             log,
             state,
             _data_dir: data_dir,
@@ -58,12 +62,14 @@ impl TestServer {
 
     pub fn client(&self) -> minitter_client::Client {
         minitter_client::ClientBuilder::new(&self.base_url)
+            .api_key(&self.api_key)
             .build()
             .expect("client")
     }
 
     pub fn client_with_token(&self, token: &str) -> minitter_client::Client {
         minitter_client::ClientBuilder::new(&self.base_url)
+            .api_key(&self.api_key)
             .bearer_token(token)
             .build()
             .expect("client")
@@ -71,6 +77,27 @@ impl TestServer {
 
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.log.lock().expect("log lock").clone()
+    }
+}
+
+/// A key in a plan without throttle or quota, made through the store.
+pub async fn unlimited_key(state: &AppState) -> String {
+    use minitter_server::store::{KeyWrite, PlanSettings};
+    let settings = PlanSettings {
+        name: "contract tests".into(),
+        description: None,
+        throttle: None,
+        quota: None,
+    };
+    let plan = state.store.create_plan(settings).await.expect("plan");
+    match state
+        .store
+        .create_key("contract tests", &plan.id, true)
+        .await
+        .expect("key")
+    {
+        KeyWrite::Done((_, secret)) => secret,
+        other => panic!("no key: {other:?}"),
     }
 }
 

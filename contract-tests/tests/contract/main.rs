@@ -30,6 +30,7 @@ async fn every_operation_answers_as_the_spec_declares() {
     scenarios::follows(&ctx).await;
     scenarios::tweets(&ctx).await;
     scenarios::admin(&ctx).await;
+    scenarios::gateway(&ctx).await;
     // Last: it closes the database.
     scenarios::unavailable(&ctx).await;
 

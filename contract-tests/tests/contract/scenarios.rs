@@ -32,7 +32,7 @@ impl<'a> Context<'a> {
         let bob_token = log_in(&anonymous, "bob@example.com").await;
         Self {
             server,
-            raw: reqwest::Client::new(),
+            raw: keyed_http(&server.api_key),
             as_ada: server.client_with_token(&ada_token),
             as_bob: server.client_with_token(&bob_token),
             as_admin: server.client_with_token(ADMIN_TOKEN),
@@ -73,6 +73,16 @@ impl<'a> Context<'a> {
         let wrong_type = request().header("content-type", "text/plain").body("{}");
         assert_eq!(self.raw_status(wrong_type).await, 415);
     }
+}
+
+/// A plain HTTP client that sends the API key, for requests the SDK cannot make.
+fn keyed_http(api_key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", api_key.parse().expect("a header value"));
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }
 
 pub fn new_user(username: &str, email: &str) -> types::NewUser {
@@ -1032,6 +1042,125 @@ pub async fn admin(ctx: &Context<'_>) {
         .await,
         400
     );
+}
+
+/// Every `/v1` operation answers 403 without a valid key, and 429 once the key's quota
+/// is spent.
+pub async fn gateway(ctx: &Context<'_>) {
+    use minitter_server::store::{KeyWrite, PlanSettings};
+    let store = &ctx.server.state.store;
+    let settings = PlanSettings {
+        name: "one a day".into(),
+        description: None,
+        throttle: None,
+        quota: Some((1, "DAY".into())),
+    };
+    let plan = store.create_plan(settings).await.expect("plan");
+    let KeyWrite::Done((_, secret)) = store
+        .create_key("spent", &plan.id, true)
+        .await
+        .expect("key")
+    else {
+        panic!("no key");
+    };
+    let build = |key: Option<&str>, bearer: Option<&str>| {
+        let mut builder = minitter_client::ClientBuilder::new(&ctx.server.base_url);
+        if let Some(key) = key {
+            builder = builder.api_key(key);
+        }
+        if let Some(bearer) = bearer {
+            builder = builder.bearer_token(bearer);
+        }
+        builder.build().expect("client")
+    };
+    let spent = build(Some(&secret), Some(&ctx.ada_token));
+    // The one request of the day.
+    spent
+        .get_health()
+        .send()
+        .await
+        .expect("health is not metered");
+    spent
+        .get_user()
+        .user_id(ctx.ada.id.clone())
+        .send()
+        .await
+        .expect("the one request");
+
+    for (client, expected) in [
+        (build(None, Some(&ctx.ada_token)), status(403, "forbidden")),
+        (
+            build(Some("mk_not-a-key"), Some(&ctx.ada_token)),
+            status(403, "forbidden"),
+        ),
+        (spent, status(429, "quota_exceeded")),
+    ] {
+        let (ada, bob, tweet) = (ctx.ada.id.clone(), ctx.bob.id.clone(), ctx.ada.id.clone());
+        assert_eq!(
+            refusal(
+                client
+                    .sign_up()
+                    .body(new_user("gw_user", "gw@example.com"))
+                    .send()
+                    .await
+            ),
+            expected
+        );
+        assert_eq!(
+            refusal(
+                client
+                    .create_token()
+                    .body(credentials("ada@example.com", PASSWORD))
+                    .send()
+                    .await
+            ),
+            expected
+        );
+        assert_eq!(
+            refusal(client.get_user().user_id(ada.clone()).send().await),
+            expected
+        );
+        assert_eq!(refusal(client.get_me().send().await), expected);
+        assert_eq!(
+            refusal(client.follow_user().user_id(bob.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.unfollow_user().user_id(bob.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.list_followers().user_id(ada.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.list_following().user_id(ada.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(
+                client
+                    .create_tweet()
+                    .body(new_tweet("metered"))
+                    .send()
+                    .await
+            ),
+            expected
+        );
+        assert_eq!(
+            refusal(client.get_tweet().tweet_id(tweet.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.delete_tweet().tweet_id(tweet.clone()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.list_user_tweets().user_id(ada.clone()).send().await),
+            expected
+        );
+        assert_eq!(refusal(client.get_timeline().send().await), expected);
+    }
 }
 
 /// Every operation that needs the database answers 503 once it is gone.

@@ -380,6 +380,14 @@ pub enum SignUpResponse {
     PayloadTooLarge(types::Problem),
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -427,6 +435,23 @@ impl poem::IntoResponse for SignUpResponse {
                 );
                 response
             }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
             Self::ServiceUnavailable { body, retry_after } => {
                 let mut response = runtime::json_response(
                     503u16,
@@ -470,6 +495,14 @@ pub enum GetUserResponse {
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -498,6 +531,23 @@ impl poem::IntoResponse for GetUserResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -548,6 +598,14 @@ pub enum CreateTokenResponse {
     PayloadTooLarge(types::Problem),
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -597,6 +655,23 @@ impl poem::IntoResponse for CreateTokenResponse {
                 );
                 response
             }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
             Self::ServiceUnavailable { body, retry_after } => {
                 let mut response = runtime::json_response(
                     503u16,
@@ -635,6 +710,14 @@ pub enum GetMeResponse {
         body: types::Problem,
         www_authenticate: Option<::std::string::String>,
     },
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -658,6 +741,23 @@ impl poem::IntoResponse for GetMeResponse {
                 if let Some(value) = &www_authenticate {
                     runtime::set_header(&mut response, "www-authenticate", value);
                 }
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -709,6 +809,14 @@ pub enum FollowUserResponse {
     NotFound(types::Problem),
     /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
     UnprocessableEntity(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -752,6 +860,23 @@ impl poem::IntoResponse for FollowUserResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -803,6 +928,14 @@ pub enum UnfollowUserResponse {
     },
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -838,6 +971,23 @@ impl poem::IntoResponse for UnfollowUserResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -896,6 +1046,14 @@ pub enum ListFollowersResponse {
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -924,6 +1082,23 @@ impl poem::IntoResponse for ListFollowersResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -982,6 +1157,14 @@ pub enum ListFollowingResponse {
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1010,6 +1193,23 @@ impl poem::IntoResponse for ListFollowingResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -1071,6 +1271,14 @@ pub enum CreateTweetResponse {
     UnsupportedMediaType(types::Problem),
     /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
     UnprocessableEntity(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1137,6 +1345,23 @@ impl poem::IntoResponse for CreateTweetResponse {
                 );
                 response
             }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
             Self::ServiceUnavailable { body, retry_after } => {
                 let mut response = runtime::json_response(
                     503u16,
@@ -1182,6 +1407,14 @@ pub enum GetTweetResponse {
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1210,6 +1443,23 @@ impl poem::IntoResponse for GetTweetResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -1259,10 +1509,16 @@ pub enum DeleteTweetResponse {
         body: types::Problem,
         www_authenticate: Option<::std::string::String>,
     },
-    /// 403: The caller may not do this, such as deleting someone else's tweet.
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
     Forbidden(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1306,6 +1562,15 @@ impl poem::IntoResponse for DeleteTweetResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -1364,6 +1629,14 @@ pub enum ListUserTweetsResponse {
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
     NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1392,6 +1665,23 @@ impl poem::IntoResponse for ListUserTweetsResponse {
                     "application/problem+json",
                     &body,
                 );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {
@@ -1452,6 +1742,14 @@ pub enum GetTimelineResponse {
         body: types::Problem,
         www_authenticate: Option<::std::string::String>,
     },
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
@@ -1483,6 +1781,23 @@ impl poem::IntoResponse for GetTimelineResponse {
                 if let Some(value) = &www_authenticate {
                     runtime::set_header(&mut response, "www-authenticate", value);
                 }
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
                 response
             }
             Self::ServiceUnavailable { body, retry_after } => {

@@ -80,6 +80,8 @@ pub async fn update_usage_plan(
     params: types::UpdateUsagePlanParams,
     body: types::UsagePlanInput,
 ) -> Result<UpdateUsagePlanResponse> {
+    // Keys or limits change: this node forgets the keys it cached, at once.
+    state.gateway.forget_keys();
     let plan = state
         .store
         .update_plan(&params.plan_id.0.to_string(), settings(body))
@@ -92,6 +94,8 @@ pub async fn delete_usage_plan(
     state: &AppState,
     params: types::DeleteUsagePlanParams,
 ) -> Result<DeleteUsagePlanResponse> {
+    // Keys or limits change: this node forgets the keys it cached, at once.
+    state.gateway.forget_keys();
     match state
         .store
         .delete_plan(&params.plan_id.0.to_string())
@@ -158,6 +162,8 @@ pub async fn update_api_key(
     params: types::UpdateApiKeyParams,
     body: types::ApiKeyUpdate,
 ) -> Result<UpdateApiKeyResponse> {
+    // Keys or limits change: this node forgets the keys it cached, at once.
+    state.gateway.forget_keys();
     let changes = KeyChanges {
         name: body.name,
         plan_id: body.plan_id.map(|id| id.0.to_string()),
@@ -178,6 +184,8 @@ pub async fn rotate_api_key(
     state: &AppState,
     params: types::RotateApiKeyParams,
 ) -> Result<RotateApiKeyResponse> {
+    // Keys or limits change: this node forgets the keys it cached, at once.
+    state.gateway.forget_keys();
     let (key, secret) = state
         .store
         .rotate_key(&params.key_id.0.to_string())
@@ -190,6 +198,8 @@ pub async fn delete_api_key(
     state: &AppState,
     params: types::DeleteApiKeyParams,
 ) -> Result<DeleteApiKeyResponse> {
+    // Keys or limits change: this node forgets the keys it cached, at once.
+    state.gateway.forget_keys();
     if state.store.delete_key(&params.key_id.0.to_string()).await? {
         Ok(DeleteApiKeyResponse::NoContent)
     } else {

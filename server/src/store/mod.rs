@@ -11,6 +11,7 @@ mod gateway;
 mod idempotency;
 mod import;
 mod tweets;
+mod usage;
 mod users;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 
 use minitter_server::config::Config;
 use minitter_server::startup::Application;
+use minitter_server::store::{KeyWrite, PlanSettings, Store};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -15,11 +16,38 @@ pub struct TestApp {
     _temp: Option<tempfile::TempDir>,
 }
 
-fn http_client() -> reqwest::Client {
+/// An HTTP client that sends `api_key` with every request.
+pub fn http_client(api_key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", api_key.parse().expect("a header value"));
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
         .build()
         .expect("http client")
+}
+
+/// A key in a plan with the given limits, made through the store.
+pub async fn api_key(
+    store: &Store,
+    throttle: Option<(f64, i64)>,
+    quota: Option<(i64, &str)>,
+) -> String {
+    let settings = PlanSettings {
+        name: "tests".into(),
+        description: None,
+        throttle,
+        quota: quota.map(|(limit, period)| (limit, period.to_owned())),
+    };
+    let plan = store.create_plan(settings).await.expect("plan");
+    match store
+        .create_key("tests", &plan.id, true)
+        .await
+        .expect("key")
+    {
+        KeyWrite::Done((_, secret)) => secret,
+        other => panic!("no key: {other:?}"),
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -28,10 +56,11 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("server builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let key = api_key(&app.state().store, None, None).await;
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        http: http_client(),
+        http: http_client(&key),
         data_dir: data_dir.path().to_owned(),
         _temp: Some(data_dir),
     }
@@ -48,11 +77,11 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 
 impl TestApp {
     /// A server started elsewhere (such as a child process) on `port`.
-    pub fn at(port: u16, data_dir: &std::path::Path) -> Self {
+    pub fn at(port: u16, data_dir: &std::path::Path, api_key: &str) -> Self {
         let address = format!("http://127.0.0.1:{port}");
         TestApp {
             address,
-            http: http_client(),
+            http: http_client(api_key),
             data_dir: data_dir.to_owned(),
             _temp: None,
         }

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod docs_and_encoding;
 mod errors;
+mod gateway;
 mod helpers;
 mod social;
 mod startup;

@@ -361,8 +361,9 @@ async fn an_acknowledged_tweet_survives_a_kill() {
         panic!("the server never said its port");
     };
 
+    let key = cli_key(data_dir.path());
     let mut first = start();
-    let app = TestApp::at(port_of(&mut first), data_dir.path());
+    let app = TestApp::at(port_of(&mut first), data_dir.path(), &key);
     let (ada_id, ada) = user(&app, "ada").await;
     let tweet: Value = post_tweet(&app, &ada, "durable")
         .await
@@ -373,7 +374,7 @@ async fn an_acknowledged_tweet_survives_a_kill() {
     first.wait().expect("reaped");
 
     let mut second = start();
-    let app = TestApp::at(port_of(&mut second), data_dir.path());
+    let app = TestApp::at(port_of(&mut second), data_dir.path(), &key);
     let tweets = get_json(&app, &format!("/v1/users/{ada_id}/tweets"), None).await;
     second.kill().expect("SIGKILL");
     let _ = second.wait();
@@ -391,8 +392,9 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
         .expect("build");
     let store = app.state().store.clone();
     let port = app.port();
+    let key = crate::helpers::api_key(&store, None, None).await;
     tokio::spawn(app.run_until_stopped());
-    let app = TestApp::at(port, dir.path());
+    let app = TestApp::at(port, dir.path(), &key);
     let (_, ada) = user(&app, "ada").await;
     let (bob_id, _) = user(&app, "bob").await;
     follow(&app, &ada, &bob_id).await;
@@ -432,4 +434,31 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
         }
     }
     assert_eq!(texts, ["now", "older", "ancient"]);
+}
+
+/// An unlimited key made with `minitter-server admin` in `data_dir`.
+fn cli_key(data_dir: &std::path::Path) -> String {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("admin")
+            .args(args)
+            .env("MINITTER_LOG", "off")
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let plan = run(&["create-plan", "--name", "tests"]);
+    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
+    let key = run(&["create-key", "--name", "tests", "--plan", &plan_id]);
+    key.lines()
+        .find_map(|l| l.strip_prefix("x-api-key: "))
+        .expect("secret")
+        .to_owned()
 }

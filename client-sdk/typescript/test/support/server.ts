@@ -1,13 +1,31 @@
 // Starts the real minitter-server binary on a free port with a fresh data directory.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 export interface RunningServer {
   baseUrl: string;
+  /** A key of a usage plan without limits, made through the operator API. */
+  apiKey: string;
   stop(): Promise<void>;
+}
+
+/** Creates an unlimited usage plan and a key in it with the admin token. */
+async function unlimitedKey(baseUrl: string, adminToken: string): Promise<string> {
+  const admin = { authorization: `Bearer ${adminToken}`, "content-type": "application/json" };
+  const plan = await fetch(`${baseUrl}/admin/v1/usage-plans`, {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ name: "typescript tests" }),
+  }).then((r) => r.json() as Promise<{ id: string }>);
+  const key = await fetch(`${baseUrl}/admin/v1/api-keys`, {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ name: "typescript tests", plan_id: plan.id }),
+  }).then((r) => r.json() as Promise<{ secret: string }>);
+  return key.secret;
 }
 
 /** The server binary: `MINITTER_SERVER_BIN`, or the workspace's debug build. */
@@ -27,7 +45,8 @@ export async function startServer(): Promise<RunningServer> {
       MINITTER_LOG: "info",
       MINITTER_LOG_JSON: "true",
     },
-    stdio: ["ignore", "pipe", "inherit"],
+    // stderr shows the development demo key once; the tests make their own.
+    stdio: ["ignore", "pipe", "ignore"],
   });
   const port = await new Promise<number>((resolve, reject) => {
     child.once("error", reject);
@@ -42,8 +61,11 @@ export async function startServer(): Promise<RunningServer> {
       }
     });
   });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const apiKey = await unlimitedKey(baseUrl, readFileSync(join(dataDir, "admin-token"), "utf8").trim());
   return {
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl,
+    apiKey,
     async stop() {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");

@@ -1,0 +1,194 @@
+//! The gateway in front of `/v1`: every request needs an `x-api-key` of an enabled key,
+//! whose usage plan's throttle and quota it must fit, and every keyed response says where
+//! the key stands (`RateLimit-Policy`, `RateLimit`, `X-RateLimit-*`).
+//!
+//! Keys are looked up by the SHA-256 of the presented secret through a per-node cache
+//! whose entries live one second, so the hot path reads no database and disabling,
+//! rotating or deleting a key takes effect within a second (at once on the node that
+//! made the change, which clears its cache). See `docs/gateway.md`.
+
+pub mod limiter;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use poem::http::HeaderValue;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use self::limiter::{Decision, Limiter, Period, PlanLimits, Verdict};
+use crate::error::{ApiError, error_to_response, render_api_error};
+use crate::startup::AppState;
+use crate::store::{Store, StoreError};
+use crate::telemetry::RequestId;
+
+/// How long a looked-up key is trusted before it is read again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Past this many cached keys the cache starts afresh (unknown keys are cached too).
+const KEY_CACHE_MAX: usize = 100_000;
+
+/// A key that may call the API.
+#[derive(Debug, Clone)]
+struct ActiveKey {
+    id: String,
+    limits: PlanLimits,
+}
+
+/// Looked-up keys by the SHA-256 of their secret, with when they were looked up; `None`
+/// for a secret that matches no enabled key.
+type KeyCache = HashMap<[u8; 32], (Instant, Option<ActiveKey>)>;
+
+/// Keys, limits and counters.
+pub struct Gateway {
+    store: Store,
+    limiter: Arc<dyn Limiter>,
+    cache: std::sync::Mutex<KeyCache>,
+    /// Requests refused for the throttle and for the quota, for metrics.
+    pub throttled: AtomicU64,
+    pub quota_exceeded: AtomicU64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn new(store: Store, limiter: Arc<dyn Limiter>) -> Self {
+        Self {
+            store,
+            limiter,
+            cache: Default::default(),
+            throttled: AtomicU64::new(0),
+            quota_exceeded: AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets every cached key, after an operator changed keys or plans on this node.
+    pub fn forget_keys(&self) {
+        self.cache().clear();
+    }
+
+    /// Writes pending usage counts; the server calls it every second and at shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.limiter.flush().await
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key this secret belongs to, if it is enabled.
+    async fn active_key(&self, secret: &str) -> Result<Option<ActiveKey>, StoreError> {
+        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        if let Some((at, key)) = self.cache().get(&hash)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(key.clone());
+        }
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let found = self.store.key_by_secret_hash(&hex).await?;
+        let active = found.and_then(|(key, plan, stored_hash)| {
+            // The index found it by hash; the comparison that decides is constant-time.
+            let matches: bool = stored_hash.as_bytes().ct_eq(hex.as_bytes()).into();
+            (matches && key.enabled).then(|| ActiveKey {
+                id: key.id,
+                limits: PlanLimits {
+                    throttle: plan.throttle.map(|(rate, burst)| (rate, burst as f64)),
+                    quota: plan.quota.and_then(|(limit, period)| {
+                        Some((u64::try_from(limit).ok()?, Period::parse(&period)?))
+                    }),
+                },
+            })
+        });
+        let mut cache = self.cache();
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, (Instant::now(), active.clone()));
+        Ok(active)
+    }
+}
+
+/// Middleware: the API key and usage plan of every `/v1` request.
+pub async fn enforce<E: Endpoint>(
+    next: E,
+    request: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
+    if !state.gateway_enabled || !request.uri().path().starts_with("/v1/") {
+        return next.call(request).await.map(IntoResponse::into_response);
+    }
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let gateway = &state.gateway;
+    let Some(secret) = request.header("x-api-key").map(str::to_owned) else {
+        return Ok(render_api_error(&NO_KEY, &request_id));
+    };
+    let key = match gateway.active_key(&secret).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(render_api_error(&NO_KEY, &request_id)),
+        Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
+    };
+    let decision = match gateway
+        .limiter
+        .acquire(&key.id, key.limits, chrono::Utc::now())
+        .await
+    {
+        Ok(decision) => decision,
+        Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
+    };
+    let mut response = match decision.verdict {
+        // Errors are rendered here rather than by the outer middleware, so that they too
+        // carry the rate-limit headers.
+        Verdict::Admitted => match next.call(request).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error_to_response(error, &request_id),
+        },
+        Verdict::Throttled { retry_after } => {
+            gateway.throttled.fetch_add(1, Ordering::Relaxed);
+            render_api_error(&ApiError::Throttled { retry_after }, &request_id)
+        }
+        Verdict::QuotaExceeded { retry_after } => {
+            gateway.quota_exceeded.fetch_add(1, Ordering::Relaxed);
+            render_api_error(&ApiError::QuotaExceeded { retry_after }, &request_id)
+        }
+    };
+    set_rate_limit_headers(&mut response, &decision);
+    Ok(response)
+}
+
+const NO_KEY: ApiError = ApiError::Forbidden("A valid, enabled x-api-key is required.");
+
+/// `RateLimit-Policy`, `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and the
+/// `X-RateLimit-*` trio, for the quota when the plan has one, else for the burst.
+fn set_rate_limit_headers(response: &mut Response, decision: &Decision) {
+    let (name, limit, remaining, reset, window) = match (decision.quota, decision.burst) {
+        (Some(q), _) => ("quota", q.limit, q.remaining, q.resets_in, q.window),
+        (None, Some(b)) => ("burst", b.burst, b.remaining, b.full_in, b.full_in.max(1)),
+        (None, None) => return,
+    };
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(
+        "ratelimit-policy",
+        format!("\"{name}\";q={limit};w={window}"),
+    );
+    set("ratelimit", format!("\"{name}\";r={remaining};t={reset}"));
+    set("x-ratelimit-limit", limit.to_string());
+    set("x-ratelimit-remaining", remaining.to_string());
+    set("x-ratelimit-reset", reset.to_string());
+}

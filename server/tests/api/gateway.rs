@@ -1,0 +1,256 @@
+//! API keys and usage plans on `/v1`: 403 without a valid key, throttle and quota as
+//! 429s, exact counts under concurrency, counts that survive a restart.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use minitter_server::startup::Application;
+use serde_json::json;
+
+use crate::helpers::{TestApp, api_key, assert_problem, http_client, spawn_app, test_config};
+
+/// A client of `app` with a fresh key in a plan with these limits.
+async fn client_with(
+    app: &TestApp,
+    throttle: Option<(f64, i64)>,
+    quota: Option<(i64, &str)>,
+) -> (reqwest::Client, String) {
+    let store = minitter_server::store::Store::open_sqlite(&app.data_dir.join("minitter.db"))
+        .await
+        .expect("store");
+    let key = api_key(&store, throttle, quota).await;
+    store.close().await;
+    (http_client(&key), key)
+}
+
+fn some_user(app: &TestApp) -> String {
+    app.url(&format!("/v1/users/{}", uuid::Uuid::now_v7()))
+}
+
+#[tokio::test]
+async fn exactly_the_quota_of_concurrent_requests_is_admitted() {
+    let app = spawn_app().await;
+    let (client, _) = client_with(&app, None, Some((10, "DAY"))).await;
+    let url = some_user(&app);
+    let responses = join_all((0..30).map(|_| client.get(&url).send())).await;
+    let mut admitted = 0;
+    for response in responses {
+        let response = response.expect("request");
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+            assert_problem(response, 429, "quota_exceeded").await;
+        } else {
+            assert_eq!(response.status(), 404);
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10);
+}
+
+#[tokio::test]
+async fn the_throttle_admits_at_most_burst_plus_rate_times_time() {
+    let app = spawn_app().await;
+    let (rate, burst): (f64, i32) = (5.0, 3);
+    let (client, _) = client_with(&app, Some((rate, i64::from(burst))), None).await;
+    let url = some_user(&app);
+    let started = Instant::now();
+    let mut admitted = 0;
+    let mut throttled = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let response = client.get(&url).send().await.expect("request");
+        if response.status() == 429 {
+            let retry_after: u64 = response.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!(retry_after >= 1);
+            assert_problem(response, 429, "throttled").await;
+            throttled += 1;
+        } else {
+            admitted += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bound = f64::from(burst) + rate * started.elapsed().as_secs_f64();
+    assert!(
+        f64::from(admitted) <= bound,
+        "{admitted} admitted, bound {bound}"
+    );
+    assert!(
+        admitted >= burst && throttled > 0,
+        "{admitted} admitted, {throttled} throttled"
+    );
+}
+
+#[tokio::test]
+async fn refused_requests_consume_nothing() {
+    let app = spawn_app().await;
+    let (client, key) = client_with(&app, None, Some((2, "DAY"))).await;
+    let url = some_user(&app);
+    let bare = reqwest::Client::new();
+    for bad in [None, Some("mk_unknown"), Some(&key[..key.len() - 1])] {
+        let mut request = bare.get(&url);
+        if let Some(bad) = bad {
+            request = request.header("x-api-key", bad);
+        }
+        assert_problem(request.send().await.expect("request"), 403, "forbidden").await;
+    }
+    assert_eq!(
+        client.get(&url).send().await.expect("request").status(),
+        404
+    );
+    assert_eq!(
+        client.get(&url).send().await.expect("request").status(),
+        404
+    );
+    assert_eq!(
+        client.get(&url).send().await.expect("request").status(),
+        429
+    );
+    // Health, docs and the spec stay open.
+    assert_eq!(
+        bare.get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+    assert_eq!(
+        bare.get(app.url("/openapi.yaml"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn keyed_responses_say_where_the_key_stands() {
+    let app = spawn_app().await;
+    let (client, _) = client_with(&app, Some((10.0, 20)), Some((100, "DAY"))).await;
+    let response = client.get(some_user(&app)).send().await.expect("request");
+    let headers = response.headers();
+    assert_eq!(headers["x-ratelimit-limit"], "100");
+    assert_eq!(headers["x-ratelimit-remaining"], "99");
+    let reset: u64 = headers["x-ratelimit-reset"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(reset <= 86_400);
+    assert_eq!(headers["ratelimit-policy"], "\"quota\";q=100;w=86400");
+    assert_eq!(
+        headers["ratelimit"].to_str().expect("ascii"),
+        format!("\"quota\";r=99;t={reset}")
+    );
+}
+
+#[tokio::test]
+async fn counts_survive_a_restart() {
+    let app = spawn_app().await;
+    let (client, key) = client_with(&app, None, Some((3, "DAY"))).await;
+    let url = some_user(&app);
+    for _ in 0..2 {
+        assert_eq!(
+            client.get(&url).send().await.expect("request").status(),
+            404
+        );
+    }
+    // The counts reach the database within about a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let restarted = Application::build(test_config(&app.data_dir))
+        .await
+        .expect("restart");
+    let port = restarted.port();
+    tokio::spawn(restarted.run_until_stopped());
+    let again = TestApp::at(port, &app.data_dir, &key);
+    let url = again.url(&format!("/v1/users/{}", uuid::Uuid::now_v7()));
+    assert_eq!(
+        again.http.get(&url).send().await.expect("request").status(),
+        404
+    );
+    assert_eq!(
+        again.http.get(&url).send().await.expect("request").status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn disabling_and_rotating_a_key_take_effect_at_once() {
+    let app = spawn_app().await;
+    let admin = format!(
+        "Bearer {}",
+        std::fs::read_to_string(app.data_dir.join("admin-token"))
+            .expect("token")
+            .trim()
+    );
+    let plan: serde_json::Value = app
+        .http
+        .post(app.url("/admin/v1/usage-plans"))
+        .header("authorization", &admin)
+        .json(&json!({"name": "p"}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let key: serde_json::Value = app
+        .http
+        .post(app.url("/admin/v1/api-keys"))
+        .header("authorization", &admin)
+        .json(&json!({"name": "k", "plan_id": plan["id"]}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let key_url = app.url(&format!(
+        "/admin/v1/api-keys/{}",
+        key["id"].as_str().expect("id")
+    ));
+    let url = some_user(&app);
+    let call = |secret: String| {
+        reqwest::Client::new()
+            .get(&url)
+            .header("x-api-key", secret)
+            .send()
+    };
+    assert_eq!(call(secret.clone()).await.expect("request").status(), 404);
+
+    let disable = app
+        .http
+        .patch(&key_url)
+        .header("authorization", &admin)
+        .json(&json!({"enabled": false}));
+    assert_eq!(disable.send().await.expect("request").status(), 200);
+    assert_eq!(call(secret.clone()).await.expect("request").status(), 403);
+    let enable = app
+        .http
+        .patch(&key_url)
+        .header("authorization", &admin)
+        .json(&json!({"enabled": true}));
+    assert_eq!(enable.send().await.expect("request").status(), 200);
+    assert_eq!(call(secret.clone()).await.expect("request").status(), 404);
+
+    let rotated: serde_json::Value = app
+        .http
+        .post(format!("{key_url}/rotate"))
+        .header("authorization", &admin)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(call(secret).await.expect("request").status(), 403);
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(call(new_secret).await.expect("request").status(), 404);
+}
