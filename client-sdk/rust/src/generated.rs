@@ -826,6 +826,25 @@ pub mod types {
             value.parse()
         }
     }
+    ///`KeyUsage`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct KeyUsage {
+        pub key_id: Id,
+        pub period_end: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The start of the current quota period (of the current UTC day without a quota).
+        pub period_start: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub plan: UsagePlan,
+        ///What is left of the quota; absent when the plan has none.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub remaining: ::std::option::Option<i64>,
+        ///Requests admitted in the period.
+        pub used: i64,
+    }
+    impl KeyUsage {
+        pub fn builder() -> builder::KeyUsage {
+            Default::default()
+        }
+    }
     ///`NewApiKey`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -1772,6 +1791,23 @@ progenitor pages only with a plain string.
     }
     impl UsagePlanPage {
         pub fn builder() -> builder::UsagePlanPage {
+            Default::default()
+        }
+    }
+    ///`UsageReport`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UsageReport {
+        pub end_date: ::chrono::naive::NaiveDate,
+        ///Per key id, one `[used, remaining]` (or `[used]`) per day.
+        pub items: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::vec::Vec<::std::vec::Vec<i64>>,
+        >,
+        pub plan_id: Id,
+        pub start_date: ::chrono::naive::NaiveDate,
+    }
+    impl UsageReport {
+        pub fn builder() -> builder::UsageReport {
             Default::default()
         }
     }
@@ -2864,6 +2900,137 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct KeyUsage {
+            key_id: ::std::result::Result<super::Id, ::std::string::String>,
+            period_end: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            period_start: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            plan: ::std::result::Result<super::UsagePlan, ::std::string::String>,
+            remaining: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            used: ::std::result::Result<i64, ::std::string::String>,
+        }
+        impl ::std::default::Default for KeyUsage {
+            fn default() -> Self {
+                Self {
+                    key_id: Err("no value supplied for key_id".to_string()),
+                    period_end: Err("no value supplied for period_end".to_string()),
+                    period_start: Err("no value supplied for period_start".to_string()),
+                    plan: Err("no value supplied for plan".to_string()),
+                    remaining: Ok(Default::default()),
+                    used: Err("no value supplied for used".to_string()),
+                }
+            }
+        }
+        impl KeyUsage {
+            pub fn key_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for key_id: {e}")
+                    });
+                self
+            }
+            pub fn period_end<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.period_end = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for period_end: {e}")
+                    });
+                self
+            }
+            pub fn period_start<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.period_start = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for period_start: {e}")
+                    });
+                self
+            }
+            pub fn plan<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::UsagePlan>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.plan = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for plan: {e}")
+                    });
+                self
+            }
+            pub fn remaining<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.remaining = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for remaining: {e}")
+                    });
+                self
+            }
+            pub fn used<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.used = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for used: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<KeyUsage> for super::KeyUsage {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: KeyUsage,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    key_id: value.key_id?,
+                    period_end: value.period_end?,
+                    period_start: value.period_start?,
+                    plan: value.plan?,
+                    remaining: value.remaining?,
+                    used: value.used?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::KeyUsage> for KeyUsage {
+            fn from(value: super::KeyUsage) -> Self {
+                Self {
+                    key_id: Ok(value.key_id),
+                    period_end: Ok(value.period_end),
+                    period_start: Ok(value.period_start),
+                    plan: Ok(value.plan),
+                    remaining: Ok(value.remaining),
+                    used: Ok(value.used),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct NewApiKey {
             enabled: ::std::result::Result<
                 ::std::option::Option<bool>,
@@ -3816,6 +3983,113 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct UsageReport {
+            end_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+            items: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::vec::Vec<::std::vec::Vec<i64>>,
+                >,
+                ::std::string::String,
+            >,
+            plan_id: ::std::result::Result<super::Id, ::std::string::String>,
+            start_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for UsageReport {
+            fn default() -> Self {
+                Self {
+                    end_date: Err("no value supplied for end_date".to_string()),
+                    items: Err("no value supplied for items".to_string()),
+                    plan_id: Err("no value supplied for plan_id".to_string()),
+                    start_date: Err("no value supplied for start_date".to_string()),
+                }
+            }
+        }
+        impl UsageReport {
+            pub fn end_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.end_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for end_date: {e}")
+                    });
+                self
+            }
+            pub fn items<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::vec::Vec<::std::vec::Vec<i64>>,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.items = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for items: {e}")
+                    });
+                self
+            }
+            pub fn plan_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.plan_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for plan_id: {e}")
+                    });
+                self
+            }
+            pub fn start_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.start_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for start_date: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageReport> for super::UsageReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UsageReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    end_date: value.end_date?,
+                    items: value.items?,
+                    plan_id: value.plan_id?,
+                    start_date: value.start_date?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UsageReport> for UsageReport {
+            fn from(value: super::UsageReport) -> Self {
+                Self {
+                    end_date: Ok(value.end_date),
+                    items: Ok(value.items),
+                    plan_id: Ok(value.plan_id),
+                    start_date: Ok(value.start_date),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct User {
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
@@ -4672,6 +4946,47 @@ let response = client.rotate_api_key()
 ```*/
     pub fn rotate_api_key(&self) -> builder::RotateApiKey<'_> {
         builder::RotateApiKey::new(self)
+    }
+    /**Your API key's plan and usage
+
+The calling key's usage plan, and the requests it made in the current quota period (this one included).
+
+Sends a `GET` request to `/v1/usage`
+
+```ignore
+let response = client.get_usage()
+    .send()
+    .await;
+```*/
+    pub fn get_usage(&self) -> builder::GetUsage<'_> {
+        builder::GetUsage::new(self)
+    }
+    /**Usage of a plan's keys per UTC day
+
+For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
+day from `start_date` to `end_date` inclusive (at most 366 days): the requests
+admitted that day, and what was left of the quota of that day's period at its end.
+A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
+
+
+Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}/usage`
+
+Arguments:
+- `plan_id`: A usage plan's id.
+- `end_date`: The last day, UTC.
+- `key_id`: Only this key.
+- `start_date`: The first day, UTC.
+```ignore
+let response = client.get_usage_report()
+    .plan_id(plan_id)
+    .end_date(end_date)
+    .key_id(key_id)
+    .start_date(start_date)
+    .send()
+    .await;
+```*/
+    pub fn get_usage_report(&self) -> builder::GetUsageReport<'_> {
+        builder::GetUsageReport::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -7757,6 +8072,221 @@ pub mod builder {
                     )
                 }
                 404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_usage`]
+
+[`Client::get_usage`]: super::Client::get_usage*/
+    #[derive(Debug, Clone)]
+    pub struct GetUsage<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> GetUsage<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/v1/usage`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::KeyUsage>, Error<types::Problem>> {
+            let Self { client } = self;
+            let url = format!("{}/v1/usage", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_usage",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_usage_report`]
+
+[`Client::get_usage_report`]: super::Client::get_usage_report*/
+    #[derive(Debug, Clone)]
+    pub struct GetUsageReport<'a> {
+        client: &'a super::Client,
+        plan_id: Result<types::Id, String>,
+        end_date: Result<::chrono::naive::NaiveDate, String>,
+        key_id: Result<Option<types::Id>, String>,
+        start_date: Result<::chrono::naive::NaiveDate, String>,
+    }
+    impl<'a> GetUsageReport<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                plan_id: Err("plan_id was not initialized".to_string()),
+                end_date: Err("end_date was not initialized".to_string()),
+                key_id: Ok(None),
+                start_date: Err("start_date was not initialized".to_string()),
+            }
+        }
+        pub fn plan_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.plan_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for plan_id failed".to_string());
+            self
+        }
+        pub fn end_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.end_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for end_date failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn key_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.key_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `Id` for key_id failed".to_string());
+            self
+        }
+        pub fn start_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.start_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for start_date failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}/usage`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::UsageReport>, Error<types::Problem>> {
+            let Self { client, plan_id, end_date, key_id, start_date } = self;
+            let plan_id = plan_id.map_err(Error::InvalidRequest)?;
+            let end_date = end_date.map_err(Error::InvalidRequest)?;
+            let key_id = key_id.map_err(Error::InvalidRequest)?;
+            let start_date = start_date.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/admin/v1/usage-plans/{}/usage", client.baseurl, encode_path(& plan_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("end_date", &end_date))
+                .query(&progenitor_client::QueryParam::new("key_id", &key_id))
+                .query(&progenitor_client::QueryParam::new("start_date", &start_date))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_usage_report",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

@@ -31,6 +31,7 @@ async fn every_operation_answers_as_the_spec_declares() {
     scenarios::tweets(&ctx).await;
     scenarios::admin(&ctx).await;
     scenarios::gateway(&ctx).await;
+    scenarios::usage(&ctx).await;
     // Last: it closes the database.
     scenarios::unavailable(&ctx).await;
 

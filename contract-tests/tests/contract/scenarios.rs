@@ -1160,7 +1160,80 @@ pub async fn gateway(ctx: &Context<'_>) {
             expected
         );
         assert_eq!(refusal(client.get_timeline().send().await), expected);
+        assert_eq!(refusal(client.get_usage().send().await), expected);
     }
+}
+
+/// A partner's view of their key, and the operator's usage report.
+pub async fn usage(ctx: &Context<'_>) {
+    let usage = ctx
+        .anonymous
+        .get_usage()
+        .send()
+        .await
+        .expect("usage")
+        .into_inner();
+    assert!(usage.used > 0, "this run has made requests");
+    assert_eq!(
+        (usage.plan.name.as_str(), usage.remaining),
+        ("contract tests", None)
+    );
+
+    let admin = &ctx.as_admin;
+    let today = chrono::Utc::now().date_naive();
+    let report = admin
+        .get_usage_report()
+        .plan_id(usage.plan.id.clone())
+        .start_date(today - chrono::Duration::days(1))
+        .end_date(today)
+        .send()
+        .await
+        .expect("report")
+        .into_inner();
+    let series = report
+        .items
+        .get(&usage.key_id.to_string())
+        .expect("the key's series");
+    assert_eq!(series.len(), 2);
+    assert_eq!(
+        series[0],
+        vec![0],
+        "nothing yesterday, and no quota to report"
+    );
+    assert!(series[1][0] > 0);
+
+    let backwards = admin
+        .get_usage_report()
+        .plan_id(usage.plan.id.clone())
+        .start_date(today)
+        .end_date(today - chrono::Duration::days(1));
+    assert_eq!(
+        refusal(backwards.send().await),
+        status(422, "invalid_date_range")
+    );
+    let nothing = types::Id(uuid::Uuid::now_v7());
+    let unknown = admin
+        .get_usage_report()
+        .plan_id(nothing)
+        .start_date(today)
+        .end_date(today);
+    assert_eq!(refusal(unknown.send().await), status(404, "not_found"));
+    let anonymous = ctx
+        .anonymous
+        .get_usage_report()
+        .plan_id(usage.plan.id.clone())
+        .start_date(today)
+        .end_date(today);
+    assert_eq!(refusal(anonymous.send().await), status(401, "unauthorized"));
+    let url = ctx.url(&format!(
+        "/admin/v1/usage-plans/{}/usage?start_date=yesterday&end_date=today",
+        *usage.plan.id
+    ));
+    let bad_date = ctx
+        .raw
+        .get(url)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    assert_eq!(ctx.raw_status(bad_date).await, 400);
 }
 
 /// Every operation that needs the database answers 503 once it is gone.
@@ -1314,4 +1387,12 @@ pub async fn unavailable(ctx: &Context<'_>) {
         refusal(admin.delete_api_key().key_id(id.clone()).send().await),
         down
     );
+    assert_eq!(refusal(ctx.anonymous.get_usage().send().await), down);
+    let today = chrono::Utc::now().date_naive();
+    let report = admin
+        .get_usage_report()
+        .plan_id(id.clone())
+        .start_date(today)
+        .end_date(today);
+    assert_eq!(refusal(report.send().await), down);
 }

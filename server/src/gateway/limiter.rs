@@ -120,6 +120,13 @@ pub trait Limiter: Send + Sync {
 
     /// Writes the counts admitted since the last flush to the `usage` table.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Requests admitted for a key on days `since_day..` (YYYY-MM-DD, UTC), written or not.
+    fn used_since<'a>(
+        &'a self,
+        key_id: &'a str,
+        since_day: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }
 
 struct KeyState {
@@ -241,6 +248,22 @@ impl Limiter for InProcessLimiter {
                 quota: quota_state(state.used),
                 burst: burst_state(state.tokens),
             })
+        })
+    }
+
+    fn used_since<'a>(
+        &'a self,
+        key_id: &'a str,
+        since_day: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let unflushed: u64 = self
+                .pending()
+                .iter()
+                .filter(|((key, day), _)| key == key_id && day.as_str() >= since_day)
+                .map(|(_, n)| n)
+                .sum();
+            Ok(self.store.usage_since(key_id, since_day).await? + unflushed)
         })
     }
 

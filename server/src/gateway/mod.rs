@@ -30,11 +30,12 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Past this many cached keys the cache starts afresh (unknown keys are cached too).
 const KEY_CACHE_MAX: usize = 100_000;
 
-/// A key that may call the API.
+/// A key that may call the API; handlers find it in the request's extensions.
 #[derive(Debug, Clone)]
-struct ActiveKey {
-    id: String,
-    limits: PlanLimits,
+pub struct ActiveKey {
+    pub id: String,
+    pub plan_id: String,
+    pub limits: PlanLimits,
 }
 
 /// Looked-up keys by the SHA-256 of their secret, with when they were looked up; `None`
@@ -73,6 +74,11 @@ impl Gateway {
         self.cache().clear();
     }
 
+    /// Requests admitted for a key on days `since_day..` (YYYY-MM-DD, UTC).
+    pub async fn used_since(&self, key_id: &str, since_day: &str) -> Result<u64, StoreError> {
+        self.limiter.used_since(key_id, since_day).await
+    }
+
     /// Writes pending usage counts; the server calls it every second and at shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.limiter.flush().await
@@ -99,6 +105,7 @@ impl Gateway {
             let matches: bool = stored_hash.as_bytes().ct_eq(hex.as_bytes()).into();
             (matches && key.enabled).then(|| ActiveKey {
                 id: key.id,
+                plan_id: plan.id.clone(),
                 limits: PlanLimits {
                     throttle: plan.throttle.map(|(rate, burst)| (rate, burst as f64)),
                     quota: plan.quota.and_then(|(limit, period)| {
@@ -119,7 +126,7 @@ impl Gateway {
 /// Middleware: the API key and usage plan of every `/v1` request.
 pub async fn enforce<E: Endpoint>(
     next: E,
-    request: Request,
+    mut request: Request,
     state: Arc<AppState>,
 ) -> poem::Result<Response> {
     if !state.gateway_enabled || !request.uri().path().starts_with("/v1/") {
@@ -150,7 +157,13 @@ pub async fn enforce<E: Endpoint>(
     let mut response = match decision.verdict {
         // Errors are rendered here rather than by the outer middleware, so that they too
         // carry the rate-limit headers.
-        Verdict::Admitted => match next.call(request).await {
+        Verdict::Admitted => match next
+            .call({
+                request.extensions_mut().insert(key);
+                request
+            })
+            .await
+        {
             Ok(response) => response.into_response(),
             Err(error) => error_to_response(error, &request_id),
         },

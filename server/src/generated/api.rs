@@ -278,6 +278,28 @@ pub trait Api: Send + Sync + 'static {
         request: &poem::Request,
         params: types::RotateApiKeyParams,
     ) -> impl Future<Output = Result<RotateApiKeyResponse, Self::Error>> + Send;
+    /// `GET /v1/usage`
+    ///
+    /// Your API key's plan and usage
+    ///
+    /// The calling key's usage plan, and the requests it made in the current quota period (this one included).
+    fn get_usage(
+        &self,
+        request: &poem::Request,
+    ) -> impl Future<Output = Result<GetUsageResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans/{plan_id}/usage`
+    ///
+    /// Usage of a plan's keys per UTC day
+    ///
+    /// For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
+    /// day from `start_date` to `end_date` inclusive (at most 366 days): the requests
+    /// admitted that day, and what was left of the quota of that day's period at its end.
+    /// A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
+    fn get_usage_report(
+        &self,
+        request: &poem::Request,
+        params: types::GetUsageReportParams,
+    ) -> impl Future<Output = Result<GetUsageReportResponse, Self::Error>> + Send;
 }
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
@@ -2916,6 +2938,199 @@ async fn handle_rotate_api_key<A: Api>(
     let response = api.rotate_api_key(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+static GET_USAGE: runtime::Operation = runtime::Operation {
+    id: "get_usage",
+    params: &[],
+    body: None,
+};
+/// The responses `get_usage` may answer with.
+#[derive(Debug)]
+pub enum GetUsageResponse {
+    /// 200: The key's plan and usage.
+    Ok(types::KeyUsage),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetUsageResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_usage<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let _ = runtime::extract(&mut request, &VALIDATORS, &GET_USAGE, limits).await?;
+    let response = api.get_usage(&request).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_USAGE_REPORT: runtime::Operation = runtime::Operation {
+    id: "get_usage_report",
+    params: &[
+        runtime::Param {
+            name: "plan_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "start_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "end_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "key_id",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_usage_report` may answer with.
+#[derive(Debug)]
+pub enum GetUsageReportResponse {
+    /// 200: The usage per key per day.
+    Ok(types::UsageReport),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetUsageReportResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_usage_report<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &GET_USAGE_REPORT,
+            limits,
+        )
+        .await?;
+    let params: types::GetUsageReportParams = input.params()?;
+    let response = api.get_usage_report(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
@@ -3020,6 +3235,24 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                             _ => {
                                 Err(runtime::method_not_allowed(&["GET", "PUT", "DELETE"]))
                             }
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/usage-plans/:plan_id/usage",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_get_usage_report(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }
                 })
@@ -3152,6 +3385,22 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                             "GET" => handle_get_tweet(&*api, request, limits).await,
                             "DELETE" => handle_delete_tweet(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["GET", "DELETE"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/usage",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_usage(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }
                 })

@@ -267,6 +267,15 @@ pub struct GetTweetParams {
 pub struct GetUsagePlanParams {
     pub plan_id: Id,
 }
+///`GetUsageReportParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetUsageReportParams {
+    pub end_date: ::chrono::naive::NaiveDate,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub key_id: ::std::option::Option<Id>,
+    pub plan_id: Id,
+    pub start_date: ::chrono::naive::NaiveDate,
+}
 ///`GetUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetUserParams {
@@ -370,6 +379,20 @@ impl ::std::convert::TryFrom<String> for Id {
     fn try_from(value: String) -> ::std::result::Result<Self, Self::Error> {
         value.parse()
     }
+}
+///`KeyUsage`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct KeyUsage {
+    pub key_id: Id,
+    pub period_end: ::chrono::DateTime<::chrono::offset::Utc>,
+    ///The start of the current quota period (of the current UTC day without a quota).
+    pub period_start: ::chrono::DateTime<::chrono::offset::Utc>,
+    pub plan: UsagePlan,
+    ///What is left of the quota; absent when the plan has none.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub remaining: ::std::option::Option<i64>,
+    ///Requests admitted in the period.
+    pub used: i64,
 }
 ///`ListApiKeysParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
@@ -690,6 +713,18 @@ pub struct UsagePlanPage {
     ///The `page_token` of the next page; null on the last page.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_page: ::std::option::Option<::std::string::String>,
+}
+///`UsageReport`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UsageReport {
+    pub end_date: ::chrono::naive::NaiveDate,
+    ///Per key id, one `[used, remaining]` (or `[used]`) per day.
+    pub items: ::std::collections::HashMap<
+        ::std::string::String,
+        ::std::vec::Vec<::std::vec::Vec<i64>>,
+    >,
+    pub plan_id: Id,
+    pub start_date: ::chrono::naive::NaiveDate,
 }
 ///A user's public profile.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]

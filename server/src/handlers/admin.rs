@@ -7,6 +7,8 @@ use subtle::ConstantTimeEq;
 
 use super::{api_id, page_cursor, page_limit};
 use crate::error::{ApiError, Result};
+use crate::gateway::limiter::Period;
+use crate::generated::GetUsageReportResponse;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::generated::{
     CreateApiKeyResponse, CreateUsagePlanResponse, DeleteApiKeyResponse, DeleteUsagePlanResponse,
@@ -15,6 +17,7 @@ use crate::generated::{
 };
 use crate::startup::AppState;
 use crate::store::{KeyChanges, KeyRecord, KeyWrite, PlanDeletion, PlanRecord, PlanSettings};
+use chrono::TimeZone;
 
 const BAD_ADMIN_TOKEN: ApiError = ApiError::Unauthorized("The admin token is missing or wrong.");
 const UNKNOWN_PLAN: ApiError = ApiError::NotFound("No usage plan has this id.");
@@ -207,6 +210,79 @@ pub async fn delete_api_key(
     }
 }
 
+/// The longest range a usage report covers.
+const MAX_REPORT_DAYS: i64 = 366;
+
+pub async fn get_usage_report(
+    state: &AppState,
+    params: types::GetUsageReportParams,
+) -> Result<GetUsageReportResponse> {
+    let (start, end) = (params.start_date, params.end_date);
+    let days = (end - start).num_days() + 1;
+    if !(1..=MAX_REPORT_DAYS).contains(&days) {
+        return Err(ApiError::Unprocessable {
+            code: "invalid_date_range",
+            detail: "end_date must be on or after start_date, and at most 366 days later.",
+        });
+    }
+    let plan_id = params.plan_id.0.to_string();
+    let plan = state.store.plan(&plan_id).await?.ok_or(UNKNOWN_PLAN)?;
+    // Counts admitted in the last second are written first, so the report is exact.
+    state.gateway.flush().await?;
+    let quota = plan
+        .quota
+        .as_ref()
+        .and_then(|(limit, period)| Some((u64::try_from(*limit).ok()?, Period::parse(period)?)));
+    // Remaining is counted from the start of the first day's quota period.
+    let first_day = chrono::Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let from = quota
+        .map_or(first_day, |(_, period)| period.bounds(first_day).0)
+        .date_naive();
+    let wanted = params.key_id.map(|id| id.0.to_string());
+    let mut items = std::collections::HashMap::new();
+    for key_id in state.store.keys_in_plan(&plan_id).await? {
+        if wanted.as_ref().is_some_and(|w| *w != key_id) {
+            continue;
+        }
+        let rows = state
+            .store
+            .usage_by_day(&key_id, &from.to_string(), &end.to_string())
+            .await?;
+        let by_day: std::collections::HashMap<String, u64> = rows.into_iter().collect();
+        let mut series = Vec::with_capacity(usize::try_from(days).unwrap_or(0));
+        for day in start.iter_days().take_while(|day| *day <= end) {
+            let used = by_day.get(&day.to_string()).copied().unwrap_or(0);
+            let entry = match quota {
+                None => vec![used],
+                Some((limit, period)) => {
+                    let midnight = chrono::Utc
+                        .from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
+                    let period_start = period.bounds(midnight).0.date_naive();
+                    let spent: u64 = period_start
+                        .iter_days()
+                        .take_while(|d| *d <= day)
+                        .map(|d| by_day.get(&d.to_string()).copied().unwrap_or(0))
+                        .sum();
+                    vec![used, limit.saturating_sub(spent)]
+                }
+            };
+            series.push(
+                entry
+                    .into_iter()
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+                    .collect(),
+            );
+        }
+        items.insert(key_id, series);
+    }
+    Ok(GetUsageReportResponse::Ok(types::UsageReport {
+        plan_id: params.plan_id,
+        start_date: start,
+        end_date: end,
+        items,
+    }))
+}
+
 fn settings(input: types::UsagePlanInput) -> PlanSettings {
     PlanSettings {
         name: input.name,
@@ -226,7 +302,7 @@ fn settings(input: types::UsagePlanInput) -> PlanSettings {
     }
 }
 
-fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
+pub(super) fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
     let corrupt =
         |what: &str| ApiError::Internal(anyhow::anyhow!("plan {} has an invalid {what}", plan.id));
     let throttle = plan

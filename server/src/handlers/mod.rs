@@ -14,6 +14,7 @@ mod auth;
 mod follows;
 mod health;
 mod tweets;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -157,6 +158,22 @@ impl Api for Handlers {
         params: types::GetTimelineParams,
     ) -> Result<GetTimelineResponse> {
         tweets::get_timeline(&self.state, request, params).await
+    }
+
+    async fn get_usage(
+        &self,
+        request: &poem::Request,
+    ) -> Result<crate::generated::GetUsageResponse> {
+        usage::get_usage(&self.state, request).await
+    }
+
+    async fn get_usage_report(
+        &self,
+        request: &poem::Request,
+        params: types::GetUsageReportParams,
+    ) -> Result<crate::generated::GetUsageReportResponse> {
+        admin::require_admin(&self.state, request)?;
+        admin::get_usage_report(&self.state, params).await
     }
 
     async fn create_usage_plan(

@@ -66,3 +66,39 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// The ids of the keys now in a plan.
+    pub async fn keys_in_plan(&self, plan_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM api_keys WHERE plan_id = ? ORDER BY id")
+            .bind(plan_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// A key's admitted requests per day, for days `from..=to` (YYYY-MM-DD) that have any.
+    pub async fn usage_by_day(
+        &self,
+        key_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, used FROM usage WHERE key_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+        )
+        .bind(key_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let used: i64 = row.try_get("used")?;
+                Ok((row.try_get("day")?, u64::try_from(used).unwrap_or(0)))
+            })
+            .collect()
+    }
+}

@@ -254,3 +254,113 @@ async fn disabling_and_rotating_a_key_take_effect_at_once() {
     let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
     assert_eq!(call(new_secret).await.expect("request").status(), 404);
 }
+
+#[tokio::test]
+async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day() {
+    let app = spawn_app().await;
+    let (client, _) = client_with(&app, None, Some((5, "DAY"))).await;
+    for _ in 0..2 {
+        client.get(some_user(&app)).send().await.expect("request");
+    }
+    let usage: serde_json::Value = client
+        .get(app.url("/v1/usage"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (usage["used"].as_u64(), usage["remaining"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    let admin = format!(
+        "Bearer {}",
+        std::fs::read_to_string(app.data_dir.join("admin-token"))
+            .expect("token")
+            .trim()
+    );
+    let today = chrono::Utc::now().date_naive();
+    let url = app.url(&format!(
+        "/admin/v1/usage-plans/{}/usage?start_date={}&end_date={today}",
+        usage["plan"]["id"].as_str().expect("plan id"),
+        today - chrono::Duration::days(2)
+    ));
+    let report: serde_json::Value = app
+        .http
+        .get(url)
+        .header("authorization", &admin)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let key_id = usage["key_id"].as_str().expect("key id");
+    assert_eq!(report["items"][key_id], json!([[0, 5], [0, 5], [3, 2]]));
+}
+
+#[test]
+fn no_key_secret_reaches_the_logs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("admin")
+            .args(args)
+            .env("MINITTER_LOG", "off")
+            .output()
+            .expect("run");
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let plan = admin(&["create-plan", "--name", "p"]);
+    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
+    let created = admin(&["create-key", "--name", "k", "--plan", &plan_id]);
+    let secret = created
+        .lines()
+        .find_map(|l| l.strip_prefix("x-api-key: "))
+        .expect("secret")
+        .to_owned();
+
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+        .env("MINITTER_DATA_DIR", dir.path())
+        .env("MINITTER_BIND", "127.0.0.1:0")
+        .env("MINITTER_LOG", "trace")
+        .env("MINITTER_LOG_JSON", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let stdout = server.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let port = loop {
+        let line: serde_json::Value =
+            serde_json::from_str(&lines.next().expect("a line").expect("utf-8"))
+                .unwrap_or_default();
+        if let Some(port) = line["fields"]["port"].as_u64() {
+            break port;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let http = http_client(&secret);
+        for path in [
+            "/v1/users/01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d",
+            "/v1/usage",
+            "/v1/nope",
+        ] {
+            http.get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .expect("request");
+        }
+    });
+    server.kill().expect("kill");
+    let output = server.wait_with_output().expect("output");
+    let mut logs: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    assert!(logs.contains("served"), "the requests were logged");
+    assert!(!logs.contains(&secret), "a key secret is in the logs");
+}

@@ -415,6 +415,55 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your API key's plan and usage
+         * @description The calling key's usage plan, and the requests it made in the current quota period (this one included).
+         */
+        get: operations["get_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/usage-plans/{plan_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Usage of a plan's keys per UTC day
+         * @description For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
+         *     day from `start_date` to `end_date` inclusive (at most 366 days): the requests
+         *     admitted that day, and what was left of the quota of that day's period at its end.
+         *     A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
+         */
+        get: operations["get_usage_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -614,6 +663,38 @@ export interface components {
             items: components["schemas"]["ApiKey"][];
             /** @description The `page_token` of the next page; null on the last page. */
             next_page?: string | null;
+        };
+        KeyUsage: {
+            key_id: components["schemas"]["Id"];
+            plan: components["schemas"]["UsagePlan"];
+            /**
+             * Format: date-time
+             * @description The start of the current quota period (of the current UTC day without a quota).
+             */
+            period_start: string;
+            /** Format: date-time */
+            period_end: string;
+            /**
+             * Format: int64
+             * @description Requests admitted in the period.
+             */
+            used: number;
+            /**
+             * Format: int64
+             * @description What is left of the quota; absent when the plan has none.
+             */
+            remaining?: number;
+        };
+        UsageReport: {
+            plan_id: components["schemas"]["Id"];
+            /** Format: date */
+            start_date: string;
+            /** Format: date */
+            end_date: string;
+            /** @description Per key id, one `[used, remaining]` (or `[used]`) per day. */
+            items: {
+                [key: string]: number[][];
+            };
         };
         /** @description An RFC 9457 problem document. */
         Problem: {
@@ -2103,6 +2184,119 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key's plan and usage. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key_id": "01936c50-0000-7000-8000-000000000002",
+                     *       "plan": {
+                     *         "id": "01936c50-0000-7000-8000-000000000001",
+                     *         "name": "default",
+                     *         "throttle": {
+                     *           "rate_limit": 10,
+                     *           "burst_limit": 20
+                     *         },
+                     *         "quota": {
+                     *           "limit": 10000,
+                     *           "period": "DAY"
+                     *         },
+                     *         "created_at": "2026-11-21T12:00:00Z"
+                     *       },
+                     *       "period_start": "2026-11-21T00:00:00Z",
+                     *       "period_end": "2026-11-22T00:00:00Z",
+                     *       "used": 42,
+                     *       "remaining": 9958
+                     *     }
+                     */
+                    "application/json": components["schemas"]["KeyUsage"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_usage_report: {
+        parameters: {
+            query: {
+                /**
+                 * @description The first day, UTC.
+                 * @example 2026-11-01
+                 */
+                start_date: string;
+                /**
+                 * @description The last day, UTC.
+                 * @example 2026-11-21
+                 */
+                end_date: string;
+                /** @description Only this key. */
+                key_id?: components["schemas"]["Id"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The usage per key per day. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "start_date": "2026-11-20",
+                     *       "end_date": "2026-11-21",
+                     *       "items": {
+                     *         "01936c50-0000-7000-8000-000000000002": [
+                     *           [
+                     *             120,
+                     *             9880
+                     *           ],
+                     *           [
+                     *             42,
+                     *             9958
+                     *           ]
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
