@@ -141,6 +141,8 @@ struct Response {
     status: String,
     description: String,
     media_type: Option<String>,
+    /// The handler chooses among several media types (or a wildcard) at run time.
+    chosen_media_type: bool,
     schema: Option<Value>,
     headers: Vec<Header>,
 }
@@ -344,6 +346,8 @@ impl Operation {
                     .unwrap_or_default()
                     .to_owned(),
                 media_type: first.map(|(media_type, _)| media_type.clone()),
+                chosen_media_type: content
+                    .is_some_and(|c| c.len() > 1 || c.keys().any(|m| m.contains('*'))),
                 schema: first
                     .and_then(|(_, media)| media.get("schema"))
                     .map(to_json_schema),
@@ -524,6 +528,13 @@ impl Operation {
                     fields.push(quote! { body: #ty });
                     bindings.push(quote! { body });
                     quote! { runtime::json_response(#status_expr, #media_type, &body) }
+                }
+                (Some(_), _) if response.chosen_media_type => {
+                    fields.push(quote! { content_type: String });
+                    bindings.push(quote! { content_type });
+                    fields.push(quote! { body: poem::Body });
+                    bindings.push(quote! { body });
+                    quote! { runtime::body_response(#status_expr, &content_type, body) }
                 }
                 (Some(media_type), _) => {
                     body_ty = Some(quote! { poem::Body });

@@ -47,6 +47,38 @@ pub struct Config {
     #[arg(long, env = "MINITTER_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
 
+    /// Uploaded pictures larger than this are refused with 413.
+    #[arg(long, env = "MINITTER_MAX_PICTURE_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_picture_bytes: usize,
+
+    /// Store pictures in this S3 bucket instead of `pictures/` in the data directory.
+    #[arg(long, env = "MINITTER_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// An S3-compatible endpoint (MinIO, Ceph, …); unset for AWS. Implies path-style URLs.
+    #[arg(long, env = "MINITTER_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// The S3 region.
+    #[arg(long, env = "MINITTER_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// The S3 access key id; unset uses the standard AWS credential chain.
+    #[arg(
+        long,
+        env = "MINITTER_S3_ACCESS_KEY_ID",
+        requires = "s3_secret_access_key"
+    )]
+    pub s3_access_key_id: Option<String>,
+
+    /// The S3 secret access key.
+    #[arg(long, env = "MINITTER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<SecretString>,
+
+    /// Answer picture downloads with a 307 to a short-lived presigned S3 URL.
+    #[arg(long, env = "MINITTER_S3_PRESIGN")]
+    pub s3_presign: bool,
+
     /// Refuse to start with development defaults (such as a generated JWT secret).
     #[arg(long, env = "MINITTER_PRODUCTION")]
     pub production: bool,

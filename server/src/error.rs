@@ -49,6 +49,9 @@ pub enum ApiError {
     /// 429: the key's plan quota is spent until the period ends.
     #[error("This API key's quota is spent; it resets in {retry_after} s.")]
     QuotaExceeded { retry_after: u64 },
+    /// 415: the body is not of a kind the operation takes.
+    #[error("{0}")]
+    UnsupportedMedia(&'static str),
     /// 422: well-formed, but it cannot be done.
     #[error("{detail}")]
     Unprocessable {
@@ -72,6 +75,7 @@ impl poem::error::ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +94,7 @@ impl ApiError {
             Self::InUse(_) => "in_use",
             Self::RequestInFlight => "request_in_flight",
             Self::Unprocessable { code, .. } => code,
+            Self::UnsupportedMedia(_) => "unsupported_media_type",
             Self::Throttled { .. } => "throttled",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Unavailable(_) => "unavailable",
@@ -265,4 +270,10 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
         _ => {}
     }
     response
+}
+
+impl From<crate::blob::BlobError> for ApiError {
+    fn from(error: crate::blob::BlobError) -> Self {
+        Self::Unavailable(error.into())
+    }
 }

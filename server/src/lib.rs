@@ -5,6 +5,7 @@
 
 pub mod admin_cli;
 pub mod auth;
+pub mod blob;
 pub mod bootstrap;
 pub mod compression;
 pub mod config;

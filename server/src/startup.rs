@@ -21,6 +21,9 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::Tokens;
+use crate::blob::BlobStore;
+use crate::blob::local::LocalDir;
+use crate::blob::s3::{S3, S3Settings};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::limiter::InProcessLimiter;
@@ -48,6 +51,14 @@ pub struct AppState {
     pub gateway: Gateway,
     /// False only when benchmarking the cost of the gateway.
     pub gateway_enabled: bool,
+    /// Where profile pictures live.
+    pub pictures: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for dyn BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobStore")
+    }
 }
 
 /// A built server, bound and ready to run.
@@ -102,10 +113,15 @@ impl Application {
                 Arc::new(InProcessLimiter::new(store.clone())),
             ),
             gateway_enabled: !config.benchmark_without_gateway,
+            pictures: picture_store(&config).await,
         });
+        tokio::spawn(crate::handlers::sweep_orphan_pictures_hourly(
+            Arc::downgrade(&state),
+        ));
         tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
+            max_binary_body_bytes: config.max_picture_bytes,
         };
         let endpoint = wrap(app(Arc::clone(&state), limits).boxed());
         let acceptor = TcpListener::bind(config.bind)
@@ -148,6 +164,29 @@ impl Application {
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The configured picture store: S3 when a bucket is named, else the data directory.
+async fn picture_store(config: &Config) -> Arc<dyn BlobStore> {
+    match &config.s3_bucket {
+        Some(bucket) => Arc::new(
+            S3::new(S3Settings {
+                bucket: bucket.clone(),
+                endpoint: config.s3_endpoint.clone(),
+                region: config.s3_region.clone(),
+                credentials: config.s3_access_key_id.clone().zip(
+                    config
+                        .s3_secret_access_key
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_owned()),
+                ),
+                path_style: config.s3_endpoint.is_some(),
+                presign: config.s3_presign,
+            })
+            .await,
+        ),
+        None => Arc::new(LocalDir::new(config.data_dir.join("blobs"))),
     }
 }
 

@@ -600,12 +600,69 @@ pub mod types {
         pub follower_count: i64,
         pub following_count: i64,
         pub id: Id,
+        ///Where the profile picture is; absent when there is none.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub picture_url: ::std::option::Option<CurrentUserPictureUrl>,
         pub tweet_count: i64,
         pub username: Username,
     }
     impl CurrentUser {
         pub fn builder() -> builder::CurrentUser {
             Default::default()
+        }
+    }
+    ///Where the profile picture is; absent when there is none.
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct CurrentUserPictureUrl(::std::string::String);
+    impl ::std::ops::Deref for CurrentUserPictureUrl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<CurrentUserPictureUrl> for ::std::string::String {
+        fn from(value: CurrentUserPictureUrl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for CurrentUserPictureUrl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for CurrentUserPictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for CurrentUserPictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for CurrentUserPictureUrl {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
         }
     }
     ///The name shown beside the username.
@@ -711,6 +768,60 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for Email {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetPictureIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetPictureIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetPictureIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetPictureIfNoneMatch> for ::std::string::String {
+        fn from(value: GetPictureIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetPictureIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetPictureIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetPictureIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetPictureIfNoneMatch {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -989,6 +1100,139 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for Password {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`Picture`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Picture {
+        pub content_type: PictureContentType,
+        pub height: ::std::num::NonZeroU32,
+        ///Bytes.
+        pub size: ::std::num::NonZeroU64,
+        ///Where to get it.
+        pub url: PictureUrl,
+        pub width: ::std::num::NonZeroU32,
+    }
+    impl Picture {
+        pub fn builder() -> builder::Picture {
+            Default::default()
+        }
+    }
+    ///`PictureContentType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum PictureContentType {
+        #[serde(rename = "image/png")]
+        ImagePng,
+        #[serde(rename = "image/jpeg")]
+        ImageJpeg,
+        #[serde(rename = "image/webp")]
+        ImageWebp,
+        #[serde(rename = "image/gif")]
+        ImageGif,
+    }
+    impl ::std::fmt::Display for PictureContentType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::ImagePng => f.write_str("image/png"),
+                Self::ImageJpeg => f.write_str("image/jpeg"),
+                Self::ImageWebp => f.write_str("image/webp"),
+                Self::ImageGif => f.write_str("image/gif"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for PictureContentType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "image/png" => Ok(Self::ImagePng),
+                "image/jpeg" => Ok(Self::ImageJpeg),
+                "image/webp" => Ok(Self::ImageWebp),
+                "image/gif" => Ok(Self::ImageGif),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PictureContentType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PictureContentType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///Where to get it.
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct PictureUrl(::std::string::String);
+    impl ::std::ops::Deref for PictureUrl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PictureUrl> for ::std::string::String {
+        fn from(value: PictureUrl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for PictureUrl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for PictureUrl {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -1819,6 +2063,9 @@ progenitor pages only with a plain string.
         pub follower_count: i64,
         pub following_count: i64,
         pub id: Id,
+        ///Where the profile picture is; absent when there is none.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub picture_url: ::std::option::Option<UserPictureUrl>,
         pub tweet_count: i64,
         pub username: Username,
     }
@@ -1840,6 +2087,60 @@ progenitor pages only with a plain string.
     impl UserPage {
         pub fn builder() -> builder::UserPage {
             Default::default()
+        }
+    }
+    ///Where the profile picture is; absent when there is none.
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct UserPictureUrl(::std::string::String);
+    impl ::std::ops::Deref for UserPictureUrl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<UserPictureUrl> for ::std::string::String {
+        fn from(value: UserPictureUrl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for UserPictureUrl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserPictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserPictureUrl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for UserPictureUrl {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
         }
     }
     ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
@@ -2706,6 +3007,10 @@ progenitor pages only with a plain string.
             follower_count: ::std::result::Result<i64, ::std::string::String>,
             following_count: ::std::result::Result<i64, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
+            picture_url: ::std::result::Result<
+                ::std::option::Option<super::CurrentUserPictureUrl>,
+                ::std::string::String,
+            >,
             tweet_count: ::std::result::Result<i64, ::std::string::String>,
             username: ::std::result::Result<super::Username, ::std::string::String>,
         }
@@ -2722,6 +3027,7 @@ progenitor pages only with a plain string.
                         "no value supplied for following_count".to_string(),
                     ),
                     id: Err("no value supplied for id".to_string()),
+                    picture_url: Ok(Default::default()),
                     tweet_count: Err("no value supplied for tweet_count".to_string()),
                     username: Err("no value supplied for username".to_string()),
                 }
@@ -2802,6 +3108,20 @@ progenitor pages only with a plain string.
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn picture_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::CurrentUserPictureUrl>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.picture_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for picture_url: {e}")
+                    });
+                self
+            }
             pub fn tweet_count<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<i64>,
@@ -2839,6 +3159,7 @@ progenitor pages only with a plain string.
                     follower_count: value.follower_count?,
                     following_count: value.following_count?,
                     id: value.id?,
+                    picture_url: value.picture_url?,
                     tweet_count: value.tweet_count?,
                     username: value.username?,
                 })
@@ -2853,6 +3174,7 @@ progenitor pages only with a plain string.
                     follower_count: Ok(value.follower_count),
                     following_count: Ok(value.following_count),
                     id: Ok(value.id),
+                    picture_url: Ok(value.picture_url),
                     tweet_count: Ok(value.tweet_count),
                     username: Ok(value.username),
                 }
@@ -3235,6 +3557,115 @@ progenitor pages only with a plain string.
                     email: Ok(value.email),
                     password: Ok(value.password),
                     username: Ok(value.username),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Picture {
+            content_type: ::std::result::Result<
+                super::PictureContentType,
+                ::std::string::String,
+            >,
+            height: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+            size: ::std::result::Result<::std::num::NonZeroU64, ::std::string::String>,
+            url: ::std::result::Result<super::PictureUrl, ::std::string::String>,
+            width: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+        }
+        impl ::std::default::Default for Picture {
+            fn default() -> Self {
+                Self {
+                    content_type: Err("no value supplied for content_type".to_string()),
+                    height: Err("no value supplied for height".to_string()),
+                    size: Err("no value supplied for size".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                    width: Err("no value supplied for width".to_string()),
+                }
+            }
+        }
+        impl Picture {
+            pub fn content_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PictureContentType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.content_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for content_type: {e}")
+                    });
+                self
+            }
+            pub fn height<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.height = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for height: {e}")
+                    });
+                self
+            }
+            pub fn size<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.size = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for size: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PictureUrl>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn width<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.width = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for width: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Picture> for super::Picture {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Picture,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    content_type: value.content_type?,
+                    height: value.height?,
+                    size: value.size?,
+                    url: value.url?,
+                    width: value.width?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Picture> for Picture {
+            fn from(value: super::Picture) -> Self {
+                Self {
+                    content_type: Ok(value.content_type),
+                    height: Ok(value.height),
+                    size: Ok(value.size),
+                    url: Ok(value.url),
+                    width: Ok(value.width),
                 }
             }
         }
@@ -4102,6 +4533,10 @@ progenitor pages only with a plain string.
             follower_count: ::std::result::Result<i64, ::std::string::String>,
             following_count: ::std::result::Result<i64, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
+            picture_url: ::std::result::Result<
+                ::std::option::Option<super::UserPictureUrl>,
+                ::std::string::String,
+            >,
             tweet_count: ::std::result::Result<i64, ::std::string::String>,
             username: ::std::result::Result<super::Username, ::std::string::String>,
         }
@@ -4117,6 +4552,7 @@ progenitor pages only with a plain string.
                         "no value supplied for following_count".to_string(),
                     ),
                     id: Err("no value supplied for id".to_string()),
+                    picture_url: Ok(Default::default()),
                     tweet_count: Err("no value supplied for tweet_count".to_string()),
                     username: Err("no value supplied for username".to_string()),
                 }
@@ -4185,6 +4621,18 @@ progenitor pages only with a plain string.
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn picture_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::UserPictureUrl>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.picture_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for picture_url: {e}")
+                    });
+                self
+            }
             pub fn tweet_count<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<i64>,
@@ -4221,6 +4669,7 @@ progenitor pages only with a plain string.
                     follower_count: value.follower_count?,
                     following_count: value.following_count?,
                     id: value.id?,
+                    picture_url: value.picture_url?,
                     tweet_count: value.tweet_count?,
                     username: value.username?,
                 })
@@ -4234,6 +4683,7 @@ progenitor pages only with a plain string.
                     follower_count: Ok(value.follower_count),
                     following_count: Ok(value.following_count),
                     id: Ok(value.id),
+                    picture_url: Ok(value.picture_url),
                     tweet_count: Ok(value.tweet_count),
                     username: Ok(value.username),
                 }
@@ -4987,6 +5437,46 @@ let response = client.get_usage_report()
 ```*/
     pub fn get_usage_report(&self) -> builder::GetUsageReport<'_> {
         builder::GetUsageReport::new(self)
+    }
+    /**Upload your profile picture
+
+The body is the image itself (PNG, JPEG, WebP or GIF, told apart by its first
+bytes, not by headers), at most 5 MiB and 4096 × 4096 pixels. It replaces any
+earlier picture, which is then removed.
+
+
+Sends a `PUT` request to `/v1/me/picture`
+
+```ignore
+let response = client.put_picture()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn put_picture(&self) -> builder::PutPicture<'_> {
+        builder::PutPicture::new(self)
+    }
+    /**Get a user's profile picture
+
+The image, with a strong `ETag` (send it back as `If-None-Match` for a 304). When the
+server stores pictures in S3 with presigning on, the answer is instead a 307 to a
+short-lived presigned URL.
+
+
+Sends a `GET` request to `/v1/users/{user_id}/picture`
+
+Arguments:
+- `user_id`: A user's id.
+- `if_none_match`: The `ETag` of the copy you have.
+```ignore
+let response = client.get_picture()
+    .user_id(user_id)
+    .if_none_match(if_none_match)
+    .send()
+    .await;
+```*/
+    pub fn get_picture(&self) -> builder::GetPicture<'_> {
+        builder::GetPicture::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -8287,6 +8777,244 @@ pub mod builder {
                     )
                 }
                 422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::put_picture`]
+
+[`Client::put_picture`]: super::Client::put_picture*/
+    #[derive(Debug)]
+    pub struct PutPicture<'a> {
+        client: &'a super::Client,
+        body: Result<reqwest::Body, String>,
+    }
+    impl<'a> PutPicture<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Err("body was not initialized".to_string()),
+            }
+        }
+        pub fn body<B>(mut self, value: B) -> Self
+        where
+            B: std::convert::TryInto<reqwest::Body>,
+        {
+            self.body = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `reqwest::Body` for body failed".to_string()
+                });
+            self
+        }
+        ///Sends a `PUT` request to `/v1/me/picture`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Picture>, Error<types::Problem>> {
+            let Self { client, body } = self;
+            let body = body.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/me/picture", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .header(
+                    ::reqwest::header::CONTENT_TYPE,
+                    ::reqwest::header::HeaderValue::from_static(
+                        "application/octet-stream",
+                    ),
+                )
+                .body(body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "put_picture",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_picture`]
+
+[`Client::get_picture`]: super::Client::get_picture*/
+    #[derive(Debug, Clone)]
+    pub struct GetPicture<'a> {
+        client: &'a super::Client,
+        user_id: Result<types::Id, String>,
+        if_none_match: Result<Option<types::GetPictureIfNoneMatch>, String>,
+    }
+    impl<'a> GetPicture<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                user_id: Err("user_id was not initialized".to_string()),
+                if_none_match: Ok(None),
+            }
+        }
+        pub fn user_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.user_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for user_id failed".to_string());
+            self
+        }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetPictureIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetPictureIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/users/{user_id}/picture`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<types::Problem>> {
+            let Self { client, user_id, if_none_match } = self;
+            let user_id = user_id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/users/{}/picture", client.baseurl, encode_path(& user_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "get_picture",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

@@ -16,6 +16,7 @@ export type Problem = components["schemas"]["Problem"];
 export type User = components["schemas"]["User"];
 export type CurrentUser = components["schemas"]["CurrentUser"];
 export type Tweet = components["schemas"]["Tweet"];
+export type Picture = components["schemas"]["Picture"];
 
 /** An error response from the API, with its RFC 9457 problem document. */
 export class MinitterError extends Error {
@@ -83,6 +84,30 @@ export class MinitterClient {
   /** The same client, acting as the user this token belongs to. */
   withBearerToken(bearerToken: string): MinitterClient {
     return new MinitterClient({ ...this.options, bearerToken });
+  }
+
+  /**
+   * Uploads the logged-in user's profile picture: the image's bytes as they are (the spec
+   * types an `application/octet-stream` body as a string, so this does the conversion).
+   */
+  putPicture(image: Uint8Array | Blob): Promise<Picture> {
+    return unwrap(
+      this.api.PUT("/v1/me/picture", {
+        body: image as unknown as string,
+        bodySerializer: (body: unknown) => body as BodyInit,
+        headers: { "content-type": "application/octet-stream" },
+      }),
+    );
+  }
+
+  /** A user's profile picture, as bytes and their media type. */
+  async picture(userId: string): Promise<{ contentType: string; bytes: Uint8Array }> {
+    const { response, data, error } = await this.api.GET("/v1/users/{user_id}/picture", {
+      params: { path: { user_id: userId } },
+      parseAs: "arrayBuffer",
+    });
+    if (!response.ok) throw new MinitterError(response.status, isProblem(error) ? error : undefined);
+    return { contentType: response.headers.get("content-type") ?? "", bytes: new Uint8Array(data as ArrayBuffer) };
   }
 
   /** The logged-in user's timeline, newest first, across all pages. */

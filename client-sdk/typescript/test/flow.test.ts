@@ -124,6 +124,21 @@ test("without a valid API key every /v1 call is a 403", async () => {
   assert.deepEqual(await refusal(unwrap(me)), [403, "forbidden"]);
 });
 
+test("a profile picture goes up as bytes and comes back the same", async () => {
+  const { user, client } = await signUp("painter");
+  const png = Uint8Array.from([
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 144, 119, 83,
+    222, 0, 0, 0, 12, 73, 68, 65, 84, 120, 156, 99, 248, 207, 192, 0, 0, 3, 1, 1, 0, 201, 254, 146, 239, 0, 0, 0, 0,
+    73, 69, 78, 68, 174, 66, 96, 130,
+  ]);
+  const stored = await client.putPicture(png);
+  assert.equal(stored.content_type, "image/png");
+  const picture = await anonymous.picture(user.id);
+  assert.equal(picture.contentType, "image/png");
+  assert.deepEqual(picture.bytes, png);
+  assert.deepEqual(await refusal(client.putPicture(new TextEncoder().encode("<svg/>"))), [415, "unsupported_media_type"]);
+});
+
 test("only the author deletes, and retries with an idempotency key create one tweet", async () => {
   const author = await signUp("author");
   const other = await signUp("other");

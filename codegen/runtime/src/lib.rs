@@ -114,8 +114,10 @@ impl poem::error::ResponseError for MethodNotAllowed {
 /// Limits applied to every request before it is validated.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bodies larger than this are refused with 413 before they are read in full.
+    /// JSON bodies larger than this are refused with 413 before they are read in full.
     pub max_body_bytes: usize,
+    /// The same for bodies that are not JSON (uploads).
+    pub max_binary_body_bytes: usize,
 }
 
 /// The JSON type a parameter's string value is converted to before validation.
@@ -448,21 +450,23 @@ async fn read_body(
         )
         .into());
     }
+    let limit = if declared.json {
+        limits.max_body_bytes
+    } else {
+        limits.max_binary_body_bytes
+    };
     let too_large = || {
         RejectedRequest::with_status(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "The request body is larger than {} bytes.",
-                limits.max_body_bytes
-            ),
+            format!("The request body is larger than {limit} bytes."),
         )
     };
-    if declared_length.is_some_and(|n| n > limits.max_body_bytes as u64) {
+    if declared_length.is_some_and(|n| n > limit as u64) {
         return Err(too_large().into());
     }
     let bytes = request
         .take_body()
-        .into_bytes_limit(limits.max_body_bytes)
+        .into_bytes_limit(limit)
         .await
         .map_err(|error| match error {
             poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),

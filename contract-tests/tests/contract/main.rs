@@ -29,6 +29,7 @@ async fn every_operation_answers_as_the_spec_declares() {
     scenarios::auth(&ctx).await;
     scenarios::follows(&ctx).await;
     scenarios::tweets(&ctx).await;
+    scenarios::pictures(&ctx).await;
     scenarios::admin(&ctx).await;
     scenarios::gateway(&ctx).await;
     scenarios::usage(&ctx).await;

@@ -3,6 +3,7 @@
 use std::num::NonZeroU32;
 
 use futures::TryStreamExt;
+
 use minitter_client::{Client, ProblemExt, types};
 use reqwest::StatusCode;
 
@@ -128,10 +129,10 @@ async fn log_in(client: &Client, email: &str) -> String {
 }
 
 /// The status of an SDK error, and its problem's `code` when it has one.
-fn refusal<T: std::fmt::Debug>(
-    result: Result<T, minitter_client::Error<types::Problem>>,
-) -> (u16, String) {
-    let error = result.expect_err("the request should fail");
+fn refusal<T>(result: Result<T, minitter_client::Error<types::Problem>>) -> (u16, String) {
+    let Err(error) = result else {
+        panic!("the request should fail");
+    };
     let status = error.status().map(|s| s.as_u16()).unwrap_or_default();
     let code = error
         .problem()
@@ -1161,7 +1162,125 @@ pub async fn gateway(ctx: &Context<'_>) {
         );
         assert_eq!(refusal(client.get_timeline().send().await), expected);
         assert_eq!(refusal(client.get_usage().send().await), expected);
+        assert_eq!(
+            refusal(client.put_picture().body(PIXEL_PNG.to_vec()).send().await),
+            expected
+        );
+        assert_eq!(
+            refusal(client.get_picture().user_id(ada.clone()).send().await),
+            expected
+        );
     }
+}
+
+/// A 1 × 1 red PNG.
+const PIXEL_PNG: [u8; 69] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0,
+    0, 0, 144, 119, 83, 222, 0, 0, 0, 12, 73, 68, 65, 84, 120, 156, 99, 248, 207, 192, 0, 0, 3, 1,
+    1, 0, 201, 254, 146, 239, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+pub async fn pictures(ctx: &Context<'_>) {
+    let stored = ctx
+        .as_ada
+        .put_picture()
+        .body(PIXEL_PNG.to_vec())
+        .send()
+        .await
+        .expect("upload")
+        .into_inner();
+    assert_eq!((stored.width.get(), stored.height.get()), (1, 1));
+    let got = ctx
+        .anonymous
+        .get_picture()
+        .user_id(ctx.ada.id.clone())
+        .send()
+        .await
+        .expect("download");
+    let etag = got
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes: Vec<u8> = got
+        .into_inner()
+        .into_inner()
+        .map_ok(|b| b.to_vec())
+        .try_concat()
+        .await
+        .expect("bytes");
+    assert_eq!(bytes, PIXEL_PNG.to_vec());
+    let unchanged = ctx
+        .anonymous
+        .get_picture()
+        .user_id(ctx.ada.id.clone())
+        .if_none_match(etag)
+        .send()
+        .await;
+    assert_eq!(
+        unchanged
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|e| e.status().map_or(0, |s| s.as_u16())),
+        304
+    );
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .get_picture()
+                .user_id(ctx.bob.id.clone())
+                .send()
+                .await
+        ),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        ctx.raw_status(ctx.raw.get(ctx.url("/v1/users/nope/picture")))
+            .await,
+        400
+    );
+
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .put_picture()
+                .body(PIXEL_PNG.to_vec())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .put_picture()
+                .body(b"GIF? no".to_vec())
+                .send()
+                .await
+        ),
+        status(415, "unsupported_media_type")
+    );
+    let mut bomb = PIXEL_PNG;
+    bomb[16..20].copy_from_slice(&5000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&5000u32.to_be_bytes());
+    assert_eq!(
+        refusal(ctx.as_ada.put_picture().body(bomb.to_vec()).send().await),
+        status(422, "image_too_large")
+    );
+    let auth = format!("Bearer {}", ctx.ada_token);
+    let url = ctx.url("/v1/me/picture");
+    let too_large = ctx
+        .raw
+        .put(&url)
+        .header("authorization", &auth)
+        .header("content-type", "application/octet-stream");
+    assert_eq!(
+        ctx.raw_status(too_large.body(vec![0u8; 6 * 1024 * 1024]))
+            .await,
+        413
+    );
+    let no_body = ctx.raw.put(&url).header("authorization", &auth);
+    assert_eq!(ctx.raw_status(no_body).await, 400);
 }
 
 /// A partner's view of their key, and the operator's usage report.
@@ -1388,6 +1507,20 @@ pub async fn unavailable(ctx: &Context<'_>) {
         down
     );
     assert_eq!(refusal(ctx.anonymous.get_usage().send().await), down);
+    assert_eq!(
+        refusal(
+            ctx.as_ada
+                .put_picture()
+                .body(PIXEL_PNG.to_vec())
+                .send()
+                .await
+        ),
+        down
+    );
+    assert_eq!(
+        refusal(ctx.anonymous.get_picture().user_id(id.clone()).send().await),
+        down
+    );
     let today = chrono::Utc::now().date_naive();
     let report = admin
         .get_usage_report()

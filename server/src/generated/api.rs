@@ -300,6 +300,30 @@ pub trait Api: Send + Sync + 'static {
         request: &poem::Request,
         params: types::GetUsageReportParams,
     ) -> impl Future<Output = Result<GetUsageReportResponse, Self::Error>> + Send;
+    /// `PUT /v1/me/picture`
+    ///
+    /// Upload your profile picture
+    ///
+    /// The body is the image itself (PNG, JPEG, WebP or GIF, told apart by its first
+    /// bytes, not by headers), at most 5 MiB and 4096 × 4096 pixels. It replaces any
+    /// earlier picture, which is then removed.
+    fn put_picture(
+        &self,
+        request: &poem::Request,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<PutPictureResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/picture`
+    ///
+    /// Get a user's profile picture
+    ///
+    /// The image, with a strong `ETag` (send it back as `If-None-Match` for a 304). When the
+    /// server stores pictures in S3 with presigning on, the answer is instead a 307 to a
+    /// short-lived presigned URL.
+    fn get_picture(
+        &self,
+        request: &poem::Request,
+        params: types::GetPictureParams,
+    ) -> impl Future<Output = Result<GetPictureResponse, Self::Error>> + Send;
 }
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
@@ -3131,6 +3155,260 @@ async fn handle_get_usage_report<A: Api>(
     let response = api.get_usage_report(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+static PUT_PICTURE: runtime::Operation = runtime::Operation {
+    id: "put_picture",
+    params: &[],
+    body: Some(runtime::Body {
+        media_type: "application/octet-stream",
+        json: false,
+        required: true,
+    }),
+};
+/// The responses `put_picture` may answer with.
+#[derive(Debug)]
+pub enum PutPictureResponse {
+    /// 200: The picture was stored.
+    Ok(types::Picture),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for PutPictureResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_put_picture<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &PUT_PICTURE, limits)
+        .await?;
+    let body: Vec<u8> = input.bytes_body();
+    let response = api.put_picture(&request, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+static GET_PICTURE: runtime::Operation = runtime::Operation {
+    id: "get_picture",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_picture` may answer with.
+#[derive(Debug)]
+pub enum GetPictureResponse {
+    /// 200: The picture.
+    Ok {
+        content_type: String,
+        body: poem::Body,
+        etag: ::std::string::String,
+        cache_control: ::std::string::String,
+    },
+    /// 304: The copy named by `If-None-Match` is current.
+    NotModified { etag: ::std::string::String },
+    /// 307: The picture is at a short-lived presigned URL.
+    TemporaryRedirect { location: ::std::string::String },
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetPictureResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok { content_type, body, etag, cache_control } => {
+                let mut response = runtime::body_response(200u16, &content_type, body);
+                runtime::set_header(&mut response, "etag", &etag);
+                runtime::set_header(&mut response, "cache-control", &cache_control);
+                response
+            }
+            Self::NotModified { etag } => {
+                let mut response = runtime::empty_response(304u16);
+                runtime::set_header(&mut response, "etag", &etag);
+                response
+            }
+            Self::TemporaryRedirect { location } => {
+                let mut response = runtime::empty_response(307u16);
+                runtime::set_header(&mut response, "location", &location);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_picture<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_PICTURE, limits)
+        .await?;
+    let params: types::GetPictureParams = input.params()?;
+    let response = api.get_picture(&request, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
@@ -3343,6 +3621,22 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
         );
     let route = route
         .at(
+            "/v1/me/picture",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "PUT" => handle_put_picture(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["PUT"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
             "/v1/timeline",
             {
                 let api = Arc::clone(&api);
@@ -3464,6 +3758,22 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                     async move {
                         match request.method().as_str() {
                             "GET" => handle_list_following(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/users/:user_id/picture",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_picture(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }

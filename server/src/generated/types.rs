@@ -139,6 +139,9 @@ pub struct CurrentUser {
     pub follower_count: i64,
     pub following_count: i64,
     pub id: Id,
+    ///Where the profile picture is; absent when there is none.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub picture_url: ::std::option::Option<::std::string::String>,
     pub tweet_count: i64,
     pub username: Username,
 }
@@ -248,6 +251,16 @@ pub struct FollowUserParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetApiKeyParams {
     pub key_id: Id,
+}
+///`GetPictureParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetPictureParams {
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub user_id: Id,
 }
 ///`GetTimelineParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
@@ -504,6 +517,80 @@ impl ::std::str::FromStr for Password {
         Ok(Self(value.to_string()))
     }
 }
+///`Picture`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct Picture {
+    pub content_type: PictureContentType,
+    pub height: ::std::num::NonZeroU32,
+    ///Bytes.
+    pub size: ::std::num::NonZeroU64,
+    ///Where to get it.
+    pub url: ::std::string::String,
+    pub width: ::std::num::NonZeroU32,
+}
+///`PictureContentType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum PictureContentType {
+    #[serde(rename = "image/png")]
+    ImagePng,
+    #[serde(rename = "image/jpeg")]
+    ImageJpeg,
+    #[serde(rename = "image/webp")]
+    ImageWebp,
+    #[serde(rename = "image/gif")]
+    ImageGif,
+}
+impl ::std::fmt::Display for PictureContentType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ImagePng => f.write_str("image/png"),
+            Self::ImageJpeg => f.write_str("image/jpeg"),
+            Self::ImageWebp => f.write_str("image/webp"),
+            Self::ImageGif => f.write_str("image/gif"),
+        }
+    }
+}
+impl ::std::str::FromStr for PictureContentType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "image/png" => Ok(Self::ImagePng),
+            "image/jpeg" => Ok(Self::ImageJpeg),
+            "image/webp" => Ok(Self::ImageWebp),
+            "image/gif" => Ok(Self::ImageGif),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PictureContentType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PictureContentType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///An RFC 9457 problem document.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct Problem {
@@ -734,6 +821,9 @@ pub struct User {
     pub follower_count: i64,
     pub following_count: i64,
     pub id: Id,
+    ///Where the profile picture is; absent when there is none.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub picture_url: ::std::option::Option<::std::string::String>,
     pub tweet_count: i64,
     pub username: Username,
 }

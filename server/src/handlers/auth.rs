@@ -49,6 +49,10 @@ pub async fn get_me(state: &AppState, request: &poem::Request) -> Result<GetMeRe
         created_at: user.created_at,
         follower_count: user.follower_count,
         following_count: user.following_count,
+        picture_url: user
+            .picture
+            .as_ref()
+            .map(|_| super::pictures::picture_url(&user.id)),
         tweet_count: user.tweet_count,
     }))
 }

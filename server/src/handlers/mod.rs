@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod follows;
 mod health;
+mod pictures;
 mod tweets;
 mod usage;
 mod users;
@@ -160,6 +161,22 @@ impl Api for Handlers {
         tweets::get_timeline(&self.state, request, params).await
     }
 
+    async fn put_picture(
+        &self,
+        request: &poem::Request,
+        body: Vec<u8>,
+    ) -> Result<crate::generated::PutPictureResponse> {
+        pictures::put_picture(&self.state, request, body).await
+    }
+
+    async fn get_picture(
+        &self,
+        _request: &poem::Request,
+        params: types::GetPictureParams,
+    ) -> Result<crate::generated::GetPictureResponse> {
+        pictures::get_picture(&self.state, params).await
+    }
+
     async fn get_usage(
         &self,
         request: &poem::Request,
@@ -277,6 +294,8 @@ impl Api for Handlers {
         admin::delete_api_key(&self.state, params).await
     }
 }
+
+pub use pictures::sweep_orphan_pictures_hourly;
 
 const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
 

@@ -52,5 +52,9 @@ pub fn public_profile(record: &UserRecord) -> Result<types::User> {
         follower_count: record.follower_count,
         following_count: record.following_count,
         tweet_count: record.tweet_count,
+        picture_url: record
+            .picture
+            .as_ref()
+            .map(|_| super::pictures::picture_url(&record.id)),
     })
 }

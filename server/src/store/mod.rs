@@ -27,7 +27,7 @@ pub use follows::EdgeChange;
 pub use gateway::{KeyChanges, KeyRecord, KeyWrite, PlanDeletion, PlanRecord, PlanSettings};
 pub use idempotency::Claim;
 pub use tweets::{Deletion, StoredResponse, TweetRecord};
-pub use users::{NewUserRecord, UserRecord};
+pub use users::{NewUserRecord, PictureRecord, UserRecord};
 
 /// One page of a keyset-paginated list: the items, and the cursor of the last one when
 /// more follow.

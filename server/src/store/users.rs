@@ -17,11 +17,26 @@ pub struct UserRecord {
     pub follower_count: i64,
     pub following_count: i64,
     pub tweet_count: i64,
+    pub picture: Option<PictureRecord>,
+}
+
+/// A stored profile picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PictureRecord {
+    /// The object key in the picture store.
+    pub key: String,
+    pub content_type: String,
+    /// A strong ETag, quotes included.
+    pub etag: String,
+    pub width: i64,
+    pub height: i64,
+    pub size: i64,
 }
 
 /// The columns [`UserRecord`] is read from.
 pub(super) const USER_COLUMNS: &str = "id, username, email, display_name, password_hash, created_at, \
-     follower_count, following_count, tweet_count";
+     follower_count, following_count, tweet_count, picture_key, picture_type, picture_etag, \
+     picture_width, picture_height, picture_size";
 
 /// What sign-up stores.
 #[derive(Debug)]
@@ -46,6 +61,7 @@ impl Store {
             follower_count: 0,
             following_count: 0,
             tweet_count: 0,
+            picture: None,
         };
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
@@ -110,5 +126,60 @@ pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, Stor
         follower_count: row.try_get("follower_count")?,
         following_count: row.try_get("following_count")?,
         tweet_count: row.try_get("tweet_count")?,
+        picture: match row.try_get::<Option<String>, _>("picture_key")? {
+            None => None,
+            Some(key) => Some(PictureRecord {
+                key,
+                content_type: row.try_get("picture_type")?,
+                etag: row.try_get("picture_etag")?,
+                width: row.try_get("picture_width")?,
+                height: row.try_get("picture_height")?,
+                size: row.try_get("picture_size")?,
+            }),
+        },
     })
+}
+
+impl Store {
+    /// Points a user at a new picture; returns the key of the one it replaces.
+    pub async fn set_picture(
+        &self,
+        user_id: &str,
+        picture: &PictureRecord,
+    ) -> Result<Option<String>, StoreError> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let old: Option<String> = sqlx::query("SELECT picture_key FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("picture_key"))
+            .transpose()?
+            .flatten();
+        sqlx::query(
+            "UPDATE users SET picture_key = ?, picture_type = ?, picture_etag = ?, picture_width = ?,
+                 picture_height = ?, picture_size = ? WHERE id = ?",
+        )
+        .bind(&picture.key)
+        .bind(&picture.content_type)
+        .bind(&picture.etag)
+        .bind(picture.width)
+        .bind(picture.height)
+        .bind(picture.size)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old)
+    }
+
+    /// Every picture object a user points at, for the orphan sweep.
+    pub async fn picture_keys(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT picture_key FROM users WHERE picture_key IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("picture_key").map_err(StoreError::from))
+            .collect()
+    }
 }

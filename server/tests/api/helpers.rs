@@ -12,6 +12,8 @@ pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
     pub data_dir: std::path::PathBuf,
+    /// The key `http` sends.
+    pub api_key: String,
     /// Removes the data directory when the test ends, if the test made it.
     _temp: Option<tempfile::TempDir>,
 }
@@ -61,6 +63,7 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         http: http_client(&key),
+        api_key: key.clone(),
         data_dir: data_dir.path().to_owned(),
         _temp: Some(data_dir),
     }
@@ -71,6 +74,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     config.bind = "127.0.0.1:0".parse().expect("address");
     config.jwt_secret = None;
     config.admin_token = None;
+    config.s3_bucket = None;
+    config.s3_presign = false;
     config.production = false;
     config
 }
@@ -83,6 +88,7 @@ impl TestApp {
             address,
             http: http_client(api_key),
             data_dir: data_dir.to_owned(),
+            api_key: api_key.to_owned(),
             _temp: None,
         }
     }

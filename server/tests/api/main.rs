@@ -6,6 +6,7 @@ mod docs_and_encoding;
 mod errors;
 mod gateway;
 mod helpers;
+mod pictures;
 mod social;
 mod startup;
 mod users;

@@ -464,6 +464,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me/picture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Upload your profile picture
+         * @description The body is the image itself (PNG, JPEG, WebP or GIF, told apart by its first
+         *     bytes, not by headers), at most 5 MiB and 4096 × 4096 pixels. It replaces any
+         *     earlier picture, which is then removed.
+         */
+        put: operations["put_picture"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{user_id}/picture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a user's profile picture
+         * @description The image, with a strong `ETag` (send it back as `If-None-Match` for a 304). When the
+         *     server stores pictures in S3 with presigning on, the answer is instead a 307 to a
+         *     short-lived presigned URL.
+         */
+        get: operations["get_picture"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -517,6 +561,8 @@ export interface components {
             following_count: number;
             /** Format: int64 */
             tweet_count: number;
+            /** @description Where the profile picture is; absent when there is none. */
+            picture_url?: string;
         };
         /** @description The logged-in user's profile, with the fields only they may see. */
         CurrentUser: {
@@ -532,6 +578,8 @@ export interface components {
             following_count: number;
             /** Format: int64 */
             tweet_count: number;
+            /** @description Where the profile picture is; absent when there is none. */
+            picture_url?: string;
         };
         Credentials: {
             email: components["schemas"]["Email"];
@@ -695,6 +743,21 @@ export interface components {
             items: {
                 [key: string]: number[][];
             };
+        };
+        Picture: {
+            /** @description Where to get it. */
+            url: string;
+            /** @enum {string} */
+            content_type: "image/png" | "image/jpeg" | "image/webp" | "image/gif";
+            /** Format: int32 */
+            width: number;
+            /** Format: int32 */
+            height: number;
+            /**
+             * Format: int64
+             * @description Bytes.
+             */
+            size: number;
         };
         /** @description An RFC 9457 problem document. */
         Problem: {
@@ -2297,6 +2360,126 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    put_picture: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The picture was stored. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "url": "/v1/users/01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d/picture",
+                     *       "content_type": "image/png",
+                     *       "width": 400,
+                     *       "height": 400,
+                     *       "size": 23117
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Picture"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_picture: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` of the copy you have. */
+                "If-None-Match"?: string;
+            };
+            path: {
+                /**
+                 * @description A user's id.
+                 * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The picture. */
+            200: {
+                headers: {
+                    /** @description A strong validator of the picture's bytes. */
+                    ETag: string;
+                    /** @description How long the picture may be reused without asking again. */
+                    "Cache-Control": string;
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": string;
+                    "image/jpeg": string;
+                    "image/webp": string;
+                    "image/gif": string;
+                };
+            };
+            /** @description The copy named by `If-None-Match` is current. */
+            304: {
+                headers: {
+                    /** @description The picture's validator. */
+                    ETag: string;
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The picture is at a short-lived presigned URL. */
+            307: {
+                headers: {
+                    /** @description The presigned URL. */
+                    Location: string;
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

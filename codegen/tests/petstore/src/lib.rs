@@ -129,6 +129,7 @@ mod tests {
             Arc::new(Petstore::default()),
             Limits {
                 max_body_bytes: 1024,
+                max_binary_body_bytes: 1024,
             },
         );
 

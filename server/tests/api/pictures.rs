@@ -1,0 +1,354 @@
+//! Profile pictures, on the local directory always and on a real S3-compatible server
+//! when `MINITTER_TEST_S3_ENDPOINT` is set (`.ci/run` starts moto for it).
+
+use std::io::Write;
+
+use minitter_server::startup::Application;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, api_key, assert_problem, spawn_app, test_config};
+
+/// A valid PNG of `width` × `height` red pixels.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    // Each row: filter byte 0, then RGB pixels.
+    let row: Vec<u8> = std::iter::once(0u8)
+        .chain(std::iter::repeat_n([255u8, 0, 0], width as usize).flatten())
+        .collect();
+    let raw = row.repeat(height as usize);
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&raw).expect("deflate");
+    let data = encoder.finish().expect("deflate");
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, body) in [
+        (&b"IHDR"[..], ihdr),
+        (&b"IDAT"[..], data),
+        (&b"IEND"[..], Vec::new()),
+    ] {
+        out.extend_from_slice(&u32::try_from(body.len()).expect("small").to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(&body);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    out
+}
+
+struct Ada {
+    id: String,
+    auth: String,
+}
+
+async fn ada(app: &TestApp) -> Ada {
+    let id = app.sign_up("ada_l", "ada@example.com").await;
+    let token = app.log_in("ada@example.com").await;
+    Ada {
+        id,
+        auth: format!("Bearer {token}"),
+    }
+}
+
+async fn upload(app: &TestApp, who: &Ada, bytes: Vec<u8>) -> reqwest::Response {
+    app.http
+        .put(app.url("/v1/me/picture"))
+        .header("authorization", &who.auth)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Every object in the local picture store.
+fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                walk(&entry.path(), out);
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.data_dir.join("blobs"), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_picture_round_trips_and_replacing_it_removes_the_old_one() {
+    let app = spawn_app().await;
+    let ada = ada(&app).await;
+    let first = png(40, 30);
+    let stored: Value = upload(&app, &ada, first.clone())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (stored["width"].as_u64(), stored["height"].as_u64()),
+        (Some(40), Some(30))
+    );
+    assert_eq!(stored["content_type"], "image/png");
+
+    let url = app.url(stored["url"].as_str().expect("url"));
+    let got = app.http.get(&url).send().await.expect("request");
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert!(
+        got.headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age")
+    );
+    let etag = got.headers()["etag"].to_str().expect("ascii").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong ETag"
+    );
+    assert_eq!(got.bytes().await.expect("body").to_vec(), first);
+
+    let again = app
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+
+    let profile: Value = app
+        .http
+        .get(app.url(&format!("/v1/users/{}", ada.id)))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(profile["picture_url"], stored["url"]);
+
+    assert_eq!(stored_files(&app).len(), 1);
+    let second = png(10, 10);
+    assert_eq!(upload(&app, &ada, second.clone()).await.status(), 200);
+    assert_eq!(
+        app.http
+            .get(&url)
+            .send()
+            .await
+            .expect("request")
+            .bytes()
+            .await
+            .expect("body")
+            .to_vec(),
+        second
+    );
+    assert_eq!(stored_files(&app).len(), 1, "the old object was removed");
+    let stale = app
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stale.status(), 200);
+}
+
+#[tokio::test]
+async fn only_images_by_their_bytes_are_accepted() {
+    let app = spawn_app().await;
+    let ada = ada(&app).await;
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec();
+    assert_problem(upload(&app, &ada, svg).await, 415, "unsupported_media_type").await;
+    // A PNG signature with a broken header is not an image either.
+    assert_problem(
+        upload(&app, &ada, b"\x89PNG\r\n\x1a\n".to_vec()).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    // Claiming to be an image in the headers changes nothing.
+    let lying = app
+        .http
+        .put(app.url("/v1/me/picture"))
+        .header("authorization", &ada.auth)
+        .header("content-type", "image/png")
+        .body("not a png")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(lying.status(), 415);
+    assert!(stored_files(&app).is_empty());
+    let none = app
+        .http
+        .get(app.url(&format!("/v1/users/{}/picture", ada.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(none, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn oversized_pictures_are_refused_by_bytes_and_by_pixels() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    config.max_picture_bytes = 4096;
+    let app = Application::build(config).await.expect("build");
+    let key = api_key(&app.state().store, None, None).await;
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let app = TestApp::at(port, dir.path(), &key);
+    let ada = ada(&app).await;
+
+    // Noise does not compress: this PNG is well over 4 KiB.
+    let mut big = png(64, 64);
+    big.extend(std::iter::repeat_n(7u8, 8192));
+    assert_problem(upload(&app, &ada, big).await, 413, "payload_too_large").await;
+
+    // A tiny file whose header claims 5000 × 5000 pixels (a decompression bomb's shape).
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&5000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&5000u32.to_be_bytes());
+    assert_problem(upload(&app, &ada, bomb).await, 422, "image_too_large").await;
+    assert!(stored_files(&app).is_empty());
+}
+
+/// A TCP relay to the S3 server that the test can cut, to play an outage.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn relay_to(target: String) -> Relay {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let is_cut = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if is_cut.load(std::sync::atomic::Ordering::SeqCst) {
+                continue; // dropped: connection reset
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    Relay { port, cut }
+}
+
+/// A server storing pictures in a fresh bucket of the test S3 server, through a relay.
+async fn s3_app(presign: bool) -> Option<(TestApp, Relay, tempfile::TempDir)> {
+    let Ok(endpoint) = std::env::var("MINITTER_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "skipped: MINITTER_TEST_S3_ENDPOINT is not set (CI sets it and starts an S3 server)"
+        );
+        return None;
+    };
+    let target = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let relay = relay_to(target).await;
+    let bucket = format!("minitter-{}", uuid::Uuid::now_v7());
+    // Moto accepts any credentials; the bucket is made with a plain request.
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(
+        created.status().is_success(),
+        "creating the bucket: {}",
+        created.status()
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    config.s3_bucket = Some(bucket);
+    config.s3_endpoint = Some(format!("http://127.0.0.1:{}", relay.port));
+    config.s3_access_key_id = Some("test".into());
+    config.s3_secret_access_key = Some("test".to_owned().into());
+    config.s3_presign = presign;
+    let app = Application::build(config).await.expect("build");
+    let key = api_key(&app.state().store, None, None).await;
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let app = TestApp::at(port, dir.path(), &key);
+    Some((app, relay, dir))
+}
+
+#[tokio::test]
+async fn on_s3_a_picture_round_trips_and_an_outage_is_a_503_that_loses_nothing() {
+    let Some((app, relay, _dir)) = s3_app(false).await else {
+        return;
+    };
+    let ada = ada(&app).await;
+    let first = png(20, 20);
+    assert_eq!(upload(&app, &ada, first.clone()).await.status(), 200);
+    let url = app.url(&format!("/v1/users/{}/picture", ada.id));
+    assert_eq!(
+        app.http
+            .get(&url)
+            .send()
+            .await
+            .expect("request")
+            .bytes()
+            .await
+            .expect("body")
+            .to_vec(),
+        first
+    );
+
+    relay.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = upload(&app, &ada, png(30, 30)).await;
+    assert!(failed.headers().contains_key("retry-after"));
+    assert_problem(failed, 503, "unavailable").await;
+    let down = app.http.get(&url).send().await.expect("request");
+    assert_problem(down, 503, "unavailable").await;
+
+    relay.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = app.http.get(&url).send().await.expect("request");
+    assert_eq!(
+        back.bytes().await.expect("body").to_vec(),
+        first,
+        "the earlier picture is intact"
+    );
+}
+
+#[tokio::test]
+async fn on_s3_with_presigning_a_download_redirects_to_a_url_anyone_can_follow() {
+    let Some((app, _relay, _dir)) = s3_app(true).await else {
+        return;
+    };
+    let ada = ada(&app).await;
+    let picture = png(12, 8);
+    assert_eq!(upload(&app, &ada, picture.clone()).await.status(), 200);
+    let url = app.url(&format!("/v1/users/{}/picture", ada.id));
+    let redirect = app.http.get(&url).send().await.expect("request");
+    assert_eq!(redirect.status(), 307);
+    let location = redirect.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(location.contains("X-Amz-Signature"), "{location}");
+    // A plain client follows the redirect to the store (the key goes to the API only).
+    let followed = reqwest::Client::new()
+        .get(&url)
+        .header("x-api-key", &app.api_key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(followed.status(), 200);
+    assert_eq!(followed.bytes().await.expect("body").to_vec(), picture);
+}
