@@ -295,7 +295,7 @@ impl Api for Handlers {
     }
 }
 
-pub use pictures::sweep_orphan_pictures_hourly;
+pub use pictures::{sweep_orphan_pictures_hourly, sweep_orphans};
 
 const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
 

@@ -9,7 +9,7 @@
 //! between the steps — is removed by [`sweep_orphan_pictures_hourly`].
 
 use std::num::{NonZeroU32, NonZeroU64};
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -174,7 +174,7 @@ pub async fn sweep_orphan_pictures_hourly(state: Weak<AppState>) {
     loop {
         tick.tick().await;
         let Some(state) = state.upgrade() else { return };
-        match sweep(&state).await {
+        match sweep_orphans(&state, SWEEP_GRACE).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "swept orphaned pictures"),
             Err(error) => {
@@ -184,14 +184,16 @@ pub async fn sweep_orphan_pictures_hourly(state: Weak<AppState>) {
     }
 }
 
-async fn sweep(state: &Arc<AppState>) -> anyhow::Result<usize> {
+/// Deletes picture objects no user points at that are older than `grace`; returns how
+/// many it deleted.
+pub async fn sweep_orphans(state: &AppState, grace: Duration) -> anyhow::Result<usize> {
     let referenced = state.store.picture_keys().await?;
     let mut removed = 0;
     for object in state.pictures.list("pictures/").await? {
         let age = SystemTime::now()
             .duration_since(object.modified)
             .unwrap_or_default();
-        if age > SWEEP_GRACE && !referenced.contains(&object.key) {
+        if age > grace && !referenced.contains(&object.key) {
             state.pictures.delete(&object.key).await?;
             removed += 1;
         }

@@ -352,3 +352,43 @@ async fn on_s3_with_presigning_a_download_redirects_to_a_url_anyone_can_follow()
     assert_eq!(followed.status(), 200);
     assert_eq!(followed.bytes().await.expect("body").to_vec(), picture);
 }
+
+#[tokio::test]
+async fn the_sweep_removes_old_objects_no_user_points_at() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build(test_config(dir.path()))
+        .await
+        .expect("build");
+    let state = app.state();
+    let key = api_key(&state.store, None, None).await;
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let app = TestApp::at(port, dir.path(), &key);
+    let ada = ada(&app).await;
+    assert_eq!(upload(&app, &ada, png(3, 3)).await.status(), 200);
+
+    // An object left by a crash between writing it and pointing a user at it.
+    let orphan = dir.path().join("blobs/pictures/someone/orphan.png");
+    std::fs::create_dir_all(orphan.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&orphan, png(1, 1)).expect("write");
+    let removed = minitter_server::handlers::sweep_orphans(&state, std::time::Duration::ZERO)
+        .await
+        .expect("sweep");
+    assert_eq!(removed, 1);
+    assert!(!orphan.exists());
+    let still = app
+        .http
+        .get(app.url(&format!("/v1/users/{}/picture", ada.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(still.status(), 200, "the picture in use stays");
+
+    // A young orphan may be an upload in progress: it is left alone.
+    std::fs::write(&orphan, png(1, 1)).expect("write");
+    let removed =
+        minitter_server::handlers::sweep_orphans(&state, std::time::Duration::from_secs(3600))
+            .await
+            .expect("sweep");
+    assert_eq!(removed, 0);
+}
