@@ -134,20 +134,15 @@ impl Store {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<PlanRecord, String>, StoreError> {
-        let sql =
-            format!("SELECT {PLAN_COLUMNS} FROM usage_plans WHERE id < ? ORDER BY id DESC LIMIT ?");
-        let rows = sqlx::query(&sql)
-            .bind(before.unwrap_or("~"))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let plan = plan_from_row(row)?;
-            let cursor = plan.id.clone();
-            items.push((plan, cursor));
-        }
-        Ok(Page::from_overfetch(items, limit))
+        self.page_by_id(
+            "usage_plans",
+            PLAN_COLUMNS,
+            plan_from_row,
+            before,
+            limit,
+            |p| p.id.clone(),
+        )
+        .await
     }
 
     /// Replaces a plan's settings; `None` when there is no such plan.
@@ -255,8 +250,23 @@ impl Store {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<KeyRecord, String>, StoreError> {
-        let sql =
-            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id < ? ORDER BY id DESC LIMIT ?");
+        self.page_by_id("api_keys", KEY_COLUMNS, key_from_row, before, limit, |k| {
+            k.id.clone()
+        })
+        .await
+    }
+
+    /// One page of a table whose UUIDv7 ids order it, newest first.
+    async fn page_by_id<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        from_row: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+        before: Option<&str>,
+        limit: u32,
+        id_of: fn(&T) -> String,
+    ) -> Result<Page<T, String>, StoreError> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE id < ? ORDER BY id DESC LIMIT ?");
         let rows = sqlx::query(&sql)
             .bind(before.unwrap_or("~"))
             .bind(i64::from(limit) + 1)
@@ -264,9 +274,9 @@ impl Store {
             .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key = key_from_row(row)?;
-            let cursor = key.id.clone();
-            items.push((key, cursor));
+            let item = from_row(row)?;
+            let cursor = id_of(&item);
+            items.push((item, cursor));
         }
         Ok(Page::from_overfetch(items, limit))
     }

@@ -179,22 +179,7 @@ async fn production_needs_an_admin_token() {
 #[test]
 fn the_admin_commands_create_plans_and_keys_from_the_shell() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("admin")
-            .args(args)
-            .env("MINITTER_LOG", "off")
-            .output()
-            .expect("run");
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("utf-8")
-    };
+    let run = |args: &[&str]| crate::helpers::admin_cli(dir.path(), args);
     let created = run(&[
         "create-plan",
         "--name",

@@ -304,25 +304,7 @@ async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day() {
 #[test]
 fn no_key_secret_reaches_the_logs() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let admin = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("admin")
-            .args(args)
-            .env("MINITTER_LOG", "off")
-            .output()
-            .expect("run");
-        String::from_utf8(output.stdout).expect("utf-8")
-    };
-    let plan = admin(&["create-plan", "--name", "p"]);
-    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
-    let created = admin(&["create-key", "--name", "k", "--plan", &plan_id]);
-    let secret = created
-        .lines()
-        .find_map(|l| l.strip_prefix("x-api-key: "))
-        .expect("secret")
-        .to_owned();
+    let secret = crate::helpers::cli_key(dir.path());
 
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
         .env("MINITTER_DATA_DIR", dir.path())

@@ -159,3 +159,35 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(problem["request_id"], request_id.as_str());
     problem
 }
+
+/// Runs `minitter-server admin <args>` on `data_dir` and returns what it printed.
+pub fn admin_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("admin")
+        .args(args)
+        .env("MINITTER_LOG", "off")
+        .output()
+        .expect("run the admin command");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// An unlimited key made with `minitter-server admin` in `data_dir`.
+pub fn cli_key(data_dir: &std::path::Path) -> String {
+    let plan = admin_cli(data_dir, &["create-plan", "--name", "tests"]);
+    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
+    let key = admin_cli(
+        data_dir,
+        &["create-key", "--name", "tests", "--plan", &plan_id],
+    );
+    key.lines()
+        .find_map(|l| l.strip_prefix("x-api-key: "))
+        .expect("secret")
+        .to_owned()
+}

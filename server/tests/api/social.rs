@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::helpers::{TestApp, assert_problem, cli_key, spawn_app};
 
 /// Signs up and logs in `name`; returns (id, bearer header value).
 async fn user(app: &TestApp, name: &str) -> (String, String) {
@@ -434,31 +434,4 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
         }
     }
     assert_eq!(texts, ["now", "older", "ancient"]);
-}
-
-/// An unlimited key made with `minitter-server admin` in `data_dir`.
-fn cli_key(data_dir: &std::path::Path) -> String {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("admin")
-            .args(args)
-            .env("MINITTER_LOG", "off")
-            .output()
-            .expect("run");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("utf-8")
-    };
-    let plan = run(&["create-plan", "--name", "tests"]);
-    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
-    let key = run(&["create-key", "--name", "tests", "--plan", &plan_id]);
-    key.lines()
-        .find_map(|l| l.strip_prefix("x-api-key: "))
-        .expect("secret")
-        .to_owned()
 }
