@@ -136,12 +136,18 @@ struct KeyState {
     used: u64,
 }
 
+/// Admitted requests not yet written: key id → UTC day → count.
+type Pending = HashMap<String, HashMap<NaiveDate, u64>>;
+
 /// Counters in this process, for a single instance.
+///
+/// The hot path takes two short synchronous locks and allocates nothing once a key has
+/// been seen; only the first request of a key in a quota period awaits the database (to
+/// count what earlier runs admitted), and it does so holding no lock.
 pub struct InProcessLimiter {
     store: Store,
-    keys: tokio::sync::Mutex<HashMap<String, KeyState>>,
-    /// Admitted requests not yet written: (key id, UTC day) → count.
-    pending: std::sync::Mutex<HashMap<(String, String), u64>>,
+    keys: std::sync::Mutex<HashMap<String, KeyState>>,
+    pending: std::sync::Mutex<Pending>,
 }
 
 impl InProcessLimiter {
@@ -153,10 +159,36 @@ impl InProcessLimiter {
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admitted requests of a key on days `since..` not yet written.
+    fn unflushed_since(&self, key_id: &str, since: NaiveDate) -> u64 {
+        self.pending().get(key_id).map_or(0, |days| {
+            days.iter()
+                .filter(|(day, _)| **day >= since)
+                .map(|(_, n)| n)
+                .sum()
+        })
+    }
+
+    fn count(&self, key_id: &str, day: NaiveDate) {
+        let mut pending = self.pending();
+        match pending.get_mut(key_id) {
+            Some(days) => *days.entry(day).or_default() += 1,
+            None => {
+                pending.insert(key_id.to_owned(), HashMap::from([(day, 1)]));
+            }
+        }
     }
 }
 
@@ -168,33 +200,49 @@ impl Limiter for InProcessLimiter {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Decision, StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().await;
-            let clock = Instant::now();
-            let state = keys.entry(key_id.to_owned()).or_insert_with(|| KeyState {
-                tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
-                refilled: clock,
-                period_start: None,
-                used: 0,
-            });
-
-            // The quota's period: on the first request of a period, count what earlier
-            // runs of the server admitted in it.
             let period = limits
                 .quota
                 .map(|(limit, period)| (limit, period.bounds(now)));
-            if let Some((_, (start, _))) = period
-                && state.period_start != Some(start)
-            {
-                let from_day = start.format("%Y-%m-%d").to_string();
-                let unflushed: u64 = self
-                    .pending()
-                    .iter()
-                    .filter(|((key, day), _)| key == key_id && *day >= from_day)
-                    .map(|(_, n)| n)
-                    .sum();
-                state.used = self.store.usage_since(key_id, &from_day).await? + unflushed;
-                state.period_start = Some(start);
+
+            // The first request of a period counts what earlier runs of the server
+            // admitted in it, without holding a lock across the database read.
+            if let Some((_, (start, _))) = period {
+                let loaded = self
+                    .keys()
+                    .get(key_id)
+                    .is_some_and(|state| state.period_start == Some(start));
+                if !loaded {
+                    let since = start.date_naive();
+                    let stored = self.store.usage_since(key_id, &since.to_string()).await?;
+                    let used = stored + self.unflushed_since(key_id, since);
+                    let mut keys = self.keys();
+                    let state = keys.entry(key_id.to_owned()).or_insert_with(|| KeyState {
+                        tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
+                        refilled: Instant::now(),
+                        period_start: None,
+                        used: 0,
+                    });
+                    if state.period_start != Some(start) {
+                        state.used = used;
+                        state.period_start = Some(start);
+                    }
+                }
             }
+
+            let mut keys = self.keys();
+            let clock = Instant::now();
+            if !keys.contains_key(key_id) {
+                let fresh = KeyState {
+                    tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
+                    refilled: clock,
+                    period_start: None,
+                    used: 0,
+                };
+                keys.insert(key_id.to_owned(), fresh);
+            }
+            let Some(state) = keys.get_mut(key_id) else {
+                unreachable!("BUG: the entry was inserted under this lock");
+            };
 
             if let Some((rate, burst)) = limits.throttle {
                 let elapsed = clock
@@ -203,22 +251,6 @@ impl Limiter for InProcessLimiter {
                 state.tokens = (state.tokens + elapsed * rate).min(burst);
                 state.refilled = clock;
             }
-
-            let quota_state = |used: u64| {
-                period.map(|(limit, (start, end))| QuotaState {
-                    limit,
-                    remaining: limit.saturating_sub(used),
-                    resets_in: u64::try_from((end - now).num_seconds()).unwrap_or(0),
-                    window: u64::try_from((end - start).num_seconds()).unwrap_or(0),
-                })
-            };
-            let burst_state = |tokens: f64| {
-                limits.throttle.map(|(rate, burst)| BurstState {
-                    burst: burst as u64,
-                    remaining: tokens.max(0.0).floor() as u64,
-                    full_in: ((burst - tokens).max(0.0) / rate).ceil() as u64,
-                })
-            };
 
             let verdict = if let Some((rate, _)) = limits.throttle
                 && state.tokens < 1.0
@@ -237,16 +269,29 @@ impl Limiter for InProcessLimiter {
                     state.tokens -= 1.0;
                 }
                 state.used += 1;
-                *self
-                    .pending()
-                    .entry((key_id.to_owned(), now.format("%Y-%m-%d").to_string()))
-                    .or_default() += 1;
                 Verdict::Admitted
             };
+            let (used, tokens) = (state.used, state.tokens);
+            drop(keys);
+            if verdict == Verdict::Admitted {
+                self.count(key_id, now.date_naive());
+            }
+
+            let quota = period.map(|(limit, (start, end))| QuotaState {
+                limit,
+                remaining: limit.saturating_sub(used),
+                resets_in: u64::try_from((end - now).num_seconds()).unwrap_or(0),
+                window: u64::try_from((end - start).num_seconds()).unwrap_or(0),
+            });
+            let burst = limits.throttle.map(|(rate, burst)| BurstState {
+                burst: burst as u64,
+                remaining: tokens.max(0.0).floor() as u64,
+                full_in: ((burst - tokens).max(0.0) / rate).ceil() as u64,
+            });
             Ok(Decision {
                 verdict,
-                quota: quota_state(state.used),
-                burst: burst_state(state.tokens),
+                quota,
+                burst,
             })
         })
     }
@@ -257,22 +302,20 @@ impl Limiter for InProcessLimiter {
         since_day: &'a str,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let unflushed: u64 = self
-                .pending()
-                .iter()
-                .filter(|((key, day), _)| key == key_id && day.as_str() >= since_day)
-                .map(|(_, n)| n)
-                .sum();
-            Ok(self.store.usage_since(key_id, since_day).await? + unflushed)
+            let since = since_day.parse::<NaiveDate>().unwrap_or_default();
+            Ok(self.store.usage_since(key_id, since_day).await?
+                + self.unflushed_since(key_id, since))
         })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let batch: Vec<(String, String, u64)> = self
-                .pending()
-                .drain()
-                .map(|((key, day), n)| (key, day, n))
+            let batch: Vec<(String, String, u64)> = std::mem::take(&mut *self.pending())
+                .into_iter()
+                .flat_map(|(key, days)| {
+                    days.into_iter()
+                        .map(move |(day, n)| (key.clone(), day.to_string(), n))
+                })
                 .collect();
             if batch.is_empty() {
                 return Ok(());
@@ -281,7 +324,8 @@ impl Limiter for InProcessLimiter {
                 // Keep the counts for the next flush: nothing admitted is lost.
                 let mut pending = self.pending();
                 for (key, day, n) in batch {
-                    *pending.entry((key, day)).or_default() += n;
+                    let day = day.parse::<NaiveDate>().unwrap_or_default();
+                    *pending.entry(key).or_default().entry(day).or_default() += n;
                 }
                 return Err(error);
             }
