@@ -83,13 +83,14 @@ pub async fn update_usage_plan(
     params: types::UpdateUsagePlanParams,
     body: types::UsagePlanInput,
 ) -> Result<UpdateUsagePlanResponse> {
-    // Keys or limits change: this node forgets the keys it cached, at once.
-    state.gateway.forget_keys();
     let plan = state
         .store
         .update_plan(&params.plan_id.0.to_string(), settings(body))
         .await?
         .ok_or(UNKNOWN_PLAN)?;
+    // The change is committed: this node forgets the keys it cached, at once (other
+    // nodes within a second, as their cache entries expire).
+    state.gateway.forget_keys();
     Ok(UpdateUsagePlanResponse::Ok(to_api_plan(&plan)?))
 }
 
@@ -97,13 +98,14 @@ pub async fn delete_usage_plan(
     state: &AppState,
     params: types::DeleteUsagePlanParams,
 ) -> Result<DeleteUsagePlanResponse> {
-    // Keys or limits change: this node forgets the keys it cached, at once.
-    state.gateway.forget_keys();
-    match state
+    let deletion = state
         .store
         .delete_plan(&params.plan_id.0.to_string())
-        .await?
-    {
+        .await?;
+    // The change is committed: this node forgets the keys it cached, at once (other
+    // nodes within a second, as their cache entries expire).
+    state.gateway.forget_keys();
+    match deletion {
         PlanDeletion::Deleted => Ok(DeleteUsagePlanResponse::NoContent),
         PlanDeletion::NotFound => Err(UNKNOWN_PLAN),
         PlanDeletion::InUse => Err(ApiError::InUse(
@@ -165,18 +167,19 @@ pub async fn update_api_key(
     params: types::UpdateApiKeyParams,
     body: types::ApiKeyUpdate,
 ) -> Result<UpdateApiKeyResponse> {
-    // Keys or limits change: this node forgets the keys it cached, at once.
-    state.gateway.forget_keys();
     let changes = KeyChanges {
         name: body.name,
         plan_id: body.plan_id.map(|id| id.0.to_string()),
         enabled: body.enabled,
     };
-    match state
+    let updated = state
         .store
         .update_key(&params.key_id.0.to_string(), changes)
-        .await?
-    {
+        .await?;
+    // The change is committed: this node forgets the keys it cached, at once (other
+    // nodes within a second, as their cache entries expire).
+    state.gateway.forget_keys();
+    match updated {
         KeyWrite::Done(key) => Ok(UpdateApiKeyResponse::Ok(to_api_key(&key)?)),
         KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
         KeyWrite::NotFound => Err(UNKNOWN_KEY),
@@ -187,13 +190,14 @@ pub async fn rotate_api_key(
     state: &AppState,
     params: types::RotateApiKeyParams,
 ) -> Result<RotateApiKeyResponse> {
-    // Keys or limits change: this node forgets the keys it cached, at once.
-    state.gateway.forget_keys();
     let (key, secret) = state
         .store
         .rotate_key(&params.key_id.0.to_string())
         .await?
         .ok_or(UNKNOWN_KEY)?;
+    // The change is committed: this node forgets the keys it cached, at once (other
+    // nodes within a second, as their cache entries expire).
+    state.gateway.forget_keys();
     Ok(RotateApiKeyResponse::Ok(with_secret(&key, secret)?))
 }
 
@@ -201,9 +205,11 @@ pub async fn delete_api_key(
     state: &AppState,
     params: types::DeleteApiKeyParams,
 ) -> Result<DeleteApiKeyResponse> {
-    // Keys or limits change: this node forgets the keys it cached, at once.
+    let deleted = state.store.delete_key(&params.key_id.0.to_string()).await?;
+    // The change is committed: this node forgets the keys it cached, at once (other
+    // nodes within a second, as their cache entries expire).
     state.gateway.forget_keys();
-    if state.store.delete_key(&params.key_id.0.to_string()).await? {
+    if deleted {
         Ok(DeleteApiKeyResponse::NoContent)
     } else {
         Err(UNKNOWN_KEY)
