@@ -1,13 +1,15 @@
 //! `minitter-server admin …`: usage plans and API keys from the shell, for operators who
 //! would rather not reach for curl (and for the first key of a production deployment,
-//! before anyone holds one). It works on the database of the configured data directory,
-//! through the same store functions as the operator API.
+//! before anyone holds one). It works on the configured database (`MINITTER_DATABASE_URL`,
+//! or the data directory's), through the same store functions as the operator API.
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
+use uuid::Uuid;
+
 use crate::config::Config;
-use crate::store::{KeyChanges, KeyWrite, PlanSettings, Store};
+use crate::store::{KeyChanges, KeyWrite, NewKey, PlanSettings};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
@@ -35,23 +37,23 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
         #[arg(long)]
-        plan: String,
+        plan: Uuid,
     },
     /// List API keys, newest first (never their secrets).
     ListKeys,
     /// Enable or disable an API key.
     SetKeyEnabled {
-        key: String,
+        key: Uuid,
         #[arg(action = clap::ArgAction::Set)]
         enabled: bool,
     },
     /// Give an API key a new secret; the old one stops working.
-    RotateKey { key: String },
+    RotateKey { key: Uuid },
 }
 
 /// Runs an admin command and prints its result.
 pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
-    let store = Store::open_sqlite(&config.data_dir.join("minitter.db")).await?;
+    let store = config.open_store().await?;
     match command {
         AdminCommand::CreatePlan {
             name,
@@ -86,18 +88,24 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 println!("{}  {:<20} {throttle}, {quota}", plan.id, plan.name);
             }
         }
-        AdminCommand::CreateKey { name, plan } => match store.create_key(&name, &plan, true).await?
-        {
-            KeyWrite::Done((key, secret)) => {
-                println!(
-                    "created key {} ({}) in plan {}",
-                    key.id, key.name, key.plan_id
-                );
-                println!("x-api-key: {secret}");
-                println!("(the secret is shown this once)");
+        AdminCommand::CreateKey { name, plan } => {
+            match store.create_key(&name, plan, true).await? {
+                KeyWrite::Done(NewKey {
+                    record: key,
+                    secret,
+                }) => {
+                    println!(
+                        "created key {} ({}) in plan {}",
+                        key.id, key.name, key.plan_id
+                    );
+                    println!("x-api-key: {secret}");
+                    println!("(the secret is shown this once)");
+                }
+                KeyWrite::UnknownPlan | KeyWrite::NotFound => {
+                    bail!("no usage plan has the id {plan}")
+                }
             }
-            KeyWrite::UnknownPlan | KeyWrite::NotFound => bail!("no usage plan has the id {plan}"),
-        },
+        }
         AdminCommand::ListKeys => {
             for key in store.keys(None, 100).await?.items {
                 let state = if key.enabled { "enabled" } else { "disabled" };
@@ -112,7 +120,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 enabled: Some(enabled),
                 ..KeyChanges::default()
             };
-            match store.update_key(&key, changes).await? {
+            match store.update_key(key, changes).await? {
                 KeyWrite::Done(key) => println!(
                     "key {} is {}",
                     key.id,
@@ -121,8 +129,11 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 KeyWrite::NotFound | KeyWrite::UnknownPlan => bail!("no API key has the id {key}"),
             }
         }
-        AdminCommand::RotateKey { key } => match store.rotate_key(&key).await? {
-            Some((key, secret)) => {
+        AdminCommand::RotateKey { key } => match store.rotate_key(key).await? {
+            Some(NewKey {
+                record: key,
+                secret,
+            }) => {
                 println!("rotated key {} ({})", key.id, key.name);
                 println!("x-api-key: {secret}");
             }

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::store::{KeyWrite, PlanSettings, Store};
+use crate::store::{KeyWrite, NewKey, PlanSettings, Store};
 
 /// Creates the default plan and a demo key on an empty database, and says so on stderr
 /// (once: the secret is not kept anywhere it could be printed again).
-pub async fn first_start(store: &Store, data_dir: &Path) -> Result<()> {
+pub async fn first_start(store: &dyn Store, data_dir: &Path) -> Result<()> {
     if store.has_plans().await? {
         return Ok(());
     }
@@ -22,7 +22,11 @@ pub async fn first_start(store: &Store, data_dir: &Path) -> Result<()> {
             quota: Some((10_000, "DAY".to_owned())),
         })
         .await?;
-    let KeyWrite::Done((key, secret)) = store.create_key("demo", &plan.id, true).await? else {
+    let KeyWrite::Done(NewKey {
+        record: key,
+        secret,
+    }) = store.create_key("demo", plan.id, true).await?
+    else {
         anyhow::bail!("BUG: the plan just created is not there");
     };
     let admin_token = data_dir.join("admin-token");

@@ -24,9 +24,31 @@ pub struct Config {
     #[arg(long, env = "MINITTER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// The directory for the SQLite database (`minitter.db`) and the development secrets.
+    /// The directory for the SQLite database (`minitter.db`), local pictures and the
+    /// development secrets.
     #[arg(long, env = "MINITTER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// The database: unset for `minitter.db` in the data directory, or a `sqlite://…` or
+    /// `postgres://…` URL. A secret: it may hold a password.
+    #[arg(long, env = "MINITTER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// The most database connections each instance opens.
+    #[arg(long, env = "MINITTER_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a free database connection before it gets a 503.
+    #[arg(long, env = "MINITTER_DATABASE_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub database_acquire_timeout_seconds: u32,
+
+    /// The longest one SQL statement may run (PostgreSQL's `statement_timeout`; on SQLite,
+    /// the longest a write waits for the database lock).
+    #[arg(long, env = "MINITTER_DATABASE_STATEMENT_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub database_statement_timeout_seconds: u32,
 
     /// The secret (at least 32 bytes) that signs bearer tokens. Unset in development: a
     /// random one is made and kept in the data directory. Required with --production.
@@ -106,6 +128,27 @@ pub enum Command {
 }
 
 impl Config {
+    /// The database connection pool's settings.
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        let seconds = |s: u32| std::time::Duration::from_secs(u64::from(s));
+        crate::store::PoolSettings {
+            max_connections: self.database_max_connections,
+            acquire_timeout: seconds(self.database_acquire_timeout_seconds),
+            statement_timeout: seconds(self.database_statement_timeout_seconds),
+        }
+    }
+
+    /// Opens and migrates the configured database.
+    pub async fn open_store(&self) -> Result<crate::store::SharedStore> {
+        use secrecy::ExposeSecret;
+        crate::store::open(
+            self.database_url.as_ref().map(|url| url.expose_secret()),
+            &self.data_dir,
+            &self.pool_settings(),
+        )
+        .await
+    }
+
     /// Reads the config file named by `--config` or `MINITTER_CONFIG` into the
     /// environment, then parses flags and environment.
     ///

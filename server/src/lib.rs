@@ -17,5 +17,6 @@ pub mod generated;
 pub mod handlers;
 pub mod pagination;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;

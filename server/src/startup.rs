@@ -29,7 +29,7 @@ use crate::gateway::Gateway;
 use crate::gateway::limiter::InProcessLimiter;
 use crate::handlers::Handlers;
 use crate::pagination::PageTokens;
-use crate::store::Store;
+use crate::state::AppState;
 use crate::{bootstrap, compression, docs, error, gateway, generated, telemetry};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
@@ -38,28 +38,6 @@ use sha2::{Digest, Sha256};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The shortest secret accepted: 256 bits, the size of the HS256 key.
 const MIN_SECRET_BYTES: usize = 32;
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    pub store: Store,
-    pub tokens: Tokens,
-    pub page_tokens: PageTokens,
-    /// SHA-256 of the admin token, compared in constant time.
-    pub admin_token_hash: [u8; 32],
-    /// API keys and usage plans on `/v1`.
-    pub gateway: Gateway,
-    /// False only when benchmarking the cost of the gateway.
-    pub gateway_enabled: bool,
-    /// Where profile pictures live.
-    pub pictures: Arc<dyn BlobStore>,
-}
-
-impl std::fmt::Debug for dyn BlobStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BlobStore")
-    }
-}
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -99,18 +77,18 @@ impl Application {
             "MINITTER_ADMIN_TOKEN",
             "admin-token",
         )?;
-        let store = Store::open_sqlite(&config.data_dir.join("minitter.db")).await?;
+        let store = config.open_store().await?;
         if !config.production {
-            bootstrap::first_start(&store, &config.data_dir).await?;
+            bootstrap::first_start(store.as_ref(), &config.data_dir).await?;
         }
         let state = Arc::new(AppState {
-            store: store.clone(),
+            store: Arc::clone(&store),
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
             admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
             gateway: Gateway::new(
-                store.clone(),
-                Arc::new(InProcessLimiter::new(store.clone())),
+                Arc::clone(&store),
+                Arc::new(InProcessLimiter::new(Arc::clone(&store))),
             ),
             gateway_enabled: !config.benchmark_without_gateway,
             pictures: picture_store(&config).await,

@@ -1,4 +1,5 @@
-//! Fills a data directory with a realistic graph through the store layer (not HTTP):
+//! Fills a database (the data directory's SQLite file, or the PostgreSQL database
+//! `--database-url` names) with a realistic graph through the store layer (not HTTP):
 //! users, follows with power-law popularity, and tweets whose authors follow a power law
 //! too, spread over the last 30 days. Every user's password is `bench password`.
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{Duration, Utc};
 use clap::Parser;
-use minitter_server::store::{NewUserRecord, Store, TweetRecord};
+use minitter_server::store::{NewUserRecord, PoolSettings, TweetRecord};
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::rngs::StdRng;
@@ -18,6 +19,10 @@ struct Args {
     /// The data directory to create (its `minitter.db` must not exist yet).
     #[arg(long)]
     data_dir: PathBuf,
+    /// A PostgreSQL URL to fill instead of the data directory's SQLite file; the database
+    /// must be empty.
+    #[arg(long)]
+    database_url: Option<String>,
     #[arg(long, default_value_t = 10_000)]
     users: usize,
     #[arg(long, default_value_t = 100)]
@@ -39,15 +44,19 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let path = args.data_dir.join("minitter.db");
     anyhow::ensure!(!path.exists(), "{} exists already", path.display());
-    let store = Store::open_sqlite(&path).await?;
+    let store = minitter_server::store::open(
+        args.database_url.as_deref(),
+        &args.data_dir,
+        &PoolSettings::default(),
+    )
+    .await?;
+    anyhow::ensure!(!store.has_plans().await?, "the database is not empty");
     let mut rng = StdRng::seed_from_u64(args.seed);
     let started = std::time::Instant::now();
 
     let hash = minitter_server::auth::hash_password("bench password".to_owned().into()).await?;
-    let ids: Vec<String> = (0..args.users)
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
-    let users: Vec<(String, NewUserRecord)> = ids
+    let ids: Vec<uuid::Uuid> = (0..args.users).map(|_| uuid::Uuid::now_v7()).collect();
+    let users: Vec<(uuid::Uuid, NewUserRecord)> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
@@ -57,7 +66,7 @@ async fn main() -> Result<()> {
                 display_name: format!("User {i}"),
                 password_hash: hash.clone(),
             };
-            (id.clone(), user)
+            (*id, user)
         })
         .collect();
     for chunk in users.chunks(BATCH) {
@@ -77,7 +86,7 @@ async fn main() -> Result<()> {
         while chosen.len() < args.follows_per_user.min(ids.len() - 1) {
             let followee = popular.sample(&mut rng);
             if followee != follower && chosen.insert(followee) {
-                edges.push((follower_id.clone(), ids[followee].clone()));
+                edges.push((*follower_id, ids[followee]));
             }
         }
         if edges.len() >= BATCH {
@@ -106,8 +115,8 @@ async fn main() -> Result<()> {
         let author = &ids[popular.sample(&mut rng)];
         let words = rng.random_range(3..30);
         batch.push(TweetRecord {
-            id: uuid::Uuid::new_v7(ts).to_string(),
-            author_id: author.clone(),
+            id: uuid::Uuid::new_v7(ts),
+            author_id: *author,
             text: format!("tweet {n}: {}", "lorem ipsum ".repeat(words / 2))
                 .trim_end()
                 .to_owned(),

@@ -1,4 +1,5 @@
-//! A live server on port 0 with a fresh database, and a record of every exchange it had.
+//! A live server on port 0 with a fresh database (SQLite, or a PostgreSQL schema), and a
+//! record of every exchange it had.
 //!
 //! The recorder wraps the whole app, so it sees exactly what a client receives: the
 //! status, the headers and the body bytes of every response, error responses included.
@@ -6,7 +7,9 @@
 use std::sync::{Arc, Mutex};
 
 use minitter_server::config::Config;
-use minitter_server::startup::{AppState, Application};
+use minitter_server::startup::Application;
+use minitter_server::state::AppState;
+use minitter_test_support::{Backend, TestDatabase};
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
 
 /// One request and the response it got.
@@ -31,12 +34,15 @@ pub struct TestServer {
     pub log: Log,
     pub state: Arc<AppState>,
     _data_dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 impl TestServer {
-    pub async fn start() -> Self {
+    pub async fn start(backend: Backend) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(backend).await;
         let mut config = Config::for_data_dir(data_dir.path());
+        config.database_url = database.url().map(|url| url.to_owned().into());
         config.bind = "127.0.0.1:0".parse().expect("address");
         config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
         let log: Log = Arc::default();
@@ -57,6 +63,7 @@ impl TestServer {
             log,
             state,
             _data_dir: data_dir,
+            _database: database,
         }
     }
 
@@ -92,11 +99,11 @@ pub async fn unlimited_key(state: &AppState) -> String {
     let plan = state.store.create_plan(settings).await.expect("plan");
     match state
         .store
-        .create_key("contract tests", &plan.id, true)
+        .create_key("contract tests", plan.id, true)
         .await
         .expect("key")
     {
-        KeyWrite::Done((_, secret)) => secret,
+        KeyWrite::Done(key) => key.secret,
         other => panic!("no key: {other:?}"),
     }
 }

@@ -17,11 +17,12 @@ mod spec;
 use std::collections::BTreeSet;
 
 use harness::TestServer;
+use minitter_test_support::{Backend, on_every_backend};
 use spec::Contract;
 
-#[tokio::test]
-async fn every_operation_answers_as_the_spec_declares() {
-    let server = TestServer::start().await;
+/// The whole contract, once per database backend.
+async fn every_operation_answers_as_the_spec_declares(backend: Backend) {
+    let server = TestServer::start(backend).await;
 
     let ctx = scenarios::Context::new(&server).await;
     scenarios::health(&ctx).await;
@@ -38,6 +39,8 @@ async fn every_operation_answers_as_the_spec_declares() {
 
     check_against_spec(&server);
 }
+
+on_every_backend!(every_operation_answers_as_the_spec_declares);
 
 fn check_against_spec(server: &TestServer) {
     let contract = Contract::load();

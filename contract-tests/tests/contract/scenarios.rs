@@ -469,11 +469,10 @@ pub async fn tweets(ctx: &Context<'_>) {
         .send()
         .await;
     assert_eq!(refusal(other), status(422, "idempotency_key_reused"));
-    let ada_id = ctx.ada.id.to_string();
     ctx.server
         .state
         .store
-        .claim_idempotency_key(&ada_id, "key-2", "running")
+        .claim_idempotency_key(*ctx.ada.id, "key-2", "running")
         .await
         .expect("claim");
     let in_flight = ctx
@@ -1048,7 +1047,7 @@ pub async fn admin(ctx: &Context<'_>) {
 /// Every `/v1` operation answers 403 without a valid key, and 429 once the key's quota
 /// is spent.
 pub async fn gateway(ctx: &Context<'_>) {
-    use minitter_server::store::{KeyWrite, PlanSettings};
+    use minitter_server::store::{KeyWrite, NewKey, PlanSettings};
     let store = &ctx.server.state.store;
     let settings = PlanSettings {
         name: "one a day".into(),
@@ -1057,10 +1056,8 @@ pub async fn gateway(ctx: &Context<'_>) {
         quota: Some((1, "DAY".into())),
     };
     let plan = store.create_plan(settings).await.expect("plan");
-    let KeyWrite::Done((_, secret)) = store
-        .create_key("spent", &plan.id, true)
-        .await
-        .expect("key")
+    let KeyWrite::Done(NewKey { secret, .. }) =
+        store.create_key("spent", plan.id, true).await.expect("key")
     else {
         panic!("no key");
     };

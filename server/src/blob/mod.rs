@@ -43,3 +43,9 @@ pub trait BlobStore: Send + Sync {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, BlobError>>;
 }
+
+impl std::fmt::Debug for dyn BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobStore")
+    }
+}

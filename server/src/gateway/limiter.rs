@@ -13,7 +13,9 @@ use std::time::Instant;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use futures::future::BoxFuture;
 
-use crate::store::{Store, StoreError};
+use uuid::Uuid;
+
+use crate::store::{SharedStore, StoreError, UsageCount};
 
 /// A quota period, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub enum Verdict {
 pub trait Limiter: Send + Sync {
     fn acquire<'a>(
         &'a self,
-        key_id: &'a str,
+        key_id: Uuid,
         limits: PlanLimits,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Decision, StoreError>>;
@@ -121,12 +123,8 @@ pub trait Limiter: Send + Sync {
     /// Writes the counts admitted since the last flush to the `usage` table.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Requests admitted for a key on days `since_day..` (YYYY-MM-DD, UTC), written or not.
-    fn used_since<'a>(
-        &'a self,
-        key_id: &'a str,
-        since_day: &'a str,
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// Requests admitted for a key on UTC days `since..`, written or not.
+    fn used_since(&self, key_id: Uuid, since: NaiveDate) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 struct KeyState {
@@ -137,7 +135,7 @@ struct KeyState {
 }
 
 /// Admitted requests not yet written: key id → UTC day → count.
-type Pending = HashMap<String, HashMap<NaiveDate, u64>>;
+type Pending = HashMap<Uuid, HashMap<NaiveDate, u64>>;
 
 /// Counters in this process, for a single instance.
 ///
@@ -145,13 +143,13 @@ type Pending = HashMap<String, HashMap<NaiveDate, u64>>;
 /// been seen; only the first request of a key in a quota period awaits the database (to
 /// count what earlier runs admitted), and it does so holding no lock.
 pub struct InProcessLimiter {
-    store: Store,
-    keys: std::sync::Mutex<HashMap<String, KeyState>>,
+    store: SharedStore,
+    keys: std::sync::Mutex<HashMap<Uuid, KeyState>>,
     pending: std::sync::Mutex<Pending>,
 }
 
 impl InProcessLimiter {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SharedStore) -> Self {
         Self {
             store,
             keys: Default::default(),
@@ -159,7 +157,7 @@ impl InProcessLimiter {
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, KeyState>> {
         self.keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -172,8 +170,8 @@ impl InProcessLimiter {
     }
 
     /// Admitted requests of a key on days `since..` not yet written.
-    fn unflushed_since(&self, key_id: &str, since: NaiveDate) -> u64 {
-        self.pending().get(key_id).map_or(0, |days| {
+    fn unflushed_since(&self, key_id: Uuid, since: NaiveDate) -> u64 {
+        self.pending().get(&key_id).map_or(0, |days| {
             days.iter()
                 .filter(|(day, _)| **day >= since)
                 .map(|(_, n)| n)
@@ -181,21 +179,20 @@ impl InProcessLimiter {
         })
     }
 
-    fn count(&self, key_id: &str, day: NaiveDate) {
-        let mut pending = self.pending();
-        match pending.get_mut(key_id) {
-            Some(days) => *days.entry(day).or_default() += 1,
-            None => {
-                pending.insert(key_id.to_owned(), HashMap::from([(day, 1)]));
-            }
-        }
+    fn count(&self, key_id: Uuid, day: NaiveDate) {
+        *self
+            .pending()
+            .entry(key_id)
+            .or_default()
+            .entry(day)
+            .or_default() += 1;
     }
 }
 
 impl Limiter for InProcessLimiter {
     fn acquire<'a>(
         &'a self,
-        key_id: &'a str,
+        key_id: Uuid,
         limits: PlanLimits,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Decision, StoreError>> {
@@ -209,14 +206,14 @@ impl Limiter for InProcessLimiter {
             if let Some((_, (start, _))) = period {
                 let loaded = self
                     .keys()
-                    .get(key_id)
+                    .get(&key_id)
                     .is_some_and(|state| state.period_start == Some(start));
                 if !loaded {
                     let since = start.date_naive();
-                    let stored = self.store.usage_since(key_id, &since.to_string()).await?;
+                    let stored = self.store.usage_since(key_id, since).await?;
                     let used = stored + self.unflushed_since(key_id, since);
                     let mut keys = self.keys();
-                    let state = keys.entry(key_id.to_owned()).or_insert_with(|| KeyState {
+                    let state = keys.entry(key_id).or_insert_with(|| KeyState {
                         tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
                         refilled: Instant::now(),
                         period_start: None,
@@ -231,18 +228,12 @@ impl Limiter for InProcessLimiter {
 
             let mut keys = self.keys();
             let clock = Instant::now();
-            if !keys.contains_key(key_id) {
-                let fresh = KeyState {
-                    tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
-                    refilled: clock,
-                    period_start: None,
-                    used: 0,
-                };
-                keys.insert(key_id.to_owned(), fresh);
-            }
-            let Some(state) = keys.get_mut(key_id) else {
-                unreachable!("BUG: the entry was inserted under this lock");
-            };
+            let state = keys.entry(key_id).or_insert_with(|| KeyState {
+                tokens: limits.throttle.map_or(0.0, |(_, burst)| burst),
+                refilled: clock,
+                period_start: None,
+                used: 0,
+            });
 
             if let Some((rate, burst)) = limits.throttle {
                 let elapsed = clock
@@ -296,25 +287,19 @@ impl Limiter for InProcessLimiter {
         })
     }
 
-    fn used_since<'a>(
-        &'a self,
-        key_id: &'a str,
-        since_day: &'a str,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn used_since(&self, key_id: Uuid, since: NaiveDate) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let since = since_day.parse::<NaiveDate>().unwrap_or_default();
-            Ok(self.store.usage_since(key_id, since_day).await?
-                + self.unflushed_since(key_id, since))
+            Ok(self.store.usage_since(key_id, since).await? + self.unflushed_since(key_id, since))
         })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let batch: Vec<(String, String, u64)> = std::mem::take(&mut *self.pending())
+            let batch: Vec<UsageCount> = std::mem::take(&mut *self.pending())
                 .into_iter()
-                .flat_map(|(key, days)| {
+                .flat_map(|(key_id, days)| {
                     days.into_iter()
-                        .map(move |(day, n)| (key.clone(), day.to_string(), n))
+                        .map(move |(day, used)| UsageCount { key_id, day, used })
                 })
                 .collect();
             if batch.is_empty() {
@@ -323,9 +308,12 @@ impl Limiter for InProcessLimiter {
             if let Err(error) = self.store.add_usage(&batch).await {
                 // Keep the counts for the next flush: nothing admitted is lost.
                 let mut pending = self.pending();
-                for (key, day, n) in batch {
-                    let day = day.parse::<NaiveDate>().unwrap_or_default();
-                    *pending.entry(key).or_default().entry(day).or_default() += n;
+                for count in batch {
+                    *pending
+                        .entry(count.key_id)
+                        .or_default()
+                        .entry(count.day)
+                        .or_default() += count.used;
                 }
                 return Err(error);
             }

@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 use self::limiter::{Decision, Limiter, Period, PlanLimits, Verdict};
 use crate::error::{ApiError, error_to_response, render_api_error};
-use crate::startup::AppState;
-use crate::store::{Store, StoreError};
+use crate::state::AppState;
+use crate::store::{SharedStore, StoreError, secret_hash};
 use crate::telemetry::RequestId;
 
 /// How long a looked-up key is trusted before it is read again.
@@ -33,8 +35,8 @@ const KEY_CACHE_MAX: usize = 100_000;
 /// A key that may call the API; handlers find it in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct ActiveKey {
-    pub id: String,
-    pub plan_id: String,
+    pub id: Uuid,
+    pub plan_id: Uuid,
     pub limits: PlanLimits,
 }
 
@@ -44,7 +46,7 @@ type KeyCache = HashMap<[u8; 32], (Instant, Option<ActiveKey>)>;
 
 /// Keys, limits and counters.
 pub struct Gateway {
-    store: Store,
+    store: SharedStore,
     limiter: Arc<dyn Limiter>,
     cache: std::sync::Mutex<KeyCache>,
     /// Requests refused for the throttle and for the quota, for metrics.
@@ -59,7 +61,7 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(store: Store, limiter: Arc<dyn Limiter>) -> Self {
+    pub fn new(store: SharedStore, limiter: Arc<dyn Limiter>) -> Self {
         Self {
             store,
             limiter,
@@ -74,9 +76,9 @@ impl Gateway {
         self.cache().clear();
     }
 
-    /// Requests admitted for a key on days `since_day..` (YYYY-MM-DD, UTC).
-    pub async fn used_since(&self, key_id: &str, since_day: &str) -> Result<u64, StoreError> {
-        self.limiter.used_since(key_id, since_day).await
+    /// Requests admitted for a key on UTC days `since..`.
+    pub async fn used_since(&self, key_id: Uuid, since: NaiveDate) -> Result<u64, StoreError> {
+        self.limiter.used_since(key_id, since).await
     }
 
     /// Writes pending usage counts; the server calls it every second and at shutdown.
@@ -98,18 +100,18 @@ impl Gateway {
         {
             return Ok(key.clone());
         }
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = secret_hash(secret);
         let found = self.store.key_by_secret_hash(&hex).await?;
         let active = found.and_then(|(key, plan, stored_hash)| {
             // The index found it by hash; the comparison that decides is constant-time.
             let matches: bool = stored_hash.as_bytes().ct_eq(hex.as_bytes()).into();
             (matches && key.enabled).then(|| ActiveKey {
                 id: key.id,
-                plan_id: plan.id.clone(),
+                plan_id: plan.id,
                 limits: PlanLimits {
                     throttle: plan.throttle.map(|(rate, burst)| (rate, burst as f64)),
-                    quota: plan.quota.and_then(|(limit, period)| {
-                        Some((u64::try_from(limit).ok()?, Period::parse(&period)?))
+                    quota: plan.quota.as_ref().and_then(|(limit, period)| {
+                        Some((u64::try_from(*limit).ok()?, Period::parse(period)?))
                     }),
                 },
             })
@@ -148,7 +150,7 @@ pub async fn enforce<E: Endpoint>(
     };
     let decision = match gateway
         .limiter
-        .acquire(&key.id, key.limits, chrono::Utc::now())
+        .acquire(key.id, key.limits, chrono::Utc::now())
         .await
     {
         Ok(decision) => decision,

@@ -5,7 +5,7 @@ use std::num::NonZeroU64;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{api_id, page_cursor, page_limit};
+use super::{page_cursor, page_limit};
 use crate::error::{ApiError, Result};
 use crate::gateway::limiter::Period;
 use crate::generated::GetUsageReportResponse;
@@ -15,8 +15,10 @@ use crate::generated::{
     GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
     RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
 };
-use crate::startup::AppState;
-use crate::store::{KeyChanges, KeyRecord, KeyWrite, PlanDeletion, PlanRecord, PlanSettings};
+use crate::state::AppState;
+use crate::store::{
+    KeyChanges, KeyRecord, KeyWrite, NewKey, PlanDeletion, PlanRecord, PlanSettings,
+};
 use chrono::TimeZone;
 
 const BAD_ADMIN_TOKEN: ApiError = ApiError::Unauthorized("The admin token is missing or wrong.");
@@ -54,15 +56,12 @@ pub async fn list_usage_plans(
     params: types::ListUsagePlansParams,
 ) -> Result<ListUsagePlansResponse> {
     let before = page_cursor(state, "usage-plans", params.page_token.as_deref())?;
-    let page = state
-        .store
-        .plans(before.as_deref(), page_limit(params.limit))
-        .await?;
+    let page = state.store.plans(before, page_limit(params.limit)).await?;
     Ok(ListUsagePlansResponse::Ok(types::UsagePlanPage {
         items: page.items.iter().map(to_api_plan).collect::<Result<_>>()?,
         next_page: page
             .next
-            .map(|cursor| state.page_tokens.issue("usage-plans", &cursor)),
+            .map(|cursor| state.page_tokens.issue("usage-plans", &cursor.to_string())),
     }))
 }
 
@@ -72,7 +71,7 @@ pub async fn get_usage_plan(
 ) -> Result<GetUsagePlanResponse> {
     let plan = state
         .store
-        .plan(&params.plan_id.0.to_string())
+        .plan(*params.plan_id)
         .await?
         .ok_or(UNKNOWN_PLAN)?;
     Ok(GetUsagePlanResponse::Ok(to_api_plan(&plan)?))
@@ -85,7 +84,7 @@ pub async fn update_usage_plan(
 ) -> Result<UpdateUsagePlanResponse> {
     let plan = state
         .store
-        .update_plan(&params.plan_id.0.to_string(), settings(body))
+        .update_plan(*params.plan_id, settings(body))
         .await?
         .ok_or(UNKNOWN_PLAN)?;
     // The change is committed: this node forgets the keys it cached, at once (other
@@ -98,10 +97,7 @@ pub async fn delete_usage_plan(
     state: &AppState,
     params: types::DeleteUsagePlanParams,
 ) -> Result<DeleteUsagePlanResponse> {
-    let deletion = state
-        .store
-        .delete_plan(&params.plan_id.0.to_string())
-        .await?;
+    let deletion = state.store.delete_plan(*params.plan_id).await?;
     // The change is committed: this node forgets the keys it cached, at once (other
     // nodes within a second, as their cache entries expire).
     state.gateway.forget_keys();
@@ -121,12 +117,12 @@ pub async fn create_api_key(
     let enabled = body.enabled.unwrap_or(true);
     match state
         .store
-        .create_key(&body.name, &body.plan_id.0.to_string(), enabled)
+        .create_key(&body.name, *body.plan_id, enabled)
         .await?
     {
-        KeyWrite::Done((key, secret)) => Ok(CreateApiKeyResponse::Created {
-            location: format!("/admin/v1/api-keys/{}", key.id),
-            body: with_secret(&key, secret)?,
+        KeyWrite::Done(new) => Ok(CreateApiKeyResponse::Created {
+            location: format!("/admin/v1/api-keys/{}", new.record.id),
+            body: with_secret(new),
         }),
         KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
         KeyWrite::NotFound => Err(UNKNOWN_KEY),
@@ -138,15 +134,12 @@ pub async fn list_api_keys(
     params: types::ListApiKeysParams,
 ) -> Result<ListApiKeysResponse> {
     let before = page_cursor(state, "api-keys", params.page_token.as_deref())?;
-    let page = state
-        .store
-        .keys(before.as_deref(), page_limit(params.limit))
-        .await?;
+    let page = state.store.keys(before, page_limit(params.limit)).await?;
     Ok(ListApiKeysResponse::Ok(types::ApiKeyPage {
         items: page.items.iter().map(to_api_key).collect::<Result<_>>()?,
         next_page: page
             .next
-            .map(|cursor| state.page_tokens.issue("api-keys", &cursor)),
+            .map(|cursor| state.page_tokens.issue("api-keys", &cursor.to_string())),
     }))
 }
 
@@ -154,11 +147,7 @@ pub async fn get_api_key(
     state: &AppState,
     params: types::GetApiKeyParams,
 ) -> Result<GetApiKeyResponse> {
-    let key = state
-        .store
-        .key(&params.key_id.0.to_string())
-        .await?
-        .ok_or(UNKNOWN_KEY)?;
+    let key = state.store.key(*params.key_id).await?.ok_or(UNKNOWN_KEY)?;
     Ok(GetApiKeyResponse::Ok(to_api_key(&key)?))
 }
 
@@ -169,13 +158,10 @@ pub async fn update_api_key(
 ) -> Result<UpdateApiKeyResponse> {
     let changes = KeyChanges {
         name: body.name,
-        plan_id: body.plan_id.map(|id| id.0.to_string()),
+        plan_id: body.plan_id.map(|id| id.0),
         enabled: body.enabled,
     };
-    let updated = state
-        .store
-        .update_key(&params.key_id.0.to_string(), changes)
-        .await?;
+    let updated = state.store.update_key(*params.key_id, changes).await?;
     // The change is committed: this node forgets the keys it cached, at once (other
     // nodes within a second, as their cache entries expire).
     state.gateway.forget_keys();
@@ -190,22 +176,22 @@ pub async fn rotate_api_key(
     state: &AppState,
     params: types::RotateApiKeyParams,
 ) -> Result<RotateApiKeyResponse> {
-    let (key, secret) = state
+    let rotated = state
         .store
-        .rotate_key(&params.key_id.0.to_string())
+        .rotate_key(*params.key_id)
         .await?
         .ok_or(UNKNOWN_KEY)?;
     // The change is committed: this node forgets the keys it cached, at once (other
     // nodes within a second, as their cache entries expire).
     state.gateway.forget_keys();
-    Ok(RotateApiKeyResponse::Ok(with_secret(&key, secret)?))
+    Ok(RotateApiKeyResponse::Ok(with_secret(rotated)))
 }
 
 pub async fn delete_api_key(
     state: &AppState,
     params: types::DeleteApiKeyParams,
 ) -> Result<DeleteApiKeyResponse> {
-    let deleted = state.store.delete_key(&params.key_id.0.to_string()).await?;
+    let deleted = state.store.delete_key(*params.key_id).await?;
     // The change is committed: this node forgets the keys it cached, at once (other
     // nodes within a second, as their cache entries expire).
     state.gateway.forget_keys();
@@ -231,8 +217,8 @@ pub async fn get_usage_report(
             detail: "end_date must be on or after start_date, and at most 366 days later.",
         });
     }
-    let plan_id = params.plan_id.0.to_string();
-    let plan = state.store.plan(&plan_id).await?.ok_or(UNKNOWN_PLAN)?;
+    let plan_id = *params.plan_id;
+    let plan = state.store.plan(plan_id).await?.ok_or(UNKNOWN_PLAN)?;
     // Counts admitted in the last second are written first, so the report is exact.
     state.gateway.flush().await?;
     let quota = plan
@@ -244,20 +230,17 @@ pub async fn get_usage_report(
     let from = quota
         .map_or(first_day, |(_, period)| period.bounds(first_day).0)
         .date_naive();
-    let wanted = params.key_id.map(|id| id.0.to_string());
+    let wanted = params.key_id.map(|id| id.0);
     let mut items = std::collections::HashMap::new();
-    for key_id in state.store.keys_in_plan(&plan_id).await? {
-        if wanted.as_ref().is_some_and(|w| *w != key_id) {
+    for key_id in state.store.keys_in_plan(plan_id).await? {
+        if wanted.is_some_and(|w| w != key_id) {
             continue;
         }
-        let rows = state
-            .store
-            .usage_by_day(&key_id, &from.to_string(), &end.to_string())
-            .await?;
-        let by_day: std::collections::HashMap<String, u64> = rows.into_iter().collect();
+        let rows = state.store.usage_by_day(key_id, from, end).await?;
+        let by_day: std::collections::HashMap<chrono::NaiveDate, u64> = rows.into_iter().collect();
         let mut series = Vec::with_capacity(usize::try_from(days).unwrap_or(0));
         for day in start.iter_days().take_while(|day| *day <= end) {
-            let used = by_day.get(&day.to_string()).copied().unwrap_or(0);
+            let used = by_day.get(&day).copied().unwrap_or(0);
             let entry = match quota {
                 None => vec![used],
                 Some((limit, period)) => {
@@ -267,7 +250,7 @@ pub async fn get_usage_report(
                     let spent: u64 = period_start
                         .iter_days()
                         .take_while(|d| *d <= day)
-                        .map(|d| by_day.get(&d.to_string()).copied().unwrap_or(0))
+                        .map(|d| by_day.get(&d).copied().unwrap_or(0))
                         .sum();
                     vec![used, limit.saturating_sub(spent)]
                 }
@@ -279,7 +262,7 @@ pub async fn get_usage_report(
                     .collect(),
             );
         }
-        items.insert(key_id, series);
+        items.insert(key_id.to_string(), series);
     }
     Ok(GetUsageReportResponse::Ok(types::UsageReport {
         plan_id: params.plan_id,
@@ -339,7 +322,7 @@ pub(super) fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
         })
         .transpose()?;
     Ok(types::UsagePlan {
-        id: api_id(&plan.id)?,
+        id: types::Id(plan.id),
         name: plan.name.clone(),
         description: plan.description.clone(),
         throttle,
@@ -350,25 +333,29 @@ pub(super) fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
 
 fn to_api_key(key: &KeyRecord) -> Result<types::ApiKey> {
     Ok(types::ApiKey {
-        id: api_id(&key.id)?,
+        id: types::Id(key.id),
         name: key.name.clone(),
         prefix: key.prefix.clone(),
-        plan_id: api_id(&key.plan_id)?,
+        plan_id: types::Id(key.plan_id),
         enabled: key.enabled,
         created_at: key.created_at,
         last_used_at: key.last_used_at,
     })
 }
 
-fn with_secret(key: &KeyRecord, secret: String) -> Result<types::CreatedApiKey> {
-    Ok(types::CreatedApiKey {
-        id: api_id(&key.id)?,
-        name: key.name.clone(),
-        prefix: key.prefix.clone(),
-        plan_id: api_id(&key.plan_id)?,
+fn with_secret(new: NewKey) -> types::CreatedApiKey {
+    let NewKey {
+        record: key,
+        secret,
+    } = new;
+    types::CreatedApiKey {
+        id: types::Id(key.id),
+        name: key.name,
+        prefix: key.prefix,
+        plan_id: types::Id(key.plan_id),
         enabled: key.enabled,
         created_at: key.created_at,
         last_used_at: key.last_used_at,
         secret,
-    })
+    }
 }

@@ -2,14 +2,14 @@
 
 use secrecy::SecretString;
 
-use super::{BAD_TOKEN, api_id, authenticated_user};
+use super::{BAD_TOKEN, authenticated_user};
 use crate::auth;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
-    AccessToken, AccessTokenTokenType, Credentials, CurrentUser, DisplayName, Email, Username,
+    self, AccessToken, AccessTokenTokenType, Credentials, CurrentUser, DisplayName, Email, Username,
 };
 use crate::generated::{CreateTokenResponse, GetMeResponse};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
 
@@ -25,7 +25,10 @@ pub async fn create_token(state: &AppState, body: Credentials) -> Result<CreateT
         Some(user) if matches => user,
         _ => return Err(BAD_CREDENTIALS),
     };
-    let access_token = state.tokens.issue(&user.id).map_err(ApiError::Internal)?;
+    let access_token = state
+        .tokens
+        .issue(&user.id.to_string())
+        .map_err(ApiError::Internal)?;
     Ok(CreateTokenResponse::Ok(AccessToken {
         access_token,
         token_type: AccessTokenTokenType::Bearer,
@@ -40,9 +43,9 @@ pub async fn create_token(state: &AppState, body: Credentials) -> Result<CreateT
 pub async fn get_me(state: &AppState, request: &poem::Request) -> Result<GetMeResponse> {
     let user_id = authenticated_user(state, request)?;
     // A valid token for a user who no longer exists is as good as no token.
-    let user = state.store.user_by_id(&user_id).await?.ok_or(BAD_TOKEN)?;
+    let user = state.store.user_by_id(user_id).await?.ok_or(BAD_TOKEN)?;
     Ok(GetMeResponse::Ok(CurrentUser {
-        id: api_id(&user.id)?,
+        id: types::Id(user.id),
         username: Username(user.username),
         display_name: DisplayName(user.display_name),
         email: Email(user.email),
@@ -52,7 +55,7 @@ pub async fn get_me(state: &AppState, request: &poem::Request) -> Result<GetMeRe
         picture_url: user
             .picture
             .as_ref()
-            .map(|_| super::pictures::picture_url(&user.id)),
+            .map(|_| super::pictures::picture_url(user.id)),
         tweet_count: user.tweet_count,
     }))
 }

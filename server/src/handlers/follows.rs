@@ -9,7 +9,7 @@ use crate::generated::types::{
 use crate::generated::{
     FollowUserResponse, ListFollowersResponse, ListFollowingResponse, UnfollowUserResponse,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::EdgeChange;
 
 pub async fn follow_user(
@@ -18,14 +18,14 @@ pub async fn follow_user(
     params: FollowUserParams,
 ) -> Result<FollowUserResponse> {
     let me = authenticated_user(state, request)?;
-    let followee = params.user_id.0.to_string();
+    let followee = *params.user_id;
     if followee == me {
         return Err(ApiError::Unprocessable {
             code: "cannot_follow_self",
             detail: "You cannot follow yourself.",
         });
     }
-    match state.store.follow(&me, &followee).await? {
+    match state.store.follow(me, followee).await? {
         EdgeChange::UnknownUser => Err(UNKNOWN_USER),
         EdgeChange::Changed | EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
     }
@@ -37,11 +37,11 @@ pub async fn unfollow_user(
     params: UnfollowUserParams,
 ) -> Result<UnfollowUserResponse> {
     let me = authenticated_user(state, request)?;
-    let followee = params.user_id.0.to_string();
-    if state.store.user_by_id(&followee).await?.is_none() {
+    let followee = *params.user_id;
+    if state.store.user_by_id(followee).await?.is_none() {
         return Err(UNKNOWN_USER);
     }
-    state.store.unfollow(&me, &followee).await?;
+    state.store.unfollow(me, followee).await?;
     Ok(UnfollowUserResponse::NoContent)
 }
 
@@ -89,30 +89,20 @@ async fn list_edges(
     limit: Option<std::num::NonZeroU32>,
     page_token: Option<String>,
 ) -> Result<types::UserPage> {
-    let user = user_id.0.to_string();
+    let user = user_id.0;
     let list = match edges {
         Edges::Followers => format!("followers:{user}"),
         Edges::Following => format!("following:{user}"),
     };
-    let before = page_cursor(state, &list, page_token.as_deref())?
-        .map(|cursor| {
-            cursor
-                .parse::<i64>()
-                .map_err(|_| ApiError::InvalidPageToken)
-        })
-        .transpose()?;
-    require_user(state, &user).await?;
+    let before: Option<i64> = page_cursor(state, &list, page_token.as_deref())?;
+    require_user(state, user).await?;
     let limit = page_limit(limit);
     let page = match edges {
-        Edges::Followers => state.store.followers(&user, before, limit).await?,
-        Edges::Following => state.store.following(&user, before, limit).await?,
+        Edges::Followers => state.store.followers(user, before, limit).await?,
+        Edges::Following => state.store.following(user, before, limit).await?,
     };
     Ok(types::UserPage {
-        items: page
-            .items
-            .iter()
-            .map(public_profile)
-            .collect::<Result<_>>()?,
+        items: page.items.iter().map(public_profile).collect(),
         next_page: page
             .next
             .map(|edge| state.page_tokens.issue(&list, &edge.to_string())),

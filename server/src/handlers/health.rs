@@ -8,7 +8,7 @@ use super::request_id;
 use crate::error::{RETRY_AFTER_SECONDS, Result, problem};
 use crate::generated::types::{HealthStatus, HealthStatusStatus};
 use crate::generated::{GetHealthResponse, GetReadinessResponse};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A readiness check that takes longer than this counts as a failure.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);

@@ -20,6 +20,8 @@ mod users;
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use crate::error::{ApiError, Result};
 use crate::generated::types;
 use crate::generated::{
@@ -34,7 +36,7 @@ use crate::generated::{
     RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
 };
 use crate::pagination::DEFAULT_LIMIT;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::RequestId;
 
 /// The server's implementation of the contract.
@@ -300,16 +302,16 @@ pub use pictures::{sweep_orphan_pictures_hourly, sweep_orphans};
 const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
 
 /// The id of the user whose valid bearer token the request carries.
-fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<String> {
+fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<Uuid> {
     let token = crate::auth::bearer_token(request).ok_or(BAD_TOKEN)?;
     let claims = state.tokens.verify(token).ok_or(BAD_TOKEN)?;
-    Ok(claims.sub)
+    claims.sub.parse().map_err(|_| BAD_TOKEN)
 }
 
 const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
 
 /// 404 unless the user exists.
-async fn require_user(state: &AppState, id: &str) -> Result<()> {
+async fn require_user(state: &AppState, id: Uuid) -> Result<()> {
     state
         .store
         .user_by_id(id)
@@ -319,12 +321,17 @@ async fn require_user(state: &AppState, id: &str) -> Result<()> {
 }
 
 /// The cursor of a page token issued for `list`; any other token is a 400.
-fn page_cursor(state: &AppState, list: &str, token: Option<&str>) -> Result<Option<String>> {
+fn page_cursor<C: std::str::FromStr>(
+    state: &AppState,
+    list: &str,
+    token: Option<&str>,
+) -> Result<Option<C>> {
     token
         .map(|token| {
             state
                 .page_tokens
                 .verify(list, token)
+                .and_then(|cursor| cursor.parse().ok())
                 .ok_or(ApiError::InvalidPageToken)
         })
         .transpose()
@@ -342,12 +349,4 @@ fn request_id(request: &poem::Request) -> String {
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default()
-}
-
-/// A stored id as the API's `Id` type. Ids are written only by this server, so a bad one
-/// is corrupt data, not bad input.
-fn api_id(id: &str) -> Result<types::Id> {
-    id.parse::<uuid::Uuid>()
-        .map(types::Id)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored id {id:?} is not a UUID: {e}")))
 }

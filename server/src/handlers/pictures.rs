@@ -18,7 +18,7 @@ use super::authenticated_user;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{GetPictureParams, Picture, PictureContentType};
 use crate::generated::{GetPictureResponse, PutPictureResponse};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::PictureRecord;
 
 /// The largest width and height accepted: a guard against decompression bombs, checked
@@ -90,7 +90,7 @@ pub async fn put_picture(
     };
 
     state.pictures.put(&picture.key, body, content_type).await?;
-    let old = match state.store.set_picture(&me, &picture).await {
+    let old = match state.store.set_picture(me, &picture).await {
         Ok(old) => old,
         Err(error) => {
             if let Err(cleanup) = state.pictures.delete(&picture.key).await {
@@ -105,7 +105,7 @@ pub async fn put_picture(
         tracing::warn!(%error, "a replaced picture is left for the sweep");
     }
     Ok(PutPictureResponse::Ok(Picture {
-        url: picture_url(&me),
+        url: picture_url(me),
         content_type: content_type
             .parse::<PictureContentType>()
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
@@ -119,10 +119,9 @@ pub async fn put_picture(
 }
 
 pub async fn get_picture(state: &AppState, params: GetPictureParams) -> Result<GetPictureResponse> {
-    let user_id = params.user_id.0.to_string();
     let user = state
         .store
-        .user_by_id(&user_id)
+        .user_by_id(*params.user_id)
         .await?
         .ok_or(super::UNKNOWN_USER)?;
     let picture = user
@@ -163,7 +162,7 @@ fn not_an_image_size() -> ApiError {
 }
 
 /// Where a user's picture is served.
-pub fn picture_url(user_id: &str) -> String {
+pub fn picture_url(user_id: uuid::Uuid) -> String {
     format!("/v1/users/{user_id}/picture")
 }
 

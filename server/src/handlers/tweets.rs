@@ -3,7 +3,9 @@
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{api_id, authenticated_user, page_cursor, page_limit, require_user};
+use uuid::Uuid;
+
+use super::{authenticated_user, page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
     self, CreateTweetParams, DeleteTweetParams, GetTimelineParams, GetTweetParams,
@@ -13,8 +15,8 @@ use crate::generated::{
     CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
     ListUserTweetsResponse,
 };
-use crate::startup::AppState;
-use crate::store::{Claim, Deletion, Page, Store, StoredResponse, TweetRecord};
+use crate::state::AppState;
+use crate::store::{Claim, Deletion, Page, StoredResponse, TweetRecord};
 
 const UNKNOWN_TWEET: ApiError = ApiError::NotFound("No tweet has this id.");
 
@@ -26,14 +28,14 @@ pub async fn create_tweet(
 ) -> Result<CreateTweetResponse> {
     let me = authenticated_user(state, request)?;
     let Some(key) = params.idempotency_key else {
-        let tweet = Store::new_tweet(&me, body.text.0);
+        let tweet = TweetRecord::new(me, body.text.0);
         state.store.insert_tweet(&tweet, None).await?;
         return created(&tweet);
     };
 
     match state
         .store
-        .claim_idempotency_key(&me, &key, &request_hash(&body))
+        .claim_idempotency_key(me, &key, &request_hash(&body))
         .await?
     {
         Claim::Claimed => {}
@@ -46,19 +48,19 @@ pub async fn create_tweet(
         Claim::InFlight => return Err(ApiError::RequestInFlight),
         Claim::Replay { location, body, .. } => return replay(location, body),
     }
-    let tweet = Store::new_tweet(&me, body.text.0);
-    let response = to_api(&tweet)?;
+    let tweet = TweetRecord::new(me, body.text.0);
+    let response = to_api(&tweet);
     let location = location_of(&tweet);
     let stored_body = serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.into()))?;
     let stored = StoredResponse {
-        user_id: &me,
+        user_id: me,
         key: &key,
         location: &location,
         body: &stored_body,
     };
     if let Err(error) = state.store.insert_tweet(&tweet, Some(stored)).await {
         // Nothing was written: free the key so that a retry can run.
-        if let Err(release) = state.store.release_idempotency_key(&me, &key).await {
+        if let Err(release) = state.store.release_idempotency_key(me, &key).await {
             tracing::warn!(error = %release, "could not release an idempotency key");
         }
         return Err(error.into());
@@ -72,10 +74,10 @@ pub async fn create_tweet(
 pub async fn get_tweet(state: &AppState, params: GetTweetParams) -> Result<GetTweetResponse> {
     let tweet = state
         .store
-        .tweet(&params.tweet_id.0.to_string())
+        .tweet(*params.tweet_id)
         .await?
         .ok_or(UNKNOWN_TWEET)?;
-    Ok(GetTweetResponse::Ok(to_api(&tweet)?))
+    Ok(GetTweetResponse::Ok(to_api(&tweet)))
 }
 
 pub async fn delete_tweet(
@@ -84,11 +86,7 @@ pub async fn delete_tweet(
     params: DeleteTweetParams,
 ) -> Result<DeleteTweetResponse> {
     let me = authenticated_user(state, request)?;
-    match state
-        .store
-        .delete_tweet(&params.tweet_id.0.to_string(), &me)
-        .await?
-    {
+    match state.store.delete_tweet(*params.tweet_id, me).await? {
         Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
         Deletion::NotTheAuthor => Err(ApiError::Forbidden("Only the author may delete a tweet.")),
         Deletion::NotFound => Err(UNKNOWN_TWEET),
@@ -99,15 +97,15 @@ pub async fn list_user_tweets(
     state: &AppState,
     params: ListUserTweetsParams,
 ) -> Result<ListUserTweetsResponse> {
-    let user = params.user_id.0.to_string();
+    let user = *params.user_id;
     let list = format!("tweets:{user}");
     let before = page_cursor(state, &list, params.page_token.as_deref())?;
-    require_user(state, &user).await?;
+    require_user(state, user).await?;
     let page = state
         .store
-        .tweets_by(&user, before.as_deref(), page_limit(params.limit))
+        .tweets_by(user, before, page_limit(params.limit))
         .await?;
-    Ok(ListUserTweetsResponse::Ok(tweet_page(state, &list, page)?))
+    Ok(ListUserTweetsResponse::Ok(tweet_page(state, &list, page)))
 }
 
 pub async fn get_timeline(
@@ -120,9 +118,9 @@ pub async fn get_timeline(
     let before = page_cursor(state, &list, params.page_token.as_deref())?;
     let page = state
         .store
-        .timeline(&me, before.as_deref(), page_limit(params.limit))
+        .timeline(me, before, page_limit(params.limit))
         .await?;
-    Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)?))
+    Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)))
 }
 
 /// The hash an Idempotency-Key is bound to: the request body as the server understood it.
@@ -148,7 +146,7 @@ fn replay(location: Option<String>, body: Option<String>) -> Result<CreateTweetR
 
 fn created(tweet: &TweetRecord) -> Result<CreateTweetResponse> {
     Ok(CreateTweetResponse::Created {
-        body: to_api(tweet)?,
+        body: to_api(tweet),
         location: location_of(tweet),
     })
 }
@@ -157,24 +155,20 @@ fn location_of(tweet: &TweetRecord) -> String {
     format!("/v1/tweets/{}", tweet.id)
 }
 
-fn to_api(tweet: &TweetRecord) -> Result<types::Tweet> {
-    Ok(types::Tweet {
-        id: api_id(&tweet.id)?,
-        author_id: api_id(&tweet.author_id)?,
+fn to_api(tweet: &TweetRecord) -> types::Tweet {
+    types::Tweet {
+        id: types::Id(tweet.id),
+        author_id: types::Id(tweet.author_id),
         text: types::TweetText(tweet.text.clone()),
         created_at: tweet.created_at,
-    })
+    }
 }
 
-fn tweet_page(
-    state: &AppState,
-    list: &str,
-    page: Page<TweetRecord, String>,
-) -> Result<types::TweetPage> {
-    Ok(types::TweetPage {
-        items: page.items.iter().map(to_api).collect::<Result<_>>()?,
+fn tweet_page(state: &AppState, list: &str, page: Page<TweetRecord, Uuid>) -> types::TweetPage {
+    types::TweetPage {
+        items: page.items.iter().map(to_api).collect(),
         next_page: page
             .next
-            .map(|cursor| state.page_tokens.issue(list, &cursor)),
-    })
+            .map(|cursor| state.page_tokens.issue(list, &cursor.to_string())),
+    }
 }

@@ -1,13 +1,12 @@
 //! `usage` tag: a partner's own plan and usage.
 
 use super::admin::to_api_plan;
-use super::api_id;
 use crate::error::{ApiError, Result};
 use crate::gateway::ActiveKey;
 use crate::gateway::limiter::Period;
 use crate::generated::GetUsageResponse;
-use crate::generated::types::KeyUsage;
-use crate::startup::AppState;
+use crate::generated::types::{self, KeyUsage};
+use crate::state::AppState;
 
 pub async fn get_usage(state: &AppState, request: &poem::Request) -> Result<GetUsageResponse> {
     // The gateway put the calling key here; without it (gateway off) there is no key.
@@ -19,7 +18,7 @@ pub async fn get_usage(state: &AppState, request: &poem::Request) -> Result<GetU
         ))?;
     let plan = state
         .store
-        .plan(&key.plan_id)
+        .plan(key.plan_id)
         .await?
         .ok_or(ApiError::Forbidden("The key's plan is gone."))?;
     let now = chrono::Utc::now();
@@ -30,10 +29,10 @@ pub async fn get_usage(state: &AppState, request: &poem::Request) -> Result<GetU
         .bounds(now);
     let used = state
         .gateway
-        .used_since(&key.id, &period_start.format("%Y-%m-%d").to_string())
+        .used_since(key.id, period_start.date_naive())
         .await?;
     Ok(GetUsageResponse::Ok(KeyUsage {
-        key_id: api_id(&key.id)?,
+        key_id: types::Id(key.id),
         plan: to_api_plan(&plan)?,
         period_start,
         period_end,

@@ -2,12 +2,11 @@
 
 use secrecy::SecretString;
 
-use super::api_id;
 use crate::auth;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{self, DisplayName, GetUserParams, NewUser, Username};
 use crate::generated::{GetUserResponse, SignUpResponse};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{NewUserRecord, UserRecord};
 
 pub async fn sign_up(state: &AppState, body: NewUser) -> Result<SignUpResponse> {
@@ -29,23 +28,23 @@ pub async fn sign_up(state: &AppState, body: NewUser) -> Result<SignUpResponse> 
         .await?;
     Ok(SignUpResponse::Created {
         location: format!("/v1/users/{}", record.id),
-        body: public_profile(&record)?,
+        body: public_profile(&record),
     })
 }
 
 pub async fn get_user(state: &AppState, params: GetUserParams) -> Result<GetUserResponse> {
     let user = state
         .store
-        .user_by_id(&params.user_id.0.to_string())
+        .user_by_id(*params.user_id)
         .await?
         .ok_or(ApiError::NotFound("No user has this id."))?;
-    Ok(GetUserResponse::Ok(public_profile(&user)?))
+    Ok(GetUserResponse::Ok(public_profile(&user)))
 }
 
 /// The fields of a user that anyone may see.
-pub fn public_profile(record: &UserRecord) -> Result<types::User> {
-    Ok(types::User {
-        id: api_id(&record.id)?,
+pub fn public_profile(record: &UserRecord) -> types::User {
+    types::User {
+        id: types::Id(record.id),
         username: Username(record.username.clone()),
         display_name: DisplayName(record.display_name.clone()),
         created_at: record.created_at,
@@ -55,6 +54,6 @@ pub fn public_profile(record: &UserRecord) -> Result<types::User> {
         picture_url: record
             .picture
             .as_ref()
-            .map(|_| super::pictures::picture_url(&record.id)),
-    })
+            .map(|_| super::pictures::picture_url(record.id)),
+    }
 }

@@ -1,7 +1,10 @@
 //! The operator API: the admin token, secrets shown once, and the development bootstrap.
 
 use minitter_server::startup::Application;
+use minitter_server::store::secret_hash;
 use serde_json::{Value, json};
+
+use minitter_test_support::{Backend, TestDatabase, on_every_backend};
 
 use crate::helpers::{assert_problem, spawn_app, test_config};
 
@@ -12,9 +15,8 @@ fn admin_token(app: &crate::helpers::TestApp) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn a_key_secret_is_shown_at_creation_and_rotation_only() {
-    let app = spawn_app().await;
+async fn a_key_secret_is_shown_at_creation_and_rotation_only(backend: Backend) {
+    let app = spawn_app(backend).await;
     let auth = format!("Bearer {}", admin_token(&app));
     let plan: Value = app
         .http
@@ -68,6 +70,19 @@ async fn a_key_secret_is_shown_at_creation_and_rotation_only() {
         );
         assert!(!text.contains("secret"), "{path} has a secret field");
     }
+    // Stored as a hash only: the new secret's hash finds the key, the old one's nothing.
+    let store = app.store();
+    let (_, _, stored) = store
+        .key_by_secret_hash(&secret_hash(&new_secret))
+        .await
+        .expect("lookup")
+        .expect("the key");
+    assert!(stored.len() == 64 && !stored.contains(&new_secret));
+    let old = store.key_by_secret_hash(&secret_hash(&secret)).await;
+    assert!(old.expect("lookup").is_none());
+    if backend != Backend::Sqlite {
+        return;
+    }
     let db = std::fs::read(app.data_dir.join("minitter.db")).expect("db");
     let wal = std::fs::read(app.data_dir.join("minitter.db-wal")).unwrap_or_default();
     for file in [&db, &wal] {
@@ -80,9 +95,8 @@ async fn a_key_secret_is_shown_at_creation_and_rotation_only() {
     }
 }
 
-#[tokio::test]
-async fn the_operator_api_needs_the_admin_token_exactly() {
-    let app = spawn_app().await;
+async fn the_operator_api_needs_the_admin_token_exactly(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = admin_token(&app);
     app.sign_up("ada", "ada@example.com").await;
     let user_token = app.log_in("ada@example.com").await;
@@ -108,9 +122,8 @@ async fn the_operator_api_needs_the_admin_token_exactly() {
     assert_eq!(ok.status(), 200);
 }
 
-#[tokio::test]
-async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once() {
-    let app = spawn_app().await;
+async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let auth = format!("Bearer {}", admin_token(&app));
     let get = |path: &'static str| {
         app.http
@@ -147,13 +160,10 @@ async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once() 
 
     // A restart finds the plans and creates nothing more.
     let before = plans["items"].as_array().expect("items").len();
-    let again = Application::build(test_config(&app.data_dir))
-        .await
-        .expect("restart");
+    let again = app.restart().await;
     assert_eq!(
         again
-            .state()
-            .store
+            .store()
             .plans(None, 100)
             .await
             .expect("plans")
@@ -166,7 +176,7 @@ async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once() 
 #[tokio::test]
 async fn production_needs_an_admin_token() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(dir.path());
+    let mut config = test_config(dir.path(), &TestDatabase::create(Backend::Sqlite).await);
     config.production = true;
     config.jwt_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned().into());
     let error = Application::build(config).await.err().expect("refused");
@@ -176,10 +186,9 @@ async fn production_needs_an_admin_token() {
     );
 }
 
-#[test]
-fn the_admin_commands_create_plans_and_keys_from_the_shell() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let run = |args: &[&str]| crate::helpers::admin_cli(dir.path(), args);
+async fn the_admin_commands_create_plans_and_keys_from_the_shell(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let run = |args: &[&str]| app.admin_cli(args);
     let created = run(&[
         "create-plan",
         "--name",
@@ -213,3 +222,10 @@ fn the_admin_commands_create_plans_and_keys_from_the_shell() {
     let rotated = run(&["rotate-key", &key_id]);
     assert!(rotated.contains("x-api-key: mk_") && !rotated.contains(&secret));
 }
+
+on_every_backend!(
+    a_key_secret_is_shown_at_creation_and_rotation_only,
+    the_operator_api_needs_the_admin_token_exactly,
+    a_first_development_start_creates_a_default_plan_and_a_demo_key_once,
+    the_admin_commands_create_plans_and_keys_from_the_shell,
+);

@@ -5,10 +5,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
 
+use minitter_test_support::{Backend, on_every_backend};
+
 use crate::helpers::{TestApp, assert_problem, spawn_app};
 
-async fn app_with_user() -> (TestApp, String) {
-    let app = spawn_app().await;
+async fn app_with_user(backend: Backend) -> (TestApp, String) {
+    let app = spawn_app(backend).await;
     let id = app.sign_up("ada_l", "ada@example.com").await;
     (app, id)
 }
@@ -33,9 +35,8 @@ async fn assert_refused(app: &TestApp, token: &str) {
     assert_problem(response, 401, "unauthorized").await;
 }
 
-#[tokio::test]
-async fn a_logged_in_user_sees_their_private_profile() {
-    let (app, id) = app_with_user().await;
+async fn a_logged_in_user_sees_their_private_profile(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let token = app.log_in("ADA@example.com").await;
 
     let response = app.get_me(Some(&format!("Bearer {token}"))).await;
@@ -46,9 +47,8 @@ async fn a_logged_in_user_sees_their_private_profile() {
     assert_eq!(me["email"], "ada@example.com");
 }
 
-#[tokio::test]
-async fn the_token_says_who_for_how_long_and_by_whom() {
-    let (app, id) = app_with_user().await;
+async fn the_token_says_who_for_how_long_and_by_whom(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let token = app.log_in("ada@example.com").await;
     let payload = token.split('.').nth(1).expect("payload");
     let claims: Value =
@@ -60,9 +60,8 @@ async fn the_token_says_who_for_how_long_and_by_whom() {
     assert_eq!(lifetime, 3600);
 }
 
-#[tokio::test]
-async fn a_wrong_password_and_an_unknown_email_get_the_same_401() {
-    let (app, _) = app_with_user().await;
+async fn a_wrong_password_and_an_unknown_email_get_the_same_401(backend: Backend) {
+    let (app, _) = app_with_user(backend).await;
     let wrong_password = json!({"email": "ada@example.com", "password": "not the password"});
     let unknown_email = json!({"email": "bob@example.com", "password": "not the password"});
 
@@ -81,9 +80,8 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_401() {
     assert_eq!(a["detail"], b["detail"]);
 }
 
-#[tokio::test]
-async fn a_missing_or_malformed_authorization_is_401() {
-    let (app, _) = app_with_user().await;
+async fn a_missing_or_malformed_authorization_is_401(backend: Backend) {
+    let (app, _) = app_with_user(backend).await;
     for authorization in [
         None,
         Some("Bearer"),
@@ -96,9 +94,8 @@ async fn a_missing_or_malformed_authorization_is_401() {
     }
 }
 
-#[tokio::test]
-async fn alg_none_is_refused_in_any_spelling() {
-    let (app, id) = app_with_user().await;
+async fn alg_none_is_refused_in_any_spelling(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let payload = URL_SAFE_NO_PAD.encode(claims(&id).to_string());
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
@@ -106,9 +103,8 @@ async fn alg_none_is_refused_in_any_spelling() {
     }
 }
 
-#[tokio::test]
-async fn a_token_signed_with_another_key_is_refused() {
-    let (app, id) = app_with_user().await;
+async fn a_token_signed_with_another_key_is_refused(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     assert_refused(
         &app,
         &sign(&claims(&id), "another key that is also 32 bytes long"),
@@ -116,9 +112,8 @@ async fn a_token_signed_with_another_key_is_refused() {
     .await;
 }
 
-#[tokio::test]
-async fn an_expired_token_is_refused() {
-    let (app, id) = app_with_user().await;
+async fn an_expired_token_is_refused(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let mut expired = claims(&id);
     let now = get_current_timestamp();
     expired["iat"] = json!(now - 3600);
@@ -126,9 +121,8 @@ async fn an_expired_token_is_refused() {
     assert_refused(&app, &sign(&expired, &app.jwt_secret())).await;
 }
 
-#[tokio::test]
-async fn a_token_for_another_issuer_or_audience_is_refused() {
-    let (app, id) = app_with_user().await;
+async fn a_token_for_another_issuer_or_audience_is_refused(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let secret = app.jwt_secret();
     // The right key with the right claims works, so the refusals below are about the claims.
     let response = app
@@ -149,9 +143,8 @@ async fn a_token_for_another_issuer_or_audience_is_refused() {
     assert_refused(&app, &sign(&no_expiry, &secret)).await;
 }
 
-#[tokio::test]
-async fn a_tampered_payload_is_refused() {
-    let (app, id) = app_with_user().await;
+async fn a_tampered_payload_is_refused(backend: Backend) {
+    let (app, id) = app_with_user(backend).await;
     let other = app.sign_up("bob_b", "bob@example.com").await;
     let token = app.log_in("ada@example.com").await;
     let parts: Vec<&str> = token.split('.').collect();
@@ -163,3 +156,15 @@ async fn a_tampered_payload_is_refused() {
     )
     .await;
 }
+
+on_every_backend!(
+    a_logged_in_user_sees_their_private_profile,
+    the_token_says_who_for_how_long_and_by_whom,
+    a_wrong_password_and_an_unknown_email_get_the_same_401,
+    a_missing_or_malformed_authorization_is_401,
+    alg_none_is_refused_in_any_spelling,
+    a_token_signed_with_another_key_is_refused,
+    an_expired_token_is_refused,
+    a_token_for_another_issuer_or_audience_is_refused,
+    a_tampered_payload_is_refused,
+);

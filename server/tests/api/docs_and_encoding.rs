@@ -4,13 +4,14 @@ use std::io::{Read, Write};
 
 use serde_json::json;
 
+use minitter_test_support::{Backend, on_every_backend};
+
 use crate::helpers::{PASSWORD, spawn_app};
 
 const SPEC: &str = include_str!("../../../openapi.yaml");
 
-#[tokio::test]
-async fn the_spec_is_served_byte_for_byte() {
-    let app = spawn_app().await;
+async fn the_spec_is_served_byte_for_byte(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .get(app.url("/openapi.yaml"))
@@ -22,9 +23,8 @@ async fn the_spec_is_served_byte_for_byte() {
     assert_eq!(response.text().await.expect("text"), SPEC);
 }
 
-#[tokio::test]
-async fn swagger_ui_is_served_for_the_spec() {
-    let app = spawn_app().await;
+async fn swagger_ui_is_served_for_the_spec(backend: Backend) {
+    let app = spawn_app(backend).await;
     let redirect = app
         .http
         .get(app.url("/docs"))
@@ -61,9 +61,8 @@ async fn swagger_ui_is_served_for_the_spec() {
     assert_eq!(missing.status(), 404);
 }
 
-#[tokio::test]
-async fn responses_are_gzipped_when_asked_and_vary_on_accept_encoding() {
-    let app = spawn_app().await;
+async fn responses_are_gzipped_when_asked_and_vary_on_accept_encoding(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .get(app.url("/openapi.yaml"))
@@ -82,9 +81,8 @@ async fn responses_are_gzipped_when_asked_and_vary_on_accept_encoding() {
     assert_eq!(text, SPEC);
 }
 
-#[tokio::test]
-async fn brotli_is_preferred_when_equally_acceptable_and_identity_means_none() {
-    let app = spawn_app().await;
+async fn brotli_is_preferred_when_equally_acceptable_and_identity_means_none(backend: Backend) {
+    let app = spawn_app(backend).await;
     let get = |encoding: &'static str| {
         app.http
             .get(app.url("/openapi.yaml"))
@@ -97,9 +95,8 @@ async fn brotli_is_preferred_when_equally_acceptable_and_identity_means_none() {
     assert!(identity.headers().get("content-encoding").is_none());
 }
 
-#[tokio::test]
-async fn a_gzipped_request_body_is_accepted() {
-    let app = spawn_app().await;
+async fn a_gzipped_request_body_is_accepted(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body =
         json!({"username": "ada_l", "email": "ada@example.com", "password": PASSWORD}).to_string();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -118,9 +115,8 @@ async fn a_gzipped_request_body_is_accepted() {
     assert_eq!(response.status(), 201);
 }
 
-#[tokio::test]
-async fn an_unknown_content_encoding_is_415() {
-    let app = spawn_app().await;
+async fn an_unknown_content_encoding_is_415(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .post(app.url("/v1/users"))
@@ -136,3 +132,12 @@ async fn an_unknown_content_encoding_is_415() {
         "application/problem+json"
     );
 }
+
+on_every_backend!(
+    the_spec_is_served_byte_for_byte,
+    swagger_ui_is_served_for_the_spec,
+    responses_are_gzipped_when_asked_and_vary_on_accept_encoding,
+    brotli_is_preferred_when_equally_acceptable_and_identity_means_none,
+    a_gzipped_request_body_is_accepted,
+    an_unknown_content_encoding_is_415,
+);

@@ -2,11 +2,12 @@
 
 use serde_json::{Value, json};
 
+use minitter_test_support::{Backend, on_every_backend};
+
 use crate::helpers::{assert_problem, spawn_app};
 
-#[tokio::test]
-async fn sign_up_with_three_invalid_fields_lists_all_three_with_pointers() {
-    let app = spawn_app().await;
+async fn sign_up_with_three_invalid_fields_lists_all_three_with_pointers(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = json!({"username": "a", "email": "nope", "password": "short"});
 
     let problem = assert_problem(
@@ -32,9 +33,8 @@ async fn sign_up_with_three_invalid_fields_lists_all_three_with_pointers() {
     assert!(!problem.to_string().contains("short"));
 }
 
-#[tokio::test]
-async fn a_rejected_sign_up_creates_nothing() {
-    let app = spawn_app().await;
+async fn a_rejected_sign_up_creates_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let bad =
         json!({"username": "ada_l", "email": "nope", "password": "correct horse battery staple"});
     assert_eq!(app.post_json("/v1/users", &bad).await.status(), 400);
@@ -43,9 +43,8 @@ async fn a_rejected_sign_up_creates_nothing() {
     app.sign_up("ada_l", "ada@example.com").await;
 }
 
-#[tokio::test]
-async fn unknown_and_missing_properties_are_named() {
-    let app = spawn_app().await;
+async fn unknown_and_missing_properties_are_named(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body =
         json!({"username": "ada_l", "password": "correct horse battery staple", "admin": true});
 
@@ -77,9 +76,8 @@ async fn unknown_and_missing_properties_are_named() {
     );
 }
 
-#[tokio::test]
-async fn invalid_json_is_a_400_problem() {
-    let app = spawn_app().await;
+async fn invalid_json_is_a_400_problem(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .post(app.url("/v1/users"))
@@ -91,9 +89,8 @@ async fn invalid_json_is_a_400_problem() {
     assert_problem(response, 400, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn a_path_parameter_that_is_not_a_uuid_is_a_400_naming_it() {
-    let app = spawn_app().await;
+async fn a_path_parameter_that_is_not_a_uuid_is_a_400_naming_it(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .get(app.url("/v1/users/123"))
@@ -105,9 +102,8 @@ async fn a_path_parameter_that_is_not_a_uuid_is_a_400_naming_it() {
     assert_eq!(problem["errors"][0]["pointer"], "/user_id");
 }
 
-#[tokio::test]
-async fn an_unknown_route_is_a_404_problem() {
-    let app = spawn_app().await;
+async fn an_unknown_route_is_a_404_problem(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .get(app.url("/v1/nothing-here"))
@@ -117,9 +113,8 @@ async fn an_unknown_route_is_a_404_problem() {
     assert_problem(response, 404, "not_found").await;
 }
 
-#[tokio::test]
-async fn undeclared_methods_are_405_with_allow() {
-    let app = spawn_app().await;
+async fn undeclared_methods_are_405_with_allow(backend: Backend) {
+    let app = spawn_app(backend).await;
     for method in ["TRACE", "QUERY", "DELETE", "PATCH", "GET"] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = app
@@ -133,9 +128,8 @@ async fn undeclared_methods_are_405_with_allow() {
     }
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_413_even_without_a_content_length() {
-    let app = spawn_app().await;
+async fn a_body_over_the_limit_is_413_even_without_a_content_length(backend: Backend) {
+    let app = spawn_app(backend).await;
     let big = format!("{{\"username\": \"{}\"}}", "a".repeat(100_000));
 
     let sized = app
@@ -169,9 +163,8 @@ async fn a_body_over_the_limit_is_413_even_without_a_content_length() {
     .await;
 }
 
-#[tokio::test]
-async fn a_wrong_content_type_is_415() {
-    let app = spawn_app().await;
+async fn a_wrong_content_type_is_415(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .post(app.url("/v1/users"))
@@ -183,9 +176,10 @@ async fn a_wrong_content_type_is_415() {
     assert_problem(response, 415, "unsupported_media_type").await;
 }
 
-#[tokio::test]
-async fn every_response_carries_a_request_id_and_a_well_formed_incoming_one_is_kept() {
-    let app = spawn_app().await;
+async fn every_response_carries_a_request_id_and_a_well_formed_incoming_one_is_kept(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let fresh = app
         .http
         .get(app.url("/healthz"))
@@ -217,9 +211,8 @@ async fn every_response_carries_a_request_id_and_a_well_formed_incoming_one_is_k
     assert_ne!(replaced.headers()["x-request-id"], "a b");
 }
 
-#[tokio::test]
-async fn readiness_reports_the_database() {
-    let app = spawn_app().await;
+async fn readiness_reports_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .get(app.url("/readyz"))
@@ -230,3 +223,17 @@ async fn readiness_reports_the_database() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({"status": "ok"}));
 }
+
+on_every_backend!(
+    sign_up_with_three_invalid_fields_lists_all_three_with_pointers,
+    a_rejected_sign_up_creates_nothing,
+    unknown_and_missing_properties_are_named,
+    invalid_json_is_a_400_problem,
+    a_path_parameter_that_is_not_a_uuid_is_a_400_naming_it,
+    an_unknown_route_is_a_404_problem,
+    undeclared_methods_are_405_with_allow,
+    a_body_over_the_limit_is_413_even_without_a_content_length,
+    a_wrong_content_type_is_415,
+    every_response_carries_a_request_id_and_a_well_formed_incoming_one_is_kept,
+    readiness_reports_the_database,
+);

@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use minitter_server::startup::Application;
 use serde_json::json;
 
-use crate::helpers::{TestApp, api_key, assert_problem, http_client, spawn_app, test_config};
+use minitter_test_support::{Backend, on_every_backend};
+
+use crate::helpers::{TestApp, api_key, assert_problem, http_client, spawn_app};
 
 /// A client of `app` with a fresh key in a plan with these limits.
 async fn client_with(
@@ -15,11 +16,7 @@ async fn client_with(
     throttle: Option<(f64, i64)>,
     quota: Option<(i64, &str)>,
 ) -> (reqwest::Client, String) {
-    let store = minitter_server::store::Store::open_sqlite(&app.data_dir.join("minitter.db"))
-        .await
-        .expect("store");
-    let key = api_key(&store, throttle, quota).await;
-    store.close().await;
+    let key = api_key(app.store(), throttle, quota).await;
     (http_client(&key), key)
 }
 
@@ -27,9 +24,8 @@ fn some_user(app: &TestApp) -> String {
     app.url(&format!("/v1/users/{}", uuid::Uuid::now_v7()))
 }
 
-#[tokio::test]
-async fn exactly_the_quota_of_concurrent_requests_is_admitted() {
-    let app = spawn_app().await;
+async fn exactly_the_quota_of_concurrent_requests_is_admitted(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (client, _) = client_with(&app, None, Some((10, "DAY"))).await;
     let url = some_user(&app);
     let responses = join_all((0..30).map(|_| client.get(&url).send())).await;
@@ -48,9 +44,8 @@ async fn exactly_the_quota_of_concurrent_requests_is_admitted() {
     assert_eq!(admitted, 10);
 }
 
-#[tokio::test]
-async fn the_throttle_admits_at_most_burst_plus_rate_times_time() {
-    let app = spawn_app().await;
+async fn the_throttle_admits_at_most_burst_plus_rate_times_time(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (rate, burst): (f64, i32) = (5.0, 3);
     let (client, _) = client_with(&app, Some((rate, i64::from(burst))), None).await;
     let url = some_user(&app);
@@ -84,9 +79,8 @@ async fn the_throttle_admits_at_most_burst_plus_rate_times_time() {
     );
 }
 
-#[tokio::test]
-async fn refused_requests_consume_nothing() {
-    let app = spawn_app().await;
+async fn refused_requests_consume_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (client, key) = client_with(&app, None, Some((2, "DAY"))).await;
     let url = some_user(&app);
     let bare = reqwest::Client::new();
@@ -128,9 +122,8 @@ async fn refused_requests_consume_nothing() {
     );
 }
 
-#[tokio::test]
-async fn keyed_responses_say_where_the_key_stands() {
-    let app = spawn_app().await;
+async fn keyed_responses_say_where_the_key_stands(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (client, _) = client_with(&app, Some((10.0, 20)), Some((100, "DAY"))).await;
     let response = client.get(some_user(&app)).send().await.expect("request");
     let headers = response.headers();
@@ -149,10 +142,9 @@ async fn keyed_responses_say_where_the_key_stands() {
     );
 }
 
-#[tokio::test]
-async fn counts_survive_a_restart() {
-    let app = spawn_app().await;
-    let (client, key) = client_with(&app, None, Some((3, "DAY"))).await;
+async fn counts_survive_a_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (client, _) = client_with(&app, None, Some((3, "DAY"))).await;
     let url = some_user(&app);
     for _ in 0..2 {
         assert_eq!(
@@ -163,26 +155,20 @@ async fn counts_survive_a_restart() {
     // The counts reach the database within about a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let restarted = Application::build(test_config(&app.data_dir))
-        .await
-        .expect("restart");
-    let port = restarted.port();
-    tokio::spawn(restarted.run_until_stopped());
-    let again = TestApp::at(port, &app.data_dir, &key);
+    let again = app.restart().await;
     let url = again.url(&format!("/v1/users/{}", uuid::Uuid::now_v7()));
     assert_eq!(
-        again.http.get(&url).send().await.expect("request").status(),
+        client.get(&url).send().await.expect("request").status(),
         404
     );
     assert_eq!(
-        again.http.get(&url).send().await.expect("request").status(),
+        client.get(&url).send().await.expect("request").status(),
         429
     );
 }
 
-#[tokio::test]
-async fn disabling_and_rotating_a_key_take_effect_at_once() {
-    let app = spawn_app().await;
+async fn disabling_and_rotating_a_key_take_effect_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let admin = format!(
         "Bearer {}",
         std::fs::read_to_string(app.data_dir.join("admin-token"))
@@ -255,9 +241,8 @@ async fn disabling_and_rotating_a_key_take_effect_at_once() {
     assert_eq!(call(new_secret).await.expect("request").status(), 404);
 }
 
-#[tokio::test]
-async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day() {
-    let app = spawn_app().await;
+async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (client, _) = client_with(&app, None, Some((5, "DAY"))).await;
     for _ in 0..2 {
         client.get(some_user(&app)).send().await.expect("request");
@@ -301,48 +286,35 @@ async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day() {
     assert_eq!(report["items"][key_id], json!([[0, 5], [0, 5], [3, 2]]));
 }
 
-#[test]
-fn no_key_secret_reaches_the_logs() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let secret = crate::helpers::cli_key(dir.path());
-
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-        .env("MINITTER_DATA_DIR", dir.path())
-        .env("MINITTER_BIND", "127.0.0.1:0")
-        .env("MINITTER_LOG", "trace")
-        .env("MINITTER_LOG_JSON", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start");
-    let stdout = server.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let port = loop {
-        let line: serde_json::Value =
-            serde_json::from_str(&lines.next().expect("a line").expect("utf-8"))
-                .unwrap_or_default();
-        if let Some(port) = line["fields"]["port"].as_u64() {
-            break port;
-        }
-    };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let http = http_client(&secret);
-        for path in [
-            "/v1/users/01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d",
-            "/v1/usage",
-            "/v1/nope",
-        ] {
-            http.get(format!("http://127.0.0.1:{port}{path}"))
-                .send()
-                .await
-                .expect("request");
-        }
-    });
-    server.kill().expect("kill");
-    let output = server.wait_with_output().expect("output");
-    let mut logs: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
-    logs.push_str(&String::from_utf8_lossy(&output.stderr));
+async fn no_key_secret_reaches_the_logs(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let secret = app.api_key.clone();
+    let server = app.start_child("trace");
+    for path in [
+        "/v1/users/01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d",
+        "/v1/usage",
+        "/v1/nope",
+    ] {
+        server
+            .app
+            .http
+            .get(server.app.url(path))
+            .send()
+            .await
+            .expect("request");
+    }
+    let logs = server.kill();
     assert!(logs.contains("served"), "the requests were logged");
     assert!(!logs.contains(&secret), "a key secret is in the logs");
 }
+
+on_every_backend!(
+    exactly_the_quota_of_concurrent_requests_is_admitted,
+    the_throttle_admits_at_most_burst_plus_rate_times_time,
+    refused_requests_consume_nothing,
+    keyed_responses_say_where_the_key_stands,
+    counts_survive_a_restart,
+    disabling_and_rotating_a_key_take_effect_at_once,
+    a_key_sees_its_usage_and_the_operator_sees_it_per_day,
+    no_key_secret_reaches_the_logs,
+);

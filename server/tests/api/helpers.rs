@@ -1,9 +1,14 @@
-//! A server per test, on port 0 with a fresh data directory, and typed helpers to talk
-//! to it over real HTTP.
+//! A server per test, on port 0 with a fresh data directory and database (SQLite or a
+//! PostgreSQL schema, see `minitter_test_support`), and typed helpers to talk to it over
+//! real HTTP.
+
+use std::sync::Arc;
 
 use minitter_server::config::Config;
 use minitter_server::startup::Application;
+use minitter_server::state::AppState;
 use minitter_server::store::{KeyWrite, PlanSettings, Store};
+use minitter_test_support::{Backend, TestDatabase};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -14,8 +19,12 @@ pub struct TestApp {
     pub data_dir: std::path::PathBuf,
     /// The key `http` sends.
     pub api_key: String,
-    /// Removes the data directory when the test ends, if the test made it.
-    _temp: Option<tempfile::TempDir>,
+    /// The server's state, when it runs in this process.
+    pub state: Option<Arc<AppState>>,
+    /// The test's database, shared by every server the test starts on it.
+    pub database: Arc<TestDatabase>,
+    /// Removes the data directory when the test ends.
+    _temp: Arc<tempfile::TempDir>,
 }
 
 /// An HTTP client that sends `api_key` with every request.
@@ -31,7 +40,7 @@ pub fn http_client(api_key: &str) -> reqwest::Client {
 
 /// A key in a plan with the given limits, made through the store.
 pub async fn api_key(
-    store: &Store,
+    store: &dyn Store,
     throttle: Option<(f64, i64)>,
     quota: Option<(i64, &str)>,
 ) -> String {
@@ -42,36 +51,55 @@ pub async fn api_key(
         quota: quota.map(|(limit, period)| (limit, period.to_owned())),
     };
     let plan = store.create_plan(settings).await.expect("plan");
-    match store
-        .create_key("tests", &plan.id, true)
-        .await
-        .expect("key")
-    {
-        KeyWrite::Done((_, secret)) => secret,
+    match store.create_key("tests", plan.id, true).await.expect("key") {
+        KeyWrite::Done(key) => key.secret,
         other => panic!("no key: {other:?}"),
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let app = Application::build(test_config(data_dir.path()))
-        .await
-        .expect("server builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let key = api_key(&app.state().store, None, None).await;
-    tokio::spawn(app.run_until_stopped());
+/// A server on `backend` with a fresh database and data directory, and a key without
+/// limits.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration changed by `configure` first.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let database = Arc::new(TestDatabase::create(backend).await);
+    let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let (address, state) = start(&database, data_dir.path(), configure).await;
+    let key = api_key(state.store.as_ref(), None, None).await;
     TestApp {
         address,
         http: http_client(&key),
-        api_key: key.clone(),
+        api_key: key,
         data_dir: data_dir.path().to_owned(),
-        _temp: Some(data_dir),
+        state: Some(state),
+        database,
+        _temp: data_dir,
     }
 }
 
-pub fn test_config(data_dir: &std::path::Path) -> Config {
+/// Builds and runs a server; returns its address and state.
+async fn start(
+    database: &TestDatabase,
+    data_dir: &std::path::Path,
+    configure: impl FnOnce(&mut Config),
+) -> (String, Arc<AppState>) {
+    let mut config = test_config(data_dir, database);
+    configure(&mut config);
+    let app = Application::build(config).await.expect("server builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    (address, state)
+}
+
+/// The configuration of a test server in `data_dir` on `database`.
+pub fn test_config(data_dir: &std::path::Path, database: &TestDatabase) -> Config {
     let mut config = Config::for_data_dir(data_dir);
     config.bind = "127.0.0.1:0".parse().expect("address");
+    config.database_url = database.url().map(|url| url.to_owned().into());
     config.jwt_secret = None;
     config.admin_token = None;
     config.s3_bucket = None;
@@ -81,16 +109,48 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 }
 
 impl TestApp {
-    /// A server started elsewhere (such as a child process) on `port`.
-    pub fn at(port: u16, data_dir: &std::path::Path, api_key: &str) -> Self {
-        let address = format!("http://127.0.0.1:{port}");
+    /// Another server on this one's database and data directory (as after a restart).
+    pub async fn restart(&self) -> TestApp {
+        let (address, state) = start(&self.database, &self.data_dir, |_| {}).await;
         TestApp {
             address,
-            http: http_client(api_key),
-            data_dir: data_dir.to_owned(),
-            api_key: api_key.to_owned(),
-            _temp: None,
+            state: Some(state),
+            ..self.at_port(0)
         }
+    }
+
+    /// The same test's server, started elsewhere (such as a child process), on `port`.
+    pub fn at_port(&self, port: u16) -> TestApp {
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            http: self.http.clone(),
+            data_dir: self.data_dir.clone(),
+            api_key: self.api_key.clone(),
+            state: None,
+            database: Arc::clone(&self.database),
+            _temp: Arc::clone(&self._temp),
+        }
+    }
+
+    /// The store of the server running in this process.
+    pub fn store(&self) -> &dyn Store {
+        self.state
+            .as_ref()
+            .expect("a server in this process")
+            .store
+            .as_ref()
+    }
+
+    /// The environment a `minitter-server` child process needs to use this test's data
+    /// directory and database.
+    pub fn server_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"));
+        command.env("MINITTER_DATA_DIR", &self.data_dir);
+        match self.database.url() {
+            Some(url) => command.env("MINITTER_DATABASE_URL", url),
+            None => command.env_remove("MINITTER_DATABASE_URL"),
+        };
+        command
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -160,34 +220,91 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     problem
 }
 
-/// Runs `minitter-server admin <args>` on `data_dir` and returns what it printed.
-pub fn admin_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("admin")
-        .args(args)
-        .env("MINITTER_LOG", "off")
-        .output()
-        .expect("run the admin command");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+impl TestApp {
+    /// Runs `minitter-server admin <args>` on this test's database and returns what it
+    /// printed.
+    pub fn admin_cli(&self, args: &[&str]) -> String {
+        let output = self
+            .server_command()
+            .arg("admin")
+            .args(args)
+            .env("MINITTER_LOG", "off")
+            .output()
+            .expect("run the admin command");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    }
 }
 
-/// An unlimited key made with `minitter-server admin` in `data_dir`.
-pub fn cli_key(data_dir: &std::path::Path) -> String {
-    let plan = admin_cli(data_dir, &["create-plan", "--name", "tests"]);
-    let plan_id = plan.split_whitespace().nth(2).expect("plan id").to_owned();
-    let key = admin_cli(
-        data_dir,
-        &["create-key", "--name", "tests", "--plan", &plan_id],
-    );
-    key.lines()
-        .find_map(|l| l.strip_prefix("x-api-key: "))
-        .expect("secret")
-        .to_owned()
+/// A `minitter-server` child process on a test's data directory and database.
+pub struct ChildServer {
+    process: std::process::Child,
+    /// The server, reached over HTTP with the test's key.
+    pub app: TestApp,
+    /// What it writes to stdout and stderr, read as it comes so that it never blocks on a
+    /// full pipe.
+    output: Vec<std::thread::JoinHandle<String>>,
+}
+
+impl TestApp {
+    /// Starts the server binary on this test's data directory and database, logging JSON
+    /// at `log_filter` (at least `info`, which says the port), and waits until it listens.
+    pub fn start_child(&self, log_filter: &str) -> ChildServer {
+        use std::io::{BufRead, Read};
+        let mut process = self
+            .server_command()
+            .env("MINITTER_BIND", "127.0.0.1:0")
+            .env("MINITTER_LOG", log_filter)
+            .env("MINITTER_LOG_JSON", "true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = std::io::BufReader::new(process.stdout.take().expect("stdout"));
+        let mut seen = String::new();
+        let port = loop {
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line).expect("utf-8");
+            assert!(read > 0, "the server never said its port: {seen}");
+            seen.push_str(&line);
+            let json: Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(port) = json["fields"]["port"].as_u64() {
+                break u16::try_from(port).expect("port");
+            }
+        };
+        let mut stderr = process.stderr.take().expect("stderr");
+        let output = vec![
+            std::thread::spawn(move || {
+                let mut rest = String::new();
+                let _ = stdout.read_to_string(&mut rest);
+                seen + &rest
+            }),
+            std::thread::spawn(move || {
+                let mut all = String::new();
+                let _ = stderr.read_to_string(&mut all);
+                all
+            }),
+        ];
+        ChildServer {
+            process,
+            app: self.at_port(port),
+            output,
+        }
+    }
+}
+
+impl ChildServer {
+    /// SIGKILL (no shutdown, no flush, as a crash); returns everything it wrote.
+    pub fn kill(mut self) -> String {
+        self.process.kill().expect("SIGKILL");
+        let _ = self.process.wait();
+        self.output
+            .into_iter()
+            .map(|reader| reader.join().unwrap_or_default())
+            .collect()
+    }
 }

@@ -1,12 +1,15 @@
-//! HTTP-level tests of the server, one module per area; all share `helpers::spawn_app`.
+//! HTTP-level tests of the server, one module per area; all share `helpers::spawn_app`,
+//! and most run once per database backend (`minitter_test_support::on_every_backend!`).
 
 mod admin;
 mod auth;
 mod docs_and_encoding;
+mod durability;
 mod errors;
 mod gateway;
 mod helpers;
 mod pictures;
+mod postgres;
 mod social;
 mod startup;
 mod users;

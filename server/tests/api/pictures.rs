@@ -3,10 +3,11 @@
 
 use std::io::Write;
 
-use minitter_server::startup::Application;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, api_key, assert_problem, spawn_app, test_config};
+use minitter_test_support::{Backend, Relay, needs_s3, on_every_backend};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
 
 /// A valid PNG of `width` × `height` red pixels.
 pub fn png(width: u32, height: u32) -> Vec<u8> {
@@ -80,9 +81,8 @@ fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[tokio::test]
-async fn a_picture_round_trips_and_replacing_it_removes_the_old_one() {
-    let app = spawn_app().await;
+async fn a_picture_round_trips_and_replacing_it_removes_the_old_one(backend: Backend) {
+    let app = spawn_app(backend).await;
     let ada = ada(&app).await;
     let first = png(40, 30);
     let stored: Value = upload(&app, &ada, first.clone())
@@ -159,9 +159,8 @@ async fn a_picture_round_trips_and_replacing_it_removes_the_old_one() {
     assert_eq!(stale.status(), 200);
 }
 
-#[tokio::test]
-async fn only_images_by_their_bytes_are_accepted() {
-    let app = spawn_app().await;
+async fn only_images_by_their_bytes_are_accepted(backend: Backend) {
+    let app = spawn_app(backend).await;
     let ada = ada(&app).await;
     let svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec();
     assert_problem(upload(&app, &ada, svg).await, 415, "unsupported_media_type").await;
@@ -193,16 +192,8 @@ async fn only_images_by_their_bytes_are_accepted() {
     assert_problem(none, 404, "not_found").await;
 }
 
-#[tokio::test]
-async fn oversized_pictures_are_refused_by_bytes_and_by_pixels() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(dir.path());
-    config.max_picture_bytes = 4096;
-    let app = Application::build(config).await.expect("build");
-    let key = api_key(&app.state().store, None, None).await;
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
-    let app = TestApp::at(port, dir.path(), &key);
+async fn oversized_pictures_are_refused_by_bytes_and_by_pixels(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.max_picture_bytes = 4096).await;
     let ada = ada(&app).await;
 
     // Noise does not compress: this PNG is well over 4 KiB.
@@ -218,48 +209,14 @@ async fn oversized_pictures_are_refused_by_bytes_and_by_pixels() {
     assert!(stored_files(&app).is_empty());
 }
 
-/// A TCP relay to the S3 server that the test can cut, to play an outage.
-struct Relay {
-    port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-async fn relay_to(target: String) -> Relay {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let is_cut = cut.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            if is_cut.load(std::sync::atomic::Ordering::SeqCst) {
-                continue; // dropped: connection reset
-            }
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    Relay { port, cut }
-}
-
 /// A server storing pictures in a fresh bucket of the test S3 server, through a relay.
-async fn s3_app(presign: bool) -> Option<(TestApp, Relay, tempfile::TempDir)> {
-    let Ok(endpoint) = std::env::var("MINITTER_TEST_S3_ENDPOINT") else {
-        eprintln!(
-            "skipped: MINITTER_TEST_S3_ENDPOINT is not set (CI sets it and starts an S3 server)"
-        );
-        return None;
-    };
+async fn s3_app(presign: bool) -> (TestApp, Relay) {
+    let endpoint = minitter_test_support::required_env("MINITTER_TEST_S3_ENDPOINT");
     let target = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let relay = relay_to(target).await;
+    let relay = Relay::to(target).await;
     let bucket = format!("minitter-{}", uuid::Uuid::now_v7());
     // Moto accepts any credentials; the bucket is made with a plain request.
     let created = reqwest::Client::new()
@@ -273,26 +230,20 @@ async fn s3_app(presign: bool) -> Option<(TestApp, Relay, tempfile::TempDir)> {
         created.status()
     );
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(dir.path());
-    config.s3_bucket = Some(bucket);
-    config.s3_endpoint = Some(format!("http://127.0.0.1:{}", relay.port));
-    config.s3_access_key_id = Some("test".into());
-    config.s3_secret_access_key = Some("test".to_owned().into());
-    config.s3_presign = presign;
-    let app = Application::build(config).await.expect("build");
-    let key = api_key(&app.state().store, None, None).await;
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
-    let app = TestApp::at(port, dir.path(), &key);
-    Some((app, relay, dir))
+    let port = relay.port();
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.s3_bucket = Some(bucket);
+        config.s3_endpoint = Some(format!("http://127.0.0.1:{port}"));
+        config.s3_access_key_id = Some("test".into());
+        config.s3_secret_access_key = Some("test".to_owned().into());
+        config.s3_presign = presign;
+    })
+    .await;
+    (app, relay)
 }
 
-#[tokio::test]
 async fn on_s3_a_picture_round_trips_and_an_outage_is_a_503_that_loses_nothing() {
-    let Some((app, relay, _dir)) = s3_app(false).await else {
-        return;
-    };
+    let (app, relay) = s3_app(false).await;
     let ada = ada(&app).await;
     let first = png(20, 20);
     assert_eq!(upload(&app, &ada, first.clone()).await.status(), 200);
@@ -310,14 +261,14 @@ async fn on_s3_a_picture_round_trips_and_an_outage_is_a_503_that_loses_nothing()
         first
     );
 
-    relay.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    relay.cut();
     let failed = upload(&app, &ada, png(30, 30)).await;
     assert!(failed.headers().contains_key("retry-after"));
     assert_problem(failed, 503, "unavailable").await;
     let down = app.http.get(&url).send().await.expect("request");
     assert_problem(down, 503, "unavailable").await;
 
-    relay.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    relay.restore();
     let back = app.http.get(&url).send().await.expect("request");
     assert_eq!(
         back.bytes().await.expect("body").to_vec(),
@@ -326,11 +277,8 @@ async fn on_s3_a_picture_round_trips_and_an_outage_is_a_503_that_loses_nothing()
     );
 }
 
-#[tokio::test]
 async fn on_s3_with_presigning_a_download_redirects_to_a_url_anyone_can_follow() {
-    let Some((app, _relay, _dir)) = s3_app(true).await else {
-        return;
-    };
+    let (app, _relay) = s3_app(true).await;
     let ada = ada(&app).await;
     let picture = png(12, 8);
     assert_eq!(upload(&app, &ada, picture.clone()).await.status(), 200);
@@ -353,22 +301,14 @@ async fn on_s3_with_presigning_a_download_redirects_to_a_url_anyone_can_follow()
     assert_eq!(followed.bytes().await.expect("body").to_vec(), picture);
 }
 
-#[tokio::test]
-async fn the_sweep_removes_old_objects_no_user_points_at() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let app = Application::build(test_config(dir.path()))
-        .await
-        .expect("build");
-    let state = app.state();
-    let key = api_key(&state.store, None, None).await;
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
-    let app = TestApp::at(port, dir.path(), &key);
+async fn the_sweep_removes_old_objects_no_user_points_at(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let state = app.state.clone().expect("an in-process server");
     let ada = ada(&app).await;
     assert_eq!(upload(&app, &ada, png(3, 3)).await.status(), 200);
 
     // An object left by a crash between writing it and pointing a user at it.
-    let orphan = dir.path().join("blobs/pictures/someone/orphan.png");
+    let orphan = app.data_dir.join("blobs/pictures/someone/orphan.png");
     std::fs::create_dir_all(orphan.parent().expect("dir")).expect("mkdir");
     std::fs::write(&orphan, png(1, 1)).expect("write");
     let removed = minitter_server::handlers::sweep_orphans(&state, std::time::Duration::ZERO)
@@ -392,3 +332,15 @@ async fn the_sweep_removes_old_objects_no_user_points_at() {
             .expect("sweep");
     assert_eq!(removed, 0);
 }
+
+on_every_backend!(
+    a_picture_round_trips_and_replacing_it_removes_the_old_one,
+    only_images_by_their_bytes_are_accepted,
+    oversized_pictures_are_refused_by_bytes_and_by_pixels,
+    the_sweep_removes_old_objects_no_user_points_at,
+);
+
+needs_s3!(
+    on_s3_a_picture_round_trips_and_an_outage_is_a_503_that_loses_nothing,
+    on_s3_with_presigning_a_download_redirects_to_a_url_anyone_can_follow,
+);

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, cli_key, spawn_app};
+use minitter_test_support::{Backend, on_every_backend};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
 
 /// Signs up and logs in `name`; returns (id, bearer header value).
 async fn user(app: &TestApp, name: &str) -> (String, String) {
@@ -62,9 +64,8 @@ async fn profile(app: &TestApp, id: &str) -> Value {
     get_json(app, &format!("/v1/users/{id}"), None).await
 }
 
-#[tokio::test]
-async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing() {
-    let app = spawn_app().await;
+async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, reader) = user(&app, "reader").await;
     let (writer_id, writer) = user(&app, "writer").await;
     assert_eq!(follow(&app, &reader, &writer_id).await, 204);
@@ -108,9 +109,8 @@ async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing() 
     assert_eq!(order, sorted, "newest first");
 }
 
-#[tokio::test]
-async fn counts_stay_exact_under_concurrent_follows_and_unfollows() {
-    let app = spawn_app().await;
+async fn counts_stay_exact_under_concurrent_follows_and_unfollows(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (star, _) = user(&app, "star").await;
     let mut fans = Vec::new();
     for i in 0..12 {
@@ -138,9 +138,8 @@ async fn counts_stay_exact_under_concurrent_follows_and_unfollows() {
     assert_eq!(followers["items"].as_array().expect("items").len(), 6);
 }
 
-#[tokio::test]
-async fn following_yourself_is_refused_and_unknown_users_are_404() {
-    let app = spawn_app().await;
+async fn following_yourself_is_refused_and_unknown_users_are_404(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (me, auth) = user(&app, "ada").await;
     let response = app
         .http
@@ -156,9 +155,8 @@ async fn following_yourself_is_refused_and_unknown_users_are_404() {
     assert_eq!(profile(&app, &me).await["following_count"], 0);
 }
 
-#[tokio::test]
-async fn a_timeline_has_own_and_followed_tweets_only() {
-    let app = spawn_app().await;
+async fn a_timeline_has_own_and_followed_tweets_only(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, ada) = user(&app, "ada").await;
     let (bob_id, bob) = user(&app, "bob").await;
     let (_, eve) = user(&app, "eve").await;
@@ -179,9 +177,8 @@ async fn a_timeline_has_own_and_followed_tweets_only() {
     assert_eq!(page["next_page"], Value::Null);
 }
 
-#[tokio::test]
-async fn tweets_are_280_characters_not_bytes() {
-    let app = spawn_app().await;
+async fn tweets_are_280_characters_not_bytes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, auth) = user(&app, "ada").await;
     let longest = "🦀".repeat(280);
     let tweet: Value = post_tweet(&app, &auth, &longest)
@@ -200,9 +197,8 @@ async fn tweets_are_280_characters_not_bytes() {
     assert_problem(post_tweet(&app, &auth, "").await, 400, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere() {
-    let app = spawn_app().await;
+async fn only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (ada_id, ada) = user(&app, "ada").await;
     let (_, bob) = user(&app, "bob").await;
     let tweet: Value = post_tweet(&app, &ada, "mine")
@@ -252,9 +248,8 @@ async fn only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere() {
     assert_eq!(profile(&app, &ada_id).await["tweet_count"], 0);
 }
 
-#[tokio::test]
-async fn forged_and_foreign_page_tokens_are_400_never_500() {
-    let app = spawn_app().await;
+async fn forged_and_foreign_page_tokens_are_400_never_500(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (ada_id, ada) = user(&app, "ada").await;
     let (bob_id, _) = user(&app, "bob").await;
     for i in 0..3 {
@@ -287,9 +282,8 @@ async fn forged_and_foreign_page_tokens_are_400_never_500() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_retries_with_one_idempotency_key_create_one_tweet() {
-    let app = spawn_app().await;
+async fn concurrent_retries_with_one_idempotency_key_create_one_tweet(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (ada_id, ada) = user(&app, "ada").await;
     let attempt = || {
         app.http
@@ -336,65 +330,10 @@ async fn concurrent_retries_with_one_idempotency_key_create_one_tweet() {
     assert_problem(other_body, 422, "idempotency_key_reused").await;
 }
 
-#[tokio::test]
-async fn an_acknowledged_tweet_survives_a_kill() {
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_minitter-server"))
-            .env("MINITTER_DATA_DIR", data_dir.path())
-            .env("MINITTER_BIND", "127.0.0.1:0")
-            .env("MINITTER_LOG", "info")
-            .env("MINITTER_LOG_JSON", "true")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the server")
-    };
-    let port_of = |child: &mut std::process::Child| -> u16 {
-        use std::io::BufRead;
-        let stdout = child.stdout.take().expect("stdout");
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line: Value = serde_json::from_str(&line.expect("line")).unwrap_or_default();
-            if let Some(port) = line["fields"]["port"].as_u64() {
-                return u16::try_from(port).expect("port");
-            }
-        }
-        panic!("the server never said its port");
-    };
-
-    let key = cli_key(data_dir.path());
-    let mut first = start();
-    let app = TestApp::at(port_of(&mut first), data_dir.path(), &key);
-    let (ada_id, ada) = user(&app, "ada").await;
-    let tweet: Value = post_tweet(&app, &ada, "durable")
-        .await
-        .json()
-        .await
-        .expect("json");
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reaped");
-
-    let mut second = start();
-    let app = TestApp::at(port_of(&mut second), data_dir.path(), &key);
-    let tweets = get_json(&app, &format!("/v1/users/{ada_id}/tweets"), None).await;
-    second.kill().expect("SIGKILL");
-    let _ = second.wait();
-    assert_eq!(tweets["items"][0]["id"], tweet["id"]);
-}
-
-#[tokio::test]
-async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
-    use minitter_server::startup::Application;
+async fn the_timeline_reaches_tweets_far_older_than_its_first_window(backend: Backend) {
     use minitter_server::store::TweetRecord;
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let app = Application::build(crate::helpers::test_config(dir.path()))
-        .await
-        .expect("build");
-    let store = app.state().store.clone();
-    let port = app.port();
-    let key = crate::helpers::api_key(&store, None, None).await;
-    tokio::spawn(app.run_until_stopped());
-    let app = TestApp::at(port, dir.path(), &key);
+    let app = spawn_app(backend).await;
     let (_, ada) = user(&app, "ada").await;
     let (bob_id, _) = user(&app, "bob").await;
     follow(&app, &ada, &bob_id).await;
@@ -405,13 +344,13 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
         let millis = u64::try_from(at.timestamp_millis()).expect("after 1970");
         let ts = uuid::Timestamp::from_unix(uuid::NoContext, millis / 1000, 0);
         TweetRecord {
-            id: uuid::Uuid::new_v7(ts).to_string(),
-            author_id: bob_id.clone(),
+            id: uuid::Uuid::new_v7(ts),
+            author_id: bob_id.parse().expect("a uuid"),
             text: text.to_owned(),
             created_at: at,
         }
     };
-    store
+    app.store()
         .import_tweets(&[old(90, "ancient"), old(3, "older")])
         .await
         .expect("import");
@@ -435,3 +374,15 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window() {
     }
     assert_eq!(texts, ["now", "older", "ancient"]);
 }
+
+on_every_backend!(
+    paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing,
+    counts_stay_exact_under_concurrent_follows_and_unfollows,
+    following_yourself_is_refused_and_unknown_users_are_404,
+    a_timeline_has_own_and_followed_tweets_only,
+    tweets_are_280_characters_not_bytes,
+    only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere,
+    forged_and_foreign_page_tokens_are_400_never_500,
+    concurrent_retries_with_one_idempotency_key_create_one_tweet,
+    the_timeline_reaches_tweets_far_older_than_its_first_window,
+);

@@ -3,12 +3,19 @@
 use minitter_server::startup::Application;
 use secrecy::SecretString;
 
+use minitter_test_support::{Backend, TestDatabase};
+
 use crate::helpers::test_config;
+
+/// The configuration of a server in `dir` on its SQLite default.
+async fn config_in(dir: &std::path::Path) -> minitter_server::config::Config {
+    test_config(dir, &TestDatabase::create(Backend::Sqlite).await)
+}
 
 #[tokio::test]
 async fn production_without_a_jwt_secret_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(dir.path());
+    let mut config = config_in(dir.path()).await;
     config.production = true;
     let error = Application::build(config).await.err().expect("refused");
     assert!(error.to_string().contains("MINITTER_JWT_SECRET"), "{error}");
@@ -17,7 +24,7 @@ async fn production_without_a_jwt_secret_refuses_to_start() {
 #[tokio::test]
 async fn a_short_jwt_secret_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(dir.path());
+    let mut config = config_in(dir.path()).await;
     config.jwt_secret = Some(SecretString::from("too short".to_owned()));
     assert!(Application::build(config).await.is_err());
 }
@@ -26,11 +33,11 @@ async fn a_short_jwt_secret_is_refused() {
 async fn the_development_secret_is_random_private_and_kept_across_restarts() {
     let first = tempfile::tempdir().expect("temp dir");
     let second = tempfile::tempdir().expect("temp dir");
-    Application::build(test_config(first.path()))
+    Application::build(config_in(first.path()).await)
         .await
         .expect("build");
     let secret = std::fs::read_to_string(first.path().join("jwt-secret")).expect("secret");
-    Application::build(test_config(first.path()))
+    Application::build(config_in(first.path()).await)
         .await
         .expect("rebuild");
     assert_eq!(
@@ -38,7 +45,7 @@ async fn the_development_secret_is_random_private_and_kept_across_restarts() {
         secret
     );
 
-    Application::build(test_config(second.path()))
+    Application::build(config_in(second.path()).await)
         .await
         .expect("build");
     assert_ne!(
@@ -54,5 +61,25 @@ async fn the_development_secret_is_random_private_and_kept_across_restarts() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_or_unknown_database_url_is_an_error_naming_the_variable() {
+    for url in [
+        "mysql://127.0.0.1/minitter",
+        "minitter.db",
+        "postgres://ada:hunter2@127.0.0.1:not-a-port/minitter",
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config_in(dir.path()).await;
+        config.database_url = Some(SecretString::from(url.to_owned()));
+        let error = Application::build(config).await.err().expect("refused");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("MINITTER_DATABASE_URL"),
+            "{url}: {message}"
+        );
+        assert!(!message.contains("hunter2"), "the password is not repeated");
     }
 }

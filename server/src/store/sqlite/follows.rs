@@ -1,22 +1,16 @@
 //! The `follows` table, and the follower/following counters it keeps exact.
 
+use async_trait::async_trait;
 use sqlx::Row;
+use uuid::Uuid;
 
-use super::users::{USER_COLUMNS, from_row, now_millis};
-use super::{Page, Store, StoreError, UserRecord};
+use super::users::{user_columns, user_from_row};
+use super::{SqliteStore, text};
+use crate::store::{EdgeChange, FollowStore, Page, StoreError, UserRecord, now_millis};
 
-/// What a follow or unfollow did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum EdgeChange {
-    Changed,
-    Unchanged,
-    /// The user to follow does not exist.
-    UnknownUser,
-}
-
-impl Store {
-    /// Makes `follower` follow `followee`. Idempotent; counters move only on a change.
-    pub async fn follow(&self, follower: &str, followee: &str) -> Result<EdgeChange, StoreError> {
+#[async_trait]
+impl FollowStore for SqliteStore {
+    async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // The write comes first so the transaction takes the write lock at once (and waits
@@ -25,8 +19,8 @@ impl Store {
             "INSERT INTO follows (follower_id, followee_id, created_at) VALUES (?, ?, ?)
              ON CONFLICT (follower_id, followee_id) DO NOTHING",
         )
-        .bind(follower)
-        .bind(followee)
+        .bind(text(follower))
+        .bind(text(followee))
         .bind(now_millis())
         .execute(&mut *tx)
         .await;
@@ -45,13 +39,12 @@ impl Store {
         Ok(EdgeChange::Changed)
     }
 
-    /// Makes `follower` stop following `followee`. Idempotent.
-    pub async fn unfollow(&self, follower: &str, followee: &str) -> Result<EdgeChange, StoreError> {
+    async fn unfollow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
-            .bind(follower)
-            .bind(followee)
+            .bind(text(follower))
+            .bind(text(followee))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -63,55 +56,57 @@ impl Store {
         Ok(EdgeChange::Changed)
     }
 
-    /// The users who follow `user`, most recent follow first, after the edge `before`.
-    pub async fn followers(
+    async fn followers(
         &self,
-        user: &str,
+        user: Uuid,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Page<UserRecord, i64>, StoreError> {
-        self.edge_page("follower_id", "followee_id", user, before, limit)
-            .await
+        self.edge_page(FOLLOWERS_SQL, user, before, limit).await
     }
 
-    /// The users `user` follows, most recent follow first, after the edge `before`.
-    pub async fn following(
+    async fn following(
         &self,
-        user: &str,
+        user: Uuid,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Page<UserRecord, i64>, StoreError> {
-        self.edge_page("followee_id", "follower_id", user, before, limit)
-            .await
+        self.edge_page(FOLLOWING_SQL, user, before, limit).await
     }
+}
 
-    /// One page of the users at the `listed` end of the edges whose `owner` end is `user`.
+/// `?1` user, `?2` edge cursor (exclusive), `?3` page size + 1.
+const FOLLOWERS_SQL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", f.id AS edge FROM follows f JOIN users u ON u.id = f.follower_id
+     WHERE f.followee_id = ?1 AND f.id < ?2 ORDER BY f.id DESC LIMIT ?3"
+);
+/// Like [`FOLLOWERS_SQL`], the other end of the edges.
+const FOLLOWING_SQL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", f.id AS edge FROM follows f JOIN users u ON u.id = f.followee_id
+     WHERE f.follower_id = ?1 AND f.id < ?2 ORDER BY f.id DESC LIMIT ?3"
+);
+
+impl SqliteStore {
     async fn edge_page(
         &self,
-        listed: &'static str,
-        owner: &'static str,
-        user: &str,
+        sql: &'static str,
+        user: Uuid,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Page<UserRecord, i64>, StoreError> {
-        let columns = USER_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {columns}, f.id AS edge FROM follows f JOIN users u ON u.id = f.{listed}
-             WHERE f.{owner} = ? AND f.id < ? ORDER BY f.id DESC LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(user)
+        let rows = sqlx::query(sql)
+            .bind(text(user))
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.pool)
             .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            items.push((from_row(row)?, row.try_get::<i64, _>("edge")?));
+            items.push((user_from_row(row)?, row.try_get::<i64, _>("edge")?));
         }
         Ok(Page::from_overfetch(items, limit))
     }
@@ -119,18 +114,18 @@ impl Store {
 
 async fn adjust_counts(
     tx: &mut sqlx::SqliteConnection,
-    follower: &str,
-    followee: &str,
+    follower: Uuid,
+    followee: Uuid,
     delta: i64,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE users SET following_count = following_count + ? WHERE id = ?")
         .bind(delta)
-        .bind(follower)
+        .bind(text(follower))
         .execute(&mut *tx)
         .await?;
     sqlx::query("UPDATE users SET follower_count = follower_count + ? WHERE id = ?")
         .bind(delta)
-        .bind(followee)
+        .bind(text(followee))
         .execute(&mut *tx)
         .await?;
     Ok(())

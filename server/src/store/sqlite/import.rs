@@ -1,20 +1,25 @@
-//! Bulk loading, for the benchmark data generator: many rows per transaction, counters
-//! recomputed once at the end. Not used by the API.
+//! Bulk loading for the benchmark data generator: one transaction per batch, counters
+//! recomputed once at the end.
 
-use super::{NewUserRecord, Store, StoreError, TweetRecord};
+use async_trait::async_trait;
+use uuid::Uuid;
 
-impl Store {
-    /// Inserts users with the given ids, in one transaction.
-    pub async fn import_users(&self, users: &[(String, NewUserRecord)]) -> Result<(), StoreError> {
+use super::tweets::insert_row;
+use super::{SqliteStore, text};
+use crate::store::{ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis};
+
+#[async_trait]
+impl ImportStore for SqliteStore {
+    async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        let now = super::users::now_millis();
+        let now = now_millis();
         for (id, user) in users {
             sqlx::query(
                 "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .bind(id)
+            .bind(text(*id))
             .bind(&user.username)
             .bind(&user.email)
             .bind(&user.display_name)
@@ -27,18 +32,17 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts follow edges `(follower, followee)`, in one transaction; duplicates are skipped.
-    pub async fn import_follows(&self, edges: &[(String, String)]) -> Result<(), StoreError> {
+    async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        let now = super::users::now_millis();
+        let now = now_millis();
         for (follower, followee) in edges {
             sqlx::query(
                 "INSERT INTO follows (follower_id, followee_id, created_at) VALUES (?, ?, ?)
                  ON CONFLICT (follower_id, followee_id) DO NOTHING",
             )
-            .bind(follower)
-            .bind(followee)
+            .bind(text(*follower))
+            .bind(text(*followee))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -47,19 +51,17 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts tweets, in one transaction.
-    pub async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
+    async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for tweet in tweets {
-            super::tweets::insert_row(&mut tx, tweet).await?;
+            insert_row(&mut tx, tweet).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Recomputes every user's counters from the rows, after an import.
-    pub async fn recount(&self) -> Result<(), StoreError> {
+    async fn recount(&self) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE users SET

@@ -1,0 +1,27 @@
+//! What every request handler, the gateway and the background tasks share: built once by
+//! [`crate::startup`], read everywhere else. A module of its own so that handlers and the
+//! gateway depend on the state, not on the composition root that assembles it.
+
+use std::sync::Arc;
+
+use crate::auth::Tokens;
+use crate::blob::BlobStore;
+use crate::gateway::Gateway;
+use crate::pagination::PageTokens;
+use crate::store::SharedStore;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub tokens: Tokens,
+    pub page_tokens: PageTokens,
+    /// SHA-256 of the admin token, compared in constant time.
+    pub admin_token_hash: [u8; 32],
+    /// API keys and usage plans on `/v1`.
+    pub gateway: Gateway,
+    /// False only when benchmarking the cost of the gateway.
+    pub gateway_enabled: bool,
+    /// Where profile pictures live.
+    pub pictures: Arc<dyn BlobStore>,
+}
