@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Load benchmark of a release build of minitter-server, with a same-run baseline.
 
-Usage: python3 bench/run.py [--users N] [--tweets N] [--duration S] [--connections C]
+Usage: python3 bench/run.py [--database sqlite|postgres] [--users N] [--tweets N]
+                           [--duration S] [--connections C]
 
-It builds the release binaries, generates (once, cached in bench/.data/) a database
-through the store layer, starts the bare poem hello-world baseline and the server, and
+It builds the release binaries, generates (once, cached in bench/.data/ for SQLite, or
+in a PostgreSQL database named after the data set) a database through the store layer,
+copies it for the run, starts the bare poem hello-world baseline and the server, and
 drives each scenario with wrk (Debian's `wrk`, installed if missing). Every scenario is
 reported as a ratio to the baseline's throughput measured in the same run, with p50/p99
-latency, errors and the server's peak RSS. The table is written to docs/benchmarks.md.
+latency, errors and the server's peak RSS. The table is written to docs/benchmarks.md,
+one section per database.
 Benchmarks never gate CI: numbers depend on the machine.
 """
 
@@ -101,12 +104,56 @@ def wrk(script, url, args, env):
     return result
 
 
-def create_key(target, work):
+def psql(url, sql):
+    """Runs one statement with psql; returns its rows as lists of text."""
+    out = subprocess.run(["psql", "-Atq", "-F", "\t", "-d", url, "-c", sql],
+                         check=True, capture_output=True, text=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def prepare_sqlite(args, target, work):
+    """Copies the cached SQLite data set into `work`; returns the server's database
+    variables and the user ids."""
+    cached = BENCH / ".data" / f"{args.users}u-{args.follows_per_user}f-{args.tweets}t"
+    if not (cached / "minitter.db").exists():
+        shutil.rmtree(cached, ignore_errors=True)
+        sh(target / "bench-data", "--data-dir", cached, *data_args(args))
+    shutil.copy(cached / "minitter.db", work / "minitter.db")
+    users = [row[0] for row in sqlite3.connect(work / "minitter.db").execute("SELECT id FROM users")]
+    return {}, users, lambda: None
+
+
+def prepare_postgres(args, target, work):
+    """Copies the cached PostgreSQL data set (a database, made once) into a database of
+    this run's (CREATE DATABASE … TEMPLATE, a file-level copy); returns the server's
+    database variables, the user ids and how to drop the copy."""
+    server = args.postgres_url.rsplit("/", 1)[0]
+    cached = f"minitter_bench_{args.users}u_{args.follows_per_user}f_{args.tweets}t"
+    complete = psql(args.postgres_url, f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{cached}'")
+    if complete != [["complete"]]:
+        psql(args.postgres_url, f"DROP DATABASE IF EXISTS {cached}")
+        psql(args.postgres_url, f"CREATE DATABASE {cached}")
+        sh(target / "bench-data", "--data-dir", work / "unused", "--database-url", f"{server}/{cached}", *data_args(args))
+        psql(args.postgres_url, f"COMMENT ON DATABASE {cached} IS 'complete'")
+    copy = f"minitter_bench_run_{os.getpid()}"
+    psql(args.postgres_url, f"CREATE DATABASE {copy} TEMPLATE {cached}")
+    url = f"{server}/{copy}"
+    psql(url, "VACUUM ANALYZE")
+    users = [row[0] for row in psql(url, "SELECT id FROM users")]
+    return {"MINITTER_DATABASE_URL": url}, users, lambda: psql(args.postgres_url, f"DROP DATABASE {copy} WITH (FORCE)")
+
+
+def data_args(args):
+    return ["--users", str(args.users), "--follows-per-user", str(args.follows_per_user), "--tweets", str(args.tweets)]
+
+
+def create_key(target, work, database_env):
     """A key in a plan with a throttle and a quota too high to bind, so that every
     request takes the limiter's full path."""
     def admin(*args):
         return subprocess.run([target / "minitter-server", "--data-dir", work, "admin", *args],
-                              check=True, capture_output=True, text=True, env=dict(os.environ, MINITTER_LOG="off")).stdout
+                              check=True, capture_output=True, text=True,
+                              env=dict(os.environ, MINITTER_LOG="off", **database_env)).stdout
     plan = admin("create-plan", "--name", "bench", "--rate", "10000000", "--burst", "10000000",
                  "--quota", "1000000000", "--period", "DAY").split()[2]
     out = admin("create-key", "--name", "bench", "--plan", plan)
@@ -121,6 +168,9 @@ def main():
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-docs", action="store_true", help="print the table only")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/test",
+                        help="a PostgreSQL database to connect to for creating the benchmark's databases")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -128,19 +178,13 @@ def main():
     sh("cargo", "build", "--release", "--quiet", "-p", "minitter-server", "-p", "minitter-bench", cwd=ROOT)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 
-    cached = BENCH / ".data" / f"{args.users}u-{args.follows_per_user}f-{args.tweets}t"
-    if not (cached / "minitter.db").exists():
-        shutil.rmtree(cached, ignore_errors=True)
-        sh(target / "bench-data", "--data-dir", cached, "--users", str(args.users),
-           "--follows-per-user", str(args.follows_per_user), "--tweets", str(args.tweets))
-
     work = Path(tempfile.mkdtemp(prefix="minitter-bench-"))
-    shutil.copy(cached / "minitter.db", work / "minitter.db")
-    users = [row[0] for row in sqlite3.connect(work / "minitter.db").execute("SELECT id FROM users")]
+    prepare = prepare_postgres if args.database == "postgres" else prepare_sqlite
+    database_env, users, drop_copy = prepare(args, target, work)
     sample = random.Random(7).sample(users, min(1000, len(users)))
     (work / "tokens.txt").write_text("\n".join(jwt(u) for u in sample) + "\n")
     (work / "users.txt").write_text("\n".join(sample) + "\n")
-    api_key = create_key(target, work)
+    api_key = create_key(target, work, database_env)
     env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"),
                BENCH_USERS=str(work / "users.txt"), BENCH_API_KEY=api_key)
 
@@ -148,7 +192,7 @@ def main():
     hello = subprocess.Popen([target / "bench-hello", f"127.0.0.1:{hello_port}"])
     server = subprocess.Popen([target / "minitter-server"], env=dict(
         os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{server_port}",
-        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn"))
+        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", **database_env))
     try:
         wait_for(hello_port)
         wait_for(server_port)
@@ -165,7 +209,8 @@ def main():
         # percent, so the two alternate over several short rounds and the medians compare.
         bare = subprocess.Popen([target / "minitter-server"], env=dict(
             os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{bare_port}",
-            MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", MINITTER_BENCHMARK_WITHOUT_GATEWAY="true"))
+            MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", MINITTER_BENCHMARK_WITHOUT_GATEWAY="true",
+            **database_env))
         try:
             wait_for(bare_port)
             short = argparse.Namespace(**{**vars(args), "duration": max(3, args.duration // 3)})
@@ -184,6 +229,7 @@ def main():
         hello.terminate()
         server.wait()
         hello.wait()
+        drop_copy()
         shutil.rmtree(work, ignore_errors=True)
 
     baseline = results["hello world (baseline)"]["rps"]
@@ -199,8 +245,9 @@ def main():
     rows.append(f"The gateway (key check, limiter, rate-limit headers) keeps **{keyed:.0%}** of the "
                 "throughput of the same read without it.")
     rows.append("")
-    rows.append(f"Server peak RSS: **{rss.peak_anon:.0f} MiB anonymous** ({rss.peak:.0f} MiB VmRSS, the rest being "
-                f"the mapped database file). Data: {args.users:,} users, "
+    mapped = "the mapped database file" if args.database == "sqlite" else "shared libraries and page cache"
+    rows.append(f"Database: **{args.database}**. Server peak RSS: **{rss.peak_anon:.0f} MiB anonymous** "
+                f"({rss.peak:.0f} MiB VmRSS, the rest being {mapped}). Data: {args.users:,} users, "
                 f"{args.follows_per_user} follows each (power law), {args.tweets:,} tweets; wrk -t2 -c{args.connections} "
                 f"-d{args.duration}s on the same 2-core machine; {time.strftime('%Y-%m-%d')}.")
     table = "\n".join(rows)
@@ -208,7 +255,8 @@ def main():
     if not args.no_docs:
         docs = ROOT / "docs" / "benchmarks.md"
         text = docs.read_text()
-        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        marker = "results" if args.database == "sqlite" else f"results-{args.database}"
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
         before, rest = text.split(start, 1)
         _, after = rest.split(end, 1)
         docs.write_text(f"{before}{start}\n{table}\n{end}{after}")
