@@ -6,13 +6,21 @@
 fn main() {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     println!("cargo::rerun-if-env-changed=CI");
-    for (variable, cfg) in [
-        ("MINITTER_TEST_DATABASE_URL", "minitter_postgres"),
-        ("MINITTER_TEST_S3_ENDPOINT", "minitter_s3"),
-    ] {
+    let set = |variable: &str| {
         println!("cargo::rerun-if-env-changed={variable}");
+        ci || std::env::var_os(variable).is_some_and(|v| !v.is_empty())
+    };
+    let postgres = set("MINITTER_TEST_DATABASE_URL");
+    let s3 = set("MINITTER_TEST_S3_ENDPOINT");
+    let redis = set("MINITTER_TEST_REDIS_URL");
+    for (cfg, on) in [
+        ("minitter_postgres", postgres),
+        ("minitter_s3", s3),
+        // Several instances sharing state: PostgreSQL and Redis both.
+        ("minitter_cluster", postgres && redis),
+    ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
-        if ci || std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
+        if on {
             println!("cargo::rustc-cfg={cfg}");
         }
     }

@@ -34,6 +34,13 @@ pub struct Config {
     #[arg(long, env = "MINITTER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
+    /// A Redis that several instances share (`redis://host:6379`): throttle and quota are
+    /// then decided there, exactly across instances, and key changes reach every instance
+    /// at once. Unset: decided in this process (one instance). A secret: it may hold a
+    /// password.
+    #[arg(long, env = "MINITTER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+
     /// The most database connections each instance opens.
     #[arg(long, env = "MINITTER_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -26,7 +26,7 @@ use crate::blob::local::LocalDir;
 use crate::blob::s3::{S3, S3Settings};
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::gateway::limiter::InProcessLimiter;
+use crate::gateway::redis::SharedRedis;
 use crate::handlers::Handlers;
 use crate::pagination::PageTokens;
 use crate::state::AppState;
@@ -81,15 +81,19 @@ impl Application {
         if !config.production {
             bootstrap::first_start(store.as_ref(), &config.data_dir).await?;
         }
+        let gateway = match &config.redis_url {
+            None => Gateway::in_process(Arc::clone(&store)),
+            Some(url) => Gateway::shared(
+                Arc::clone(&store),
+                SharedRedis::connect(url.expose_secret()).await?,
+            ),
+        };
         let state = Arc::new(AppState {
             store: Arc::clone(&store),
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
             admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
-            gateway: Gateway::new(
-                Arc::clone(&store),
-                Arc::new(InProcessLimiter::new(Arc::clone(&store))),
-            ),
+            gateway: Arc::new(gateway),
             gateway_enabled: !config.benchmark_without_gateway,
             pictures: picture_store(&config).await,
         });
@@ -97,6 +101,13 @@ impl Application {
             Arc::downgrade(&state),
         ));
         tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
+        if let Some(redis) = state.gateway.redis() {
+            tokio::spawn(
+                redis
+                    .clone()
+                    .forward_key_changes(Arc::downgrade(&state.gateway)),
+            );
+        }
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             max_binary_body_bytes: config.max_picture_bytes,

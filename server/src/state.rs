@@ -19,7 +19,7 @@ pub struct AppState {
     /// SHA-256 of the admin token, compared in constant time.
     pub admin_token_hash: [u8; 32],
     /// API keys and usage plans on `/v1`.
-    pub gateway: Gateway,
+    pub gateway: Arc<Gateway>,
     /// False only when benchmarking the cost of the gateway.
     pub gateway_enabled: bool,
     /// Where profile pictures live.

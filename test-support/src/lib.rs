@@ -6,8 +6,9 @@
 //!   set (or `CI=true`, where a missing database fails it) and is otherwise reported as
 //!   skipped: `build.rs` decides at compile time, because test runners cannot skip at
 //!   run time.
-//! - [`needs_s3!`]: the same for tests that need an S3-compatible server
-//!   (`MINITTER_TEST_S3_ENDPOINT`).
+//! - [`needs_postgres!`], [`needs_cluster!`] (PostgreSQL and Redis) and [`needs_s3!`]:
+//!   the same for tests that need those services (`MINITTER_TEST_DATABASE_URL`,
+//!   `MINITTER_TEST_REDIS_URL`, `MINITTER_TEST_S3_ENDPOINT`).
 //! - [`TestDatabase`]: a fresh PostgreSQL schema per test, dropped afterwards, so tests
 //!   run in parallel without seeing each other's rows.
 //! - [`Relay`]: a TCP relay in front of a service, which a test cuts to play an outage
@@ -51,6 +52,43 @@ macro_rules! needs_postgres {
             }
         }
     )+};
+}
+
+/// Turns each listed `async fn name()` into the test `name::cluster`, for several
+/// instances sharing PostgreSQL and Redis (`MINITTER_TEST_DATABASE_URL` and
+/// `MINITTER_TEST_REDIS_URL`), reported as skipped unless both are configured.
+#[macro_export]
+macro_rules! needs_cluster {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            $crate::cluster_test! {
+                async fn cluster() {
+                    super::$test().await
+                }
+            }
+        }
+    )+};
+}
+
+#[doc(hidden)]
+#[cfg(minitter_cluster)]
+#[macro_export]
+macro_rules! cluster_test {
+    ($item:item) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $item
+    };
+}
+
+#[doc(hidden)]
+#[cfg(not(minitter_cluster))]
+#[macro_export]
+macro_rules! cluster_test {
+    ($item:item) => {
+        #[tokio::test]
+        #[ignore = "needs PostgreSQL and Redis: set MINITTER_TEST_DATABASE_URL and MINITTER_TEST_REDIS_URL"]
+        $item
+    };
 }
 
 /// Turns each listed `async fn name()` into the test `name::s3`, reported as skipped

@@ -4,10 +4,18 @@
 //!
 //! Keys are looked up by the SHA-256 of the presented secret through a per-node cache
 //! whose entries live one second, so the hot path reads no database and disabling,
-//! rotating or deleting a key takes effect within a second (at once on the node that
-//! made the change, which clears its cache). See `docs/gateway.md`.
+//! rotating or deleting a key takes effect within a second: at once on the node that
+//! made the change, which clears its cache, and on every node when they share Redis,
+//! which carries the news ([`redis`]). See `docs/gateway.md`.
+//!
+//! Three pieces, each with its own errors: the key cache here; [`admission::Admission`]
+//! (throttle and quota: in this process, or in Redis for several instances); and the
+//! [`ledger::UsageLedger`] (counting what was admitted, for reports).
 
-pub mod limiter;
+pub mod admission;
+pub mod ledger;
+pub mod limits;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +29,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use self::limiter::{Decision, Limiter, Period, PlanLimits, Verdict};
+use self::admission::Admission;
+use self::ledger::UsageLedger;
+use self::limits::{Decision, Period, PlanLimits, Verdict};
+use self::redis::SharedRedis;
 use crate::error::{ApiError, error_to_response, render_api_error};
 use crate::state::AppState;
 use crate::store::{SharedStore, StoreError, secret_hash};
@@ -44,10 +55,33 @@ pub struct ActiveKey {
 /// for a secret that matches no enabled key.
 type KeyCache = HashMap<[u8; 32], (Instant, Option<ActiveKey>)>;
 
+/// Why the gateway could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The database (key lookup, usage counts) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The shared limiter (Redis) did not answer in time.
+    #[error("the shared limiter is unavailable")]
+    LimiterUnavailable(#[source] anyhow::Error),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::Store(error) => error.into(),
+            GatewayError::LimiterUnavailable(cause) => Self::Unavailable(cause),
+        }
+    }
+}
+
 /// Keys, limits and counters.
 pub struct Gateway {
     store: SharedStore,
-    limiter: Arc<dyn Limiter>,
+    admission: Arc<dyn Admission>,
+    ledger: Arc<UsageLedger>,
+    /// Where key changes are announced to the other instances, when there are any.
+    redis: Option<SharedRedis>,
     cache: std::sync::Mutex<KeyCache>,
     /// Requests refused for the throttle and for the quota, for metrics.
     pub throttled: AtomicU64,
@@ -61,29 +95,69 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(store: SharedStore, limiter: Arc<dyn Limiter>) -> Self {
+    /// The gateway of a single instance: admission decided in this process.
+    pub fn in_process(store: SharedStore) -> Self {
+        let ledger = Arc::new(UsageLedger::new(Arc::clone(&store)));
+        let admission = Arc::new(admission::InProcessAdmission::new(Arc::clone(&ledger)));
+        Self::new(store, admission, ledger, None)
+    }
+
+    /// The gateway of one of several instances: admission decided in Redis, key changes
+    /// announced through it.
+    pub fn shared(store: SharedStore, redis: SharedRedis) -> Self {
+        let ledger = Arc::new(UsageLedger::new(Arc::clone(&store)));
+        let admission = Arc::new(redis::RedisAdmission::new(
+            redis.clone(),
+            Arc::clone(&ledger),
+        ));
+        Self::new(store, admission, ledger, Some(redis))
+    }
+
+    fn new(
+        store: SharedStore,
+        admission: Arc<dyn Admission>,
+        ledger: Arc<UsageLedger>,
+        redis: Option<SharedRedis>,
+    ) -> Self {
         Self {
             store,
-            limiter,
+            admission,
+            ledger,
+            redis,
             cache: Default::default(),
             throttled: AtomicU64::new(0),
             quota_exceeded: AtomicU64::new(0),
         }
     }
 
-    /// Forgets every cached key, after an operator changed keys or plans on this node.
+    /// Forgets every cached key.
     pub fn forget_keys(&self) {
         self.cache().clear();
     }
 
+    /// After an operator's change to keys or plans has committed: this instance forgets
+    /// its cached keys at once, and the others too when they share Redis (else within
+    /// [`KEY_CACHE_TTL`], as their entries expire).
+    pub async fn keys_changed(&self) {
+        self.forget_keys();
+        if let Some(redis) = &self.redis {
+            redis.announce_key_change().await;
+        }
+    }
+
+    /// The Redis connection, when instances share one.
+    pub fn redis(&self) -> Option<&SharedRedis> {
+        self.redis.as_ref()
+    }
+
     /// Requests admitted for a key on UTC days `since..`.
     pub async fn used_since(&self, key_id: Uuid, since: NaiveDate) -> Result<u64, StoreError> {
-        self.limiter.used_since(key_id, since).await
+        self.ledger.used_since(key_id, since).await
     }
 
     /// Writes pending usage counts; the server calls it every second and at shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.limiter.flush().await
+        self.ledger.flush().await
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
@@ -148,14 +222,14 @@ pub async fn enforce<E: Endpoint>(
         Ok(None) => return Ok(render_api_error(&NO_KEY, &request_id)),
         Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
     };
-    let decision = match gateway
-        .limiter
-        .acquire(key.id, key.limits, chrono::Utc::now())
-        .await
-    {
+    let now = chrono::Utc::now();
+    let decision = match gateway.admission.admit(key.id, key.limits, now).await {
         Ok(decision) => decision,
         Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
     };
+    if decision.verdict == Verdict::Admitted {
+        gateway.ledger.count(key.id, now.date_naive());
+    }
     let mut response = match decision.verdict {
         // Errors are rendered here rather than by the outer middleware, so that they too
         // carry the rate-limit headers.

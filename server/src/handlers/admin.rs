@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 
 use super::{page_cursor, page_limit};
 use crate::error::{ApiError, Result};
-use crate::gateway::limiter::Period;
+use crate::gateway::limits::Period;
 use crate::generated::GetUsageReportResponse;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::generated::{
@@ -87,9 +87,8 @@ pub async fn update_usage_plan(
         .update_plan(*params.plan_id, settings(body))
         .await?
         .ok_or(UNKNOWN_PLAN)?;
-    // The change is committed: this node forgets the keys it cached, at once (other
-    // nodes within a second, as their cache entries expire).
-    state.gateway.forget_keys();
+    // The change is committed: every instance forgets the keys it cached.
+    state.gateway.keys_changed().await;
     Ok(UpdateUsagePlanResponse::Ok(to_api_plan(&plan)?))
 }
 
@@ -98,9 +97,8 @@ pub async fn delete_usage_plan(
     params: types::DeleteUsagePlanParams,
 ) -> Result<DeleteUsagePlanResponse> {
     let deletion = state.store.delete_plan(*params.plan_id).await?;
-    // The change is committed: this node forgets the keys it cached, at once (other
-    // nodes within a second, as their cache entries expire).
-    state.gateway.forget_keys();
+    // The change is committed: every instance forgets the keys it cached.
+    state.gateway.keys_changed().await;
     match deletion {
         PlanDeletion::Deleted => Ok(DeleteUsagePlanResponse::NoContent),
         PlanDeletion::NotFound => Err(UNKNOWN_PLAN),
@@ -162,9 +160,8 @@ pub async fn update_api_key(
         enabled: body.enabled,
     };
     let updated = state.store.update_key(*params.key_id, changes).await?;
-    // The change is committed: this node forgets the keys it cached, at once (other
-    // nodes within a second, as their cache entries expire).
-    state.gateway.forget_keys();
+    // The change is committed: every instance forgets the keys it cached.
+    state.gateway.keys_changed().await;
     match updated {
         KeyWrite::Done(key) => Ok(UpdateApiKeyResponse::Ok(to_api_key(&key)?)),
         KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
@@ -181,9 +178,8 @@ pub async fn rotate_api_key(
         .rotate_key(*params.key_id)
         .await?
         .ok_or(UNKNOWN_KEY)?;
-    // The change is committed: this node forgets the keys it cached, at once (other
-    // nodes within a second, as their cache entries expire).
-    state.gateway.forget_keys();
+    // The change is committed: every instance forgets the keys it cached.
+    state.gateway.keys_changed().await;
     Ok(RotateApiKeyResponse::Ok(with_secret(rotated)))
 }
 
@@ -192,9 +188,8 @@ pub async fn delete_api_key(
     params: types::DeleteApiKeyParams,
 ) -> Result<DeleteApiKeyResponse> {
     let deleted = state.store.delete_key(*params.key_id).await?;
-    // The change is committed: this node forgets the keys it cached, at once (other
-    // nodes within a second, as their cache entries expire).
-    state.gateway.forget_keys();
+    // The change is committed: every instance forgets the keys it cached.
+    state.gateway.keys_changed().await;
     if deleted {
         Ok(DeleteApiKeyResponse::NoContent)
     } else {

@@ -3,7 +3,7 @@
 use super::admin::to_api_plan;
 use crate::error::{ApiError, Result};
 use crate::gateway::ActiveKey;
-use crate::gateway::limiter::Period;
+use crate::gateway::limits::Period;
 use crate::generated::GetUsageResponse;
 use crate::generated::types::{self, KeyUsage};
 use crate::state::AppState;

@@ -8,16 +8,9 @@ use minitter_test_support::{Backend, TestDatabase, on_every_backend};
 
 use crate::helpers::{assert_problem, spawn_app, test_config};
 
-fn admin_token(app: &crate::helpers::TestApp) -> String {
-    std::fs::read_to_string(app.data_dir.join("admin-token"))
-        .expect("the development admin token")
-        .trim()
-        .to_owned()
-}
-
 async fn a_key_secret_is_shown_at_creation_and_rotation_only(backend: Backend) {
     let app = spawn_app(backend).await;
-    let auth = format!("Bearer {}", admin_token(&app));
+    let auth = app.admin_authorization();
     let plan: Value = app
         .http
         .post(app.url("/admin/v1/usage-plans"))
@@ -97,7 +90,11 @@ async fn a_key_secret_is_shown_at_creation_and_rotation_only(backend: Backend) {
 
 async fn the_operator_api_needs_the_admin_token_exactly(backend: Backend) {
     let app = spawn_app(backend).await;
-    let token = admin_token(&app);
+    let authorization = app.admin_authorization();
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .expect("a bearer token")
+        .to_owned();
     app.sign_up("ada", "ada@example.com").await;
     let user_token = app.log_in("ada@example.com").await;
     for auth in [
@@ -124,7 +121,7 @@ async fn the_operator_api_needs_the_admin_token_exactly(backend: Backend) {
 
 async fn a_first_development_start_creates_a_default_plan_and_a_demo_key_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let auth = format!("Bearer {}", admin_token(&app));
+    let auth = app.admin_authorization();
     let get = |path: &'static str| {
         app.http
             .get(app.url(path))

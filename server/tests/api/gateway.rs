@@ -169,12 +169,7 @@ async fn counts_survive_a_restart(backend: Backend) {
 
 async fn disabling_and_rotating_a_key_take_effect_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = format!(
-        "Bearer {}",
-        std::fs::read_to_string(app.data_dir.join("admin-token"))
-            .expect("token")
-            .trim()
-    );
+    let admin = app.admin_authorization();
     let plan: serde_json::Value = app
         .http
         .post(app.url("/admin/v1/usage-plans"))
@@ -260,12 +255,7 @@ async fn a_key_sees_its_usage_and_the_operator_sees_it_per_day(backend: Backend)
         (Some(3), Some(2))
     );
 
-    let admin = format!(
-        "Bearer {}",
-        std::fs::read_to_string(app.data_dir.join("admin-token"))
-            .expect("token")
-            .trim()
-    );
+    let admin = app.admin_authorization();
     let today = chrono::Utc::now().date_naive();
     let url = app.url(&format!(
         "/admin/v1/usage-plans/{}/usage?start_date={}&end_date={today}",

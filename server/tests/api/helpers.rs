@@ -111,7 +111,13 @@ pub fn test_config(data_dir: &std::path::Path, database: &TestDatabase) -> Confi
 impl TestApp {
     /// Another server on this one's database and data directory (as after a restart).
     pub async fn restart(&self) -> TestApp {
-        let (address, state) = start(&self.database, &self.data_dir, |_| {}).await;
+        self.sibling(|_| {}).await
+    }
+
+    /// Another instance on this one's database and data directory (so with the same
+    /// development secrets), configured by `configure`.
+    pub async fn sibling(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let (address, state) = start(&self.database, &self.data_dir, configure).await;
         TestApp {
             address,
             state: Some(state),
@@ -190,6 +196,13 @@ impl TestApp {
             request = request.header("authorization", value);
         }
         request.send().await.expect("request")
+    }
+
+    /// `Bearer <the development admin token>`, for the operator API.
+    pub fn admin_authorization(&self) -> String {
+        let token = std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("the development admin token");
+        format!("Bearer {}", token.trim())
     }
 
     /// The development JWT secret the server made in its data directory.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod cluster;
 mod docs_and_encoding;
 mod durability;
 mod errors;
