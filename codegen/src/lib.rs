@@ -6,14 +6,17 @@
 //! `codegen-runtime` crate:
 //! - `types.rs`: the schemas as Rust types, from typify (the generator progenitor uses,
 //!   so client and server types agree on names and serde shape);
-//! - `api.rs`: one trait with one async method per operationId, a response enum per
-//!   operation (one variant per declared status, carrying the body and declared headers),
-//!   a params struct per operation, and the poem routes that validate and dispatch;
+//! - `api.rs`: a `Server` trait (the error type, and one verify method per security
+//!   scheme), one trait per tag with one async method per operationId (gathered by
+//!   `Api`), a response enum per operation (one variant per declared status, carrying the
+//!   body and declared headers), a params struct and a credentials struct per operation,
+//!   and the poem routes that check credentials, validate and dispatch (see [`security`]);
 //! - `request_schemas.json`: the JSON Schemas every request is validated against,
 //!   translated from the document (see [`schema`]).
 
 pub mod client;
 pub mod schema;
+pub mod security;
 pub mod server;
 
 use anyhow::{Context, Result};

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use typify::{TypeSpace, TypeSpaceSettings};
 
 use crate::schema::{DEFINITIONS, to_json_schema, without_value_constraints};
+use crate::security::{self, Requirement, Scheme};
 use crate::{Document, GeneratedFile, HEADER, render};
 
 const METHODS: &[&str] = &[
@@ -35,13 +36,42 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
         .context("typify refused a component schema")?;
 
     let mut items = Vec::new();
-    let mut methods = Vec::new();
+    let mut by_tag = security::ByTag::new();
     for operation in &model.operations {
-        let emitted = operation.emit(&mut types, &model.definitions)?;
+        let emitted = operation.emit(&mut types, &model.definitions, &model.schemes)?;
         items.push(emitted.items);
-        methods.push(emitted.method);
+        by_tag
+            .entry(operation.tag.clone())
+            .or_default()
+            .push(emitted.method);
     }
     let routes = emit_routes(&model.operations);
+    // Only the schemes some operation requires need a verifier.
+    let used: Vec<&Scheme> = model
+        .schemes
+        .iter()
+        .filter(|scheme| {
+            model.operations.iter().any(|op| {
+                op.requirement
+                    .alternatives
+                    .iter()
+                    .flatten()
+                    .any(|n| *n == scheme.name)
+            })
+        })
+        .collect();
+    let server_trait = security::emit_server_trait(&used);
+    let tag_traits = by_tag.iter().map(|(tag, methods)| {
+        let ident = security::tag_trait(tag);
+        let doc = format!(" The operations tagged `{tag}`.");
+        quote! {
+            #[doc = #doc]
+            pub trait #ident: Server {
+                #(#methods)*
+            }
+        }
+    });
+    let tag_idents: Vec<_> = by_tag.keys().map(|tag| security::tag_trait(tag)).collect();
 
     let type_stream = types.to_stream();
     let types_file = render(quote! {
@@ -65,15 +95,16 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
         static VALIDATORS: LazyLock<runtime::Validators> =
             LazyLock::new(|| runtime::Validators::compile(include_str!("request_schemas.json")));
 
-        /// One method per operation of the document. There are no default bodies: an
-        /// operation added to the document fails to compile until it is implemented.
-        pub trait Api: Send + Sync + 'static {
-            /// What a handler returns for a failure its response enum does not model
-            /// (a dependency down, a bug). The server's error middleware renders it.
-            type Error: Into<poem::Error> + Send;
+        #server_trait
 
-            #(#methods)*
-        }
+        #(#tag_traits)*
+
+        /// The whole contract: the server and one trait per tag, with one method per
+        /// operation and no default bodies, so an operation added to the document fails
+        /// to compile until it is implemented.
+        pub trait Api: Server #(+ #tag_idents)* {}
+
+        impl<T: Server #(+ #tag_idents)*> Api for T {}
 
         #(#items)*
 
@@ -110,11 +141,15 @@ fn to_schemars(schema: &Value) -> Result<schemars::schema::Schema> {
 /// and every schema translated to JSON Schema.
 struct Model {
     definitions: BTreeMap<String, Value>,
+    schemes: Vec<Scheme>,
     operations: Vec<Operation>,
 }
 
 struct Operation {
     id: String,
+    /// The tag whose trait the operation's method belongs to.
+    tag: String,
+    requirement: Requirement,
     method: String,
     path: String,
     doc: String,
@@ -165,6 +200,7 @@ impl Model {
                     .collect()
             })
             .unwrap_or_default();
+        let schemes = Scheme::read_all(raw)?;
         let mut operations = Vec::new();
         let paths = raw.get("paths").and_then(Value::as_object);
         for (path, item) in paths.into_iter().flatten() {
@@ -174,11 +210,14 @@ impl Model {
                 let Some(operation) = item.get(*method) else {
                     continue;
                 };
-                operations.push(Operation::read(raw, path, method, operation, shared)?);
+                operations.push(Operation::read(
+                    raw, path, method, operation, shared, &schemes,
+                )?);
             }
         }
         Ok(Self {
             definitions,
+            schemes,
             operations,
         })
     }
@@ -240,12 +279,15 @@ impl Operation {
         method: &str,
         op: &Value,
         shared: Option<&Vec<Value>>,
+        schemes: &[Scheme],
     ) -> Result<Self> {
         let id = op
             .get("operationId")
             .and_then(Value::as_str)
             .with_context(|| format!("{method} {path} has no operationId"))?
             .to_owned();
+        let requirement = Requirement::read(raw, op, &id, schemes)?;
+        let tag = security::tag_of(op);
         let doc = [op.get("summary"), op.get("description")]
             .into_iter()
             .flatten()
@@ -356,6 +398,8 @@ impl Operation {
         }
         Ok(Self {
             id,
+            tag,
+            requirement,
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
             doc,
@@ -373,6 +417,7 @@ impl Operation {
         &self,
         types: &mut TypeSpace,
         definitions: &BTreeMap<String, Value>,
+        schemes: &[Scheme],
     ) -> Result<Emitted> {
         let camel = self.camel();
         let method_ident = format_ident!("{}", self.id.to_snake_case());
@@ -385,6 +430,11 @@ impl Operation {
         let mut args = Vec::new();
         let mut arg_names = Vec::new();
         let mut extract = Vec::new();
+        let auth = security::emit(&camel, &self.requirement, schemes);
+        if let Some(arg) = &auth.arg {
+            args.push(arg.clone());
+            arg_names.push(quote! { auth });
+        }
 
         if !self.params.is_empty() {
             let refs: Vec<&Param> = self.params.iter().collect();
@@ -447,7 +497,11 @@ impl Operation {
         let (variants, arms) = self.emit_responses(types)?;
         let response_doc = format!(" The responses `{}` may answer with.", self.id);
 
+        let auth_items = &auth.items;
+        let auth_check = &auth.check;
         let items = quote! {
+            #auth_items
+
             static #spec_ident: runtime::Operation = runtime::Operation {
                 id: #op_id,
                 params: &[#(#param_specs),*],
@@ -473,6 +527,8 @@ impl Operation {
                 mut request: poem::Request,
                 limits: runtime::Limits,
             ) -> poem::Result<poem::Response> {
+                runtime::announce_operation(&request, #op_id);
+                #auth_check
                 #bind_input runtime::extract(&mut request, &VALIDATORS, &#spec_ident, limits).await?;
                 #(#extract)*
                 let response = api.#method_ident(&request, #(#arg_names),*).await.map_err(Into::into)?;

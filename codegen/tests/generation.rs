@@ -1,9 +1,11 @@
 //! `codegen` on documents other than Minitter's.
 //!
 //! The Petstore fixture crate (`tests/petstore`, a workspace member) holds a server
-//! generated from the classic Petstore document; building the workspace compiles it and
-//! its own tests serve requests through it. This test keeps that output current:
-//! `CODEGEN_BLESS=1 cargo nextest run -p codegen` rewrites it.
+//! generated from the classic Petstore document (`src/generated`), and one generated from
+//! the same document with `createPets`' `security` deleted (`src/generated_open`);
+//! building the workspace compiles both and the crate's own tests serve requests through
+//! them. This test keeps that output current: `CODEGEN_BLESS=1 cargo nextest run -p
+//! codegen` rewrites it.
 
 use std::path::Path;
 
@@ -11,13 +13,40 @@ use codegen::{Document, server};
 
 const PETSTORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/petstore");
 
-#[test]
-fn the_petstore_fixture_is_what_codegen_generates() {
+fn petstore() -> serde_json::Value {
     let text = std::fs::read_to_string(Path::new(PETSTORE).join("petstore.yaml")).expect("fixture");
-    let files =
-        server::generate(&Document::parse(&text).expect("valid document")).expect("generates");
-    let out = Path::new(PETSTORE).join("src/generated");
+    serde_yaml_ng::from_str(&text).expect("yaml")
+}
+
+/// The Petstore document with the security of `createPets` deleted.
+fn open_petstore() -> serde_json::Value {
+    let mut raw = petstore();
+    raw["paths"]["/pets"]["post"]
+        .as_object_mut()
+        .expect("createPets")
+        .remove("security")
+        .expect("createPets declares security");
+    raw
+}
+
+#[test]
+fn the_petstore_fixtures_are_what_codegen_generates() {
+    check_fixture(&petstore(), "src/generated");
+    check_fixture(&open_petstore(), "src/generated_open");
+}
+
+fn check_fixture(raw: &serde_json::Value, dir: &str) {
+    let document = Document::parse(&serde_json::to_string(raw).expect("json")).expect("valid");
+    let files = server::generate(&document).expect("generates");
+    let out = Path::new(PETSTORE).join(dir);
     let bless = std::env::var_os("CODEGEN_BLESS").is_some();
+    if bless {
+        std::fs::create_dir_all(&out).expect("fixture dir");
+        for file in files {
+            std::fs::write(out.join(&file.name), &file.contents).expect("write fixture");
+        }
+        return;
+    }
     let mut committed_names: Vec<String> = std::fs::read_dir(&out)
         .expect("fixture output")
         .map(|entry| {
@@ -37,10 +66,6 @@ fn the_petstore_fixture_is_what_codegen_generates() {
     );
     for file in files {
         let path = out.join(&file.name);
-        if bless {
-            std::fs::write(&path, &file.contents).expect("write fixture");
-            continue;
-        }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == file.contents,
@@ -52,8 +77,7 @@ fn the_petstore_fixture_is_what_codegen_generates() {
 
 #[test]
 fn every_operation_becomes_a_trait_method_without_a_default_body() {
-    let text = std::fs::read_to_string(Path::new(PETSTORE).join("petstore.yaml")).expect("fixture");
-    let mut raw: serde_json::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let mut raw = petstore();
     raw["paths"]["/pets/{petId}"]["delete"] = serde_json::json!({
         "operationId": "deletePet",
         "parameters": [{"name": "petId", "in": "path", "required": true, "schema": {"type": "string"}}],
@@ -87,4 +111,26 @@ fn documents_other_than_openapi_3_0_are_refused() {
         .err()
         .expect("refused");
     assert!(error.to_string().contains("3.0.x"), "{error}");
+}
+
+#[test]
+fn a_security_scheme_codegen_cannot_check_is_an_error_naming_it() {
+    let mut raw = petstore();
+    raw["components"]["securitySchemes"]["oauth"] = serde_json::json!({
+        "type": "oauth2",
+        "flows": {"clientCredentials": {"tokenUrl": "https://example.com/token", "scopes": {}}}
+    });
+    raw["paths"]["/pets"]["get"]["security"] = serde_json::json!([{"oauth": []}]);
+    let document = Document::parse(&serde_json::to_string(&raw).expect("json")).expect("valid");
+    let error = server::generate(&document).expect_err("refused");
+    assert!(error.to_string().contains("oauth"), "{error}");
+}
+
+#[test]
+fn security_naming_an_undeclared_scheme_is_an_error() {
+    let mut raw = petstore();
+    raw["paths"]["/pets"]["get"]["security"] = serde_json::json!([{"nope": []}]);
+    let document = Document::parse(&serde_json::to_string(&raw).expect("json")).expect("valid");
+    let error = server::generate(&document).expect_err("refused");
+    assert!(error.to_string().contains("nope"), "{error}");
 }

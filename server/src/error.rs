@@ -12,7 +12,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::generated::types::{Problem, Violation as ProblemViolation, ViolationIn};
 use crate::telemetry::RequestId;
-use codegen_runtime::{Location, MethodNotAllowed, RejectedRequest, Violation};
+use codegen_runtime::{Location, MethodNotAllowed, RejectedRequest, Unauthenticated, Violation};
 
 /// Seconds a client is told to wait when a dependency is unavailable.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
@@ -178,6 +178,9 @@ pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
     if let Some(api_error) = error.downcast_ref::<ApiError>() {
         return render_api_error(api_error, request_id);
     }
+    if let Some(unauthenticated) = error.downcast_ref::<Unauthenticated>() {
+        return render_api_error(&missing_credentials(unauthenticated), request_id);
+    }
     // poem's own errors: unknown route, unreadable body, and the like.
     let status = error.status();
     let (code, detail) = match status {
@@ -189,6 +192,20 @@ pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
         _ => ("invalid_request", error.to_string()),
     };
     problem_response(&problem(status, code, detail, request_id))
+}
+
+/// What a request without an operation's credentials is told, per the document: 403
+/// without an API key (as API Gateway answers), else 401 for the missing token.
+fn missing_credentials(unauthenticated: &Unauthenticated) -> ApiError {
+    use crate::handlers::{BAD_ADMIN_TOKEN, BAD_TOKEN, NO_KEY};
+    let missing = |scheme: &str| unauthenticated.missing.contains(&scheme);
+    if missing("apiKey") {
+        NO_KEY
+    } else if missing("adminAuth") {
+        BAD_ADMIN_TOKEN
+    } else {
+        BAD_TOKEN
+    }
 }
 
 fn to_problem_violation(violation: &Violation) -> ProblemViolation {

@@ -5,8 +5,10 @@
 //! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
 //! 2. errors to Problem documents ([`error::render_problems`]);
 //! 3. compression, both ways ([`compression::compression`]);
-//! 4. API key and usage plan on `/v1` ([`gateway::enforce`]);
-//! 5. routes: the generated API routes, `/openapi.yaml` and `/docs`.
+//! 4. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
+//! 5. routes: the generated API routes, which check each operation's credentials as the
+//!    document's `security` says (the API key through the gateway), `/openapi.yaml` and
+//!    `/docs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -196,7 +198,7 @@ async fn flush_usage_every_second(state: std::sync::Weak<AppState>) {
 pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Response> {
     let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
     docs::mount(api)
-        .around(move |next, request| gateway::enforce(next, request, Arc::clone(&state)))
+        .around(gateway::rate_limit_headers)
         .around(compression::compression)
         .around(error::render_problems)
         .around(telemetry::request_context)

@@ -42,9 +42,17 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
         .filter(|id| is_safe_id(id))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
+    // The generated route says which operation serves the request (logs and metrics
+    // label by operationId, never by a path full of ids).
+    let operation = codegen_runtime::OperationSlot::default();
+    request.extensions_mut().insert(operation.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        operation_id = tracing::field::Empty
+    );
     let started = Instant::now();
 
     let outcome = AssertUnwindSafe(next.call(request).instrument(span.clone()))
@@ -66,6 +74,7 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
     };
     span.in_scope(|| {
         tracing::info!(
+            operation_id = operation.get().unwrap_or("none"),
             status = response.status().as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "served"

@@ -1,10 +1,18 @@
 //! Hand-written conveniences over the generated client.
 
+use std::time::Duration;
+
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, InvalidHeaderValue};
 
-use crate::{Client, Error, types::Problem};
+use crate::{Client, Error, RetryPolicy, RetryingClient, types::Problem};
 
-/// Builds a [`Client`] that sends credentials with every request.
+/// How long one attempt may take by default, from sending the request to reading the
+/// whole response.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a [`Client`] that sends credentials with every request, and gives each
+/// request (each attempt, when retried) at most [`ClientBuilder::timeout`].
+/// [`ClientBuilder::build_with_retries`] builds a [`RetryingClient`] instead.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +29,8 @@ pub struct ClientBuilder {
     base_url: String,
     api_key: Option<String>,
     bearer_token: Option<String>,
+    timeout: Duration,
+    retry_policy: RetryPolicy,
 }
 
 impl ClientBuilder {
@@ -30,6 +40,8 @@ impl ClientBuilder {
             base_url: base_url.into(),
             api_key: None,
             bearer_token: None,
+            timeout: DEFAULT_TIMEOUT,
+            retry_policy: RetryPolicy::default(),
         }
     }
 
@@ -47,7 +59,33 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client. Fails only if a credential is not a valid header value.
+    /// How long one attempt may take, from sending the request to reading the whole
+    /// response ([`DEFAULT_TIMEOUT`], 30 s, unless set). A timed-out attempt fails with
+    /// `Error::CommunicationError` (`is_timeout()`), and is retried like a lost
+    /// connection.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The retries of [`ClientBuilder::build_with_retries`]'s client
+    /// ([`RetryPolicy::default`] unless set).
+    #[must_use]
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// Builds a client whose [`RetryingClient::send`] retries as the policy allows (see
+    /// [`crate::retry`]). Fails only as [`ClientBuilder::build`] does.
+    pub fn build_with_retries(self) -> Result<RetryingClient, BuildError> {
+        let policy = self.retry_policy.clone();
+        Ok(RetryingClient::new(self.build()?, policy))
+    }
+
+    /// Builds the generated client, which sends each request once. Fails only if a
+    /// credential is not a valid header value.
     pub fn build(self) -> Result<Client, BuildError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = self.api_key {
@@ -62,6 +100,7 @@ impl ClientBuilder {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            .timeout(self.timeout)
             .build()
             .map_err(BuildError::Http)?;
         Ok(Client::new_with_client(&self.base_url, http))

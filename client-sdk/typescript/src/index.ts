@@ -4,12 +4,25 @@
  * The types are generated from `openapi.yaml` by openapi-typescript (`src/generated/`,
  * never edited) and the requests are made by openapi-fetch, so every path, parameter and
  * body is checked by `tsc` against the spec. This file is the small hand-written part:
- * a constructor that sends the credentials, errors as a typed {@link Problem}, and an
- * async iterator over every paginated operation (the Rust SDK's `*_stream()`).
+ * a constructor that sends the credentials, errors as a typed {@link Problem}, an
+ * async iterator over every paginated operation (the Rust SDK's `*_stream()`), and
+ * retries with backoff, a timeout per attempt and automatic idempotency keys for
+ * `POST /v1/tweets` (see `./retry.ts`).
  */
 import createFetchClient, { type Client } from "openapi-fetch";
 
 import type { components, operations, paths } from "./generated/schema.js";
+import { type RetryOptions, resilientFetch } from "./retry.js";
+
+export {
+  backoffMs,
+  DEFAULT_RETRY,
+  DEFAULT_TIMEOUT_MS,
+  type ResilienceOptions,
+  resilientFetch,
+  type RetryOptions,
+  retryAfterMs,
+} from "./retry.js";
 
 export type { components, operations, paths };
 export type Problem = components["schemas"]["Problem"];
@@ -36,8 +49,19 @@ export interface ClientOptions {
   apiKey?: string;
   /** A user's token from `POST /v1/auth/token`, sent as `Authorization: Bearer …`. */
   bearerToken?: string;
-  /** A `fetch` to use instead of the global one. */
+  /** A `fetch` to use instead of the global one (each attempt calls it). */
   fetch?: typeof fetch;
+  /**
+   * Retries of `429`, `502`/`503`/`504` and network failures, with exponential backoff
+   * and full jitter, honouring `Retry-After`: 2 retries, 500 ms base, 8 s cap, 60 s at
+   * most for `Retry-After` by default; `{ maxRetries: 0 }` turns them off. Only requests
+   * that are safe to replay are retried after a failure that leaves their fate unknown:
+   * `GET`, `HEAD`, `PUT`, `DELETE`, and `POST`/`PATCH` with an `Idempotency-Key`
+   * (`POST /v1/tweets` gets one automatically).
+   */
+  retry?: RetryOptions;
+  /** How long one attempt may take, in milliseconds (default 30 000). */
+  timeoutMs?: number;
 }
 
 type Page<T> = { items: T[]; next_page?: string | null };
@@ -77,7 +101,7 @@ export class MinitterClient {
     this.api = createFetchClient<paths>({
       baseUrl: options.baseUrl,
       headers,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
+      fetch: resilientFetch(options.fetch ?? globalThis.fetch, { retry: options.retry, timeoutMs: options.timeoutMs }),
     });
   }
 

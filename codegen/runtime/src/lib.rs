@@ -9,10 +9,43 @@
 //! it may be a password. It is a crate rather than generated text so that every
 //! generated server shares one copy.
 
+mod operation;
+mod security;
+
 use std::collections::HashMap;
 
 use poem::http::{StatusCode, header};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+pub use operation::{OperationSlot, announce_operation};
+pub use security::{Credential, CredentialIn, Unauthenticated, credential};
+
+/// An RFC 9457 `application/problem+json` response: what a generated server answers for
+/// a request it refuses (a server with its own error format renders these errors itself,
+/// finding them with `downcast_ref`). `errors` lists every violation with its pointer.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    violations: &[Violation],
+) -> poem::Response {
+    let errors: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({"in": v.location, "pointer": v.pointer, "detail": v.message}))
+        .collect();
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+        "errors": errors,
+    });
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(body.to_string())
+}
 
 /// The part of a request a [`Violation`] is found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -57,6 +90,15 @@ impl std::error::Error for RejectedRequest {}
 impl poem::error::ResponseError for RejectedRequest {
     fn status(&self) -> StatusCode {
         self.status
+    }
+
+    fn as_response(&self) -> poem::Response {
+        let code = match self.status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_request",
+        };
+        problem_response(self.status, code, &self.detail, &self.violations)
     }
 }
 
@@ -108,6 +150,15 @@ impl std::error::Error for MethodNotAllowed {}
 impl poem::error::ResponseError for MethodNotAllowed {
     fn status(&self) -> StatusCode {
         StatusCode::METHOD_NOT_ALLOWED
+    }
+
+    fn as_response(&self) -> poem::Response {
+        let mut response =
+            problem_response(self.status(), "method_not_allowed", &self.to_string(), &[]);
+        if let Ok(allow) = header::HeaderValue::from_str(&self.allow.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
     }
 }
 

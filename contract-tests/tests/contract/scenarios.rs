@@ -57,11 +57,17 @@ impl<'a> Context<'a> {
         self.oversized_and_mistyped_with("POST", path).await;
     }
 
-    /// A body over the limit is 413 and a body of the wrong type 415, before anything else.
+    /// A body over the limit is 413 and a body of the wrong type 415, before it is read
+    /// (once the operation's credentials are good: they are checked first).
     async fn oversized_and_mistyped_with(&self, method: &str, path: &str) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let url = self.url(path);
-        let auth = format!("Bearer {}", self.ada_token);
+        let token = if path.starts_with("/admin/") {
+            crate::harness::ADMIN_TOKEN
+        } else {
+            self.ada_token.as_str()
+        };
+        let auth = format!("Bearer {token}");
         let request = || {
             self.raw
                 .request(method.clone(), &url)
@@ -736,8 +742,12 @@ pub async fn admin(ctx: &Context<'_>) {
         status(401, "unauthorized")
     );
     assert_eq!(
-        ctx.raw_status(ctx.raw.get(ctx.url("/admin/v1/usage-plans/nope")))
-            .await,
+        ctx.raw_status(
+            ctx.raw
+                .get(ctx.url("/admin/v1/usage-plans/nope"))
+                .bearer_auth(crate::harness::ADMIN_TOKEN)
+        )
+        .await,
         400
     );
     let updated = admin
@@ -869,8 +879,12 @@ pub async fn admin(ctx: &Context<'_>) {
         status(401, "unauthorized")
     );
     assert_eq!(
-        ctx.raw_status(ctx.raw.get(ctx.url("/admin/v1/api-keys/nope")))
-            .await,
+        ctx.raw_status(
+            ctx.raw
+                .get(ctx.url("/admin/v1/api-keys/nope"))
+                .bearer_auth(crate::harness::ADMIN_TOKEN)
+        )
+        .await,
         400
     );
 

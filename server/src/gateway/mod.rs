@@ -18,8 +18,8 @@ pub mod limits;
 pub mod redis;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -33,8 +33,8 @@ use self::admission::Admission;
 use self::ledger::UsageLedger;
 use self::limits::{Decision, Period, PlanLimits, Verdict};
 use self::redis::SharedRedis;
-use crate::error::{ApiError, error_to_response, render_api_error};
-use crate::state::AppState;
+use crate::error::{ApiError, error_to_response};
+use crate::handlers::NO_KEY;
 use crate::store::{SharedStore, StoreError, secret_hash};
 use crate::telemetry::RequestId;
 
@@ -43,12 +43,26 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Past this many cached keys the cache starts afresh (unknown keys are cached too).
 const KEY_CACHE_MAX: usize = 100_000;
 
-/// A key that may call the API; handlers find it in the request's extensions.
+/// A key that may call the API, as verified for the handlers of keyed operations.
 #[derive(Debug, Clone)]
 pub struct ActiveKey {
     pub id: Uuid,
     pub plan_id: Uuid,
     pub limits: PlanLimits,
+}
+
+impl ActiveKey {
+    /// What a keyed handler gets while the gateway is off (only to measure its cost).
+    pub fn unmetered() -> Self {
+        Self {
+            id: Uuid::nil(),
+            plan_id: Uuid::nil(),
+            limits: PlanLimits {
+                throttle: None,
+                quota: None,
+            },
+        }
+    }
 }
 
 /// Looked-up keys by the SHA-256 of their secret, with when they were looked up; `None`
@@ -199,64 +213,65 @@ impl Gateway {
     }
 }
 
-/// Middleware: the API key and usage plan of every `/v1` request.
-pub async fn enforce<E: Endpoint>(
+impl Gateway {
+    /// Verifies an `x-api-key` for an operation whose `security` requires one (the
+    /// generated route calls this through `Server::verify_api_key`): the key must be
+    /// enabled, and its plan's throttle and quota must admit the request, which is then
+    /// counted. The decision goes into the request's [`RateLimitSlot`], from which
+    /// [`rate_limit_headers`] writes the headers, refusals included.
+    pub async fn admit(&self, secret: &str, request: &Request) -> Result<ActiveKey, ApiError> {
+        let key = self.active_key(secret).await?.ok_or(NO_KEY)?;
+        let now = chrono::Utc::now();
+        let decision = self.admission.admit(key.id, key.limits, now).await?;
+        if let Some(slot) = request.extensions().get::<RateLimitSlot>() {
+            let _ = slot.0.set(decision);
+        }
+        match decision.verdict {
+            Verdict::Admitted => {
+                self.ledger.count(key.id, now.date_naive());
+                Ok(key)
+            }
+            Verdict::Throttled { retry_after } => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::Throttled { retry_after })
+            }
+            Verdict::QuotaExceeded { retry_after } => {
+                self.quota_exceeded.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::QuotaExceeded { retry_after })
+            }
+        }
+    }
+}
+
+/// Where [`Gateway::admit`] leaves its decision for the middleware that writes the
+/// rate-limit headers (the decision is made inside the generated route, the headers
+/// are added to whatever response comes out of it).
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitSlot(Arc<OnceLock<Decision>>);
+
+/// Middleware: the rate-limit headers of every keyed response, refusals included.
+pub async fn rate_limit_headers<E: Endpoint>(
     next: E,
     mut request: Request,
-    state: Arc<AppState>,
 ) -> poem::Result<Response> {
-    if !state.gateway_enabled || !request.uri().path().starts_with("/v1/") {
-        return next.call(request).await.map(IntoResponse::into_response);
-    }
+    let slot = RateLimitSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let gateway = &state.gateway;
-    let Some(secret) = request.header("x-api-key").map(str::to_owned) else {
-        return Ok(render_api_error(&NO_KEY, &request_id));
+    // Errors are rendered here rather than by the outer middleware, so that they too
+    // carry the headers.
+    let mut response = match next.call(request).await {
+        Ok(response) => response.into_response(),
+        Err(error) => error_to_response(error, &request_id),
     };
-    let key = match gateway.active_key(&secret).await {
-        Ok(Some(key)) => key,
-        Ok(None) => return Ok(render_api_error(&NO_KEY, &request_id)),
-        Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
-    };
-    let now = chrono::Utc::now();
-    let decision = match gateway.admission.admit(key.id, key.limits, now).await {
-        Ok(decision) => decision,
-        Err(error) => return Ok(render_api_error(&ApiError::from(error), &request_id)),
-    };
-    if decision.verdict == Verdict::Admitted {
-        gateway.ledger.count(key.id, now.date_naive());
+    if let Some(decision) = slot.0.get() {
+        set_rate_limit_headers(&mut response, decision);
     }
-    let mut response = match decision.verdict {
-        // Errors are rendered here rather than by the outer middleware, so that they too
-        // carry the rate-limit headers.
-        Verdict::Admitted => match next
-            .call({
-                request.extensions_mut().insert(key);
-                request
-            })
-            .await
-        {
-            Ok(response) => response.into_response(),
-            Err(error) => error_to_response(error, &request_id),
-        },
-        Verdict::Throttled { retry_after } => {
-            gateway.throttled.fetch_add(1, Ordering::Relaxed);
-            render_api_error(&ApiError::Throttled { retry_after }, &request_id)
-        }
-        Verdict::QuotaExceeded { retry_after } => {
-            gateway.quota_exceeded.fetch_add(1, Ordering::Relaxed);
-            render_api_error(&ApiError::QuotaExceeded { retry_after }, &request_id)
-        }
-    };
-    set_rate_limit_headers(&mut response, &decision);
     Ok(response)
 }
-
-const NO_KEY: ApiError = ApiError::Forbidden("A valid, enabled x-api-key is required.");
 
 /// `RateLimit-Policy`, `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and the
 /// `X-RateLimit-*` trio, for the quota when the plan has one, else for the burst.

@@ -17,12 +17,253 @@ use super::types;
 static VALIDATORS: LazyLock<runtime::Validators> = LazyLock::new(|| runtime::Validators::compile(
     include_str!("request_schemas.json"),
 ));
-/// One method per operation of the document. There are no default bodies: an
-/// operation added to the document fails to compile until it is implemented.
-pub trait Api: Send + Sync + 'static {
+/// Where a `apiKey` credential is.
+static API_KEY_SCHEME: runtime::Credential = runtime::Credential::ApiKey {
+    location: runtime::CredentialIn::Header,
+    name: "x-api-key",
+};
+/// Where a `bearerAuth` credential is.
+static BEARER_AUTH_SCHEME: runtime::Credential = runtime::Credential::Bearer;
+/// Where a `adminAuth` credential is.
+static ADMIN_AUTH_SCHEME: runtime::Credential = runtime::Credential::Bearer;
+/// What the server provides besides its operations: the error type they return,
+/// and how each of the document's security schemes is verified. The generated
+/// routes call these before any handler, for the operations that require them.
+pub trait Server: Send + Sync + 'static {
     /// What a handler returns for a failure its response enum does not model
-    /// (a dependency down, a bug). The server's error middleware renders it.
+    /// (a dependency down, a bug, a refused credential).
     type Error: Into<poem::Error> + Send;
+    /// A credential of the `apiKey` scheme, verified.
+    type ApiKey: Send + Sync + 'static;
+    /// Verifies the credential the request presents for `apiKey` (the raw text: the key, or the token after `Bearer `). An error refuses the request.
+    fn verify_api_key(
+        &self,
+        request: &poem::Request,
+        credential: &str,
+    ) -> impl Future<Output = Result<Self::ApiKey, Self::Error>> + Send;
+    /// A credential of the `bearerAuth` scheme, verified.
+    type BearerAuth: Send + Sync + 'static;
+    /// Verifies the credential the request presents for `bearerAuth` (the raw text: the key, or the token after `Bearer `). An error refuses the request.
+    fn verify_bearer_auth(
+        &self,
+        request: &poem::Request,
+        credential: &str,
+    ) -> impl Future<Output = Result<Self::BearerAuth, Self::Error>> + Send;
+    /// A credential of the `adminAuth` scheme, verified.
+    type AdminAuth: Send + Sync + 'static;
+    /// Verifies the credential the request presents for `adminAuth` (the raw text: the key, or the token after `Bearer `). An error refuses the request.
+    fn verify_admin_auth(
+        &self,
+        request: &poem::Request,
+        credential: &str,
+    ) -> impl Future<Output = Result<Self::AdminAuth, Self::Error>> + Send;
+}
+/// The operations tagged `admin`.
+pub trait AdminApi: Server {
+    /// `GET /admin/v1/usage-plans`
+    ///
+    /// List usage plans
+    ///
+    /// Newest first.
+    fn list_usage_plans(
+        &self,
+        request: &poem::Request,
+        auth: ListUsagePlansAuth<Self>,
+        params: types::ListUsagePlansParams,
+    ) -> impl Future<Output = Result<ListUsagePlansResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/usage-plans`
+    ///
+    /// Create a usage plan
+    ///
+    /// A plan throttles (token bucket) and meters (quota per UTC day, ISO week or calendar month) the API keys in it.
+    fn create_usage_plan(
+        &self,
+        request: &poem::Request,
+        auth: CreateUsagePlanAuth<Self>,
+        body: types::UsagePlanInput,
+    ) -> impl Future<Output = Result<CreateUsagePlanResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Get a usage plan
+    fn get_usage_plan(
+        &self,
+        request: &poem::Request,
+        auth: GetUsagePlanAuth<Self>,
+        params: types::GetUsagePlanParams,
+    ) -> impl Future<Output = Result<GetUsagePlanResponse, Self::Error>> + Send;
+    /// `PUT /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Replace a usage plan's settings
+    ///
+    /// The keys in the plan follow its new limits at once.
+    fn update_usage_plan(
+        &self,
+        request: &poem::Request,
+        auth: UpdateUsagePlanAuth<Self>,
+        params: types::UpdateUsagePlanParams,
+        body: types::UsagePlanInput,
+    ) -> impl Future<Output = Result<UpdateUsagePlanResponse, Self::Error>> + Send;
+    /// `DELETE /admin/v1/usage-plans/{plan_id}`
+    ///
+    /// Delete a usage plan
+    ///
+    /// Refused with 409 while API keys use the plan.
+    fn delete_usage_plan(
+        &self,
+        request: &poem::Request,
+        auth: DeleteUsagePlanAuth<Self>,
+        params: types::DeleteUsagePlanParams,
+    ) -> impl Future<Output = Result<DeleteUsagePlanResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/api-keys`
+    ///
+    /// List API keys
+    ///
+    /// Newest first. Secrets are never listed; `prefix` identifies a key.
+    fn list_api_keys(
+        &self,
+        request: &poem::Request,
+        auth: ListApiKeysAuth<Self>,
+        params: types::ListApiKeysParams,
+    ) -> impl Future<Output = Result<ListApiKeysResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/api-keys`
+    ///
+    /// Create an API key
+    ///
+    /// The secret is in this response only; it is stored hashed and cannot be shown again.
+    fn create_api_key(
+        &self,
+        request: &poem::Request,
+        auth: CreateApiKeyAuth<Self>,
+        body: types::NewApiKey,
+    ) -> impl Future<Output = Result<CreateApiKeyResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/api-keys/{key_id}`
+    ///
+    /// Get an API key
+    fn get_api_key(
+        &self,
+        request: &poem::Request,
+        auth: GetApiKeyAuth<Self>,
+        params: types::GetApiKeyParams,
+    ) -> impl Future<Output = Result<GetApiKeyResponse, Self::Error>> + Send;
+    /// `DELETE /admin/v1/api-keys/{key_id}`
+    ///
+    /// Delete an API key
+    fn delete_api_key(
+        &self,
+        request: &poem::Request,
+        auth: DeleteApiKeyAuth<Self>,
+        params: types::DeleteApiKeyParams,
+    ) -> impl Future<Output = Result<DeleteApiKeyResponse, Self::Error>> + Send;
+    /// `PATCH /admin/v1/api-keys/{key_id}`
+    ///
+    /// Rename, enable or disable an API key, or move it to another plan
+    fn update_api_key(
+        &self,
+        request: &poem::Request,
+        auth: UpdateApiKeyAuth<Self>,
+        params: types::UpdateApiKeyParams,
+        body: types::ApiKeyUpdate,
+    ) -> impl Future<Output = Result<UpdateApiKeyResponse, Self::Error>> + Send;
+    /// `POST /admin/v1/api-keys/{key_id}/rotate`
+    ///
+    /// Rotate an API key's secret
+    ///
+    /// The old secret stops working at once; the new one is in this response only.
+    fn rotate_api_key(
+        &self,
+        request: &poem::Request,
+        auth: RotateApiKeyAuth<Self>,
+        params: types::RotateApiKeyParams,
+    ) -> impl Future<Output = Result<RotateApiKeyResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans/{plan_id}/usage`
+    ///
+    /// Usage of a plan's keys per UTC day
+    ///
+    /// For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
+    /// day from `start_date` to `end_date` inclusive (at most 366 days): the requests
+    /// admitted that day, and what was left of the quota of that day's period at its end.
+    /// A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
+    fn get_usage_report(
+        &self,
+        request: &poem::Request,
+        auth: GetUsageReportAuth<Self>,
+        params: types::GetUsageReportParams,
+    ) -> impl Future<Output = Result<GetUsageReportResponse, Self::Error>> + Send;
+}
+/// The operations tagged `auth`.
+pub trait AuthApi: Server {
+    /// `POST /v1/auth/token`
+    ///
+    /// Log in
+    ///
+    /// Exchanges an email and password for a short-lived bearer token (an HS256 JWT).
+    /// A wrong email and a wrong password get the same 401, so that the answer does
+    /// not reveal which accounts exist.
+    fn create_token(
+        &self,
+        request: &poem::Request,
+        auth: CreateTokenAuth<Self>,
+        body: types::Credentials,
+    ) -> impl Future<Output = Result<CreateTokenResponse, Self::Error>> + Send;
+    /// `GET /v1/me`
+    ///
+    /// Get the logged-in user
+    fn get_me(
+        &self,
+        request: &poem::Request,
+        auth: GetMeAuth<Self>,
+    ) -> impl Future<Output = Result<GetMeResponse, Self::Error>> + Send;
+}
+/// The operations tagged `follows`.
+pub trait FollowsApi: Server {
+    /// `PUT /v1/me/following/{user_id}`
+    ///
+    /// Follow a user
+    ///
+    /// Makes the logged-in user follow `user_id`. Idempotent: following someone you
+    /// already follow changes nothing and answers 204 again. You cannot follow yourself.
+    fn follow_user(
+        &self,
+        request: &poem::Request,
+        auth: FollowUserAuth<Self>,
+        params: types::FollowUserParams,
+    ) -> impl Future<Output = Result<FollowUserResponse, Self::Error>> + Send;
+    /// `DELETE /v1/me/following/{user_id}`
+    ///
+    /// Unfollow a user
+    ///
+    /// Idempotent: unfollowing someone you do not follow answers 204 too.
+    fn unfollow_user(
+        &self,
+        request: &poem::Request,
+        auth: UnfollowUserAuth<Self>,
+        params: types::UnfollowUserParams,
+    ) -> impl Future<Output = Result<UnfollowUserResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/followers`
+    ///
+    /// List a user's followers
+    ///
+    /// The users who follow `user_id`, most recent follow first.
+    fn list_followers(
+        &self,
+        request: &poem::Request,
+        auth: ListFollowersAuth<Self>,
+        params: types::ListFollowersParams,
+    ) -> impl Future<Output = Result<ListFollowersResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/following`
+    ///
+    /// List the users a user follows
+    ///
+    /// The users `user_id` follows, most recent follow first.
+    fn list_following(
+        &self,
+        request: &poem::Request,
+        auth: ListFollowingAuth<Self>,
+        params: types::ListFollowingParams,
+    ) -> impl Future<Output = Result<ListFollowingResponse, Self::Error>> + Send;
+}
+/// The operations tagged `health`.
+pub trait HealthApi: Server {
     /// `GET /healthz`
     ///
     /// Liveness probe
@@ -41,85 +282,38 @@ pub trait Api: Send + Sync + 'static {
         &self,
         request: &poem::Request,
     ) -> impl Future<Output = Result<GetReadinessResponse, Self::Error>> + Send;
-    /// `POST /v1/users`
+}
+/// The operations tagged `pictures`.
+pub trait PicturesApi: Server {
+    /// `PUT /v1/me/picture`
     ///
-    /// Sign up
+    /// Upload your profile picture
     ///
-    /// Creates a user account. Usernames and emails are unique, compared
-    /// case-insensitively; a taken one answers 409 naming the field.
-    fn sign_up(
+    /// The body is the image itself (PNG, JPEG, WebP or GIF, told apart by its first
+    /// bytes, not by headers), at most 5 MiB and 4096 × 4096 pixels. It replaces any
+    /// earlier picture, which is then removed.
+    fn put_picture(
         &self,
         request: &poem::Request,
-        body: types::NewUser,
-    ) -> impl Future<Output = Result<SignUpResponse, Self::Error>> + Send;
-    /// `GET /v1/users/{user_id}`
+        auth: PutPictureAuth<Self>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<PutPictureResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}/picture`
     ///
-    /// Get a user's public profile
-    fn get_user(
+    /// Get a user's profile picture
+    ///
+    /// The image, with a strong `ETag` (send it back as `If-None-Match` for a 304). When the
+    /// server stores pictures in S3 with presigning on, the answer is instead a 307 to a
+    /// short-lived presigned URL.
+    fn get_picture(
         &self,
         request: &poem::Request,
-        params: types::GetUserParams,
-    ) -> impl Future<Output = Result<GetUserResponse, Self::Error>> + Send;
-    /// `POST /v1/auth/token`
-    ///
-    /// Log in
-    ///
-    /// Exchanges an email and password for a short-lived bearer token (an HS256 JWT).
-    /// A wrong email and a wrong password get the same 401, so that the answer does
-    /// not reveal which accounts exist.
-    fn create_token(
-        &self,
-        request: &poem::Request,
-        body: types::Credentials,
-    ) -> impl Future<Output = Result<CreateTokenResponse, Self::Error>> + Send;
-    /// `GET /v1/me`
-    ///
-    /// Get the logged-in user
-    fn get_me(
-        &self,
-        request: &poem::Request,
-    ) -> impl Future<Output = Result<GetMeResponse, Self::Error>> + Send;
-    /// `PUT /v1/me/following/{user_id}`
-    ///
-    /// Follow a user
-    ///
-    /// Makes the logged-in user follow `user_id`. Idempotent: following someone you
-    /// already follow changes nothing and answers 204 again. You cannot follow yourself.
-    fn follow_user(
-        &self,
-        request: &poem::Request,
-        params: types::FollowUserParams,
-    ) -> impl Future<Output = Result<FollowUserResponse, Self::Error>> + Send;
-    /// `DELETE /v1/me/following/{user_id}`
-    ///
-    /// Unfollow a user
-    ///
-    /// Idempotent: unfollowing someone you do not follow answers 204 too.
-    fn unfollow_user(
-        &self,
-        request: &poem::Request,
-        params: types::UnfollowUserParams,
-    ) -> impl Future<Output = Result<UnfollowUserResponse, Self::Error>> + Send;
-    /// `GET /v1/users/{user_id}/followers`
-    ///
-    /// List a user's followers
-    ///
-    /// The users who follow `user_id`, most recent follow first.
-    fn list_followers(
-        &self,
-        request: &poem::Request,
-        params: types::ListFollowersParams,
-    ) -> impl Future<Output = Result<ListFollowersResponse, Self::Error>> + Send;
-    /// `GET /v1/users/{user_id}/following`
-    ///
-    /// List the users a user follows
-    ///
-    /// The users `user_id` follows, most recent follow first.
-    fn list_following(
-        &self,
-        request: &poem::Request,
-        params: types::ListFollowingParams,
-    ) -> impl Future<Output = Result<ListFollowingResponse, Self::Error>> + Send;
+        auth: GetPictureAuth<Self>,
+        params: types::GetPictureParams,
+    ) -> impl Future<Output = Result<GetPictureResponse, Self::Error>> + Send;
+}
+/// The operations tagged `tweets`.
+pub trait TweetsApi: Server {
     /// `POST /v1/tweets`
     ///
     /// Post a tweet
@@ -133,6 +327,7 @@ pub trait Api: Send + Sync + 'static {
     fn create_tweet(
         &self,
         request: &poem::Request,
+        auth: CreateTweetAuth<Self>,
         params: types::CreateTweetParams,
         body: types::NewTweet,
     ) -> impl Future<Output = Result<CreateTweetResponse, Self::Error>> + Send;
@@ -142,6 +337,7 @@ pub trait Api: Send + Sync + 'static {
     fn get_tweet(
         &self,
         request: &poem::Request,
+        auth: GetTweetAuth<Self>,
         params: types::GetTweetParams,
     ) -> impl Future<Output = Result<GetTweetResponse, Self::Error>> + Send;
     /// `DELETE /v1/tweets/{tweet_id}`
@@ -152,6 +348,7 @@ pub trait Api: Send + Sync + 'static {
     fn delete_tweet(
         &self,
         request: &poem::Request,
+        auth: DeleteTweetAuth<Self>,
         params: types::DeleteTweetParams,
     ) -> impl Future<Output = Result<DeleteTweetResponse, Self::Error>> + Send;
     /// `GET /v1/users/{user_id}/tweets`
@@ -162,6 +359,7 @@ pub trait Api: Send + Sync + 'static {
     fn list_user_tweets(
         &self,
         request: &poem::Request,
+        auth: ListUserTweetsAuth<Self>,
         params: types::ListUserTweetsParams,
     ) -> impl Future<Output = Result<ListUserTweetsResponse, Self::Error>> + Send;
     /// `GET /v1/timeline`
@@ -172,112 +370,12 @@ pub trait Api: Send + Sync + 'static {
     fn get_timeline(
         &self,
         request: &poem::Request,
+        auth: GetTimelineAuth<Self>,
         params: types::GetTimelineParams,
     ) -> impl Future<Output = Result<GetTimelineResponse, Self::Error>> + Send;
-    /// `GET /admin/v1/usage-plans`
-    ///
-    /// List usage plans
-    ///
-    /// Newest first.
-    fn list_usage_plans(
-        &self,
-        request: &poem::Request,
-        params: types::ListUsagePlansParams,
-    ) -> impl Future<Output = Result<ListUsagePlansResponse, Self::Error>> + Send;
-    /// `POST /admin/v1/usage-plans`
-    ///
-    /// Create a usage plan
-    ///
-    /// A plan throttles (token bucket) and meters (quota per UTC day, ISO week or calendar month) the API keys in it.
-    fn create_usage_plan(
-        &self,
-        request: &poem::Request,
-        body: types::UsagePlanInput,
-    ) -> impl Future<Output = Result<CreateUsagePlanResponse, Self::Error>> + Send;
-    /// `GET /admin/v1/usage-plans/{plan_id}`
-    ///
-    /// Get a usage plan
-    fn get_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::GetUsagePlanParams,
-    ) -> impl Future<Output = Result<GetUsagePlanResponse, Self::Error>> + Send;
-    /// `PUT /admin/v1/usage-plans/{plan_id}`
-    ///
-    /// Replace a usage plan's settings
-    ///
-    /// The keys in the plan follow its new limits at once.
-    fn update_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::UpdateUsagePlanParams,
-        body: types::UsagePlanInput,
-    ) -> impl Future<Output = Result<UpdateUsagePlanResponse, Self::Error>> + Send;
-    /// `DELETE /admin/v1/usage-plans/{plan_id}`
-    ///
-    /// Delete a usage plan
-    ///
-    /// Refused with 409 while API keys use the plan.
-    fn delete_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::DeleteUsagePlanParams,
-    ) -> impl Future<Output = Result<DeleteUsagePlanResponse, Self::Error>> + Send;
-    /// `GET /admin/v1/api-keys`
-    ///
-    /// List API keys
-    ///
-    /// Newest first. Secrets are never listed; `prefix` identifies a key.
-    fn list_api_keys(
-        &self,
-        request: &poem::Request,
-        params: types::ListApiKeysParams,
-    ) -> impl Future<Output = Result<ListApiKeysResponse, Self::Error>> + Send;
-    /// `POST /admin/v1/api-keys`
-    ///
-    /// Create an API key
-    ///
-    /// The secret is in this response only; it is stored hashed and cannot be shown again.
-    fn create_api_key(
-        &self,
-        request: &poem::Request,
-        body: types::NewApiKey,
-    ) -> impl Future<Output = Result<CreateApiKeyResponse, Self::Error>> + Send;
-    /// `GET /admin/v1/api-keys/{key_id}`
-    ///
-    /// Get an API key
-    fn get_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::GetApiKeyParams,
-    ) -> impl Future<Output = Result<GetApiKeyResponse, Self::Error>> + Send;
-    /// `DELETE /admin/v1/api-keys/{key_id}`
-    ///
-    /// Delete an API key
-    fn delete_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::DeleteApiKeyParams,
-    ) -> impl Future<Output = Result<DeleteApiKeyResponse, Self::Error>> + Send;
-    /// `PATCH /admin/v1/api-keys/{key_id}`
-    ///
-    /// Rename, enable or disable an API key, or move it to another plan
-    fn update_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::UpdateApiKeyParams,
-        body: types::ApiKeyUpdate,
-    ) -> impl Future<Output = Result<UpdateApiKeyResponse, Self::Error>> + Send;
-    /// `POST /admin/v1/api-keys/{key_id}/rotate`
-    ///
-    /// Rotate an API key's secret
-    ///
-    /// The old secret stops working at once; the new one is in this response only.
-    fn rotate_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::RotateApiKeyParams,
-    ) -> impl Future<Output = Result<RotateApiKeyResponse, Self::Error>> + Send;
+}
+/// The operations tagged `usage`.
+pub trait UsageApi: Server {
     /// `GET /v1/usage`
     ///
     /// Your API key's plan and usage
@@ -286,45 +384,41 @@ pub trait Api: Send + Sync + 'static {
     fn get_usage(
         &self,
         request: &poem::Request,
+        auth: GetUsageAuth<Self>,
     ) -> impl Future<Output = Result<GetUsageResponse, Self::Error>> + Send;
-    /// `GET /admin/v1/usage-plans/{plan_id}/usage`
-    ///
-    /// Usage of a plan's keys per UTC day
-    ///
-    /// For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
-    /// day from `start_date` to `end_date` inclusive (at most 366 days): the requests
-    /// admitted that day, and what was left of the quota of that day's period at its end.
-    /// A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
-    fn get_usage_report(
-        &self,
-        request: &poem::Request,
-        params: types::GetUsageReportParams,
-    ) -> impl Future<Output = Result<GetUsageReportResponse, Self::Error>> + Send;
-    /// `PUT /v1/me/picture`
-    ///
-    /// Upload your profile picture
-    ///
-    /// The body is the image itself (PNG, JPEG, WebP or GIF, told apart by its first
-    /// bytes, not by headers), at most 5 MiB and 4096 × 4096 pixels. It replaces any
-    /// earlier picture, which is then removed.
-    fn put_picture(
-        &self,
-        request: &poem::Request,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<PutPictureResponse, Self::Error>> + Send;
-    /// `GET /v1/users/{user_id}/picture`
-    ///
-    /// Get a user's profile picture
-    ///
-    /// The image, with a strong `ETag` (send it back as `If-None-Match` for a 304). When the
-    /// server stores pictures in S3 with presigning on, the answer is instead a 307 to a
-    /// short-lived presigned URL.
-    fn get_picture(
-        &self,
-        request: &poem::Request,
-        params: types::GetPictureParams,
-    ) -> impl Future<Output = Result<GetPictureResponse, Self::Error>> + Send;
 }
+/// The operations tagged `users`.
+pub trait UsersApi: Server {
+    /// `POST /v1/users`
+    ///
+    /// Sign up
+    ///
+    /// Creates a user account. Usernames and emails are unique, compared
+    /// case-insensitively; a taken one answers 409 naming the field.
+    fn sign_up(
+        &self,
+        request: &poem::Request,
+        auth: SignUpAuth<Self>,
+        body: types::NewUser,
+    ) -> impl Future<Output = Result<SignUpResponse, Self::Error>> + Send;
+    /// `GET /v1/users/{user_id}`
+    ///
+    /// Get a user's public profile
+    fn get_user(
+        &self,
+        request: &poem::Request,
+        auth: GetUserAuth<Self>,
+        params: types::GetUserParams,
+    ) -> impl Future<Output = Result<GetUserResponse, Self::Error>> + Send;
+}
+/// The whole contract: the server and one trait per tag, with one method per
+/// operation and no default bodies, so an operation added to the document fails
+/// to compile until it is implemented.
+pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + PicturesApi + TweetsApi + UsageApi + UsersApi {}
+impl<
+    T: Server + AdminApi + AuthApi + FollowsApi + HealthApi + PicturesApi + TweetsApi
+        + UsageApi + UsersApi,
+> Api for T {}
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
     params: &[],
@@ -355,6 +449,7 @@ async fn handle_get_health<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_health");
     let _ = runtime::extract(&mut request, &VALIDATORS, &GET_HEALTH, limits).await?;
     let response = api.get_health(&request).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
@@ -400,9 +495,14 @@ async fn handle_get_readiness<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_readiness");
     let _ = runtime::extract(&mut request, &VALIDATORS, &GET_READINESS, limits).await?;
     let response = api.get_readiness(&request).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `SignUp`.
+pub struct SignUpAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static SIGN_UP: runtime::Operation = runtime::Operation {
     id: "sign_up",
@@ -515,10 +615,28 @@ async fn handle_sign_up<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "sign_up");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(SignUpAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &SIGN_UP, limits).await?;
     let body: types::NewUser = input.json_body()?;
-    let response = api.sign_up(&request, body).await.map_err(Into::into)?;
+    let response = api.sign_up(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetUser`.
+pub struct GetUserAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static GET_USER: runtime::Operation = runtime::Operation {
     id: "get_user",
@@ -613,11 +731,29 @@ async fn handle_get_user<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_user");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetUserAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits)
         .await?;
     let params: types::GetUserParams = input.params()?;
-    let response = api.get_user(&request, params).await.map_err(Into::into)?;
+    let response = api.get_user(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreateToken`.
+pub struct CreateTokenAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static CREATE_TOKEN: runtime::Operation = runtime::Operation {
     id: "create_token",
@@ -735,11 +871,30 @@ async fn handle_create_token<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_token");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(CreateTokenAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TOKEN, limits)
         .await?;
     let body: types::Credentials = input.json_body()?;
-    let response = api.create_token(&request, body).await.map_err(Into::into)?;
+    let response = api.create_token(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetMe`.
+pub struct GetMeAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static GET_ME: runtime::Operation = runtime::Operation {
     id: "get_me",
@@ -823,9 +978,35 @@ async fn handle_get_me<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_me");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetMeAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let _ = runtime::extract(&mut request, &VALIDATORS, &GET_ME, limits).await?;
-    let response = api.get_me(&request).await.map_err(Into::into)?;
+    let response = api.get_me(&request, auth).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `FollowUser`.
+pub struct FollowUserAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static FOLLOW_USER: runtime::Operation = runtime::Operation {
     id: "follow_user",
@@ -942,11 +1123,37 @@ async fn handle_follow_user<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "follow_user");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(FollowUserAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &FOLLOW_USER, limits)
         .await?;
     let params: types::FollowUserParams = input.params()?;
-    let response = api.follow_user(&request, params).await.map_err(Into::into)?;
+    let response = api.follow_user(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `UnfollowUser`.
+pub struct UnfollowUserAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static UNFOLLOW_USER: runtime::Operation = runtime::Operation {
     id: "unfollow_user",
@@ -1053,11 +1260,36 @@ async fn handle_unfollow_user<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "unfollow_user");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(UnfollowUserAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &UNFOLLOW_USER, limits)
         .await?;
     let params: types::UnfollowUserParams = input.params()?;
-    let response = api.unfollow_user(&request, params).await.map_err(Into::into)?;
+    let response = api.unfollow_user(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListFollowers`.
+pub struct ListFollowersAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static LIST_FOLLOWERS: runtime::Operation = runtime::Operation {
     id: "list_followers",
@@ -1164,11 +1396,29 @@ async fn handle_list_followers<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_followers");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(ListFollowersAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_FOLLOWERS, limits)
         .await?;
     let params: types::ListFollowersParams = input.params()?;
-    let response = api.list_followers(&request, params).await.map_err(Into::into)?;
+    let response = api.list_followers(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListFollowing`.
+pub struct ListFollowingAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static LIST_FOLLOWING: runtime::Operation = runtime::Operation {
     id: "list_following",
@@ -1275,11 +1525,30 @@ async fn handle_list_following<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_following");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(ListFollowingAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_FOLLOWING, limits)
         .await?;
     let params: types::ListFollowingParams = input.params()?;
-    let response = api.list_following(&request, params).await.map_err(Into::into)?;
+    let response = api.list_following(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreateTweet`.
+pub struct CreateTweetAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static CREATE_TWEET: runtime::Operation = runtime::Operation {
     id: "create_tweet",
@@ -1425,12 +1694,40 @@ async fn handle_create_tweet<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_tweet");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(CreateTweetAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TWEET, limits)
         .await?;
     let params: types::CreateTweetParams = input.params()?;
     let body: types::NewTweet = input.json_body()?;
-    let response = api.create_tweet(&request, params, body).await.map_err(Into::into)?;
+    let response = api
+        .create_tweet(&request, auth, params, body)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetTweet`.
+pub struct GetTweetAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static GET_TWEET: runtime::Operation = runtime::Operation {
     id: "get_tweet",
@@ -1525,11 +1822,30 @@ async fn handle_get_tweet<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_tweet");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetTweetAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TWEET, limits)
         .await?;
     let params: types::GetTweetParams = input.params()?;
-    let response = api.get_tweet(&request, params).await.map_err(Into::into)?;
+    let response = api.get_tweet(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `DeleteTweet`.
+pub struct DeleteTweetAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static DELETE_TWEET: runtime::Operation = runtime::Operation {
     id: "delete_tweet",
@@ -1636,11 +1952,36 @@ async fn handle_delete_tweet<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "delete_tweet");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(DeleteTweetAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_TWEET, limits)
         .await?;
     let params: types::DeleteTweetParams = input.params()?;
-    let response = api.delete_tweet(&request, params).await.map_err(Into::into)?;
+    let response = api.delete_tweet(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListUserTweets`.
+pub struct ListUserTweetsAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static LIST_USER_TWEETS: runtime::Operation = runtime::Operation {
     id: "list_user_tweets",
@@ -1747,6 +2088,20 @@ async fn handle_list_user_tweets<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_user_tweets");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(ListUserTweetsAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -1755,8 +2110,16 @@ async fn handle_list_user_tweets<A: Api>(
         )
         .await?;
     let params: types::ListUserTweetsParams = input.params()?;
-    let response = api.list_user_tweets(&request, params).await.map_err(Into::into)?;
+    let response = api
+        .list_user_tweets(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetTimeline`.
+pub struct GetTimelineAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static GET_TIMELINE: runtime::Operation = runtime::Operation {
     id: "get_timeline",
@@ -1863,11 +2226,36 @@ async fn handle_get_timeline<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_timeline");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetTimelineAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TIMELINE, limits)
         .await?;
     let params: types::GetTimelineParams = input.params()?;
-    let response = api.get_timeline(&request, params).await.map_err(Into::into)?;
+    let response = api.get_timeline(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListUsagePlans`.
+pub struct ListUsagePlansAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static LIST_USAGE_PLANS: runtime::Operation = runtime::Operation {
     id: "list_usage_plans",
@@ -1949,6 +2337,25 @@ async fn handle_list_usage_plans<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_usage_plans");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(ListUsagePlansAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -1957,8 +2364,15 @@ async fn handle_list_usage_plans<A: Api>(
         )
         .await?;
     let params: types::ListUsagePlansParams = input.params()?;
-    let response = api.list_usage_plans(&request, params).await.map_err(Into::into)?;
+    let response = api
+        .list_usage_plans(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreateUsagePlan`.
+pub struct CreateUsagePlanAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static CREATE_USAGE_PLAN: runtime::Operation = runtime::Operation {
     id: "create_usage_plan",
@@ -2052,6 +2466,25 @@ async fn handle_create_usage_plan<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_usage_plan");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(CreateUsagePlanAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -2060,8 +2493,15 @@ async fn handle_create_usage_plan<A: Api>(
         )
         .await?;
     let body: types::UsagePlanInput = input.json_body()?;
-    let response = api.create_usage_plan(&request, body).await.map_err(Into::into)?;
+    let response = api
+        .create_usage_plan(&request, auth, body)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetUsagePlan`.
+pub struct GetUsagePlanAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static GET_USAGE_PLAN: runtime::Operation = runtime::Operation {
     id: "get_usage_plan",
@@ -2147,11 +2587,34 @@ async fn handle_get_usage_plan<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_usage_plan");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetUsagePlanAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USAGE_PLAN, limits)
         .await?;
     let params: types::GetUsagePlanParams = input.params()?;
-    let response = api.get_usage_plan(&request, params).await.map_err(Into::into)?;
+    let response = api.get_usage_plan(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `UpdateUsagePlan`.
+pub struct UpdateUsagePlanAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static UPDATE_USAGE_PLAN: runtime::Operation = runtime::Operation {
     id: "update_usage_plan",
@@ -2261,6 +2724,25 @@ async fn handle_update_usage_plan<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "update_usage_plan");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(UpdateUsagePlanAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -2271,10 +2753,14 @@ async fn handle_update_usage_plan<A: Api>(
     let params: types::UpdateUsagePlanParams = input.params()?;
     let body: types::UsagePlanInput = input.json_body()?;
     let response = api
-        .update_usage_plan(&request, params, body)
+        .update_usage_plan(&request, auth, params, body)
         .await
         .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `DeleteUsagePlan`.
+pub struct DeleteUsagePlanAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static DELETE_USAGE_PLAN: runtime::Operation = runtime::Operation {
     id: "delete_usage_plan",
@@ -2366,6 +2852,25 @@ async fn handle_delete_usage_plan<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "delete_usage_plan");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(DeleteUsagePlanAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -2374,8 +2879,15 @@ async fn handle_delete_usage_plan<A: Api>(
         )
         .await?;
     let params: types::DeleteUsagePlanParams = input.params()?;
-    let response = api.delete_usage_plan(&request, params).await.map_err(Into::into)?;
+    let response = api
+        .delete_usage_plan(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListApiKeys`.
+pub struct ListApiKeysAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static LIST_API_KEYS: runtime::Operation = runtime::Operation {
     id: "list_api_keys",
@@ -2457,11 +2969,34 @@ async fn handle_list_api_keys<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_api_keys");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(ListApiKeysAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_API_KEYS, limits)
         .await?;
     let params: types::ListApiKeysParams = input.params()?;
-    let response = api.list_api_keys(&request, params).await.map_err(Into::into)?;
+    let response = api.list_api_keys(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreateApiKey`.
+pub struct CreateApiKeyAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static CREATE_API_KEY: runtime::Operation = runtime::Operation {
     id: "create_api_key",
@@ -2565,11 +3100,34 @@ async fn handle_create_api_key<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(CreateApiKeyAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_API_KEY, limits)
         .await?;
     let body: types::NewApiKey = input.json_body()?;
-    let response = api.create_api_key(&request, body).await.map_err(Into::into)?;
+    let response = api.create_api_key(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetApiKey`.
+pub struct GetApiKeyAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static GET_API_KEY: runtime::Operation = runtime::Operation {
     id: "get_api_key",
@@ -2655,11 +3213,34 @@ async fn handle_get_api_key<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetApiKeyAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_API_KEY, limits)
         .await?;
     let params: types::GetApiKeyParams = input.params()?;
-    let response = api.get_api_key(&request, params).await.map_err(Into::into)?;
+    let response = api.get_api_key(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `DeleteApiKey`.
+pub struct DeleteApiKeyAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static DELETE_API_KEY: runtime::Operation = runtime::Operation {
     id: "delete_api_key",
@@ -2741,11 +3322,34 @@ async fn handle_delete_api_key<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "delete_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(DeleteApiKeyAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_API_KEY, limits)
         .await?;
     let params: types::DeleteApiKeyParams = input.params()?;
-    let response = api.delete_api_key(&request, params).await.map_err(Into::into)?;
+    let response = api.delete_api_key(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `UpdateApiKey`.
+pub struct UpdateApiKeyAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static UPDATE_API_KEY: runtime::Operation = runtime::Operation {
     id: "update_api_key",
@@ -2865,12 +3469,38 @@ async fn handle_update_api_key<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "update_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(UpdateApiKeyAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &UPDATE_API_KEY, limits)
         .await?;
     let params: types::UpdateApiKeyParams = input.params()?;
     let body: types::ApiKeyUpdate = input.json_body()?;
-    let response = api.update_api_key(&request, params, body).await.map_err(Into::into)?;
+    let response = api
+        .update_api_key(&request, auth, params, body)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `RotateApiKey`.
+pub struct RotateApiKeyAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static ROTATE_API_KEY: runtime::Operation = runtime::Operation {
     id: "rotate_api_key",
@@ -2956,11 +3586,34 @@ async fn handle_rotate_api_key<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "rotate_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(RotateApiKeyAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &ROTATE_API_KEY, limits)
         .await?;
     let params: types::RotateApiKeyParams = input.params()?;
-    let response = api.rotate_api_key(&request, params).await.map_err(Into::into)?;
+    let response = api.rotate_api_key(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetUsage`.
+pub struct GetUsageAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static GET_USAGE: runtime::Operation = runtime::Operation {
     id: "get_usage",
@@ -3028,9 +3681,27 @@ async fn handle_get_usage<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_usage");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetUsageAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let _ = runtime::extract(&mut request, &VALIDATORS, &GET_USAGE, limits).await?;
-    let response = api.get_usage(&request).await.map_err(Into::into)?;
+    let response = api.get_usage(&request, auth).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetUsageReport`.
+pub struct GetUsageReportAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
 }
 static GET_USAGE_REPORT: runtime::Operation = runtime::Operation {
     id: "get_usage_report",
@@ -3144,6 +3815,25 @@ async fn handle_get_usage_report<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_usage_report");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetUsageReportAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -3152,8 +3842,16 @@ async fn handle_get_usage_report<A: Api>(
         )
         .await?;
     let params: types::GetUsageReportParams = input.params()?;
-    let response = api.get_usage_report(&request, params).await.map_err(Into::into)?;
+    let response = api
+        .get_usage_report(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `PutPicture`.
+pub struct PutPictureAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
 }
 static PUT_PICTURE: runtime::Operation = runtime::Operation {
     id: "put_picture",
@@ -3281,11 +3979,36 @@ async fn handle_put_picture<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "put_picture");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(PutPictureAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &PUT_PICTURE, limits)
         .await?;
     let body: Vec<u8> = input.bytes_body();
-    let response = api.put_picture(&request, body).await.map_err(Into::into)?;
+    let response = api.put_picture(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetPicture`.
+pub struct GetPictureAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
 }
 static GET_PICTURE: runtime::Operation = runtime::Operation {
     id: "get_picture",
@@ -3403,10 +4126,24 @@ async fn handle_get_picture<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_picture");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetPictureAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_PICTURE, limits)
         .await?;
     let params: types::GetPictureParams = input.params()?;
-    let response = api.get_picture(&request, params).await.map_err(Into::into)?;
+    let response = api.get_picture(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
 /// Every path of the document. A request is validated against its operation

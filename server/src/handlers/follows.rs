@@ -1,79 +1,18 @@
 //! `follows` tag: following, unfollowing, and the lists of followers and followees.
 
+use super::Handlers;
 use super::users::public_profile;
-use super::{UNKNOWN_USER, authenticated_user, page_cursor, page_limit, require_user};
+use super::{UNKNOWN_USER, page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
-use crate::generated::types::{
-    self, FollowUserParams, ListFollowersParams, ListFollowingParams, UnfollowUserParams,
+use crate::generated::types::{self};
+use crate::generated::{
+    FollowUserAuth, FollowsApi, ListFollowersAuth, ListFollowingAuth, UnfollowUserAuth,
 };
 use crate::generated::{
     FollowUserResponse, ListFollowersResponse, ListFollowingResponse, UnfollowUserResponse,
 };
 use crate::state::AppState;
 use crate::store::EdgeChange;
-
-pub async fn follow_user(
-    state: &AppState,
-    request: &poem::Request,
-    params: FollowUserParams,
-) -> Result<FollowUserResponse> {
-    let me = authenticated_user(state, request)?;
-    let followee = *params.user_id;
-    if followee == me {
-        return Err(ApiError::Unprocessable {
-            code: "cannot_follow_self",
-            detail: "You cannot follow yourself.",
-        });
-    }
-    match state.store.follow(me, followee).await? {
-        EdgeChange::UnknownUser => Err(UNKNOWN_USER),
-        EdgeChange::Changed | EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
-    }
-}
-
-pub async fn unfollow_user(
-    state: &AppState,
-    request: &poem::Request,
-    params: UnfollowUserParams,
-) -> Result<UnfollowUserResponse> {
-    let me = authenticated_user(state, request)?;
-    let followee = *params.user_id;
-    if state.store.user_by_id(followee).await?.is_none() {
-        return Err(UNKNOWN_USER);
-    }
-    state.store.unfollow(me, followee).await?;
-    Ok(UnfollowUserResponse::NoContent)
-}
-
-pub async fn list_followers(
-    state: &AppState,
-    params: ListFollowersParams,
-) -> Result<ListFollowersResponse> {
-    let page = list_edges(
-        state,
-        Edges::Followers,
-        &params.user_id,
-        params.limit,
-        params.page_token,
-    )
-    .await?;
-    Ok(ListFollowersResponse::Ok(page))
-}
-
-pub async fn list_following(
-    state: &AppState,
-    params: ListFollowingParams,
-) -> Result<ListFollowingResponse> {
-    let page = list_edges(
-        state,
-        Edges::Following,
-        &params.user_id,
-        params.limit,
-        params.page_token,
-    )
-    .await?;
-    Ok(ListFollowingResponse::Ok(page))
-}
 
 /// Which end of a user's follow edges a list shows.
 #[derive(Clone, Copy)]
@@ -107,4 +46,79 @@ async fn list_edges(
             .next
             .map(|edge| state.page_tokens.issue(&list, &edge.to_string())),
     })
+}
+
+impl FollowsApi for Handlers {
+    async fn follow_user(
+        &self,
+        _request: &poem::Request,
+        auth: FollowUserAuth<Self>,
+        params: types::FollowUserParams,
+    ) -> Result<FollowUserResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        let followee = *params.user_id;
+        if followee == me {
+            return Err(ApiError::Unprocessable {
+                code: "cannot_follow_self",
+                detail: "You cannot follow yourself.",
+            });
+        }
+        match state.store.follow(me, followee).await? {
+            EdgeChange::UnknownUser => Err(UNKNOWN_USER),
+            EdgeChange::Changed | EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
+        }
+    }
+
+    async fn unfollow_user(
+        &self,
+        _request: &poem::Request,
+        auth: UnfollowUserAuth<Self>,
+        params: types::UnfollowUserParams,
+    ) -> Result<UnfollowUserResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        let followee = *params.user_id;
+        if state.store.user_by_id(followee).await?.is_none() {
+            return Err(UNKNOWN_USER);
+        }
+        state.store.unfollow(me, followee).await?;
+        Ok(UnfollowUserResponse::NoContent)
+    }
+
+    async fn list_followers(
+        &self,
+        _request: &poem::Request,
+        _auth: ListFollowersAuth<Self>,
+        params: types::ListFollowersParams,
+    ) -> Result<ListFollowersResponse> {
+        let state = &*self.state;
+        let page = list_edges(
+            state,
+            Edges::Followers,
+            &params.user_id,
+            params.limit,
+            params.page_token,
+        )
+        .await?;
+        Ok(ListFollowersResponse::Ok(page))
+    }
+
+    async fn list_following(
+        &self,
+        _request: &poem::Request,
+        _auth: ListFollowingAuth<Self>,
+        params: types::ListFollowingParams,
+    ) -> Result<ListFollowingResponse> {
+        let state = &*self.state;
+        let page = list_edges(
+            state,
+            Edges::Following,
+            &params.user_id,
+            params.limit,
+            params.page_token,
+        )
+        .await?;
+        Ok(ListFollowingResponse::Ok(page))
+    }
 }

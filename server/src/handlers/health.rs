@@ -1,5 +1,7 @@
 //! `health` tag: liveness and readiness probes.
 
+use super::Handlers;
+use crate::generated::HealthApi;
 use std::time::Duration;
 
 use poem::http::StatusCode;
@@ -8,32 +10,31 @@ use super::request_id;
 use crate::error::{RETRY_AFTER_SECONDS, Result, problem};
 use crate::generated::types::{HealthStatus, HealthStatusStatus};
 use crate::generated::{GetHealthResponse, GetReadinessResponse};
-use crate::state::AppState;
 
 /// A readiness check that takes longer than this counts as a failure.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn get_health() -> Result<GetHealthResponse> {
-    Ok(GetHealthResponse::Ok(HealthStatus {
-        status: HealthStatusStatus::Ok,
-    }))
-}
-
-pub async fn get_readiness(
-    state: &AppState,
-    request: &poem::Request,
-) -> Result<GetReadinessResponse> {
-    let ping = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await;
-    if let Ok(Ok(())) = ping {
-        return Ok(GetReadinessResponse::Ok(HealthStatus {
+impl HealthApi for Handlers {
+    async fn get_health(&self, _request: &poem::Request) -> Result<GetHealthResponse> {
+        Ok(GetHealthResponse::Ok(HealthStatus {
             status: HealthStatusStatus::Ok,
-        }));
+        }))
     }
-    tracing::warn!(?ping, "readiness check failed");
-    let status = StatusCode::SERVICE_UNAVAILABLE;
-    let detail = "The database is unavailable.".to_owned();
-    Ok(GetReadinessResponse::ServiceUnavailable {
-        body: problem(status, "unavailable", detail, &request_id(request)),
-        retry_after: RETRY_AFTER_SECONDS.try_into().unwrap_or(1),
-    })
+
+    async fn get_readiness(&self, request: &poem::Request) -> Result<GetReadinessResponse> {
+        let state = &*self.state;
+        let ping = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await;
+        if let Ok(Ok(())) = ping {
+            return Ok(GetReadinessResponse::Ok(HealthStatus {
+                status: HealthStatusStatus::Ok,
+            }));
+        }
+        tracing::warn!(?ping, "readiness check failed");
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let detail = "The database is unavailable.".to_owned();
+        Ok(GetReadinessResponse::ServiceUnavailable {
+            body: problem(status, "unavailable", detail, &request_id(request)),
+            retry_after: RETRY_AFTER_SECONDS.try_into().unwrap_or(1),
+        })
+    }
 }

@@ -1,8 +1,8 @@
-//! The implementation of the generated [`Api`] trait, one file per spec tag.
-//!
-//! Rust wants a trait implemented in one block, so this file is that block and each
-//! method delegates to the function of the same name in its tag's module. Handlers are
-//! thin: take the validated input, call the store, convert.
+//! The implementation of the generated contract: [`Server`] here (how each security
+//! scheme is verified), and one file per spec tag implementing that tag's generated trait
+//! (`UsersApi` in `users.rs`, ...), so adding an operation means writing one method.
+//! Handlers are thin: take the validated input and verified credentials, call the store,
+//! convert.
 //!
 //! Success answers are built from the operation's response enum. Failures are returned as
 //! [`ApiError`] and rendered as Problem documents by the error middleware, so that every
@@ -22,19 +22,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
 use crate::error::{ApiError, Result};
-use crate::generated::types;
-use crate::generated::{
-    Api, CreateTokenResponse, CreateTweetResponse, DeleteTweetResponse, FollowUserResponse,
-    GetHealthResponse, GetMeResponse, GetReadinessResponse, GetTimelineResponse, GetTweetResponse,
-    GetUserResponse, ListFollowersResponse, ListFollowingResponse, ListUserTweetsResponse,
-    SignUpResponse, UnfollowUserResponse,
-};
-use crate::generated::{
-    CreateApiKeyResponse, CreateUsagePlanResponse, DeleteApiKeyResponse, DeleteUsagePlanResponse,
-    GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
-    RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
-};
+use crate::gateway::ActiveKey;
+use crate::generated::Server;
 use crate::pagination::DEFAULT_LIMIT;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
@@ -51,262 +44,53 @@ impl Handlers {
     }
 }
 
-impl Api for Handlers {
+/// How the document's security schemes are verified. The generated routes call these
+/// before any handler, for the operations whose `security` names the scheme, and hand
+/// the handler what they return.
+impl Server for Handlers {
     type Error = ApiError;
+    /// The calling key, admitted by its plan (see [`crate::gateway`]).
+    type ApiKey = ActiveKey;
+    /// The user a valid bearer token was issued to.
+    type BearerAuth = Uuid;
+    /// Proof that the request carries the admin token.
+    type AdminAuth = Operator;
 
-    async fn get_health(&self, _request: &poem::Request) -> Result<GetHealthResponse> {
-        health::get_health().await
+    async fn verify_api_key(&self, request: &poem::Request, secret: &str) -> Result<ActiveKey> {
+        if !self.state.gateway_enabled {
+            return Ok(ActiveKey::unmetered());
+        }
+        self.state.gateway.admit(secret, request).await
     }
 
-    async fn get_readiness(&self, request: &poem::Request) -> Result<GetReadinessResponse> {
-        health::get_readiness(&self.state, request).await
+    async fn verify_bearer_auth(&self, _request: &poem::Request, token: &str) -> Result<Uuid> {
+        let claims = self.state.tokens.verify(token).ok_or(BAD_TOKEN)?;
+        claims.sub.parse().map_err(|_| BAD_TOKEN)
     }
 
-    async fn sign_up(
-        &self,
-        _request: &poem::Request,
-        body: types::NewUser,
-    ) -> Result<SignUpResponse> {
-        users::sign_up(&self.state, body).await
-    }
-
-    async fn get_user(
-        &self,
-        _request: &poem::Request,
-        params: types::GetUserParams,
-    ) -> Result<GetUserResponse> {
-        users::get_user(&self.state, params).await
-    }
-
-    async fn create_token(
-        &self,
-        _request: &poem::Request,
-        body: types::Credentials,
-    ) -> Result<CreateTokenResponse> {
-        auth::create_token(&self.state, body).await
-    }
-
-    async fn get_me(&self, request: &poem::Request) -> Result<GetMeResponse> {
-        auth::get_me(&self.state, request).await
-    }
-
-    async fn follow_user(
-        &self,
-        request: &poem::Request,
-        params: types::FollowUserParams,
-    ) -> Result<FollowUserResponse> {
-        follows::follow_user(&self.state, request, params).await
-    }
-
-    async fn unfollow_user(
-        &self,
-        request: &poem::Request,
-        params: types::UnfollowUserParams,
-    ) -> Result<UnfollowUserResponse> {
-        follows::unfollow_user(&self.state, request, params).await
-    }
-
-    async fn list_followers(
-        &self,
-        _request: &poem::Request,
-        params: types::ListFollowersParams,
-    ) -> Result<ListFollowersResponse> {
-        follows::list_followers(&self.state, params).await
-    }
-
-    async fn list_following(
-        &self,
-        _request: &poem::Request,
-        params: types::ListFollowingParams,
-    ) -> Result<ListFollowingResponse> {
-        follows::list_following(&self.state, params).await
-    }
-
-    async fn create_tweet(
-        &self,
-        request: &poem::Request,
-        params: types::CreateTweetParams,
-        body: types::NewTweet,
-    ) -> Result<CreateTweetResponse> {
-        tweets::create_tweet(&self.state, request, params, body).await
-    }
-
-    async fn get_tweet(
-        &self,
-        _request: &poem::Request,
-        params: types::GetTweetParams,
-    ) -> Result<GetTweetResponse> {
-        tweets::get_tweet(&self.state, params).await
-    }
-
-    async fn delete_tweet(
-        &self,
-        request: &poem::Request,
-        params: types::DeleteTweetParams,
-    ) -> Result<DeleteTweetResponse> {
-        tweets::delete_tweet(&self.state, request, params).await
-    }
-
-    async fn list_user_tweets(
-        &self,
-        _request: &poem::Request,
-        params: types::ListUserTweetsParams,
-    ) -> Result<ListUserTweetsResponse> {
-        tweets::list_user_tweets(&self.state, params).await
-    }
-
-    async fn get_timeline(
-        &self,
-        request: &poem::Request,
-        params: types::GetTimelineParams,
-    ) -> Result<GetTimelineResponse> {
-        tweets::get_timeline(&self.state, request, params).await
-    }
-
-    async fn put_picture(
-        &self,
-        request: &poem::Request,
-        body: Vec<u8>,
-    ) -> Result<crate::generated::PutPictureResponse> {
-        pictures::put_picture(&self.state, request, body).await
-    }
-
-    async fn get_picture(
-        &self,
-        _request: &poem::Request,
-        params: types::GetPictureParams,
-    ) -> Result<crate::generated::GetPictureResponse> {
-        pictures::get_picture(&self.state, params).await
-    }
-
-    async fn get_usage(
-        &self,
-        request: &poem::Request,
-    ) -> Result<crate::generated::GetUsageResponse> {
-        usage::get_usage(&self.state, request).await
-    }
-
-    async fn get_usage_report(
-        &self,
-        request: &poem::Request,
-        params: types::GetUsageReportParams,
-    ) -> Result<crate::generated::GetUsageReportResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::get_usage_report(&self.state, params).await
-    }
-
-    async fn create_usage_plan(
-        &self,
-        request: &poem::Request,
-        body: types::UsagePlanInput,
-    ) -> Result<CreateUsagePlanResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::create_usage_plan(&self.state, body).await
-    }
-
-    async fn list_usage_plans(
-        &self,
-        request: &poem::Request,
-        params: types::ListUsagePlansParams,
-    ) -> Result<ListUsagePlansResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::list_usage_plans(&self.state, params).await
-    }
-
-    async fn get_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::GetUsagePlanParams,
-    ) -> Result<GetUsagePlanResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::get_usage_plan(&self.state, params).await
-    }
-
-    async fn update_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::UpdateUsagePlanParams,
-        body: types::UsagePlanInput,
-    ) -> Result<UpdateUsagePlanResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::update_usage_plan(&self.state, params, body).await
-    }
-
-    async fn delete_usage_plan(
-        &self,
-        request: &poem::Request,
-        params: types::DeleteUsagePlanParams,
-    ) -> Result<DeleteUsagePlanResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::delete_usage_plan(&self.state, params).await
-    }
-
-    async fn create_api_key(
-        &self,
-        request: &poem::Request,
-        body: types::NewApiKey,
-    ) -> Result<CreateApiKeyResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::create_api_key(&self.state, body).await
-    }
-
-    async fn list_api_keys(
-        &self,
-        request: &poem::Request,
-        params: types::ListApiKeysParams,
-    ) -> Result<ListApiKeysResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::list_api_keys(&self.state, params).await
-    }
-
-    async fn get_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::GetApiKeyParams,
-    ) -> Result<GetApiKeyResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::get_api_key(&self.state, params).await
-    }
-
-    async fn update_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::UpdateApiKeyParams,
-        body: types::ApiKeyUpdate,
-    ) -> Result<UpdateApiKeyResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::update_api_key(&self.state, params, body).await
-    }
-
-    async fn rotate_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::RotateApiKeyParams,
-    ) -> Result<RotateApiKeyResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::rotate_api_key(&self.state, params).await
-    }
-
-    async fn delete_api_key(
-        &self,
-        request: &poem::Request,
-        params: types::DeleteApiKeyParams,
-    ) -> Result<DeleteApiKeyResponse> {
-        admin::require_admin(&self.state, request)?;
-        admin::delete_api_key(&self.state, params).await
+    async fn verify_admin_auth(&self, _request: &poem::Request, token: &str) -> Result<Operator> {
+        // Compared as SHA-256 digests, in constant time: neither the token's length nor
+        // its prefix leaks through timing.
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if bool::from(presented[..].ct_eq(&self.state.admin_token_hash[..])) {
+            Ok(Operator)
+        } else {
+            Err(BAD_ADMIN_TOKEN)
+        }
     }
 }
+
+/// The operator, authenticated by the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
 
 pub use pictures::{sweep_orphan_pictures_hourly, sweep_orphans};
 
-const BAD_TOKEN: ApiError = ApiError::Unauthorized("The bearer token is missing or invalid.");
-
-/// The id of the user whose valid bearer token the request carries.
-fn authenticated_user(state: &AppState, request: &poem::Request) -> Result<Uuid> {
-    let token = crate::auth::bearer_token(request).ok_or(BAD_TOKEN)?;
-    let claims = state.tokens.verify(token).ok_or(BAD_TOKEN)?;
-    claims.sub.parse().map_err(|_| BAD_TOKEN)
-}
+pub(crate) const BAD_TOKEN: ApiError =
+    ApiError::Unauthorized("The bearer token is missing or invalid.");
+pub(crate) const BAD_ADMIN_TOKEN: ApiError =
+    ApiError::Unauthorized("The admin token is missing or wrong.");
+pub(crate) const NO_KEY: ApiError = ApiError::Forbidden("A valid, enabled x-api-key is required.");
 
 const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
 

@@ -8,15 +8,16 @@
 //! So the row never names a missing object, and an object no row names — after a crash
 //! between the steps — is removed by [`sweep_orphan_pictures_hourly`].
 
+use super::Handlers;
+use crate::generated::{GetPictureAuth, PicturesApi, PutPictureAuth};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::authenticated_user;
 use crate::error::{ApiError, Result};
-use crate::generated::types::{GetPictureParams, Picture, PictureContentType};
+use crate::generated::types::{Picture, PictureContentType};
 use crate::generated::{GetPictureResponse, PutPictureResponse};
 use crate::state::AppState;
 use crate::store::PictureRecord;
@@ -52,102 +53,6 @@ fn sniff(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
         ] => Some(("image/webp", "webp")),
         _ => None,
     }
-}
-
-pub async fn put_picture(
-    state: &AppState,
-    request: &poem::Request,
-    body: Vec<u8>,
-) -> Result<PutPictureResponse> {
-    let me = authenticated_user(state, request)?;
-    let not_an_image =
-        ApiError::UnsupportedMedia("The body is not a PNG, JPEG, WebP or GIF image.");
-    let (content_type, extension) = sniff(&body).ok_or(not_an_image)?;
-    let size = imagesize::blob_size(&body)
-        .map_err(|_| ApiError::UnsupportedMedia("The image's header cannot be read."))?;
-    if size.width == 0 || size.height == 0 || size.width > MAX_SIDE || size.height > MAX_SIDE {
-        return Err(ApiError::Unprocessable {
-            code: "image_too_large",
-            detail: "Pictures are at most 4096 × 4096 pixels.",
-        });
-    }
-    let digest = Sha256::digest(&body);
-    let etag = format!(
-        "\"{}\"",
-        digest
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let picture = PictureRecord {
-        key: format!("pictures/{me}/{}.{extension}", uuid::Uuid::now_v7()),
-        content_type: content_type.to_owned(),
-        etag,
-        width: i64::try_from(size.width).unwrap_or(i64::MAX),
-        height: i64::try_from(size.height).unwrap_or(i64::MAX),
-        size: i64::try_from(body.len()).unwrap_or(i64::MAX),
-    };
-
-    state.pictures.put(&picture.key, body, content_type).await?;
-    let old = match state.store.set_picture(me, &picture).await {
-        Ok(old) => old,
-        Err(error) => {
-            if let Err(cleanup) = state.pictures.delete(&picture.key).await {
-                tracing::warn!(error = %cleanup, "an unused picture is left for the sweep");
-            }
-            return Err(error.into());
-        }
-    };
-    if let Some(old) = old
-        && let Err(error) = state.pictures.delete(&old).await
-    {
-        tracing::warn!(%error, "a replaced picture is left for the sweep");
-    }
-    Ok(PutPictureResponse::Ok(Picture {
-        url: picture_url(me),
-        content_type: content_type
-            .parse::<PictureContentType>()
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
-        width: dimension(size.width)?,
-        height: dimension(size.height)?,
-        size: u64::try_from(picture.size)
-            .ok()
-            .and_then(NonZeroU64::new)
-            .ok_or(not_an_image_size())?,
-    }))
-}
-
-pub async fn get_picture(state: &AppState, params: GetPictureParams) -> Result<GetPictureResponse> {
-    let user = state
-        .store
-        .user_by_id(*params.user_id)
-        .await?
-        .ok_or(super::UNKNOWN_USER)?;
-    let picture = user
-        .picture
-        .ok_or(ApiError::NotFound("This user has no picture."))?;
-    if let Some(location) = state.pictures.presigned_get(&picture.key).await? {
-        return Ok(GetPictureResponse::TemporaryRedirect { location });
-    }
-    let current = params.if_none_match.as_deref().is_some_and(|tags| {
-        tags.split(',')
-            .map(str::trim)
-            .any(|tag| tag == "*" || tag == picture.etag)
-    });
-    if current {
-        return Ok(GetPictureResponse::NotModified { etag: picture.etag });
-    }
-    let bytes = state.pictures.get(&picture.key).await?.ok_or_else(|| {
-        tracing::error!(key = picture.key, "a user's picture object is missing");
-        ApiError::NotFound("This user has no picture.")
-    })?;
-    Ok(GetPictureResponse::Ok {
-        content_type: picture.content_type,
-        body: poem::Body::from_vec(bytes),
-        etag: picture.etag,
-        cache_control: CACHE_CONTROL.to_owned(),
-    })
 }
 
 fn dimension(pixels: usize) -> Result<NonZeroU32> {
@@ -198,6 +103,112 @@ pub async fn sweep_orphans(state: &AppState, grace: Duration) -> anyhow::Result<
         }
     }
     Ok(removed)
+}
+
+impl PicturesApi for Handlers {
+    async fn put_picture(
+        &self,
+        _request: &poem::Request,
+        auth: PutPictureAuth<Self>,
+        body: Vec<u8>,
+    ) -> Result<PutPictureResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        let not_an_image =
+            ApiError::UnsupportedMedia("The body is not a PNG, JPEG, WebP or GIF image.");
+        let (content_type, extension) = sniff(&body).ok_or(not_an_image)?;
+        let size = imagesize::blob_size(&body)
+            .map_err(|_| ApiError::UnsupportedMedia("The image's header cannot be read."))?;
+        if size.width == 0 || size.height == 0 || size.width > MAX_SIDE || size.height > MAX_SIDE {
+            return Err(ApiError::Unprocessable {
+                code: "image_too_large",
+                detail: "Pictures are at most 4096 × 4096 pixels.",
+            });
+        }
+        let digest = Sha256::digest(&body);
+        let etag = format!(
+            "\"{}\"",
+            digest
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let picture = PictureRecord {
+            key: format!("pictures/{me}/{}.{extension}", uuid::Uuid::now_v7()),
+            content_type: content_type.to_owned(),
+            etag,
+            width: i64::try_from(size.width).unwrap_or(i64::MAX),
+            height: i64::try_from(size.height).unwrap_or(i64::MAX),
+            size: i64::try_from(body.len()).unwrap_or(i64::MAX),
+        };
+
+        state.pictures.put(&picture.key, body, content_type).await?;
+        let old = match state.store.set_picture(me, &picture).await {
+            Ok(old) => old,
+            Err(error) => {
+                if let Err(cleanup) = state.pictures.delete(&picture.key).await {
+                    tracing::warn!(error = %cleanup, "an unused picture is left for the sweep");
+                }
+                return Err(error.into());
+            }
+        };
+        if let Some(old) = old
+            && let Err(error) = state.pictures.delete(&old).await
+        {
+            tracing::warn!(%error, "a replaced picture is left for the sweep");
+        }
+        Ok(PutPictureResponse::Ok(Picture {
+            url: picture_url(me),
+            content_type: content_type
+                .parse::<PictureContentType>()
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
+            width: dimension(size.width)?,
+            height: dimension(size.height)?,
+            size: u64::try_from(picture.size)
+                .ok()
+                .and_then(NonZeroU64::new)
+                .ok_or(not_an_image_size())?,
+        }))
+    }
+
+    async fn get_picture(
+        &self,
+        _request: &poem::Request,
+        _auth: GetPictureAuth<Self>,
+        params: crate::generated::types::GetPictureParams,
+    ) -> Result<GetPictureResponse> {
+        let state = &*self.state;
+        let user = state
+            .store
+            .user_by_id(*params.user_id)
+            .await?
+            .ok_or(super::UNKNOWN_USER)?;
+        let picture = user
+            .picture
+            .ok_or(ApiError::NotFound("This user has no picture."))?;
+        if let Some(location) = state.pictures.presigned_get(&picture.key).await? {
+            return Ok(GetPictureResponse::TemporaryRedirect { location });
+        }
+        let current = params.if_none_match.as_deref().is_some_and(|tags| {
+            tags.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag == picture.etag)
+        });
+        if current {
+            return Ok(GetPictureResponse::NotModified { etag: picture.etag });
+        }
+        let bytes = state.pictures.get(&picture.key).await?.ok_or_else(|| {
+            tracing::error!(key = picture.key, "a user's picture object is missing");
+            ApiError::NotFound("This user has no picture.")
+        })?;
+        Ok(GetPictureResponse::Ok {
+            content_type: picture.content_type,
+            body: poem::Body::from_vec(bytes),
+            etag: picture.etag,
+            cache_control: CACHE_CONTROL.to_owned(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! `tweets` tag: posting (idempotently), reading and deleting tweets, and timelines.
 
+use super::Handlers;
+use crate::generated::{
+    CreateTweetAuth, DeleteTweetAuth, GetTimelineAuth, GetTweetAuth, ListUserTweetsAuth, TweetsApi,
+};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use uuid::Uuid;
 
-use super::{authenticated_user, page_cursor, page_limit, require_user};
+use super::{page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
-use crate::generated::types::{
-    self, CreateTweetParams, DeleteTweetParams, GetTimelineParams, GetTweetParams,
-    ListUserTweetsParams, NewTweet,
-};
+use crate::generated::types::{self, NewTweet};
 use crate::generated::{
     CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
     ListUserTweetsResponse,
@@ -19,109 +20,6 @@ use crate::state::AppState;
 use crate::store::{Claim, Deletion, Page, StoredResponse, TweetRecord};
 
 const UNKNOWN_TWEET: ApiError = ApiError::NotFound("No tweet has this id.");
-
-pub async fn create_tweet(
-    state: &AppState,
-    request: &poem::Request,
-    params: CreateTweetParams,
-    body: NewTweet,
-) -> Result<CreateTweetResponse> {
-    let me = authenticated_user(state, request)?;
-    let Some(key) = params.idempotency_key else {
-        let tweet = TweetRecord::new(me, body.text.0);
-        state.store.insert_tweet(&tweet, None).await?;
-        return created(&tweet);
-    };
-
-    match state
-        .store
-        .claim_idempotency_key(me, &key, &request_hash(&body))
-        .await?
-    {
-        Claim::Claimed => {}
-        Claim::Mismatch => {
-            return Err(ApiError::Unprocessable {
-                code: "idempotency_key_reused",
-                detail: "This Idempotency-Key was used with a different request body.",
-            });
-        }
-        Claim::InFlight => return Err(ApiError::RequestInFlight),
-        Claim::Replay { location, body, .. } => return replay(location, body),
-    }
-    let tweet = TweetRecord::new(me, body.text.0);
-    let response = to_api(&tweet);
-    let location = location_of(&tweet);
-    let stored_body = serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.into()))?;
-    let stored = StoredResponse {
-        user_id: me,
-        key: &key,
-        location: &location,
-        body: &stored_body,
-    };
-    if let Err(error) = state.store.insert_tweet(&tweet, Some(stored)).await {
-        // Nothing was written: free the key so that a retry can run.
-        if let Err(release) = state.store.release_idempotency_key(me, &key).await {
-            tracing::warn!(error = %release, "could not release an idempotency key");
-        }
-        return Err(error.into());
-    }
-    Ok(CreateTweetResponse::Created {
-        body: response,
-        location,
-    })
-}
-
-pub async fn get_tweet(state: &AppState, params: GetTweetParams) -> Result<GetTweetResponse> {
-    let tweet = state
-        .store
-        .tweet(*params.tweet_id)
-        .await?
-        .ok_or(UNKNOWN_TWEET)?;
-    Ok(GetTweetResponse::Ok(to_api(&tweet)))
-}
-
-pub async fn delete_tweet(
-    state: &AppState,
-    request: &poem::Request,
-    params: DeleteTweetParams,
-) -> Result<DeleteTweetResponse> {
-    let me = authenticated_user(state, request)?;
-    match state.store.delete_tweet(*params.tweet_id, me).await? {
-        Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
-        Deletion::NotTheAuthor => Err(ApiError::Forbidden("Only the author may delete a tweet.")),
-        Deletion::NotFound => Err(UNKNOWN_TWEET),
-    }
-}
-
-pub async fn list_user_tweets(
-    state: &AppState,
-    params: ListUserTweetsParams,
-) -> Result<ListUserTweetsResponse> {
-    let user = *params.user_id;
-    let list = format!("tweets:{user}");
-    let before = page_cursor(state, &list, params.page_token.as_deref())?;
-    require_user(state, user).await?;
-    let page = state
-        .store
-        .tweets_by(user, before, page_limit(params.limit))
-        .await?;
-    Ok(ListUserTweetsResponse::Ok(tweet_page(state, &list, page)))
-}
-
-pub async fn get_timeline(
-    state: &AppState,
-    request: &poem::Request,
-    params: GetTimelineParams,
-) -> Result<GetTimelineResponse> {
-    let me = authenticated_user(state, request)?;
-    let list = format!("timeline:{me}");
-    let before = page_cursor(state, &list, params.page_token.as_deref())?;
-    let page = state
-        .store
-        .timeline(me, before, page_limit(params.limit))
-        .await?;
-    Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)))
-}
 
 /// The hash an Idempotency-Key is bound to: the request body as the server understood it.
 fn request_hash(body: &NewTweet) -> String {
@@ -170,5 +68,128 @@ fn tweet_page(state: &AppState, list: &str, page: Page<TweetRecord, Uuid>) -> ty
         next_page: page
             .next
             .map(|cursor| state.page_tokens.issue(list, &cursor.to_string())),
+    }
+}
+
+impl TweetsApi for Handlers {
+    async fn create_tweet(
+        &self,
+        _request: &poem::Request,
+        auth: CreateTweetAuth<Self>,
+        params: types::CreateTweetParams,
+        body: types::NewTweet,
+    ) -> Result<CreateTweetResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        let Some(key) = params.idempotency_key else {
+            let tweet = TweetRecord::new(me, body.text.0);
+            state.store.insert_tweet(&tweet, None).await?;
+            return created(&tweet);
+        };
+
+        match state
+            .store
+            .claim_idempotency_key(me, &key, &request_hash(&body))
+            .await?
+        {
+            Claim::Claimed => {}
+            Claim::Mismatch => {
+                return Err(ApiError::Unprocessable {
+                    code: "idempotency_key_reused",
+                    detail: "This Idempotency-Key was used with a different request body.",
+                });
+            }
+            Claim::InFlight => return Err(ApiError::RequestInFlight),
+            Claim::Replay { location, body, .. } => return replay(location, body),
+        }
+        let tweet = TweetRecord::new(me, body.text.0);
+        let response = to_api(&tweet);
+        let location = location_of(&tweet);
+        let stored_body =
+            serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.into()))?;
+        let stored = StoredResponse {
+            user_id: me,
+            key: &key,
+            location: &location,
+            body: &stored_body,
+        };
+        if let Err(error) = state.store.insert_tweet(&tweet, Some(stored)).await {
+            // Nothing was written: free the key so that a retry can run.
+            if let Err(release) = state.store.release_idempotency_key(me, &key).await {
+                tracing::warn!(error = %release, "could not release an idempotency key");
+            }
+            return Err(error.into());
+        }
+        Ok(CreateTweetResponse::Created {
+            body: response,
+            location,
+        })
+    }
+
+    async fn get_tweet(
+        &self,
+        _request: &poem::Request,
+        _auth: GetTweetAuth<Self>,
+        params: types::GetTweetParams,
+    ) -> Result<GetTweetResponse> {
+        let state = &*self.state;
+        let tweet = state
+            .store
+            .tweet(*params.tweet_id)
+            .await?
+            .ok_or(UNKNOWN_TWEET)?;
+        Ok(GetTweetResponse::Ok(to_api(&tweet)))
+    }
+
+    async fn delete_tweet(
+        &self,
+        _request: &poem::Request,
+        auth: DeleteTweetAuth<Self>,
+        params: types::DeleteTweetParams,
+    ) -> Result<DeleteTweetResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        match state.store.delete_tweet(*params.tweet_id, me).await? {
+            Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
+            Deletion::NotTheAuthor => {
+                Err(ApiError::Forbidden("Only the author may delete a tweet."))
+            }
+            Deletion::NotFound => Err(UNKNOWN_TWEET),
+        }
+    }
+
+    async fn list_user_tweets(
+        &self,
+        _request: &poem::Request,
+        _auth: ListUserTweetsAuth<Self>,
+        params: types::ListUserTweetsParams,
+    ) -> Result<ListUserTweetsResponse> {
+        let state = &*self.state;
+        let user = *params.user_id;
+        let list = format!("tweets:{user}");
+        let before = page_cursor(state, &list, params.page_token.as_deref())?;
+        require_user(state, user).await?;
+        let page = state
+            .store
+            .tweets_by(user, before, page_limit(params.limit))
+            .await?;
+        Ok(ListUserTweetsResponse::Ok(tweet_page(state, &list, page)))
+    }
+
+    async fn get_timeline(
+        &self,
+        _request: &poem::Request,
+        auth: GetTimelineAuth<Self>,
+        params: types::GetTimelineParams,
+    ) -> Result<GetTimelineResponse> {
+        let state = &*self.state;
+        let me = auth.bearer_auth;
+        let list = format!("timeline:{me}");
+        let before = page_cursor(state, &list, params.page_token.as_deref())?;
+        let page = state
+            .store
+            .timeline(me, before, page_limit(params.limit))
+            .await?;
+        Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)))
     }
 }

@@ -1,45 +1,46 @@
 //! `usage` tag: a partner's own plan and usage.
 
+use super::Handlers;
 use super::admin::to_api_plan;
 use crate::error::{ApiError, Result};
-use crate::gateway::ActiveKey;
 use crate::gateway::limits::Period;
 use crate::generated::GetUsageResponse;
 use crate::generated::types::{self, KeyUsage};
-use crate::state::AppState;
+use crate::generated::{GetUsageAuth, UsageApi};
 
-pub async fn get_usage(state: &AppState, request: &poem::Request) -> Result<GetUsageResponse> {
-    // The gateway put the calling key here; without it (gateway off) there is no key.
-    let key = request
-        .extensions()
-        .get::<ActiveKey>()
-        .ok_or(ApiError::Forbidden(
-            "A valid, enabled x-api-key is required.",
-        ))?;
-    let plan = state
-        .store
-        .plan(key.plan_id)
-        .await?
-        .ok_or(ApiError::Forbidden("The key's plan is gone."))?;
-    let now = chrono::Utc::now();
-    let (period_start, period_end) = key
-        .limits
-        .quota
-        .map_or(Period::Day, |(_, period)| period)
-        .bounds(now);
-    let used = state
-        .gateway
-        .used_since(key.id, period_start.date_naive())
-        .await?;
-    Ok(GetUsageResponse::Ok(KeyUsage {
-        key_id: types::Id(key.id),
-        plan: to_api_plan(&plan)?,
-        period_start,
-        period_end,
-        used: i64::try_from(used).unwrap_or(i64::MAX),
-        remaining: key
+impl UsageApi for Handlers {
+    async fn get_usage(
+        &self,
+        _request: &poem::Request,
+        auth: GetUsageAuth<Self>,
+    ) -> Result<GetUsageResponse> {
+        let state = &*self.state;
+        let key = auth.api_key;
+        let plan = state
+            .store
+            .plan(key.plan_id)
+            .await?
+            .ok_or(ApiError::Forbidden("The key's plan is gone."))?;
+        let now = chrono::Utc::now();
+        let (period_start, period_end) = key
             .limits
             .quota
-            .map(|(limit, _)| i64::try_from(limit.saturating_sub(used)).unwrap_or(i64::MAX)),
-    }))
+            .map_or(Period::Day, |(_, period)| period)
+            .bounds(now);
+        let used = state
+            .gateway
+            .used_since(key.id, period_start.date_naive())
+            .await?;
+        Ok(GetUsageResponse::Ok(KeyUsage {
+            key_id: types::Id(key.id),
+            plan: to_api_plan(&plan)?,
+            period_start,
+            period_end,
+            used: i64::try_from(used).unwrap_or(i64::MAX),
+            remaining: key
+                .limits
+                .quota
+                .map(|(limit, _)| i64::try_from(limit.saturating_sub(used)).unwrap_or(i64::MAX)),
+        }))
+    }
 }

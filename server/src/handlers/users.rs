@@ -1,45 +1,14 @@
 //! `users` tag: sign-up and public profiles.
 
+use super::Handlers;
+use crate::generated::{GetUserAuth, SignUpAuth, UsersApi};
 use secrecy::SecretString;
 
 use crate::auth;
 use crate::error::{ApiError, Result};
-use crate::generated::types::{self, DisplayName, GetUserParams, NewUser, Username};
+use crate::generated::types::{self, DisplayName, Username};
 use crate::generated::{GetUserResponse, SignUpResponse};
-use crate::state::AppState;
 use crate::store::{NewUserRecord, UserRecord};
-
-pub async fn sign_up(state: &AppState, body: NewUser) -> Result<SignUpResponse> {
-    let password_hash = auth::hash_password(SecretString::from(body.password.0))
-        .await
-        .map_err(ApiError::Internal)?;
-    let username = body.username.0;
-    let display_name = body
-        .display_name
-        .map_or_else(|| username.clone(), |name| name.0);
-    let record = state
-        .store
-        .create_user(NewUserRecord {
-            username,
-            email: body.email.0,
-            display_name,
-            password_hash,
-        })
-        .await?;
-    Ok(SignUpResponse::Created {
-        location: format!("/v1/users/{}", record.id),
-        body: public_profile(&record),
-    })
-}
-
-pub async fn get_user(state: &AppState, params: GetUserParams) -> Result<GetUserResponse> {
-    let user = state
-        .store
-        .user_by_id(*params.user_id)
-        .await?
-        .ok_or(ApiError::NotFound("No user has this id."))?;
-    Ok(GetUserResponse::Ok(public_profile(&user)))
-}
 
 /// The fields of a user that anyone may see.
 pub fn public_profile(record: &UserRecord) -> types::User {
@@ -55,5 +24,51 @@ pub fn public_profile(record: &UserRecord) -> types::User {
             .picture
             .as_ref()
             .map(|_| super::pictures::picture_url(record.id)),
+    }
+}
+
+impl UsersApi for Handlers {
+    async fn sign_up(
+        &self,
+        _request: &poem::Request,
+        _auth: SignUpAuth<Self>,
+        body: types::NewUser,
+    ) -> Result<SignUpResponse> {
+        let state = &*self.state;
+        let password_hash = auth::hash_password(SecretString::from(body.password.0))
+            .await
+            .map_err(ApiError::Internal)?;
+        let username = body.username.0;
+        let display_name = body
+            .display_name
+            .map_or_else(|| username.clone(), |name| name.0);
+        let record = state
+            .store
+            .create_user(NewUserRecord {
+                username,
+                email: body.email.0,
+                display_name,
+                password_hash,
+            })
+            .await?;
+        Ok(SignUpResponse::Created {
+            location: format!("/v1/users/{}", record.id),
+            body: public_profile(&record),
+        })
+    }
+
+    async fn get_user(
+        &self,
+        _request: &poem::Request,
+        _auth: GetUserAuth<Self>,
+        params: types::GetUserParams,
+    ) -> Result<GetUserResponse> {
+        let state = &*self.state;
+        let user = state
+            .store
+            .user_by_id(*params.user_id)
+            .await?
+            .ok_or(ApiError::NotFound("No user has this id."))?;
+        Ok(GetUserResponse::Ok(public_profile(&user)))
     }
 }

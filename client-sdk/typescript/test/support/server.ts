@@ -9,16 +9,22 @@ export interface RunningServer {
   baseUrl: string;
   /** A key of a usage plan without limits, made through the operator API. */
   apiKey: string;
+  /** The operator API's bearer token. */
+  adminToken: string;
   stop(): Promise<void>;
 }
 
-/** Creates an unlimited usage plan and a key in it with the admin token. */
-async function unlimitedKey(baseUrl: string, adminToken: string): Promise<string> {
+/** Creates a usage plan (unlimited unless `limits` says otherwise) and a key in it with the admin token. */
+export async function planKey(
+  baseUrl: string,
+  adminToken: string,
+  limits: { throttle?: { rate_limit: number; burst_limit: number } } = {},
+): Promise<string> {
   const admin = { authorization: `Bearer ${adminToken}`, "content-type": "application/json" };
   const plan = await fetch(`${baseUrl}/admin/v1/usage-plans`, {
     method: "POST",
     headers: admin,
-    body: JSON.stringify({ name: "typescript tests" }),
+    body: JSON.stringify({ name: "typescript tests", ...limits }),
   }).then((r) => r.json() as Promise<{ id: string }>);
   const key = await fetch(`${baseUrl}/admin/v1/api-keys`, {
     method: "POST",
@@ -62,10 +68,12 @@ export async function startServer(): Promise<RunningServer> {
     });
   });
   const baseUrl = `http://127.0.0.1:${port}`;
-  const apiKey = await unlimitedKey(baseUrl, readFileSync(join(dataDir, "admin-token"), "utf8").trim());
+  const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+  const apiKey = await planKey(baseUrl, adminToken);
   return {
     baseUrl,
     apiKey,
+    adminToken,
     async stop() {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");

@@ -17,12 +17,29 @@ use super::types;
 static VALIDATORS: LazyLock<runtime::Validators> = LazyLock::new(|| runtime::Validators::compile(
     include_str!("request_schemas.json"),
 ));
-/// One method per operation of the document. There are no default bodies: an
-/// operation added to the document fails to compile until it is implemented.
-pub trait Api: Send + Sync + 'static {
+/// Where a `petKey` credential is.
+static PET_KEY_SCHEME: runtime::Credential = runtime::Credential::ApiKey {
+    location: runtime::CredentialIn::Header,
+    name: "x-pet-key",
+};
+/// What the server provides besides its operations: the error type they return,
+/// and how each of the document's security schemes is verified. The generated
+/// routes call these before any handler, for the operations that require them.
+pub trait Server: Send + Sync + 'static {
     /// What a handler returns for a failure its response enum does not model
-    /// (a dependency down, a bug). The server's error middleware renders it.
+    /// (a dependency down, a bug, a refused credential).
     type Error: Into<poem::Error> + Send;
+    /// A credential of the `petKey` scheme, verified.
+    type PetKey: Send + Sync + 'static;
+    /// Verifies the credential the request presents for `petKey` (the raw text: the key, or the token after `Bearer `). An error refuses the request.
+    fn verify_pet_key(
+        &self,
+        request: &poem::Request,
+        credential: &str,
+    ) -> impl Future<Output = Result<Self::PetKey, Self::Error>> + Send;
+}
+/// The operations tagged `pets`.
+pub trait PetsApi: Server {
     /// `GET /pets`
     ///
     /// List all pets
@@ -37,6 +54,7 @@ pub trait Api: Send + Sync + 'static {
     fn create_pets(
         &self,
         request: &poem::Request,
+        auth: CreatePetsAuth<Self>,
         body: types::Pet,
     ) -> impl Future<Output = Result<CreatePetsResponse, Self::Error>> + Send;
     /// `GET /pets/{petId}`
@@ -48,6 +66,11 @@ pub trait Api: Send + Sync + 'static {
         params: types::ShowPetByIdParams,
     ) -> impl Future<Output = Result<ShowPetByIdResponse, Self::Error>> + Send;
 }
+/// The whole contract: the server and one trait per tag, with one method per
+/// operation and no default bodies, so an operation added to the document fails
+/// to compile until it is implemented.
+pub trait Api: Server + PetsApi {}
+impl<T: Server + PetsApi> Api for T {}
 static LIST_PETS: runtime::Operation = runtime::Operation {
     id: "listPets",
     params: &[
@@ -98,11 +121,16 @@ async fn handle_list_pets<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "listPets");
     let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_PETS, limits)
         .await?;
     let params: types::ListPetsParams = input.params()?;
     let response = api.list_pets(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreatePets`.
+pub struct CreatePetsAuth<S: Server + ?Sized> {
+    pub pet_key: S::PetKey,
 }
 static CREATE_PETS: runtime::Operation = runtime::Operation {
     id: "createPets",
@@ -144,10 +172,24 @@ async fn handle_create_pets<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "createPets");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(pet_key),) = (runtime::credential(request, &PET_KEY_SCHEME),) {
+            break 'auth Some(CreatePetsAuth {
+                pet_key: api.verify_pet_key(request, pet_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("petKey", &PET_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
     let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_PETS, limits)
         .await?;
     let body: types::Pet = input.json_body()?;
-    let response = api.create_pets(&request, body).await.map_err(Into::into)?;
+    let response = api.create_pets(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
 static SHOW_PET_BY_ID: runtime::Operation = runtime::Operation {
@@ -197,6 +239,7 @@ async fn handle_show_pet_by_id<A: Api>(
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "showPetById");
     let mut input = runtime::extract(&mut request, &VALIDATORS, &SHOW_PET_BY_ID, limits)
         .await?;
     let params: types::ShowPetByIdParams = input.params()?;
