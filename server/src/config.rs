@@ -41,6 +41,21 @@ pub struct Config {
     #[arg(long, env = "MINITTER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
 
+    /// Failed logins an account may have in a window before further attempts get 429.
+    #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_max_failures_per_account: u64,
+
+    /// Failed logins one API key may make in a window, whatever the accounts.
+    #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_KEY", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_max_failures_per_key: u64,
+
+    /// The window failed logins are counted in, in seconds.
+    #[arg(long, env = "MINITTER_LOGIN_WINDOW_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_window_seconds: u64,
+
     /// The most database connections each instance opens.
     #[arg(long, env = "MINITTER_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -142,6 +157,15 @@ impl Config {
             max_connections: self.database_max_connections,
             acquire_timeout: seconds(self.database_acquire_timeout_seconds),
             statement_timeout: seconds(self.database_statement_timeout_seconds),
+        }
+    }
+
+    /// How failed logins are limited.
+    pub fn login_limits(&self) -> crate::login::LoginLimits {
+        crate::login::LoginLimits {
+            per_account: self.login_max_failures_per_account,
+            per_key: self.login_max_failures_per_key,
+            window: std::time::Duration::from_secs(self.login_window_seconds),
         }
     }
 

@@ -49,6 +49,9 @@ pub enum ApiError {
     /// 429: the key's plan quota is spent until the period ends.
     #[error("This API key's quota is spent; it resets in {retry_after} s.")]
     QuotaExceeded { retry_after: u64 },
+    /// 429: too many failed logins for this account or through this key.
+    #[error("Too many failed logins for this account; retry after {retry_after} s.")]
+    LoginThrottled { retry_after: u64 },
     /// 415: the body is not of a kind the operation takes.
     #[error("{0}")]
     UnsupportedMedia(&'static str),
@@ -76,7 +79,9 @@ impl poem::error::ResponseError for ApiError {
             Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Throttled { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled { .. } | Self::QuotaExceeded { .. } | Self::LoginThrottled { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +101,7 @@ impl ApiError {
             Self::Unprocessable { code, .. } => code,
             Self::UnsupportedMedia(_) => "unsupported_media_type",
             Self::Throttled { .. } => "throttled",
+            Self::LoginThrottled { .. } => "login_throttled",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -279,7 +285,9 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        ApiError::Throttled { retry_after } | ApiError::QuotaExceeded { retry_after } => {
+        ApiError::Throttled { retry_after }
+        | ApiError::QuotaExceeded { retry_after }
+        | ApiError::LoginThrottled { retry_after } => {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, (*retry_after).into());

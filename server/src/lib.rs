@@ -15,6 +15,7 @@ pub mod gateway;
 #[rustfmt::skip]
 pub mod generated;
 pub mod handlers;
+pub mod login;
 pub mod pagination;
 pub mod startup;
 pub mod state;

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::redis::SharedRedis;
 use crate::handlers::Handlers;
+use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::state::AppState;
 use crate::{bootstrap, compression, docs, error, gateway, generated, telemetry};
@@ -90,12 +91,15 @@ impl Application {
                 SharedRedis::connect(url.expose_secret()).await?,
             ),
         };
+        let login = LoginGuard::new(config.login_limits(), gateway.redis());
         let state = Arc::new(AppState {
             store: Arc::clone(&store),
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
             admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
             gateway: Arc::new(gateway),
+            login,
+            hashing: Hashing::per_core(),
             gateway_enabled: !config.benchmark_without_gateway,
             pictures: picture_store(&config).await,
         });

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::auth::Tokens;
 use crate::blob::BlobStore;
 use crate::gateway::Gateway;
+use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::store::SharedStore;
 
@@ -22,6 +23,10 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// False only when benchmarking the cost of the gateway.
     pub gateway_enabled: bool,
+    /// Failed-login counters (per account and per key).
+    pub login: LoginGuard,
+    /// Password hashing with bounded concurrency.
+    pub hashing: Hashing,
     /// Where profile pictures live.
     pub pictures: Arc<dyn BlobStore>,
 }

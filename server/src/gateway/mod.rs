@@ -1,6 +1,9 @@
-//! The gateway in front of `/v1`: every request needs an `x-api-key` of an enabled key,
-//! whose usage plan's throttle and quota it must fit, and every keyed response says where
-//! the key stands (`RateLimit-Policy`, `RateLimit`, `X-RateLimit-*`).
+//! The gateway: every operation whose `security` requires the `apiKey` scheme needs an
+//! `x-api-key` of an enabled key, whose usage plan's throttle and quota it must fit, and
+//! every keyed response says where the key stands (`RateLimit-Policy`, `RateLimit`,
+//! `X-RateLimit-*`). Which operations are keyed is the document's business: the
+//! generated routes call [`Gateway::admit`] through `Server::verify_api_key`, and
+//! [`rate_limit_headers`] writes the headers of whatever response comes out.
 //!
 //! Keys are looked up by the SHA-256 of the presented secret through a per-node cache
 //! whose entries live one second, so the hot path reads no database and disabling,

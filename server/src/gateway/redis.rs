@@ -111,6 +111,11 @@ impl SharedRedis {
         Ok(Self { client, connection })
     }
 
+    /// The multiplexed connection, for other shared counters (failed logins).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     /// Tells every instance (this one too) that keys or plans changed.
     pub async fn announce_key_change(&self) {
         let mut connection = self.connection.clone();

@@ -5,7 +5,6 @@ use crate::generated::{AuthApi, CreateTokenAuth, GetMeAuth};
 use secrecy::SecretString;
 
 use super::BAD_TOKEN;
-use crate::auth;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{
     self, AccessToken, AccessTokenTokenType, CurrentUser, DisplayName, Email, Username,
@@ -18,21 +17,25 @@ impl AuthApi for Handlers {
     async fn create_token(
         &self,
         _request: &poem::Request,
-        _auth: CreateTokenAuth<Self>,
+        auth: CreateTokenAuth<Self>,
         body: types::Credentials,
     ) -> Result<CreateTokenResponse> {
         let state = &*self.state;
+        // Counted before any hashing: past the limit, a guess costs nothing (crate::login).
+        let attempt = state.login.begin(&body.email.0, auth.api_key.id).await?;
         let user = state.store.user_by_email(&body.email.0).await?;
         // An unknown email is checked against a decoy hash, so that it costs the same time
         // as a wrong password and the answer does not reveal which accounts exist.
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = auth::verify_password(SecretString::from(body.password.0), hash)
-            .await
-            .map_err(ApiError::Internal)?;
+        let matches = state
+            .hashing
+            .verify(SecretString::from(body.password.0), hash)
+            .await?;
         let user = match user {
             Some(user) if matches => user,
             _ => return Err(BAD_CREDENTIALS),
         };
+        state.login.succeeded(attempt).await?;
         let access_token = state
             .tokens
             .issue(&user.id.to_string())

@@ -4,7 +4,6 @@ use super::Handlers;
 use crate::generated::{GetUserAuth, SignUpAuth, UsersApi};
 use secrecy::SecretString;
 
-use crate::auth;
 use crate::error::{ApiError, Result};
 use crate::generated::types::{self, DisplayName, Username};
 use crate::generated::{GetUserResponse, SignUpResponse};
@@ -35,9 +34,10 @@ impl UsersApi for Handlers {
         body: types::NewUser,
     ) -> Result<SignUpResponse> {
         let state = &*self.state;
-        let password_hash = auth::hash_password(SecretString::from(body.password.0))
-            .await
-            .map_err(ApiError::Internal)?;
+        let password_hash = state
+            .hashing
+            .hash(SecretString::from(body.password.0))
+            .await?;
         let username = body.username.0;
         let display_name = body
             .display_name

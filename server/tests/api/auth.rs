@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app};
 
 async fn app_with_user(backend: Backend) -> (TestApp, String) {
     let app = spawn_app(backend).await;
@@ -157,6 +157,42 @@ async fn a_tampered_payload_is_refused(backend: Backend) {
     .await;
 }
 
+async fn failed_logins_are_throttled_per_account_and_a_success_forgives_them(backend: Backend) {
+    let (app, _) = app_with_user(backend).await;
+    app.sign_up("bob_b", "bob@example.com").await;
+    let attempt = |email: &'static str, password: &'static str| {
+        let body = json!({"email": email, "password": password});
+        let app = &app;
+        async move { app.post_json("/v1/auth/token", &body).await }
+    };
+    // Four failures, then the right password: the account starts afresh.
+    for _ in 0..4 {
+        assert_eq!(
+            attempt("ada@example.com", "wrong password").await.status(),
+            401
+        );
+    }
+    assert_eq!(attempt("ada@example.com", PASSWORD).await.status(), 200);
+    // Five failures are answered; the sixth attempt is refused unheard, even with the
+    // right password, until the window ends.
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("ADA@example.com", "wrong password").await.status(),
+            401
+        );
+    }
+    let refused = attempt("ada@example.com", PASSWORD).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after > 0);
+    assert_problem(refused, 429, "login_throttled").await;
+    // Other accounts are not affected.
+    assert_eq!(attempt("bob@example.com", PASSWORD).await.status(), 200);
+}
+
 on_every_backend!(
     a_logged_in_user_sees_their_private_profile,
     the_token_says_who_for_how_long_and_by_whom,
@@ -167,4 +203,5 @@ on_every_backend!(
     an_expired_token_is_refused,
     a_token_for_another_issuer_or_audience_is_refused,
     a_tampered_payload_is_refused,
+    failed_logins_are_throttled_per_account_and_a_success_forgives_them,
 );
