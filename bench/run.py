@@ -160,6 +160,19 @@ def create_key(target, work, database_env):
     return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("x-api-key: "))
 
 
+def flood(target, base, args, env):
+    """GET /v1/users/{id} measured while a flood of wrong-password logins runs against the
+    same server (both wrk runs at once, half the connections each)."""
+    half = argparse.Namespace(**{**vars(args), "connections": max(2, args.connections // 2)})
+    login = {}
+    thread = threading.Thread(target=lambda: login.update(wrk("login.lua", base, half, env)))
+    thread.start()
+    time.sleep(0.5)
+    reads = wrk("user.lua", base, half, env)
+    thread.join()
+    return reads, login
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
@@ -186,13 +199,17 @@ def main():
     (work / "users.txt").write_text("\n".join(sample) + "\n")
     api_key = create_key(target, work, database_env)
     env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"),
-               BENCH_USERS=str(work / "users.txt"), BENCH_API_KEY=api_key)
+               BENCH_USERS=str(work / "users.txt"), BENCH_API_KEY=api_key, BENCH_USER_COUNT=str(args.users))
 
     hello_port, server_port, bare_port = free_port(), free_port(), free_port()
     hello = subprocess.Popen([target / "bench-hello", f"127.0.0.1:{hello_port}"])
+    # Failed-login limits out of the way, so that every guess of the login flood is hashed:
+    # what is measured is the bounded hashing, not the cheap 429s past the limits.
     server = subprocess.Popen([target / "minitter-server"], env=dict(
         os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{server_port}",
-        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", **database_env))
+        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn",
+        MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT="1000000000",
+        MINITTER_LOGIN_MAX_FAILURES_PER_KEY="1000000000", **database_env))
     try:
         wait_for(hello_port)
         wait_for(server_port)
@@ -204,6 +221,11 @@ def main():
         results["GET /v1/timeline?limit=20"] = wrk("timeline.lua", base, args, env)
         results["POST /v1/tweets"] = wrk("post.lua", base, args, env)
         rss.running = False
+        half = argparse.Namespace(**{**vars(args), "connections": max(2, args.connections // 2)})
+        results["GET /v1/users/{id}, half the connections, alone"] = wrk("user.lua", base, half, env)
+        reads, login = flood(target, base, args, env)
+        results["GET /v1/users/{id}, half the connections, during a wrong-password login flood"] = reads
+        results["POST /v1/auth/token, wrong passwords (the flood, other half)"] = login
         # The same read without the gateway (no key check, limiter or headers), in a
         # second process on the same database. Runs on this machine drift by tens of
         # percent, so the two alternate over several short rounds and the medians compare.

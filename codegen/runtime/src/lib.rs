@@ -248,10 +248,20 @@ impl Input {
 /// a failure here means the two disagree: it is still answered as a bad request.
 fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> poem::Result<T> {
     serde_json::from_value(value).map_err(|error| {
+        // serde quotes the offending value ("invalid type: string \"…\", expected u32"),
+        // which may be a password: keep only what was expected.
+        let text = error.to_string();
+        let message = if text.starts_with("missing field ") {
+            text
+        } else if let Some((_, expected)) = text.rsplit_once(", expected ") {
+            format!("must be {expected}")
+        } else {
+            "does not have the type the server expects".to_owned()
+        };
         let violation = Violation {
             location: Location::Body,
             pointer: String::new(),
-            message: error.to_string(),
+            message,
         };
         RejectedRequest::invalid(vec![violation]).into()
     })
@@ -276,7 +286,7 @@ impl Validators {
     pub fn compile(document: &str) -> Self {
         let document: Value =
             serde_json::from_str(document).expect("BUG: generated request schemas are not JSON");
-        let definitions = document.get("definitions").cloned().unwrap_or(Value::Null);
+        let definitions = document.get("definitions").cloned();
         let mut operations = HashMap::new();
         let ops = document.get("operations").and_then(Value::as_object);
         for (id, schemas) in ops.into_iter().flatten() {
@@ -289,7 +299,8 @@ impl Validators {
             ] {
                 if let Some(schema) = schemas.get(key) {
                     let mut schema = schema.clone();
-                    if let Value::Object(object) = &mut schema {
+                    if let (Value::Object(object), Some(definitions)) = (&mut schema, &definitions)
+                    {
                         object.insert("definitions".to_owned(), definitions.clone());
                     }
                     let validator = validation_options().build(&schema).unwrap_or_else(|error| {
