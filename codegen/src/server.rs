@@ -150,6 +150,8 @@ struct Operation {
     /// The tag whose trait the operation's method belongs to.
     tag: String,
     requirement: Requirement,
+    /// Response headers the document says a middleware sets (`x-set-by`), lowercase.
+    middleware_headers: std::collections::BTreeSet<String>,
     method: String,
     path: String,
     doc: String,
@@ -351,6 +353,7 @@ impl Operation {
         };
 
         let mut responses = Vec::new();
+        let mut middleware_headers = std::collections::BTreeSet::new();
         let declared = op
             .get("responses")
             .and_then(Value::as_object)
@@ -367,8 +370,10 @@ impl Operation {
                 }
                 let header = resolve(raw, header)?;
                 // Headers a middleware sets (such as rate-limit headers) are not the
-                // handler's to fill: they stay out of the response enum.
+                // handler's to fill: they stay out of the response enum, and the
+                // middleware learns from `MIDDLEWARE_HEADERS` which operations declare them.
                 if header.get("x-set-by").is_some() {
+                    middleware_headers.insert(name.to_ascii_lowercase());
                     continue;
                 }
                 headers.push(Header {
@@ -400,6 +405,7 @@ impl Operation {
             id,
             tag,
             requirement,
+            middleware_headers,
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
             doc,
@@ -677,7 +683,19 @@ fn emit_routes(operations: &[Operation]) -> TokenStream {
             });
         }
     });
+    let declared = operations
+        .iter()
+        .filter(|o| !o.middleware_headers.is_empty())
+        .map(|o| {
+            let id = &o.id;
+            let headers = o.middleware_headers.iter();
+            quote! { (#id, &[#(#headers),*]), }
+        });
     quote! {
+        /// Per operationId, the response headers the document says a middleware sets
+        /// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
+        pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[#(#declared)*];
+
         /// Every path of the document. A request is validated against its operation
         /// before the trait method runs; a method the path does not declare is a 405.
         pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {

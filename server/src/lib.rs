@@ -11,6 +11,7 @@ pub mod compression;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod etag;
 pub mod gateway;
 #[rustfmt::skip]
 pub mod generated;

@@ -5,8 +5,9 @@
 //! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
 //! 2. errors to Problem documents ([`error::render_problems`]);
 //! 3. compression, both ways ([`compression::compression`]);
-//! 4. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
-//! 5. routes: the generated API routes, which check each operation's credentials as the
+//! 4. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
+//! 5. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
+//! 6. routes: the generated API routes, which check each operation's credentials as the
 //!    document's `security` says (the API key through the gateway), `/openapi.yaml` and
 //!    `/docs`.
 
@@ -33,7 +34,7 @@ use crate::handlers::Handlers;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::state::AppState;
-use crate::{bootstrap, compression, docs, error, gateway, generated, telemetry};
+use crate::{bootstrap, compression, docs, error, etag, gateway, generated, telemetry};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
 
@@ -203,6 +204,7 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
     let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
     docs::mount(api)
         .around(gateway::rate_limit_headers)
+        .around(etag::conditional_get)
         .around(compression::compression)
         .around(error::render_problems)
         .around(telemetry::request_context)

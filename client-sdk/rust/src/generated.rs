@@ -779,6 +779,60 @@ pub mod types {
                 })
         }
     }
+    ///`GetApiKeyIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetApiKeyIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetApiKeyIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetApiKeyIfNoneMatch> for ::std::string::String {
+        fn from(value: GetApiKeyIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetApiKeyIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetApiKeyIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetApiKeyIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetApiKeyIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`GetPictureIfNoneMatch`
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
@@ -822,6 +876,222 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for GetPictureIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetTweetIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetTweetIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetTweetIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetTweetIfNoneMatch> for ::std::string::String {
+        fn from(value: GetTweetIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetTweetIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetTweetIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetTweetIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetTweetIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetUsagePlanIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetUsagePlanIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetUsagePlanIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetUsagePlanIfNoneMatch> for ::std::string::String {
+        fn from(value: GetUsagePlanIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetUsagePlanIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetUsagePlanIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetUsagePlanIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetUsagePlanIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetUsageReportIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetUsageReportIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetUsageReportIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetUsageReportIfNoneMatch> for ::std::string::String {
+        fn from(value: GetUsageReportIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetUsageReportIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetUsageReportIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetUsageReportIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetUsageReportIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetUserIfNoneMatch`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetUserIfNoneMatch(::std::string::String);
+    impl ::std::ops::Deref for GetUserIfNoneMatch {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetUserIfNoneMatch> for ::std::string::String {
+        fn from(value: GetUserIfNoneMatch) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetUserIfNoneMatch {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetUserIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetUserIfNoneMatch {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetUserIfNoneMatch {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -4982,9 +5252,13 @@ Sends a `GET` request to `/v1/users/{user_id}`
 
 Arguments:
 - `user_id`: A user's id.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_user()
     .user_id(user_id)
+    .if_none_match(if_none_match)
     .send()
     .await;
 ```*/
@@ -5136,9 +5410,13 @@ Sends a `GET` request to `/v1/tweets/{tweet_id}`
 
 Arguments:
 - `tweet_id`: A tweet's id.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_tweet()
     .tweet_id(tweet_id)
+    .if_none_match(if_none_match)
     .send()
     .await;
 ```*/
@@ -5251,9 +5529,13 @@ Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}`
 
 Arguments:
 - `plan_id`: A usage plan's id.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_usage_plan()
     .plan_id(plan_id)
+    .if_none_match(if_none_match)
     .send()
     .await;
 ```*/
@@ -5339,9 +5621,13 @@ Sends a `GET` request to `/admin/v1/api-keys/{key_id}`
 
 Arguments:
 - `key_id`: An API key's id.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_api_key()
     .key_id(key_id)
+    .if_none_match(if_none_match)
     .send()
     .await;
 ```*/
@@ -5426,12 +5712,16 @@ Arguments:
 - `end_date`: The last day, UTC.
 - `key_id`: Only this key.
 - `start_date`: The first day, UTC.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_usage_report()
     .plan_id(plan_id)
     .end_date(end_date)
     .key_id(key_id)
     .start_date(start_date)
+    .if_none_match(if_none_match)
     .send()
     .await;
 ```*/
@@ -5721,12 +6011,14 @@ pub mod builder {
     pub struct GetUser<'a> {
         client: &'a super::Client,
         user_id: Result<types::Id, String>,
+        if_none_match: Result<Option<types::GetUserIfNoneMatch>, String>,
     }
     impl<'a> GetUser<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
                 user_id: Err("user_id was not initialized".to_string()),
+                if_none_match: Ok(None),
             }
         }
         pub fn user_id<V>(mut self, value: V) -> Self
@@ -5738,16 +6030,30 @@ pub mod builder {
                 .map_err(|_| "conversion to `Id` for user_id failed".to_string());
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetUserIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetUserIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/v1/users/{user_id}`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
-            let Self { client, user_id } = self;
+            let Self { client, user_id, if_none_match } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -5755,6 +6061,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -6754,12 +7063,14 @@ pub mod builder {
     pub struct GetTweet<'a> {
         client: &'a super::Client,
         tweet_id: Result<types::Id, String>,
+        if_none_match: Result<Option<types::GetTweetIfNoneMatch>, String>,
     }
     impl<'a> GetTweet<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
                 tweet_id: Err("tweet_id was not initialized".to_string()),
+                if_none_match: Ok(None),
             }
         }
         pub fn tweet_id<V>(mut self, value: V) -> Self
@@ -6771,16 +7082,30 @@ pub mod builder {
                 .map_err(|_| "conversion to `Id` for tweet_id failed".to_string());
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetTweetIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetTweetIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/v1/tweets/{tweet_id}`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::Tweet>, Error<types::Problem>> {
-            let Self { client, tweet_id } = self;
+            let Self { client, tweet_id, if_none_match } = self;
             let tweet_id = tweet_id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/v1/tweets/{}", client.baseurl, encode_path(& tweet_id.to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -6788,6 +7113,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -7567,12 +7895,14 @@ pub mod builder {
     pub struct GetUsagePlan<'a> {
         client: &'a super::Client,
         plan_id: Result<types::Id, String>,
+        if_none_match: Result<Option<types::GetUsagePlanIfNoneMatch>, String>,
     }
     impl<'a> GetUsagePlan<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
                 plan_id: Err("plan_id was not initialized".to_string()),
+                if_none_match: Ok(None),
             }
         }
         pub fn plan_id<V>(mut self, value: V) -> Self
@@ -7584,17 +7914,31 @@ pub mod builder {
                 .map_err(|_| "conversion to `Id` for plan_id failed".to_string());
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetUsagePlanIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetUsagePlanIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::UsagePlan>, Error<types::Problem>> {
-            let Self { client, plan_id } = self;
+            let Self { client, plan_id, if_none_match } = self;
             let plan_id = plan_id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/admin/v1/usage-plans/{}", client.baseurl, encode_path(& plan_id
                 .to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -7602,6 +7946,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -8165,12 +8512,14 @@ pub mod builder {
     pub struct GetApiKey<'a> {
         client: &'a super::Client,
         key_id: Result<types::Id, String>,
+        if_none_match: Result<Option<types::GetApiKeyIfNoneMatch>, String>,
     }
     impl<'a> GetApiKey<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
                 key_id: Err("key_id was not initialized".to_string()),
+                if_none_match: Ok(None),
             }
         }
         pub fn key_id<V>(mut self, value: V) -> Self
@@ -8182,17 +8531,31 @@ pub mod builder {
                 .map_err(|_| "conversion to `Id` for key_id failed".to_string());
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetApiKeyIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetApiKeyIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/admin/v1/api-keys/{key_id}`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::ApiKey>, Error<types::Problem>> {
-            let Self { client, key_id } = self;
+            let Self { client, key_id, if_none_match } = self;
             let key_id = key_id.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/admin/v1/api-keys/{}", client.baseurl, encode_path(& key_id
                 .to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -8200,6 +8563,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -8658,6 +9024,7 @@ pub mod builder {
         end_date: Result<::chrono::naive::NaiveDate, String>,
         key_id: Result<Option<types::Id>, String>,
         start_date: Result<::chrono::naive::NaiveDate, String>,
+        if_none_match: Result<Option<types::GetUsageReportIfNoneMatch>, String>,
     }
     impl<'a> GetUsageReport<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -8667,6 +9034,7 @@ pub mod builder {
                 end_date: Err("end_date was not initialized".to_string()),
                 key_id: Ok(None),
                 start_date: Err("start_date was not initialized".to_string()),
+                if_none_match: Ok(None),
             }
         }
         pub fn plan_id<V>(mut self, value: V) -> Self
@@ -8712,20 +9080,34 @@ pub mod builder {
                 });
             self
         }
+        pub fn if_none_match<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetUsageReportIfNoneMatch>,
+        {
+            self.if_none_match = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetUsageReportIfNoneMatch` for if_none_match failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}/usage`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::UsageReport>, Error<types::Problem>> {
-            let Self { client, plan_id, end_date, key_id, start_date } = self;
+            let Self { client, plan_id, end_date, key_id, start_date, if_none_match } = self;
             let plan_id = plan_id.map_err(Error::InvalidRequest)?;
             let end_date = end_date.map_err(Error::InvalidRequest)?;
             let key_id = key_id.map_err(Error::InvalidRequest)?;
             let start_date = start_date.map_err(Error::InvalidRequest)?;
+            let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/admin/v1/usage-plans/{}/usage", client.baseurl, encode_path(& plan_id
                 .to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -8733,6 +9115,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = if_none_match {
+                header_map.append("If-None-Match", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client

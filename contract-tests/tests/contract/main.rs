@@ -34,6 +34,7 @@ async fn every_operation_answers_as_the_spec_declares(backend: Backend) {
     scenarios::admin(&ctx).await;
     scenarios::gateway(&ctx).await;
     scenarios::usage(&ctx).await;
+    scenarios::conditional_gets(&ctx).await;
     // Last: it closes the database.
     scenarios::unavailable(&ctx).await;
 

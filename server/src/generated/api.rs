@@ -642,6 +642,12 @@ static GET_USER: runtime::Operation = runtime::Operation {
     id: "get_user",
     params: &[
         runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
             name: "user_id",
             location: runtime::Location::Path,
             scalar: runtime::Scalar::String,
@@ -655,6 +661,8 @@ static GET_USER: runtime::Operation = runtime::Operation {
 pub enum GetUserResponse {
     /// 200: The user.
     Ok(types::User),
+    /// 304: The copy named by `If-None-Match` is current; there is no body.
+    NotModified,
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
@@ -679,6 +687,10 @@ impl poem::IntoResponse for GetUserResponse {
                     "application/json",
                     &body,
                 );
+                response
+            }
+            Self::NotModified => {
+                let mut response = runtime::empty_response(304u16);
                 response
             }
             Self::BadRequest(body) => {
@@ -1738,6 +1750,12 @@ static GET_TWEET: runtime::Operation = runtime::Operation {
             scalar: runtime::Scalar::String,
             array: false,
         },
+        runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
     ],
     body: None,
 };
@@ -1746,6 +1764,8 @@ static GET_TWEET: runtime::Operation = runtime::Operation {
 pub enum GetTweetResponse {
     /// 200: The tweet.
     Ok(types::Tweet),
+    /// 304: The copy named by `If-None-Match` is current; there is no body.
+    NotModified,
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 404: The resource does not exist.
@@ -1770,6 +1790,10 @@ impl poem::IntoResponse for GetTweetResponse {
                     "application/json",
                     &body,
                 );
+                response
+            }
+            Self::NotModified => {
+                let mut response = runtime::empty_response(304u16);
                 response
             }
             Self::BadRequest(body) => {
@@ -2512,6 +2536,12 @@ static GET_USAGE_PLAN: runtime::Operation = runtime::Operation {
             scalar: runtime::Scalar::String,
             array: false,
         },
+        runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
     ],
     body: None,
 };
@@ -2520,6 +2550,8 @@ static GET_USAGE_PLAN: runtime::Operation = runtime::Operation {
 pub enum GetUsagePlanResponse {
     /// 200: The plan.
     Ok(types::UsagePlan),
+    /// 304: The copy named by `If-None-Match` is current; there is no body.
+    NotModified,
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
@@ -2541,6 +2573,10 @@ impl poem::IntoResponse for GetUsagePlanResponse {
                     "application/json",
                     &body,
                 );
+                response
+            }
+            Self::NotModified => {
+                let mut response = runtime::empty_response(304u16);
                 response
             }
             Self::BadRequest(body) => {
@@ -3138,6 +3174,12 @@ static GET_API_KEY: runtime::Operation = runtime::Operation {
             scalar: runtime::Scalar::String,
             array: false,
         },
+        runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
     ],
     body: None,
 };
@@ -3146,6 +3188,8 @@ static GET_API_KEY: runtime::Operation = runtime::Operation {
 pub enum GetApiKeyResponse {
     /// 200: The key, without its secret.
     Ok(types::ApiKey),
+    /// 304: The copy named by `If-None-Match` is current; there is no body.
+    NotModified,
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
@@ -3167,6 +3211,10 @@ impl poem::IntoResponse for GetApiKeyResponse {
                     "application/json",
                     &body,
                 );
+                response
+            }
+            Self::NotModified => {
+                let mut response = runtime::empty_response(304u16);
                 response
             }
             Self::BadRequest(body) => {
@@ -3713,6 +3761,12 @@ static GET_USAGE_REPORT: runtime::Operation = runtime::Operation {
             array: false,
         },
         runtime::Param {
+            name: "If-None-Match",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
             name: "start_date",
             location: runtime::Location::Query,
             scalar: runtime::Scalar::String,
@@ -3738,6 +3792,8 @@ static GET_USAGE_REPORT: runtime::Operation = runtime::Operation {
 pub enum GetUsageReportResponse {
     /// 200: The usage per key per day.
     Ok(types::UsageReport),
+    /// 304: The copy named by `If-None-Match` is current; there is no body.
+    NotModified,
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
@@ -3761,6 +3817,10 @@ impl poem::IntoResponse for GetUsageReportResponse {
                     "application/json",
                     &body,
                 );
+                response
+            }
+            Self::NotModified => {
+                let mut response = runtime::empty_response(304u16);
                 response
             }
             Self::BadRequest(body) => {
@@ -4146,6 +4206,205 @@ async fn handle_get_picture<A: Api>(
     let response = api.get_picture(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// Per operationId, the response headers the document says a middleware sets
+/// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
+pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
+    (
+        "sign_up",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_user",
+        &[
+            "etag",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "create_token",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_me",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "follow_user",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "unfollow_user",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "list_followers",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "list_following",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "create_tweet",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_tweet",
+        &[
+            "etag",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "delete_tweet",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "list_user_tweets",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_timeline",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_usage_plan",
+        &[
+            "etag",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_api_key",
+        &[
+            "etag",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_usage",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_usage_report",
+        &[
+            "etag",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "put_picture",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_picture",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+];
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {

@@ -250,6 +250,11 @@ pub struct FollowUserParams {
 ///`GetApiKeyParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetApiKeyParams {
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
     pub key_id: Id,
 }
 ///`GetPictureParams`
@@ -273,17 +278,32 @@ pub struct GetTimelineParams {
 ///`GetTweetParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetTweetParams {
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
     pub tweet_id: Id,
 }
 ///`GetUsagePlanParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetUsagePlanParams {
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
     pub plan_id: Id,
 }
 ///`GetUsageReportParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetUsageReportParams {
     pub end_date: ::chrono::naive::NaiveDate,
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub key_id: ::std::option::Option<Id>,
     pub plan_id: Id,
@@ -292,6 +312,11 @@ pub struct GetUsageReportParams {
 ///`GetUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetUserParams {
+    #[serde(
+        rename = "If-None-Match",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub if_none_match: ::std::option::Option<::std::string::String>,
     pub user_id: Id,
 }
 ///`HealthStatus`

@@ -794,6 +794,19 @@ export interface components {
         };
     };
     responses: {
+        /** @description The copy named by `If-None-Match` is current; there is no body. */
+        NotModified: {
+            headers: {
+                ETag: components["headers"]["ETag"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
         /** @description The request does not match this document; `errors[]` lists every violation. */
         BadRequest: {
             headers: {
@@ -1026,6 +1039,11 @@ export interface components {
     };
     parameters: {
         /**
+         * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+         *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+         */
+        IfNoneMatch: string;
+        /**
          * @description A user's id.
          * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
          */
@@ -1059,6 +1077,11 @@ export interface components {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description A validator of this representation (weak: the same for every content coding). Send
+         *     it back as `If-None-Match` to get a 304 when nothing changed.
+         */
+        ETag: string;
         /** @description The key's quota policy, such as `"quota";q=10000;w=86400` (draft-ietf-httpapi-ratelimit-headers). */
         RateLimitPolicy: string;
         /** @description What is left of the quota and when it resets, such as `"quota";r=9999;t=3600`. */
@@ -1187,7 +1210,13 @@ export interface operations {
     get_user: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description A user's id.
@@ -1202,6 +1231,7 @@ export interface operations {
             /** @description The user. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ETag"];
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                     RateLimit: components["headers"]["RateLimit"];
                     "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
@@ -1224,6 +1254,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
@@ -1572,7 +1603,13 @@ export interface operations {
     get_tweet: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description A tweet's id.
@@ -1587,6 +1624,7 @@ export interface operations {
             /** @description The tweet. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ETag"];
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                     RateLimit: components["headers"]["RateLimit"];
                     "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
@@ -1606,6 +1644,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tweet"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
@@ -1862,7 +1901,13 @@ export interface operations {
     get_usage_plan: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description A usage plan's id.
@@ -1877,6 +1922,7 @@ export interface operations {
             /** @description The plan. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1899,6 +1945,7 @@ export interface operations {
                     "application/json": components["schemas"]["UsagePlan"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
@@ -2089,7 +2136,13 @@ export interface operations {
     get_api_key: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description An API key's id.
@@ -2104,6 +2157,7 @@ export interface operations {
             /** @description The key, without its secret. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2121,6 +2175,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
@@ -2316,7 +2371,13 @@ export interface operations {
                 /** @description Only this key. */
                 key_id?: components["schemas"]["Id"];
             };
-            header?: never;
+            header?: {
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description A usage plan's id.
@@ -2331,6 +2392,7 @@ export interface operations {
             /** @description The usage per key per day. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2356,6 +2418,7 @@ export interface operations {
                     "application/json": components["schemas"]["UsageReport"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];

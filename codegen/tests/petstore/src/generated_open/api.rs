@@ -215,6 +215,9 @@ async fn handle_show_pet_by_id<A: Api>(
     let response = api.show_pet_by_id(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// Per operationId, the response headers the document says a middleware sets
+/// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
+pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[];
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
