@@ -21,6 +21,9 @@ type Pending = HashMap<Uuid, HashMap<NaiveDate, u64>>;
 pub struct UsageLedger {
     store: SharedStore,
     pending: std::sync::Mutex<Pending>,
+    /// One flush at a time: a flush that finds nothing pending has still to wait for the
+    /// one writing, or a report right after it would miss the counts in flight.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl UsageLedger {
@@ -28,6 +31,7 @@ impl UsageLedger {
         Self {
             store,
             pending: Default::default(),
+            flushing: Default::default(),
         }
     }
 
@@ -60,8 +64,10 @@ impl UsageLedger {
         Ok(written + unwritten)
     }
 
-    /// Writes the counts made since the last flush.
+    /// Writes the counts made since the last flush; when it returns, every count made
+    /// before the call is in the database (or the error says it is not).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _turn = self.flushing.lock().await;
         let batch: Vec<UsageCount> = std::mem::take(&mut *self.pending())
             .into_iter()
             .flat_map(|(key_id, days)| {

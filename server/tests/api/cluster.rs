@@ -101,28 +101,15 @@ async fn the_throttle_holds_across_instances() {
 async fn a_key_disabled_through_one_instance_is_refused_by_all_at_once() {
     let instances = cluster().await;
     let admin = instances[0].admin_authorization();
-    let plan: Value = instances[0]
-        .http
-        .post(instances[0].url("/admin/v1/usage-plans"))
-        .header("authorization", &admin)
-        .json(&json!({"name": "p"}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    let key: Value = instances[0]
-        .http
-        .post(instances[0].url("/admin/v1/api-keys"))
-        .header("authorization", &admin)
-        .json(&json!({"name": "k", "plan_id": plan["id"]}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let plan = instances[0]
+        .admin_post("/admin/v1/usage-plans", &json!({"name": "p"}))
+        .await;
+    let key = instances[0]
+        .admin_post(
+            "/admin/v1/api-keys",
+            &json!({"name": "k", "plan_id": plan["id"]}),
+        )
+        .await;
     let client = http_client(key["secret"].as_str().expect("secret"));
     // Every instance has the key in its cache.
     for app in &instances {

@@ -91,15 +91,7 @@ async fn all_tweet_ids(app: &TestApp, user_id: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut path = format!("/v1/users/{user_id}/tweets?limit=100");
     loop {
-        let page: Value = app
-            .http
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
+        let page = app.get_json(&path, None).await;
         for tweet in page["items"].as_array().expect("items") {
             ids.insert(tweet["id"].as_str().expect("id").to_owned());
         }

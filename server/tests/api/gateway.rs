@@ -170,28 +170,15 @@ async fn counts_survive_a_restart(backend: Backend) {
 async fn disabling_and_rotating_a_key_take_effect_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.admin_authorization();
-    let plan: serde_json::Value = app
-        .http
-        .post(app.url("/admin/v1/usage-plans"))
-        .header("authorization", &admin)
-        .json(&json!({"name": "p"}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    let key: serde_json::Value = app
-        .http
-        .post(app.url("/admin/v1/api-keys"))
-        .header("authorization", &admin)
-        .json(&json!({"name": "k", "plan_id": plan["id"]}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let plan = app
+        .admin_post("/admin/v1/usage-plans", &json!({"name": "p"}))
+        .await;
+    let key = app
+        .admin_post(
+            "/admin/v1/api-keys",
+            &json!({"name": "k", "plan_id": plan["id"]}),
+        )
+        .await;
     let secret = key["secret"].as_str().expect("secret").to_owned();
     let key_url = app.url(&format!(
         "/admin/v1/api-keys/{}",

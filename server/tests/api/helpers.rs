@@ -198,6 +198,31 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// GET `path` (with `authorization`, if any), asserting a 200; its JSON body.
+    pub async fn get_json(&self, path: &str, authorization: Option<&str>) -> Value {
+        let mut request = self.http.get(self.url(path));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    /// POSTs `body` to the operator API at `path` with the admin token; the JSON answer.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Value {
+        self.http
+            .post(self.url(path))
+            .header("authorization", self.admin_authorization())
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// `Bearer <the development admin token>`, for the operator API.
     pub fn admin_authorization(&self) -> String {
         let token = std::fs::read_to_string(self.data_dir.join("admin-token"))

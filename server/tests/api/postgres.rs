@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use minitter_server::startup::Application;
 use minitter_test_support::{
@@ -82,15 +82,9 @@ async fn when_postgres_stops_answering_requests_get_503_and_the_server_recovers(
     assert_eq!(post(&app, &auth, "after").await.status(), 201);
 
     // Nothing of the refused post was written, and the counter agrees with the rows.
-    let tweets: Value = app
-        .http
-        .get(app.url(&format!("/v1/users/{ada_id}/tweets")))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let tweets = app
+        .get_json(&format!("/v1/users/{ada_id}/tweets"), None)
+        .await;
     let texts: Vec<_> = tweets["items"]
         .as_array()
         .expect("items")
@@ -98,15 +92,7 @@ async fn when_postgres_stops_answering_requests_get_503_and_the_server_recovers(
         .map(|t| t["text"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(texts, ["after", "before"]);
-    let profile: Value = app
-        .http
-        .get(app.url(&format!("/v1/users/{ada_id}")))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let profile = app.get_json(&format!("/v1/users/{ada_id}"), None).await;
     assert_eq!(profile["tweet_count"], 2);
 }
 

@@ -50,18 +50,8 @@ async fn unfollow(app: &TestApp, auth: &str, user_id: &str) -> u16 {
         .as_u16()
 }
 
-async fn get_json(app: &TestApp, path: &str, auth: Option<&str>) -> Value {
-    let mut request = app.http.get(app.url(path));
-    if let Some(auth) = auth {
-        request = request.header("authorization", auth);
-    }
-    let response = request.send().await.expect("request");
-    assert_eq!(response.status(), 200, "GET {path}");
-    response.json().await.expect("json")
-}
-
 async fn profile(app: &TestApp, id: &str) -> Value {
-    get_json(app, &format!("/v1/users/{id}"), None).await
+    app.get_json(&format!("/v1/users/{id}"), None).await
 }
 
 async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing(backend: Backend) {
@@ -88,7 +78,7 @@ async fn paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing(ba
             Some(token) => format!("/v1/timeline?limit=7&page_token={token}"),
             None => "/v1/timeline?limit=7".to_owned(),
         };
-        let (page, posted) = tokio::join!(get_json(&app, &path, Some(&reader)), posting);
+        let (page, posted) = tokio::join!(app.get_json(&path, Some(&reader)), posting);
         assert_eq!(posted.status(), 201);
         for item in page["items"].as_array().expect("items") {
             let id = item["id"].as_str().expect("id").to_owned();
@@ -134,7 +124,9 @@ async fn counts_stay_exact_under_concurrent_follows_and_unfollows(backend: Backe
         let expected = if i < 6 { 0 } else { 1 };
         assert_eq!(profile(&app, fan).await["following_count"], expected);
     }
-    let followers = get_json(&app, &format!("/v1/users/{star}/followers?limit=100"), None).await;
+    let followers = app
+        .get_json(&format!("/v1/users/{star}/followers?limit=100"), None)
+        .await;
     assert_eq!(followers["items"].as_array().expect("items").len(), 6);
 }
 
@@ -166,7 +158,7 @@ async fn a_timeline_has_own_and_followed_tweets_only(backend: Backend) {
     post_tweet(&app, &eve, "eve 1").await;
     post_tweet(&app, &ada, "ada 2").await;
 
-    let page = get_json(&app, "/v1/timeline", Some(&ada)).await;
+    let page = app.get_json("/v1/timeline", Some(&ada)).await;
     let texts: Vec<&str> = page["items"]
         .as_array()
         .expect("items")
@@ -239,10 +231,12 @@ async fn only_the_author_deletes_and_a_deleted_tweet_is_gone_everywhere(backend:
         .await
         .expect("request");
     assert_problem(again, 404, "not_found").await;
-    let own = get_json(&app, &format!("/v1/users/{ada_id}/tweets"), None).await;
+    let own = app
+        .get_json(&format!("/v1/users/{ada_id}/tweets"), None)
+        .await;
     assert_eq!(own["items"], json!([]));
     assert_eq!(
-        get_json(&app, "/v1/timeline", Some(&ada)).await["items"],
+        app.get_json("/v1/timeline", Some(&ada)).await["items"],
         json!([])
     );
     assert_eq!(profile(&app, &ada_id).await["tweet_count"], 0);
@@ -255,7 +249,9 @@ async fn forged_and_foreign_page_tokens_are_400_never_500(backend: Backend) {
     for i in 0..3 {
         post_tweet(&app, &ada, &format!("t{i}")).await;
     }
-    let page = get_json(&app, &format!("/v1/users/{ada_id}/tweets?limit=1"), None).await;
+    let page = app
+        .get_json(&format!("/v1/users/{ada_id}/tweets?limit=1"), None)
+        .await;
     let token = page["next_page"].as_str().expect("a next page").to_owned();
     let mut tampered = token.clone().into_bytes();
     tampered[2] = if tampered[2] == b'A' { b'B' } else { b'A' };
@@ -359,7 +355,7 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window(backend: Ba
     let mut texts = Vec::new();
     let mut path = "/v1/timeline?limit=1".to_owned();
     loop {
-        let page = get_json(&app, &path, Some(&ada)).await;
+        let page = app.get_json(&path, Some(&ada)).await;
         texts.extend(
             page["items"]
                 .as_array()
