@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod generated;
 pub mod handlers;
 pub mod login;
+pub mod metrics;
 pub mod pagination;
 pub mod startup;
 pub mod state;

@@ -85,6 +85,8 @@ impl Application {
         if !config.production {
             bootstrap::first_start(store.as_ref(), &config.data_dir).await?;
         }
+        // Installed before the first request, so that nothing served goes uncounted.
+        crate::metrics::handle();
         let gateway = match &config.redis_url {
             None => Gateway::in_process(Arc::clone(&store)),
             Some(url) => Gateway::shared(

@@ -54,6 +54,7 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
         operation_id = tracing::field::Empty
     );
     let started = Instant::now();
+    let in_flight = crate::metrics::in_flight();
 
     let outcome = AssertUnwindSafe(next.call(request).instrument(span.clone()))
         .catch_unwind()
@@ -72,9 +73,12 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
             ))
         }
     };
+    drop(in_flight);
+    let operation_id = operation.get().unwrap_or("none");
+    crate::metrics::request_served(operation_id, response.status().as_u16(), started.elapsed());
     span.in_scope(|| {
         tracing::info!(
-            operation_id = operation.get().unwrap_or("none"),
+            operation_id,
             status = response.status().as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "served"

@@ -5201,6 +5201,24 @@ impl ClientInfo<()> for Client {
 }
 impl ClientHooks<()> for &Client {}
 impl Client {
+    /**Prometheus metrics
+
+This instance's metrics in the Prometheus text format: requests by `operation`
+(the operationId) and status class, latency histograms, requests in flight, and the
+gateway's admissions and refusals by plan. Prometheus sends the admin token as a
+bearer token (`authorization.credentials` in its scrape config).
+
+
+Sends a `GET` request to `/metrics`
+
+```ignore
+let response = client.get_metrics()
+    .send()
+    .await;
+```*/
+    pub fn get_metrics(&self) -> builder::GetMetrics<'_> {
+        builder::GetMetrics::new(self)
+    }
     /**Liveness probe
 
 Answers 200 while the process is able to serve HTTP. It checks no dependency.
@@ -5778,6 +5796,53 @@ pub mod builder {
         encode_path, ByteStream, ClientInfo, ClientHooks, Error, OperationInfo,
         RequestBuilderExt, ResponseValue,
     };
+    /**Builder for [`Client::get_metrics`]
+
+[`Client::get_metrics`]: super::Client::get_metrics*/
+    #[derive(Debug, Clone)]
+    pub struct GetMetrics<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> GetMetrics<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/metrics`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<types::Problem>> {
+            let Self { client } = self;
+            let url = format!("{}/metrics", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "get_metrics",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_health`]
 
 [`Client::get_health`]: super::Client::get_health*/

@@ -404,6 +404,7 @@ retryable! {
     GetUsage: GET => types::KeyUsage, types::Problem;
     GetUsageReport: GET => types::UsageReport, types::Problem;
     GetPicture: GET => crate::ByteStream, types::Problem;
+    GetMetrics: GET => crate::ByteStream, types::Problem;
 }
 
 /// What a `create_tweet` builder holds for its `Idempotency-Key`.

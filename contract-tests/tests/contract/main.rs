@@ -35,6 +35,7 @@ async fn every_operation_answers_as_the_spec_declares(backend: Backend) {
     scenarios::gateway(&ctx).await;
     scenarios::usage(&ctx).await;
     scenarios::conditional_gets(&ctx).await;
+    scenarios::metrics(&ctx).await;
     // Last: it closes the database.
     scenarios::unavailable(&ctx).await;
 

@@ -117,8 +117,25 @@ impl Contract {
                 Some(media) => {
                     let binary =
                         media.pointer("/schema/format").and_then(Value::as_str) == Some("binary");
+                    let json =
+                        content_type == "application/json" || content_type.ends_with("+json");
                     if let Some(schema) = media.get("schema").filter(|_| !binary) {
-                        problems.extend(self.validate_body(&op.id, &key, schema, &exchange.body));
+                        let instance = if json {
+                            serde_json::from_slice(&exchange.body)
+                                .map_err(|e| format!("{} {key}: body is not JSON: {e}", op.id))
+                        } else {
+                            // A text body is validated as the string it is.
+                            String::from_utf8(exchange.body.clone())
+                                .map(Value::String)
+                                .map_err(|e| format!("{} {key}: body is not UTF-8: {e}", op.id))
+                        };
+                        match instance {
+                            Ok(instance) => {
+                                problems
+                                    .extend(self.validate_body(&op.id, &key, schema, &instance));
+                            }
+                            Err(problem) => problems.push(problem),
+                        }
                     }
                 }
             },
@@ -146,18 +163,14 @@ impl Contract {
         }
     }
 
-    fn validate_body(&self, id: &str, key: &str, schema: &Value, body: &[u8]) -> Vec<String> {
-        let instance: Value = match serde_json::from_slice(body) {
-            Ok(value) => value,
-            Err(error) => return vec![format!("{id} {key}: body is not JSON: {error}")],
-        };
+    fn validate_body(&self, id: &str, key: &str, schema: &Value, instance: &Value) -> Vec<String> {
         let mut schema = to_json_schema(schema);
         schema[DEFINITIONS] = self.definitions.clone();
         let validator = codegen_runtime::validation_options()
             .build(&schema)
             .expect("response schema compiles");
         validator
-            .iter_errors(&instance)
+            .iter_errors(instance)
             .map(|error| format!("{id} {key}: {} at {}", error, error.instance_path()))
             .collect()
     }

@@ -21,7 +21,6 @@ pub mod limits;
 pub mod redis;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -100,9 +99,6 @@ pub struct Gateway {
     /// Where key changes are announced to the other instances, when there are any.
     redis: Option<SharedRedis>,
     cache: std::sync::Mutex<KeyCache>,
-    /// Requests refused for the throttle and for the quota, for metrics.
-    pub throttled: AtomicU64,
-    pub quota_exceeded: AtomicU64,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -142,8 +138,6 @@ impl Gateway {
             ledger,
             redis,
             cache: Default::default(),
-            throttled: AtomicU64::new(0),
-            quota_exceeded: AtomicU64::new(0),
         }
     }
 
@@ -231,15 +225,16 @@ impl Gateway {
         }
         match decision.verdict {
             Verdict::Admitted => {
+                crate::metrics::gateway_decision(key.plan_id, "admitted");
                 self.ledger.count(key.id, now.date_naive());
                 Ok(key)
             }
             Verdict::Throttled { retry_after } => {
-                self.throttled.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::gateway_decision(key.plan_id, "throttled");
                 Err(ApiError::Throttled { retry_after })
             }
             Verdict::QuotaExceeded { retry_after } => {
-                self.quota_exceeded.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::gateway_decision(key.plan_id, "quota_exceeded");
                 Err(ApiError::QuotaExceeded { retry_after })
             }
         }

@@ -283,6 +283,22 @@ pub trait HealthApi: Server {
         request: &poem::Request,
     ) -> impl Future<Output = Result<GetReadinessResponse, Self::Error>> + Send;
 }
+/// The operations tagged `observability`.
+pub trait ObservabilityApi: Server {
+    /// `GET /metrics`
+    ///
+    /// Prometheus metrics
+    ///
+    /// This instance's metrics in the Prometheus text format: requests by `operation`
+    /// (the operationId) and status class, latency histograms, requests in flight, and the
+    /// gateway's admissions and refusals by plan. Prometheus sends the admin token as a
+    /// bearer token (`authorization.credentials` in its scrape config).
+    fn get_metrics(
+        &self,
+        request: &poem::Request,
+        auth: GetMetricsAuth<Self>,
+    ) -> impl Future<Output = Result<GetMetricsResponse, Self::Error>> + Send;
+}
 /// The operations tagged `pictures`.
 pub trait PicturesApi: Server {
     /// `PUT /v1/me/picture`
@@ -414,11 +430,80 @@ pub trait UsersApi: Server {
 /// The whole contract: the server and one trait per tag, with one method per
 /// operation and no default bodies, so an operation added to the document fails
 /// to compile until it is implemented.
-pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + PicturesApi + TweetsApi + UsageApi + UsersApi {}
+pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi + PicturesApi + TweetsApi + UsageApi + UsersApi {}
 impl<
-    T: Server + AdminApi + AuthApi + FollowsApi + HealthApi + PicturesApi + TweetsApi
-        + UsageApi + UsersApi,
+    T: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi
+        + PicturesApi + TweetsApi + UsageApi + UsersApi,
 > Api for T {}
+/// The verified credentials of `GetMetrics`.
+pub struct GetMetricsAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
+}
+static GET_METRICS: runtime::Operation = runtime::Operation {
+    id: "get_metrics",
+    params: &[],
+    body: None,
+};
+/// The responses `get_metrics` may answer with.
+#[derive(Debug)]
+pub enum GetMetricsResponse {
+    /// 200: The metrics.
+    Ok(poem::Body),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+}
+impl poem::IntoResponse for GetMetricsResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::body_response(200u16, "text/plain", body);
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+        }
+    }
+}
+async fn handle_get_metrics<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_metrics");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetMetricsAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let _ = runtime::extract(&mut request, &VALIDATORS, &GET_METRICS, limits).await?;
+    let response = api.get_metrics(&request, auth).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 static GET_HEALTH: runtime::Operation = runtime::Operation {
     id: "get_health",
     params: &[],
@@ -4542,6 +4627,22 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                     async move {
                         match request.method().as_str() {
                             "GET" => handle_get_health(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/metrics",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_metrics(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }

@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod follows;
 mod health;
+mod observability;
 mod pictures;
 mod tweets;
 mod usage;

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod gateway;
 mod helpers;
+mod metrics;
 mod pictures;
 mod postgres;
 mod social;

@@ -5,6 +5,29 @@
  */
 
 export interface paths {
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics
+         * @description This instance's metrics in the Prometheus text format: requests by `operation`
+         *     (the operationId) and status class, latency histograms, requests in flight, and the
+         *     gateway's admissions and refusals by plan. Prometheus sends the admin token as a
+         *     bearer token (`authorization.credentials` in its scrape config).
+         */
+        get: operations["get_metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1099,6 +1122,31 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metrics. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example # TYPE minitter_http_requests_total counter
+                     *     minitter_http_requests_total{operation="get_user",status="2xx"} 42
+                     */
+                    "text/plain": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+        };
+    };
     get_health: {
         parameters: {
             query?: never;

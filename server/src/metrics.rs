@@ -1,0 +1,80 @@
+//! Prometheus metrics, served at `GET /metrics` (behind the admin token, as the document
+//! says) in the text exposition format.
+//!
+//! Labels are bounded: requests by `operation` (the operationId the generated route
+//! announces, or `none` for paths no operation serves) and status class, never by raw
+//! path, user or key; gateway decisions by `plan` id (as many as the operator made plans).
+//! The `metrics` facade keeps recording a few atomic operations per request; the exporter
+//! renders on scrape.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests served, by operation and status class.
+pub const REQUESTS: &str = "minitter_http_requests_total";
+/// Request latency, by operation.
+pub const LATENCY: &str = "minitter_http_request_duration_seconds";
+/// Requests being served.
+pub const IN_FLIGHT: &str = "minitter_http_requests_in_flight";
+/// Gateway decisions, by plan and outcome (`admitted`, `throttled`, `quota_exceeded`).
+pub const GATEWAY_DECISIONS: &str = "minitter_gateway_decisions_total";
+
+/// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
+/// (argon2) tens of milliseconds, a timeout seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process's Prometheus recorder. The `metrics` facade has one recorder per process,
+/// so every server built in a process (tests start several) shares it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), LATENCY_BUCKETS)
+            .expect("BUG: the latency buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (a test harness); then this one only
+        // renders what it was given, which is nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Records one served request.
+pub fn request_served(operation: &'static str, status: u16, elapsed: Duration) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!(REQUESTS, "operation" => operation, "status" => class).increment(1);
+    metrics::histogram!(LATENCY, "operation" => operation).record(elapsed.as_secs_f64());
+}
+
+/// Counts a request in flight until the guard is dropped.
+pub fn in_flight() -> InFlight {
+    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    InFlight
+}
+
+/// See [`in_flight`].
+#[derive(Debug)]
+pub struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// Records a gateway decision for a key of `plan`.
+pub fn gateway_decision(plan: uuid::Uuid, outcome: &'static str) {
+    metrics::counter!(GATEWAY_DECISIONS, "plan" => plan.to_string(), "outcome" => outcome)
+        .increment(1);
+}

@@ -1,0 +1,74 @@
+//! `GET /metrics`: the Prometheus text the operator scrapes, behind the admin token.
+
+use serde_json::json;
+
+use minitter_test_support::{Backend, on_every_backend};
+
+use crate::helpers::{api_key, assert_problem, http_client, spawn_app};
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let refused = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(refused, 401, "unauthorized").await;
+
+    // A plan with a quota of 2, three reads: two admitted (404s), one refused.
+    let quota = api_key(app.store(), None, Some((2, "DAY"))).await;
+    let partner = http_client(&quota);
+    for _ in 0..3 {
+        partner
+            .get(app.url(&format!("/v1/users/{}", uuid::Uuid::now_v7())))
+            .send()
+            .await
+            .expect("request");
+    }
+    app.post_json("/v1/users", &json!({"username": "x"})).await;
+
+    let scrape = app
+        .http
+        .get(app.url("/metrics"))
+        .header("authorization", app.admin_authorization())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.expect("text");
+    let plan = app
+        .store()
+        .key_by_secret_hash(&minitter_server::store::secret_hash(&quota))
+        .await
+        .expect("lookup")
+        .expect("the key")
+        .1
+        .id;
+    let decisions = |outcome: &str| {
+        sample(
+            &text,
+            &format!("minitter_gateway_decisions_total{{plan=\"{plan}\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(decisions("admitted"), Some(2.0), "{text}");
+    assert_eq!(decisions("quota_exceeded"), Some(1.0));
+    // Labelled by operationId and status class, never by path: the 404s and the 429.
+    let requests =
+        |labels: &str| sample(&text, &format!("minitter_http_requests_total{{{labels}}}"));
+    assert!(requests("operation=\"get_user\",status=\"4xx\"").is_some_and(|n| n >= 3.0));
+    assert!(requests("operation=\"sign_up\",status=\"4xx\"").is_some_and(|n| n >= 1.0));
+    assert!(!text.contains("/v1/users/"), "no raw path in a label");
+    assert!(text.contains(
+        "minitter_http_request_duration_seconds_bucket{operation=\"get_user\",le=\"0.005\"}"
+    ));
+    assert!(text.contains("minitter_http_requests_in_flight"));
+}
+
+on_every_backend!(metrics_count_requests_by_operation_and_gateway_decisions_by_plan);
