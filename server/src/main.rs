@@ -9,7 +9,7 @@ use minitter_server::telemetry;
 fn main() -> anyhow::Result<()> {
     // Before the runtime starts any thread: loading the config file sets variables.
     let config = Config::load()?;
-    telemetry::init(config.log_json);
+    let _log_writer = telemetry::init(config.log_json);
     tokio::runtime::Runtime::new()?.block_on(async {
         match config.command.clone() {
             Some(Command::Admin(command)) => admin_cli::run(command, &config).await,

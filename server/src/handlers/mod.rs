@@ -61,12 +61,16 @@ impl Server for Handlers {
         if !self.state.gateway_enabled {
             return Ok(ActiveKey::unmetered());
         }
-        self.state.gateway.admit(secret, request).await
+        let key = self.state.gateway.admit(secret, request).await?;
+        tracing::Span::current().record("key_id", tracing::field::display(key.id));
+        Ok(key)
     }
 
     async fn verify_bearer_auth(&self, _request: &poem::Request, token: &str) -> Result<Uuid> {
         let claims = self.state.tokens.verify(token).ok_or(BAD_TOKEN)?;
-        claims.sub.parse().map_err(|_| BAD_TOKEN)
+        let user: Uuid = claims.sub.parse().map_err(|_| BAD_TOKEN)?;
+        tracing::Span::current().record("user_id", tracing::field::display(user));
+        Ok(user)
     }
 
     async fn verify_admin_auth(&self, _request: &poem::Request, token: &str) -> Result<Operator> {

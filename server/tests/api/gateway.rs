@@ -282,6 +282,19 @@ async fn no_key_secret_reaches_the_logs(backend: Backend) {
     }
     let logs = server.kill();
     assert!(logs.contains("served"), "the requests were logged");
+    let served: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line: &serde_json::Value| line["fields"]["message"] == "served")
+        .collect();
+    assert!(
+        served
+            .iter()
+            .any(|line| line["fields"]["operation_id"] == "get_user"
+                && line["span"]["key_id"].is_string()
+                && line["fields"]["status"] == 404),
+        "one structured line per request, with its operation and key: {served:?}"
+    );
     assert!(!logs.contains(&secret), "a key secret is in the logs");
 }
 
