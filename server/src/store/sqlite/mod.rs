@@ -41,6 +41,9 @@ const MMAP_BYTES: u64 = 1 << 30;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Posts queue here for the group commit ([`tweets::GroupCommit`]); `None` only in the
+    /// committer's own copy of the store.
+    posts: Option<tokio::sync::mpsc::Sender<tweets::Post>>,
 }
 
 impl SqliteStore {
@@ -85,10 +88,24 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("migrating the database")?;
-        Ok(Self {
+        let (posts, queue) = tokio::sync::mpsc::channel(4 * 1024);
+        let store = Self {
             pool,
             writer: Arc::default(),
-        })
+            posts: Some(posts),
+        };
+        tweets::GroupCommit::start(&store, queue);
+        Ok(store)
+    }
+
+    /// A copy that does not keep the post queue open (the committer's, so that the queue
+    /// closes when the last user of the store is gone).
+    fn clone_without_posts(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            writer: Arc::clone(&self.writer),
+            posts: None,
+        }
     }
 
     /// Waits for this store's turn to write; hold the guard until the write commits.

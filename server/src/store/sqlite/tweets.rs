@@ -37,34 +37,34 @@ const TIMELINE_SQL: &str = "
 
 #[async_trait]
 impl TweetStore for SqliteStore {
+    /// Waits for the group commit (see [`GroupCommit`]) that makes this post durable.
     async fn insert_tweet(
         &self,
         tweet: &TweetRecord,
         replay: Option<StoredResponse<'_>>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
-        insert_row(&mut tx, tweet).await?;
-        sqlx::query("UPDATE users SET tweet_count = tweet_count + 1 WHERE id = ?")
-            .bind(text(tweet.author_id))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(replay) = replay {
-            sqlx::query(
-                "UPDATE idempotency_keys
-                 SET response_status = 201, response_location = ?, response_body = ?, resource_id = ?
-                 WHERE user_id = ? AND key = ?",
-            )
-            .bind(replay.location)
-            .bind(replay.body)
-            .bind(text(tweet.id))
-            .bind(text(replay.user_id))
-            .bind(replay.key)
-            .execute(&mut *tx)
-            .await?;
+        let (done, committed) = tokio::sync::oneshot::channel();
+        // The queue is bounded: when it is full, posting waits (backpressure).
+        let post = Post {
+            tweet: tweet.clone(),
+            replay: replay.map(|r| OwnedReplay {
+                user_id: r.user_id,
+                key: r.key.to_owned(),
+                location: r.location.to_owned(),
+                body: r.body.to_owned(),
+            }),
+            done,
+        };
+        let queue = self
+            .posts
+            .as_ref()
+            .expect("BUG: the committer does not post");
+        if queue.send(post).await.is_err() {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
-        tx.commit().await?;
-        Ok(())
+        committed
+            .await
+            .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::PoolClosed)))
     }
 
     async fn tweet(&self, id: Uuid) -> Result<Option<TweetRecord>, StoreError> {
@@ -239,6 +239,93 @@ fn v7_millis(id: Uuid) -> u64 {
 /// The smallest UUIDv7 made at `ms` or later.
 fn first_id_at(ms: u64) -> Uuid {
     Uuid::from_u128(u128::from(ms) << 80)
+}
+
+/// Posts that share one transaction and one fsync: a post waits in the queue while the
+/// writer is busy, and the next transaction takes everything that queued meanwhile (up to
+/// [`GROUP_MAX`]). Under load that turns one `synchronous=FULL` commit per post into one per
+/// group; alone, a post commits at once. Each post is acknowledged only after the commit
+/// that holds it; if a group fails, its posts are retried one transaction each, so that one
+/// bad post cannot fail the others.
+pub(super) struct Post {
+    tweet: TweetRecord,
+    replay: Option<OwnedReplay>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub(super) struct OwnedReplay {
+    user_id: Uuid,
+    key: String,
+    location: String,
+    body: String,
+}
+
+/// The most posts one transaction takes.
+const GROUP_MAX: usize = 256;
+
+/// The committer: runs until every sender (every clone of the store) is gone.
+pub(super) struct GroupCommit;
+
+impl GroupCommit {
+    pub(super) fn start(store: &SqliteStore, mut posts: tokio::sync::mpsc::Receiver<Post>) {
+        let store = store.clone_without_posts();
+        tokio::spawn(async move {
+            while let Some(first) = posts.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match posts.try_recv() {
+                        Ok(post) => group.push(post),
+                        Err(_) => break,
+                    }
+                }
+                let turn = store.write_turn().await;
+                if store.commit_group(&group).await.is_ok() {
+                    drop(turn);
+                    for post in group {
+                        let _ = post.done.send(Ok(()));
+                    }
+                    continue;
+                }
+                for post in group {
+                    let alone = store.commit_group(std::slice::from_ref(&post)).await;
+                    let _ = post.done.send(alone);
+                }
+                drop(turn);
+            }
+        });
+    }
+}
+
+impl SqliteStore {
+    /// One transaction for `group`: each tweet, its author's counter, and its
+    /// idempotency record.
+    async fn commit_group(&self, group: &[Post]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for post in group {
+            let tweet = &post.tweet;
+            insert_row(&mut tx, tweet).await?;
+            sqlx::query("UPDATE users SET tweet_count = tweet_count + 1 WHERE id = ?")
+                .bind(text(tweet.author_id))
+                .execute(&mut *tx)
+                .await?;
+            if let Some(replay) = &post.replay {
+                sqlx::query(
+                    "UPDATE idempotency_keys
+                     SET response_status = 201, response_location = ?, response_body = ?, resource_id = ?
+                     WHERE user_id = ? AND key = ?",
+                )
+                .bind(&replay.location)
+                .bind(&replay.body)
+                .bind(text(tweet.id))
+                .bind(text(replay.user_id))
+                .bind(&replay.key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// Inserts one tweet row (its author's counter is the caller's business).
