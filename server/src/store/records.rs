@@ -258,6 +258,34 @@ impl<T, C> Page<T, C> {
     }
 }
 
+/// The first timeline window: an hour holds a page for anyone who follows active accounts.
+const FIRST_WINDOW_MS: u64 = 3_600_000;
+/// How much each further window widens the last.
+const WIDENING: u64 = 16;
+
+/// The lower bounds (inclusive) of the widening time windows a timeline page looks in,
+/// newest first, below the page cursor `before`: an hour, then sixteen times wider each
+/// time, ending with `None` (unbounded: everything older). Tweet ids are UUIDv7, so a time
+/// bound is an id bound: the smallest id made at that millisecond.
+pub(super) fn timeline_windows(before: Option<Uuid>) -> impl Iterator<Item = Option<Uuid>> {
+    let upper_ms = before.map_or_else(
+        || u64::try_from(now_millis().timestamp_millis()).unwrap_or(0),
+        |id| u64::try_from(id.as_u128() >> 80).unwrap_or(0),
+    );
+    let mut window_ms = Some(FIRST_WINDOW_MS);
+    std::iter::from_fn(move || {
+        let width = window_ms?;
+        let lower = upper_ms.checked_sub(width).map(first_id_at);
+        window_ms = lower.map(|_| width.saturating_mul(WIDENING));
+        Some(lower)
+    })
+}
+
+/// The smallest UUIDv7 made at `ms` or later: the 48-bit timestamp, then zeros.
+fn first_id_at(ms: u64) -> Uuid {
+    Uuid::from_u128(u128::from(ms.min((1 << 48) - 1)) << 80)
+}
+
 const SECRET_CHARS: usize = 43;
 const PREFIX_CHARS: usize = 8;
 
@@ -304,6 +332,19 @@ mod tests {
         assert_eq!(secret_prefix(&a), &a[..PREFIX_CHARS]);
         assert_eq!(secret_hash(&a).len(), 64);
         assert_ne!(secret_hash(&a), secret_hash(&b));
+    }
+
+    #[test]
+    fn timeline_windows_widen_sixteenfold_and_end_unbounded() {
+        let before = Uuid::now_v7();
+        let ms = u64::try_from(before.as_u128() >> 80).expect("48 bits");
+        let windows: Vec<_> = timeline_windows(Some(before)).collect();
+        assert_eq!(windows[0], Some(first_id_at(ms - FIRST_WINDOW_MS)));
+        assert_eq!(windows[1], Some(first_id_at(ms - 16 * FIRST_WINDOW_MS)));
+        assert_eq!(windows.last(), Some(&None), "the last window is unbounded");
+        assert!(windows.len() < 12);
+        // Every id of a millisecond sorts at or above that millisecond's first id.
+        assert!(first_id_at(ms) <= before && first_id_at(ms + 1) > before);
     }
 
     #[test]

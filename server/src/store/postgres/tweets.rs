@@ -26,15 +26,11 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::{PgStore, overfetch, retry};
+use crate::store::records::timeline_windows;
 use crate::store::{
     Claim, Deletion, IDEMPOTENCY_ABANDONED_AFTER_SECONDS, IDEMPOTENCY_KEPT_FOR_SECONDS, Page,
-    StoreError, StoredResponse, TweetRecord, TweetStore, now_millis,
+    StoreError, StoredResponse, TweetRecord, TweetStore,
 };
-
-/// The first timeline window: an hour holds a page for anyone who follows active accounts.
-const FIRST_WINDOW_MS: u64 = 3_600_000;
-/// How much each retry widens the timeline window.
-const WIDENING: u64 = 16;
 
 /// The timeline query: `$1` reader, `$2` upper cursor (exclusive), `$3` lower bound
 /// (inclusive), `$4` page size + 1. The planner seeks tweets_by_author once per followed
@@ -157,26 +153,20 @@ impl TweetStore for PgStore {
         limit: u32,
     ) -> Result<Page<TweetRecord, Uuid>, StoreError> {
         let upper = before.unwrap_or(Uuid::max());
-        let upper_ms = before.map_or_else(
-            || u64::try_from(now_millis().timestamp_millis()).unwrap_or(0),
-            uuid_v7_millis,
-        );
-        let mut window_ms = FIRST_WINDOW_MS;
-        loop {
-            // Past the start of time the window is unbounded: this is the last try.
-            let lower = upper_ms.checked_sub(window_ms).map(first_id_at);
-            let rows = sqlx::query(TIMELINE_SQL)
+        let mut rows = Vec::new();
+        for lower in timeline_windows(before) {
+            rows = sqlx::query(TIMELINE_SQL)
                 .bind(reader)
                 .bind(upper)
                 .bind(lower.unwrap_or(Uuid::nil()))
                 .bind(overfetch(limit))
                 .fetch_all(&self.pool)
                 .await?;
-            if rows.len() > limit as usize || lower.is_none() {
-                return tweet_page(&rows, limit);
+            if rows.len() > limit as usize {
+                break;
             }
-            window_ms = window_ms.saturating_mul(WIDENING);
         }
+        tweet_page(&rows, limit)
     }
 
     async fn claim_idempotency_key(
@@ -265,19 +255,6 @@ impl TweetStore for PgStore {
     }
 }
 
-/// The millisecond timestamp of a UUIDv7: its first 48 bits. Read directly rather than
-/// through `Uuid::get_timestamp`, so that a cursor of another version still bounds the
-/// window by what its bits say, as the SQLite backend does.
-fn uuid_v7_millis(id: Uuid) -> u64 {
-    u64::try_from(id.as_u128() >> 80).expect("BUG: 48 bits fit in a u64")
-}
-
-/// The smallest uuid of any UUIDv7 made at `ms` or later: the timestamp, then zeros.
-fn first_id_at(ms: u64) -> Uuid {
-    // A v7 timestamp has 48 bits; later milliseconds (year 10889) sort as the last one.
-    Uuid::from_u128(u128::from(ms.min((1 << 48) - 1)) << 80)
-}
-
 /// Inserts one tweet row (its author's counter is the caller's business).
 async fn insert_row(conn: &mut sqlx::PgConnection, tweet: &TweetRecord) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO tweets (id, author_id, text, created_at) VALUES ($1, $2, $3, $4)")
@@ -310,25 +287,4 @@ fn tweet_from_row(row: &PgRow) -> Result<TweetRecord, sqlx::Error> {
         text: row.try_get("text")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_uuid_v7_sorts_with_the_first_id_of_its_millisecond() {
-        let id = Uuid::now_v7();
-        let ms = uuid_v7_millis(id);
-        assert_eq!(
-            Some(ms),
-            id.get_timestamp().map(|t| {
-                let (secs, nanos) = t.to_unix();
-                secs * 1000 + u64::from(nanos) / 1_000_000
-            })
-        );
-        assert!(first_id_at(ms) <= id);
-        assert!(first_id_at(ms + 1) > id);
-        assert!(Uuid::nil() <= first_id_at(0) && Uuid::max() > id);
-    }
 }

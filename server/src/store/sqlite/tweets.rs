@@ -16,13 +16,11 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::{SqliteStore, text, uuid};
+use crate::store::records::timeline_windows;
 use crate::store::{
     Claim, Deletion, IDEMPOTENCY_ABANDONED_AFTER_SECONDS, IDEMPOTENCY_KEPT_FOR_SECONDS, Page,
-    StoreError, StoredResponse, TweetRecord, TweetStore, now_millis,
+    StoreError, StoredResponse, TweetRecord, TweetStore,
 };
-
-/// The first timeline window: an hour holds a page for anyone who follows active accounts.
-const FIRST_WINDOW_MS: u64 = 3_600_000;
 
 /// The timeline query: `?1` reader, `?2` upper cursor (exclusive), `?3` lower bound
 /// (inclusive), `?4` page size + 1. The inner query touches only the covering index.
@@ -133,27 +131,20 @@ impl TweetStore for SqliteStore {
         limit: u32,
     ) -> Result<Page<TweetRecord, Uuid>, StoreError> {
         let upper = before.unwrap_or(Uuid::max());
-        let upper_ms = before
-            .map(v7_millis)
-            .unwrap_or_else(|| now_millis().timestamp_millis().max(0) as u64);
-        let mut window_ms = FIRST_WINDOW_MS;
-        loop {
-            // Past the start of time the window is unbounded: this is the last try.
-            let lower = upper_ms
-                .checked_sub(window_ms)
-                .map_or(Uuid::nil(), first_id_at);
-            let rows = sqlx::query(TIMELINE_SQL)
+        let mut rows = Vec::new();
+        for lower in timeline_windows(before) {
+            rows = sqlx::query(TIMELINE_SQL)
                 .bind(text(reader))
                 .bind(text(upper))
-                .bind(text(lower))
+                .bind(text(lower.unwrap_or(Uuid::nil())))
                 .bind(i64::from(limit) + 1)
                 .fetch_all(&self.pool)
                 .await?;
-            if rows.len() > limit as usize || lower.is_nil() {
-                return tweet_page(&rows, limit);
+            if rows.len() > limit as usize {
+                break;
             }
-            window_ms = window_ms.saturating_mul(16);
         }
+        tweet_page(&rows, limit)
     }
 
     async fn claim_idempotency_key(
@@ -229,16 +220,6 @@ impl TweetStore for SqliteStore {
         .await?;
         Ok(())
     }
-}
-
-/// The millisecond timestamp of a UUIDv7: its first 48 bits.
-fn v7_millis(id: Uuid) -> u64 {
-    (id.as_u128() >> 80) as u64
-}
-
-/// The smallest UUIDv7 made at `ms` or later.
-fn first_id_at(ms: u64) -> Uuid {
-    Uuid::from_u128(u128::from(ms) << 80)
 }
 
 /// Posts that share one transaction and one fsync: a post waits in the queue while the
@@ -358,20 +339,4 @@ fn tweet_from_row(row: &SqliteRow) -> Result<TweetRecord, sqlx::Error> {
         text: row.try_get("text")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_uuid_v7_sorts_between_the_first_ids_of_its_millisecond_and_the_next() {
-        let id = Uuid::now_v7();
-        let ms = v7_millis(id);
-        let spelled = |id: Uuid| id.hyphenated().to_string();
-        assert!(spelled(first_id_at(ms)) <= spelled(id));
-        assert!(spelled(first_id_at(ms + 1)) > spelled(id));
-        assert!(spelled(Uuid::nil()) <= spelled(first_id_at(ms)));
-        assert!(spelled(Uuid::max()) > spelled(id));
-    }
 }
