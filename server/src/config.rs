@@ -41,6 +41,23 @@ pub struct Config {
     #[arg(long, env = "MINITTER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
 
+    /// Authors with more followers than this are not copied into every follower's home
+    /// feed; their tweets are merged in when a follower reads.
+    #[arg(long, env = "MINITTER_FEED_FAN_OUT_LIMIT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub feed_fan_out_limit: u32,
+
+    /// MiB of memory for home feeds kept in this process (without Redis); the feeds of
+    /// users who stopped reading are evicted first.
+    #[arg(long, env = "MINITTER_FEED_MEMORY_MIB", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub feed_memory_mib: u64,
+
+    /// MiB of memory for the cache of tweets by id.
+    #[arg(long, env = "MINITTER_TWEET_CACHE_MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub tweet_cache_mib: u64,
+
     /// Failed logins an account may have in a window before further attempts get 429.
     #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -157,6 +174,16 @@ impl Config {
             max_connections: self.database_max_connections,
             acquire_timeout: seconds(self.database_acquire_timeout_seconds),
             statement_timeout: seconds(self.database_statement_timeout_seconds),
+        }
+    }
+
+    /// How timelines are kept.
+    pub fn timeline_settings(&self) -> crate::timeline::TimelineSettings {
+        crate::timeline::TimelineSettings {
+            feed_capacity: crate::timeline::feed::FEED_CAPACITY,
+            fan_out_limit: self.feed_fan_out_limit,
+            feed_memory_bytes: self.feed_memory_mib << 20,
+            tweet_cache_bytes: self.tweet_cache_mib << 20,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod docs;
 pub mod error;
 pub mod etag;
+pub mod events;
 pub mod gateway;
 #[rustfmt::skip]
 pub mod generated;
@@ -23,3 +24,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;

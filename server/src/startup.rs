@@ -28,12 +28,17 @@ use crate::blob::BlobStore;
 use crate::blob::local::LocalDir;
 use crate::blob::s3::{S3, S3Settings};
 use crate::config::Config;
+use crate::events::{Events, Subscriber};
 use crate::gateway::Gateway;
 use crate::gateway::redis::SharedRedis;
 use crate::handlers::Handlers;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::state::AppState;
+use crate::timeline::Timelines;
+use crate::timeline::feed::FeedStore;
+use crate::timeline::memory::MemoryFeeds;
+use crate::timeline::redis::RedisFeeds;
 use crate::{bootstrap, compression, docs, error, etag, gateway, generated, telemetry};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
@@ -95,27 +100,45 @@ impl Application {
             ),
         };
         let login = LoginGuard::new(config.login_limits(), gateway.redis());
+        let gateway = Arc::new(gateway);
+        let timeline_settings = config.timeline_settings();
+        let feeds: Arc<dyn FeedStore> = match gateway.redis() {
+            Some(redis) => Arc::new(RedisFeeds::new(
+                redis.clone(),
+                timeline_settings.feed_capacity,
+            )),
+            None => Arc::new(MemoryFeeds::new(
+                timeline_settings.feed_capacity,
+                timeline_settings.feed_memory_bytes,
+            )),
+        };
+        let timelines = Timelines::start(Arc::clone(&store), feeds, &timeline_settings);
+        let events = Arc::new(Events::new(
+            vec![
+                Arc::clone(&gateway) as Arc<dyn Subscriber>,
+                Arc::clone(&timelines) as Arc<dyn Subscriber>,
+            ],
+            gateway.redis().cloned(),
+        ));
         let state = Arc::new(AppState {
             store: Arc::clone(&store),
             tokens: Tokens::new(&secret, u64::from(config.jwt_ttl_seconds)),
             page_tokens: PageTokens::new(&secret),
             admin_token_hash: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
-            gateway: Arc::new(gateway),
+            gateway,
             login,
             hashing: Hashing::per_core(),
             gateway_enabled: !config.benchmark_without_gateway,
             pictures: picture_store(&config).await,
+            timelines,
+            events,
         });
         tokio::spawn(crate::handlers::sweep_orphan_pictures_hourly(
             Arc::downgrade(&state),
         ));
         tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
-        if let Some(redis) = state.gateway.redis() {
-            tokio::spawn(
-                redis
-                    .clone()
-                    .forward_key_changes(Arc::downgrade(&state.gateway)),
-            );
+        if state.gateway.redis().is_some() {
+            tokio::spawn(Events::relay_from_redis(Arc::downgrade(&state.events)));
         }
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,

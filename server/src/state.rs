@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use crate::auth::Tokens;
 use crate::blob::BlobStore;
+use crate::events::Events;
 use crate::gateway::Gateway;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::store::SharedStore;
+use crate::timeline::Timelines;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -29,4 +31,8 @@ pub struct AppState {
     pub hashing: Hashing,
     /// Where profile pictures live.
     pub pictures: Arc<dyn BlobStore>,
+    /// Home timelines and tweets by id, kept up to date by the events.
+    pub timelines: Arc<Timelines>,
+    /// Word of committed changes, to this instance's caches and the other instances.
+    pub events: Arc<Events>,
 }

@@ -36,6 +36,7 @@ use self::ledger::UsageLedger;
 use self::limits::{Decision, Period, PlanLimits, Verdict};
 use self::redis::SharedRedis;
 use crate::error::{ApiError, error_to_response};
+use crate::events::{Event, Origin, Subscriber};
 use crate::handlers::NO_KEY;
 use crate::store::{SharedStore, StoreError, secret_hash};
 use crate::telemetry::RequestId;
@@ -144,16 +145,6 @@ impl Gateway {
     /// Forgets every cached key.
     pub fn forget_keys(&self) {
         self.cache().clear();
-    }
-
-    /// After an operator's change to keys or plans has committed: this instance forgets
-    /// its cached keys at once, and the others too when they share Redis (else within
-    /// [`KEY_CACHE_TTL`], as their entries expire).
-    pub async fn keys_changed(&self) {
-        self.forget_keys();
-        if let Some(redis) = &self.redis {
-            redis.announce_key_change().await;
-        }
     }
 
     /// The Redis connection, when instances share one.
@@ -293,4 +284,20 @@ fn set_rate_limit_headers(response: &mut Response, decision: &Decision) {
     set("x-ratelimit-limit", limit.to_string());
     set("x-ratelimit-remaining", remaining.to_string());
     set("x-ratelimit-reset", reset.to_string());
+}
+
+/// The key cache follows the operator's changes: every instance drops its cached keys
+/// when any instance changes a key or plan (within [`KEY_CACHE_TTL`] at worst, as entries
+/// expire, while the instances cannot reach each other).
+#[async_trait::async_trait]
+impl Subscriber for Gateway {
+    async fn on_event(&self, event: &Event, _origin: Origin) {
+        if *event == Event::KeyChanged {
+            self.forget_keys();
+        }
+    }
+
+    fn resync(&self) {
+        self.forget_keys();
+    }
 }

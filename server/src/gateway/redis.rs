@@ -18,29 +18,27 @@
 //! so admission recovers by itself when Redis returns. Plans without throttle or quota
 //! never touch Redis.
 //!
-//! **Key changes** are published on [`KEY_CHANGES`]; every instance subscribes and drops
-//! its cached keys, so a disabled, rotated or moved key is refused everywhere at once
-//! (the key cache's one-second lifetime is the fallback while the subscription is down).
+//! **Key changes** reach every instance as a `key.changed` event ([`crate::events`]), on
+//! which each drops its cached keys, so a disabled, rotated or moved key is refused
+//! everywhere at once (the key cache's one-second lifetime is the fallback while the
+//! subscription is down).
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
+use super::GatewayError;
 use super::admission::Admission;
 use super::ledger::UsageLedger;
 use super::limits::{Decision, PlanLimits, Verdict, quota_retry_after, throttle_retry_after};
-use super::{Gateway, GatewayError};
 
 /// The longest a request waits for Redis before it is refused with a 503.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-/// The channel on which instances announce operator changes to keys and plans.
-pub const KEY_CHANGES: &str = "minitter:key-changes";
 
 /// The admission script. `KEYS[1]` the bucket, `KEYS[2]` the quota counter; `ARGV`:
 /// rate per second and burst (0 and 0: no throttle), quota limit (0: none), seconds the
@@ -116,55 +114,9 @@ impl SharedRedis {
         self.connection.clone()
     }
 
-    /// Tells every instance (this one too) that keys or plans changed.
-    pub async fn announce_key_change(&self) {
-        let mut connection = self.connection.clone();
-        let published = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            redis::cmd("PUBLISH")
-                .arg(KEY_CHANGES)
-                .arg("changed")
-                .exec_async(&mut connection),
-        )
-        .await;
-        if !matches!(published, Ok(Ok(()))) {
-            tracing::warn!(
-                "could not announce a key change through Redis; other instances see it \
-                 within a second, when their cached keys expire"
-            );
-        }
-    }
-
-    /// Drops `gateway`'s cached keys whenever any instance announces a change, until the
-    /// gateway is gone. A lost subscription is made again every second.
-    pub async fn forward_key_changes(self, gateway: Weak<Gateway>) {
-        loop {
-            match self.client.get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if pubsub.subscribe(KEY_CHANGES).await.is_ok() {
-                        // Changes made while unsubscribed are covered by the cache TTL;
-                        // drop everything once more in case one was missed.
-                        let Some(live) = gateway.upgrade() else {
-                            return;
-                        };
-                        live.forget_keys();
-                        drop(live);
-                        let mut messages = pubsub.on_message();
-                        while messages.next().await.is_some() {
-                            let Some(live) = gateway.upgrade() else {
-                                return;
-                            };
-                            live.forget_keys();
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot subscribe to key changes"),
-            }
-            if gateway.strong_count() == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    /// The client, for connections of their own (pub/sub subscriptions).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 }
 

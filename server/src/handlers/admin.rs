@@ -10,6 +10,7 @@ use std::num::NonZeroU64;
 
 use super::{page_cursor, page_limit};
 use crate::error::{ApiError, Result};
+use crate::events::Event;
 use crate::gateway::limits::Period;
 use crate::generated::GetUsageReportResponse;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
@@ -182,7 +183,7 @@ impl AdminApi for Handlers {
             .await?
             .ok_or(UNKNOWN_PLAN)?;
         // The change is committed: every instance forgets the keys it cached.
-        state.gateway.keys_changed().await;
+        state.events.publish(Event::KeyChanged).await;
         Ok(UpdateUsagePlanResponse::Ok(to_api_plan(&plan)?))
     }
 
@@ -195,7 +196,7 @@ impl AdminApi for Handlers {
         let state = &*self.state;
         let deletion = state.store.delete_plan(*params.plan_id).await?;
         // The change is committed: every instance forgets the keys it cached.
-        state.gateway.keys_changed().await;
+        state.events.publish(Event::KeyChanged).await;
         match deletion {
             PlanDeletion::Deleted => Ok(DeleteUsagePlanResponse::NoContent),
             PlanDeletion::NotFound => Err(UNKNOWN_PLAN),
@@ -264,7 +265,7 @@ impl AdminApi for Handlers {
         let state = &*self.state;
         let deleted = state.store.delete_key(*params.key_id).await?;
         // The change is committed: every instance forgets the keys it cached.
-        state.gateway.keys_changed().await;
+        state.events.publish(Event::KeyChanged).await;
         if deleted {
             Ok(DeleteApiKeyResponse::NoContent)
         } else {
@@ -287,7 +288,7 @@ impl AdminApi for Handlers {
         };
         let updated = state.store.update_key(*params.key_id, changes).await?;
         // The change is committed: every instance forgets the keys it cached.
-        state.gateway.keys_changed().await;
+        state.events.publish(Event::KeyChanged).await;
         match updated {
             KeyWrite::Done(key) => Ok(UpdateApiKeyResponse::Ok(to_api_key(&key)?)),
             KeyWrite::UnknownPlan => Err(PLAN_NOT_FOUND),
@@ -308,7 +309,7 @@ impl AdminApi for Handlers {
             .await?
             .ok_or(UNKNOWN_KEY)?;
         // The change is committed: every instance forgets the keys it cached.
-        state.gateway.keys_changed().await;
+        state.events.publish(Event::KeyChanged).await;
         Ok(RotateApiKeyResponse::Ok(with_secret(rotated)))
     }
 

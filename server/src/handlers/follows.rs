@@ -4,6 +4,7 @@ use super::Handlers;
 use super::users::public_profile;
 use super::{UNKNOWN_USER, page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
+use crate::events::Event;
 use crate::generated::types::{self};
 use crate::generated::{
     FollowUserAuth, FollowsApi, ListFollowersAuth, ListFollowingAuth, UnfollowUserAuth,
@@ -66,7 +67,15 @@ impl FollowsApi for Handlers {
         }
         match state.store.follow(me, followee).await? {
             EdgeChange::UnknownUser => Err(UNKNOWN_USER),
-            EdgeChange::Changed | EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
+            EdgeChange::Changed => {
+                let followed = Event::UserFollowed {
+                    follower_id: me,
+                    followee_id: followee,
+                };
+                state.events.publish(followed).await;
+                Ok(FollowUserResponse::NoContent)
+            }
+            EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
         }
     }
 
@@ -82,7 +91,13 @@ impl FollowsApi for Handlers {
         if state.store.user_by_id(followee).await?.is_none() {
             return Err(UNKNOWN_USER);
         }
-        state.store.unfollow(me, followee).await?;
+        if state.store.unfollow(me, followee).await? == EdgeChange::Changed {
+            let unfollowed = Event::UserUnfollowed {
+                follower_id: me,
+                followee_id: followee,
+            };
+            state.events.publish(unfollowed).await;
+        }
         Ok(UnfollowUserResponse::NoContent)
     }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{page_cursor, page_limit, require_user};
 use crate::error::{ApiError, Result};
+use crate::events::Event;
 use crate::generated::types::{self, NewTweet};
 use crate::generated::{
     CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
@@ -84,7 +85,9 @@ impl TweetsApi for Handlers {
         let Some(key) = params.idempotency_key else {
             let tweet = TweetRecord::new(me, body.text.0);
             state.store.insert_tweet(&tweet, None).await?;
-            return created(&tweet);
+            let response = created(&tweet);
+            state.events.publish(Event::TweetCreated { tweet }).await;
+            return response;
         };
 
         match state
@@ -120,6 +123,7 @@ impl TweetsApi for Handlers {
             }
             return Err(error.into());
         }
+        state.events.publish(Event::TweetCreated { tweet }).await;
         Ok(CreateTweetResponse::Created {
             body: response,
             location,
@@ -134,7 +138,7 @@ impl TweetsApi for Handlers {
     ) -> Result<GetTweetResponse> {
         let state = &*self.state;
         let tweet = state
-            .store
+            .timelines
             .tweet(*params.tweet_id)
             .await?
             .ok_or(UNKNOWN_TWEET)?;
@@ -149,8 +153,16 @@ impl TweetsApi for Handlers {
     ) -> Result<DeleteTweetResponse> {
         let state = &*self.state;
         let me = auth.bearer_auth;
-        match state.store.delete_tweet(*params.tweet_id, me).await? {
-            Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
+        let tweet_id = *params.tweet_id;
+        match state.store.delete_tweet(tweet_id, me).await? {
+            Deletion::Deleted => {
+                let deleted = Event::TweetDeleted {
+                    tweet_id,
+                    author_id: me,
+                };
+                state.events.publish(deleted).await;
+                Ok(DeleteTweetResponse::NoContent)
+            }
             Deletion::NotTheAuthor => {
                 Err(ApiError::Forbidden("Only the author may delete a tweet."))
             }
@@ -187,8 +199,8 @@ impl TweetsApi for Handlers {
         let list = format!("timeline:{me}");
         let before = page_cursor(state, &list, params.page_token.as_deref())?;
         let page = state
-            .store
-            .timeline(me, before, page_limit(params.limit))
+            .timelines
+            .page(me, before, page_limit(params.limit))
             .await?;
         Ok(GetTimelineResponse::Ok(tweet_page(state, &list, page)))
     }

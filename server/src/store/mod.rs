@@ -93,6 +93,11 @@ pub trait FollowStore {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Page<UserRecord, i64>, StoreError>;
+    /// The ids of at most `limit` users who follow `user`, in no particular order (the
+    /// fan-out of a post; a full `limit` tells the caller the author is popular).
+    async fn follower_ids(&self, user: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+    /// The ids of every user `user` follows (a home feed's filter).
+    async fn followee_ids(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError>;
 }
 
 /// Tweets, timelines and Idempotency-Key records
@@ -112,6 +117,8 @@ pub trait TweetStore {
         replay: Option<StoredResponse<'_>>,
     ) -> Result<(), StoreError>;
     async fn tweet(&self, id: Uuid) -> Result<Option<TweetRecord>, StoreError>;
+    /// Those of the tweets `ids` that exist, in no particular order.
+    async fn tweets_by_ids(&self, ids: &[Uuid]) -> Result<Vec<TweetRecord>, StoreError>;
     /// Deletes a tweet if `author_id` wrote it, and forgets its idempotency key.
     async fn delete_tweet(&self, id: Uuid, author_id: Uuid) -> Result<Deletion, StoreError>;
     /// A user's tweets, newest first, older than the tweet `before`.

@@ -54,7 +54,7 @@ pub enum EdgeChange {
 }
 
 /// A tweet as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TweetRecord {
     pub id: Uuid,
     pub author_id: Uuid,
@@ -246,7 +246,7 @@ impl<T, C> Page<T, C> {
     }
 
     /// A page of records whose own id is their cursor.
-    pub(super) fn by_id(rows: Vec<T>, limit: u32, id: fn(&T) -> C) -> Self {
+    pub fn by_id(rows: Vec<T>, limit: u32, id: fn(&T) -> C) -> Self {
         let rows = rows
             .into_iter()
             .map(|row| {

@@ -7,6 +7,7 @@ mod cluster;
 mod docs_and_encoding;
 mod durability;
 mod errors;
+mod feeds;
 mod gateway;
 mod helpers;
 mod metrics;

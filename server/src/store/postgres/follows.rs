@@ -108,6 +108,25 @@ impl FollowStore for PgStore {
         );
         edge_page(&self.pool, SQL, user, before, limit).await
     }
+
+    async fn follower_ids(&self, user: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT follower_id FROM follows WHERE followee_id = $1 LIMIT $2")
+                .bind(user)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn followee_ids(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
 }
 
 /// One page of users by `sql` (`$1` the user, `$2` the edge cursor, exclusive, `$3` the

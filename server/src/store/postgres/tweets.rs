@@ -87,6 +87,15 @@ impl TweetStore for PgStore {
         Ok(row.as_ref().map(tweet_from_row).transpose()?)
     }
 
+    async fn tweets_by_ids(&self, ids: &[Uuid]) -> Result<Vec<TweetRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, author_id, text, created_at FROM tweets WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(tweet_from_row).collect::<Result<_, _>>()?)
+    }
+
     async fn delete_tweet(&self, id: Uuid, author_id: Uuid) -> Result<Deletion, StoreError> {
         let pool = &self.pool;
         retry(move || async move {

@@ -5,7 +5,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::users::{user_columns, user_from_row};
-use super::{SqliteStore, text};
+use super::{SqliteStore, text, uuid};
 use crate::store::{EdgeChange, FollowStore, Page, StoreError, UserRecord, now_millis};
 
 #[async_trait]
@@ -72,6 +72,29 @@ impl FollowStore for SqliteStore {
         limit: u32,
     ) -> Result<Page<UserRecord, i64>, StoreError> {
         self.edge_page(FOLLOWING_SQL, user, before, limit).await
+    }
+
+    async fn follower_ids(&self, user: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query("SELECT follower_id FROM follows WHERE followee_id = ? LIMIT ?")
+            .bind(text(user))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| uuid(row, "follower_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn followee_ids(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query("SELECT followee_id FROM follows WHERE follower_id = ?")
+            .bind(text(user))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| uuid(row, "followee_id"))
+            .collect::<Result<_, _>>()?)
     }
 }
 

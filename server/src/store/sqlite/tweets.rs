@@ -73,6 +73,20 @@ impl TweetStore for SqliteStore {
         Ok(row.map(|row| tweet_from_row(&row)).transpose()?)
     }
 
+    async fn tweets_by_ids(&self, ids: &[Uuid]) -> Result<Vec<TweetRecord>, StoreError> {
+        // One statement for any number of ids: the ids travel as one JSON array.
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| StoreError::Other(sqlx::Error::Encode(e.into())))?;
+        let rows = sqlx::query(
+            "SELECT id, author_id, text, created_at FROM tweets
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(tweet_from_row).collect::<Result<_, _>>()?)
+    }
+
     async fn delete_tweet(&self, id: Uuid, author_id: Uuid) -> Result<Deletion, StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;

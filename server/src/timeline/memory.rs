@@ -1,0 +1,301 @@
+//! Feeds in this process: the embedded default, for one instance.
+//!
+//! Each feed is a sorted `Vec` behind its own mutex, held in a [`quick_cache`] whose
+//! weight is the feed's size in bytes, so the whole stays under a byte budget and the
+//! feeds of users who stopped reading are the ones evicted (quick_cache's CLOCK-Pro policy
+//! keeps what is read often and drops what is not). An evicted feed is simply cold: its
+//! owner's next read builds it again from the database.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use uuid::Uuid;
+
+use super::feed::{Built, Entry, FEED_CAPACITY, FeedError, FeedKey, FeedRead, FeedStore};
+
+/// One feed, oldest entry first (new tweets are appended).
+#[derive(Debug, Default)]
+struct Feed {
+    entries: Vec<Entry>,
+    complete: bool,
+    /// Sorted, for binary search.
+    following: Vec<Uuid>,
+    /// `Some(token)` while being built.
+    build: Option<u64>,
+}
+
+impl Feed {
+    fn accepts(&self, owner: Uuid, author: Uuid) -> bool {
+        author == owner || self.following.binary_search(&author).is_ok()
+    }
+
+    /// Merges `list` (any order), which holds every tweet of its authors that are at or
+    /// above its oldest entry, and all of them when `list_complete`; keeps at most
+    /// `capacity` entries.
+    fn merge(&mut self, list: &[Entry], list_complete: bool, capacity: usize) {
+        let old_floor = if self.complete {
+            None
+        } else {
+            self.entries.first().copied()
+        };
+        for entry in list {
+            if let Err(at) = self.entries.binary_search(entry) {
+                self.entries.insert(at, *entry);
+            }
+        }
+        if let Some(floor) = old_floor {
+            self.cut_below(floor);
+        }
+        if !list_complete && let Some(oldest) = list.iter().min() {
+            self.cut_below(*oldest);
+            self.complete = false;
+        }
+        if self.entries.len() > capacity {
+            self.entries.drain(..self.entries.len() - capacity);
+            self.complete = false;
+        }
+    }
+
+    fn cut_below(&mut self, floor: Entry) {
+        let below = self.entries.partition_point(|entry| *entry < floor);
+        self.entries.drain(..below);
+    }
+
+    /// A feed that says nothing about anything is as good as cold.
+    fn is_useless(&self) -> bool {
+        !self.complete && self.entries.is_empty()
+    }
+}
+
+/// A cached feed.
+struct Cell {
+    feed: Mutex<Feed>,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, Feed> {
+        // A panic while holding the lock leaves a feed that still keeps its promise
+        // between steps; keep serving it.
+        self.feed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Clone)]
+struct Bytes;
+
+impl Weighter<FeedKey, Arc<Cell>> for Bytes {
+    fn weight(&self, _key: &FeedKey, _cell: &Arc<Cell>) -> u64 {
+        FEED_BYTES
+    }
+}
+
+/// Bytes a full feed takes, roughly, with a typical hundred followees. A weight is fixed
+/// while an entry is cached, and a feed is changed in place, so every feed counts as
+/// full: the budget is an upper bound.
+const FEED_BYTES: u64 = (FEED_CAPACITY * size_of::<Entry>() + 100 * size_of::<Uuid>() + 128) as u64;
+
+/// Feeds in this process, within a byte budget.
+pub struct MemoryFeeds {
+    capacity: usize,
+    feeds: Cache<FeedKey, Arc<Cell>, Bytes>,
+    popular: RwLock<HashSet<Uuid>>,
+}
+
+impl MemoryFeeds {
+    /// Feeds of at most `capacity` entries, within `budget_bytes` in all.
+    pub fn new(capacity: usize, budget_bytes: u64) -> Self {
+        let estimated = (budget_bytes / FEED_BYTES).max(16) as usize;
+        Self {
+            capacity,
+            feeds: Cache::with_weighter(estimated, budget_bytes, Bytes),
+            popular: RwLock::default(),
+        }
+    }
+
+    fn each(&self, feeds: &[FeedKey], mut apply: impl FnMut(FeedKey, &mut Feed)) {
+        for key in feeds {
+            if let Some(cell) = self.feeds.get(key) {
+                apply(*key, &mut cell.lock());
+            }
+        }
+    }
+
+    /// Applies `change` to a warm feed; a feed being built is abandoned instead, and a
+    /// feed left saying nothing is dropped.
+    fn change_warm(&self, key: FeedKey, change: impl FnOnce(&mut Feed)) {
+        let Some(cell) = self.feeds.get(&key) else {
+            return;
+        };
+        let mut feed = cell.lock();
+        if feed.build.is_some() {
+            drop(feed);
+            self.feeds.remove(&key);
+            return;
+        }
+        change(&mut feed);
+        if feed.is_useless() {
+            drop(feed);
+            self.feeds.remove(&key);
+        }
+    }
+}
+
+#[async_trait]
+impl FeedStore for MemoryFeeds {
+    async fn read(
+        &self,
+        key: FeedKey,
+        before: Option<Uuid>,
+        count: usize,
+    ) -> Result<Option<FeedRead>, FeedError> {
+        let Some(cell) = self.feeds.get(&key) else {
+            return Ok(None);
+        };
+        let feed = cell.lock();
+        if feed.build.is_some() {
+            return Ok(None);
+        }
+        let end = before.map_or(feed.entries.len(), |before| {
+            feed.entries
+                .partition_point(|entry| entry.tweet_id < before)
+        });
+        let entries = feed.entries[..end]
+            .iter()
+            .rev()
+            .take(count)
+            .copied()
+            .collect();
+        let floor = if feed.complete {
+            None
+        } else {
+            feed.entries.first().map(|entry| entry.tweet_id)
+        };
+        let popular = {
+            let popular = self.popular.read().unwrap_or_else(PoisonError::into_inner);
+            feed.following
+                .iter()
+                .filter(|id| popular.contains(id))
+                .copied()
+                .collect()
+        };
+        Ok(Some(FeedRead {
+            entries,
+            floor,
+            popular,
+        }))
+    }
+
+    async fn begin_build(&self, key: FeedKey, token: u64) -> Result<bool, FeedError> {
+        if self.feeds.get(&key).is_some() {
+            return Ok(false);
+        }
+        let cell = Arc::new(Cell {
+            feed: Mutex::new(Feed {
+                build: Some(token),
+                complete: true,
+                ..Feed::default()
+            }),
+        });
+        self.feeds.insert(key, cell);
+        Ok(true)
+    }
+
+    async fn finish_build(
+        &self,
+        key: FeedKey,
+        token: u64,
+        mut built: Built,
+    ) -> Result<bool, FeedError> {
+        let Some(cell) = self.feeds.get(&key) else {
+            return Ok(false);
+        };
+        let mut feed = cell.lock();
+        if feed.build != Some(token) {
+            return Ok(false);
+        }
+        built.following.sort_unstable();
+        built.following.dedup();
+        feed.following = built.following;
+        feed.build = None;
+        // Of the tweets pushed while building, those of authors the owner follows.
+        let owner = key.owner();
+        let pushed = std::mem::take(&mut feed.entries);
+        feed.entries = pushed
+            .into_iter()
+            .filter(|entry| feed.accepts(owner, entry.author_id))
+            .collect();
+        feed.merge(&built.entries, built.complete, self.capacity);
+        Ok(true)
+    }
+
+    async fn push(&self, feeds: &[FeedKey], entry: Entry) -> Result<(), FeedError> {
+        let capacity = self.capacity;
+        self.each(feeds, |key, feed| {
+            if feed.build.is_some() {
+                if let Err(at) = feed.entries.binary_search(&entry) {
+                    feed.entries.insert(at, entry);
+                }
+            } else if feed.accepts(key.owner(), entry.author_id) {
+                feed.merge(&[entry], true, capacity);
+            }
+        });
+        Ok(())
+    }
+
+    async fn follow(
+        &self,
+        key: FeedKey,
+        followee: Uuid,
+        recent: &[Entry],
+        recent_complete: bool,
+    ) -> Result<(), FeedError> {
+        let capacity = self.capacity;
+        self.change_warm(key, |feed| {
+            if let Err(at) = feed.following.binary_search(&followee) {
+                feed.following.insert(at, followee);
+            }
+            feed.merge(recent, recent_complete, capacity);
+        });
+        Ok(())
+    }
+
+    async fn unfollow(&self, key: FeedKey, followee: Uuid) -> Result<(), FeedError> {
+        self.change_warm(key, |feed| {
+            if let Ok(at) = feed.following.binary_search(&followee) {
+                feed.following.remove(at);
+            }
+            feed.entries.retain(|entry| entry.author_id != followee);
+        });
+        Ok(())
+    }
+
+    async fn remove(&self, feeds: &[FeedKey], tweet_id: Uuid) -> Result<(), FeedError> {
+        for key in feeds {
+            self.change_warm(*key, |feed| {
+                feed.entries.retain(|entry| entry.tweet_id != tweet_id);
+            });
+        }
+        Ok(())
+    }
+
+    async fn mark_popular(&self, author: Uuid) -> Result<(), FeedError> {
+        self.popular
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(author);
+        Ok(())
+    }
+
+    async fn forget_all(&self) -> Result<(), FeedError> {
+        self.feeds.clear();
+        Ok(())
+    }
+
+    async fn forget(&self, key: FeedKey) -> Result<(), FeedError> {
+        self.feeds.remove(&key);
+        Ok(())
+    }
+}

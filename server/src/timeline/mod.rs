@@ -1,0 +1,505 @@
+//! Home timelines from materialised feeds, and tweets by id from a cache.
+//!
+//! Every user's recent home timeline is kept as a feed ([`feed`]) of tweet ids: a post is
+//! pushed to its author's own feed before the post is acknowledged, and to its
+//! followers' feeds right after, by this instance's fan-out worker (in order, off the
+//! request). Authors with more than `fan_out_limit` followers are not fanned out: their
+//! tweets go to their own posts feed, which their followers' reads merge in. A page is
+//! served from the feeds when they can answer it exactly; otherwise (a page deeper than
+//! the feed, a feed being built by another instance, a feed store that does not answer)
+//! from the database, with the same cursor and page token, so a reader never sees a
+//! duplicate or a gap at the boundary. A cold feed is built once however many readers
+//! ask at the same moment (single flight). See `docs/timeline.md`.
+//!
+//! Feeds live in this process ([`memory`]) or, with Redis configured, in Redis
+//! ([`redis`]), which every instance shares. Whatever the fan-out could not write (the
+//! feed store was down, the queue overflowed) leaves feeds that may be stale, so they are
+//! all dropped once the store answers again, and built anew on demand.
+
+pub mod feed;
+pub mod memory;
+pub mod redis;
+pub mod tweets;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use self::feed::{Built, Entry, FeedError, FeedKey, FeedRead, FeedStore};
+use self::tweets::TweetCache;
+use crate::events::{Event, Origin, Subscriber};
+use crate::store::{Page, SharedStore, StoreError, TweetRecord};
+
+/// How many fan-out jobs may wait; past that, feeds are dropped rather than posts held.
+const FAN_OUT_QUEUE: usize = 10_000;
+
+/// Settings of the timeline service.
+#[derive(Debug, Clone)]
+pub struct TimelineSettings {
+    /// How many tweets a feed keeps ([`feed::FEED_CAPACITY`]).
+    pub feed_capacity: usize,
+    /// Authors with more followers than this are merged at read time, not fanned out.
+    pub fan_out_limit: u32,
+    /// The byte budget of the in-process feeds.
+    pub feed_memory_bytes: u64,
+    /// The byte budget of the tweet cache.
+    pub tweet_cache_bytes: u64,
+}
+
+/// Work for the fan-out worker, done in the order it was queued.
+enum Job {
+    Push(Entry),
+    Remove {
+        tweet_id: Uuid,
+        author_id: Uuid,
+    },
+    /// Answered once every job queued before it is done (for tests).
+    Settle(oneshot::Sender<()>),
+}
+
+type Build = Shared<BoxFuture<'static, ()>>;
+
+/// Home timelines and tweets by id.
+pub struct Timelines {
+    store: SharedStore,
+    capacity: usize,
+    feeds: Arc<dyn FeedStore>,
+    tweets: TweetCache,
+    fan_out_limit: u32,
+    builds: Mutex<HashMap<FeedKey, Build>>,
+    jobs: mpsc::Sender<Job>,
+    /// Set when a change could not be applied to the feeds: drop them all.
+    stale: Arc<AtomicBool>,
+    /// Feeds built from the database so far.
+    builds_done: Arc<AtomicU64>,
+    /// Pages served from the feeds, and from the database.
+    served: [AtomicU64; 2],
+}
+
+impl std::fmt::Debug for Timelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timelines").finish_non_exhaustive()
+    }
+}
+
+impl Timelines {
+    /// Starts the service, with its fan-out worker, over `feeds`.
+    pub fn start(
+        store: SharedStore,
+        feeds: Arc<dyn FeedStore>,
+        settings: &TimelineSettings,
+    ) -> Arc<Self> {
+        let (jobs, queue) = mpsc::channel(FAN_OUT_QUEUE);
+        let timelines = Arc::new(Self {
+            store,
+            capacity: settings.feed_capacity,
+            feeds,
+            tweets: TweetCache::new(settings.tweet_cache_bytes),
+            fan_out_limit: settings.fan_out_limit,
+            builds: Mutex::default(),
+            jobs,
+            stale: Arc::default(),
+            builds_done: Arc::default(),
+            served: Default::default(),
+        });
+        tokio::spawn(fan_out_worker(Arc::downgrade(&timelines), queue));
+        timelines
+    }
+
+    /// How many feeds this instance has built from the database.
+    pub fn builds(&self) -> u64 {
+        self.builds_done.load(Ordering::Relaxed)
+    }
+
+    /// How many pages this instance served from the feeds, and from the database.
+    pub fn pages_served(&self) -> (u64, u64) {
+        let [feeds, database] = &self.served;
+        (
+            feeds.load(Ordering::Relaxed),
+            database.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A tweet by id.
+    pub async fn tweet(&self, id: Uuid) -> Result<Option<Arc<TweetRecord>>, StoreError> {
+        self.tweets.get(&self.store, id).await
+    }
+
+    /// A page of `reader`'s home timeline: the tweets of `reader` and everyone they follow,
+    /// newest first, older than `before`.
+    pub async fn page(
+        &self,
+        reader: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<TweetRecord, Uuid>, StoreError> {
+        match self.page_from_feeds(reader, before, limit).await {
+            Ok(Some(page)) => {
+                metrics::counter!("minitter_timeline_pages_total", "source" => "feed").increment(1);
+                self.served[0].fetch_add(1, Ordering::Relaxed);
+                return Ok(page);
+            }
+            Ok(None) => {}
+            Err(Unanswered::Feeds(error)) => {
+                tracing::warn!(%error, "reading the timeline from the database instead");
+            }
+            Err(Unanswered::Store(error)) => return Err(error),
+        }
+        metrics::counter!("minitter_timeline_pages_total", "source" => "database").increment(1);
+        self.served[1].fetch_add(1, Ordering::Relaxed);
+        let page = self.store.timeline(reader, before, limit).await?;
+        Ok(page)
+    }
+
+    /// The page from the feeds, or `None` when they cannot answer it exactly.
+    async fn page_from_feeds(
+        &self,
+        reader: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Option<Page<TweetRecord, Uuid>>, Unanswered> {
+        let wanted = limit as usize + 1;
+        let Some(home) = self
+            .read_warm(FeedKey::Home(reader), before, wanted)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut candidates = home.entries;
+        let mut floor = home.floor;
+        for author in home.popular {
+            let Some(posts) = self
+                .read_warm(FeedKey::Posts(author), before, wanted)
+                .await?
+            else {
+                return Ok(None);
+            };
+            candidates.extend(posts.entries);
+            floor = floor.max(posts.floor);
+        }
+        candidates.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.tweet_id));
+        candidates.dedup_by_key(|entry| entry.tweet_id);
+        candidates.truncate(wanted);
+        // Exact only if everything the page needs is at or above every source's floor.
+        let exact = match (floor, candidates.len() == wanted) {
+            (None, _) => true,
+            (Some(floor), true) => candidates[wanted - 1].tweet_id >= floor,
+            (Some(_), false) => false,
+        };
+        if !exact {
+            return Ok(None);
+        }
+        let ids: Vec<Uuid> = candidates.iter().map(|entry| entry.tweet_id).collect();
+        let Some(tweets) = self.tweets.get_many(&self.store, &ids).await? else {
+            // A tweet was deleted and some feed still lists it: tidy up, and let the
+            // database answer this once.
+            self.forget(FeedKey::Home(reader)).await;
+            return Ok(None);
+        };
+        let tweets = tweets.iter().map(|tweet| (**tweet).clone()).collect();
+        Ok(Some(Page::by_id(tweets, limit, |tweet| tweet.id)))
+    }
+
+    /// Reads a feed, building it first when it is cold; `None` when it could not be built
+    /// (another instance is building it, or a change abandoned the build).
+    async fn read_warm(
+        &self,
+        feed: FeedKey,
+        before: Option<Uuid>,
+        count: usize,
+    ) -> Result<Option<FeedRead>, Unanswered> {
+        if let Some(read) = self.feeds.read(feed, before, count).await? {
+            return Ok(Some(read));
+        }
+        self.build(feed).await;
+        Ok(self.feeds.read(feed, before, count).await?)
+    }
+
+    /// Builds a cold feed from the database; concurrent callers share one build.
+    async fn build(&self, feed: FeedKey) {
+        let build = {
+            let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
+            builds
+                .entry(feed)
+                .or_insert_with(|| {
+                    build_feed(
+                        Arc::clone(&self.store),
+                        Arc::clone(&self.feeds),
+                        feed,
+                        self.capacity,
+                        Arc::clone(&self.builds_done),
+                    )
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        build.clone().await;
+        let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
+        if builds
+            .get(&feed)
+            .is_some_and(|current| current.ptr_eq(&build))
+        {
+            builds.remove(&feed);
+        }
+    }
+
+    /// Drops a feed; if even that fails, every feed is dropped once the store answers.
+    async fn forget(&self, feed: FeedKey) {
+        if self.feeds.forget(feed).await.is_err() {
+            self.stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies a change to the feeds; a failure marks them all stale.
+    async fn apply(&self, change: impl Future<Output = Result<(), FeedError>>) {
+        if let Err(error) = change.await {
+            tracing::warn!(%error, "a feed change was not applied; feeds will be rebuilt");
+            self.stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues fan-out work; a full queue marks the feeds stale rather than wait.
+    fn queue(&self, job: Job) {
+        if self.jobs.try_send(job).is_err() {
+            self.stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the fan-out of every change published so far is done (for tests).
+    pub async fn settle(&self) {
+        let (done, settled) = oneshot::channel();
+        if self.jobs.send(Job::Settle(done)).await.is_ok() {
+            let _ = settled.await;
+        }
+    }
+
+    async fn fan_out(&self, job: Job) {
+        match job {
+            Job::Push(entry) => {
+                let author = entry.author_id;
+                let Some(targets) = self.fan_out_targets(author).await else {
+                    return;
+                };
+                self.apply(self.feeds.push(&targets, entry)).await;
+            }
+            Job::Remove {
+                tweet_id,
+                author_id,
+            } => {
+                let Some(targets) = self.fan_out_targets(author_id).await else {
+                    return;
+                };
+                self.apply(self.feeds.remove(&targets, tweet_id)).await;
+            }
+            Job::Settle(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// The feeds a change of `author`'s tweets reaches beyond their own home feed: their
+    /// posts feed, and their followers' home feeds unless they are popular.
+    async fn fan_out_targets(&self, author: Uuid) -> Option<Vec<FeedKey>> {
+        let followers = match self
+            .store
+            .follower_ids(author, self.fan_out_limit + 1)
+            .await
+        {
+            Ok(followers) => followers,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read followers for a fan-out; feeds will be rebuilt");
+                self.stale.store(true, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let mut targets = vec![FeedKey::Posts(author)];
+        if followers.len() > self.fan_out_limit as usize {
+            self.apply(self.feeds.mark_popular(author)).await;
+        } else {
+            targets.extend(followers.into_iter().map(FeedKey::Home));
+        }
+        Some(targets)
+    }
+
+    /// Drops every feed if changes were lost; retried until the store answers.
+    async fn drop_stale_feeds(&self) {
+        while self.stale.swap(false, Ordering::Relaxed) {
+            if let Err(error) = self.feeds.forget_all().await {
+                tracing::warn!(%error, "cannot drop stale feeds yet; retrying");
+                self.stale.store(true, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Why the feeds did not answer a page.
+enum Unanswered {
+    Feeds(FeedError),
+    Store(StoreError),
+}
+
+impl From<FeedError> for Unanswered {
+    fn from(error: FeedError) -> Self {
+        Self::Feeds(error)
+    }
+}
+
+impl From<StoreError> for Unanswered {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// Builds `feed` from the database, unless it is warm or being built elsewhere.
+async fn build_feed(
+    store: SharedStore,
+    feeds: Arc<dyn FeedStore>,
+    feed: FeedKey,
+    capacity: usize,
+    builds_done: Arc<AtomicU64>,
+) {
+    let token = rand::random::<u64>();
+    match feeds.begin_build(feed, token).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot build a feed");
+            return;
+        }
+    }
+    let built = match read_feed(&store, feed, capacity).await {
+        Ok(built) => built,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a feed from the database");
+            let _ = feeds.forget(feed).await;
+            return;
+        }
+    };
+    metrics::counter!("minitter_feed_builds_total").increment(1);
+    builds_done.fetch_add(1, Ordering::Relaxed);
+    if let Err(error) = feeds.finish_build(feed, token, built).await {
+        tracing::warn!(%error, "cannot finish building a feed");
+    }
+}
+
+/// What the database holds for a feed.
+async fn read_feed(
+    store: &SharedStore,
+    feed: FeedKey,
+    capacity: usize,
+) -> Result<Built, StoreError> {
+    let limit = u32::try_from(capacity).unwrap_or(u32::MAX);
+    let (page, following) = match feed {
+        FeedKey::Home(owner) => {
+            // Followees first: a follow committed between the two reads then shows up in
+            // both or only in the following, never only in the tweets.
+            let following = store.followee_ids(owner).await?;
+            (store.timeline(owner, None, limit).await?, following)
+        }
+        FeedKey::Posts(author) => (store.tweets_by(author, None, limit).await?, Vec::new()),
+    };
+    Ok(Built {
+        complete: page.next.is_none(),
+        entries: page.items.iter().map(entry_of).collect(),
+        following,
+    })
+}
+
+fn entry_of(tweet: &TweetRecord) -> Entry {
+    Entry {
+        tweet_id: tweet.id,
+        author_id: tweet.author_id,
+    }
+}
+
+async fn fan_out_worker(timelines: std::sync::Weak<Timelines>, mut queue: mpsc::Receiver<Job>) {
+    while let Some(job) = queue.recv().await {
+        let Some(timelines) = timelines.upgrade() else {
+            return;
+        };
+        timelines.fan_out(job).await;
+        timelines.drop_stale_feeds().await;
+    }
+}
+
+/// The feeds and the tweet cache follow every committed change. The writer's own feed
+/// changes before its request is answered (a user sees their own post, follow or delete
+/// at once); followers' feeds change in the fan-out worker, a moment later.
+#[async_trait]
+impl Subscriber for Timelines {
+    async fn on_event(&self, event: &Event, origin: Origin) {
+        match (event, origin) {
+            (Event::TweetCreated { tweet }, Origin::Local) => {
+                self.tweets.posted(tweet.clone());
+                let entry = entry_of(tweet);
+                self.apply(self.feeds.push(&[FeedKey::Home(tweet.author_id)], entry))
+                    .await;
+                self.queue(Job::Push(entry));
+            }
+            (Event::TweetCreated { tweet }, Origin::Remote) => self.tweets.posted(tweet.clone()),
+            (
+                Event::TweetDeleted {
+                    tweet_id,
+                    author_id,
+                },
+                origin,
+            ) => {
+                self.tweets.deleted(*tweet_id);
+                if origin == Origin::Local {
+                    let own = [FeedKey::Home(*author_id)];
+                    self.apply(self.feeds.remove(&own, *tweet_id)).await;
+                    self.queue(Job::Remove {
+                        tweet_id: *tweet_id,
+                        author_id: *author_id,
+                    });
+                }
+            }
+            (
+                Event::UserFollowed {
+                    follower_id,
+                    followee_id,
+                },
+                Origin::Local,
+            ) => {
+                let feed = FeedKey::Home(*follower_id);
+                match self
+                    .store
+                    .tweets_by(*followee_id, None, self.capacity as u32)
+                    .await
+                {
+                    Ok(recent) => {
+                        let entries: Vec<Entry> = recent.items.iter().map(entry_of).collect();
+                        let complete = recent.next.is_none();
+                        self.apply(self.feeds.follow(feed, *followee_id, &entries, complete))
+                            .await;
+                    }
+                    Err(_) => self.forget(feed).await,
+                }
+            }
+            (
+                Event::UserUnfollowed {
+                    follower_id,
+                    followee_id,
+                },
+                Origin::Local,
+            ) => {
+                let feed = FeedKey::Home(*follower_id);
+                self.apply(self.feeds.unfollow(feed, *followee_id)).await;
+            }
+            _ => {}
+        }
+    }
+
+    fn resync(&self) {
+        self.tweets.clear();
+    }
+}
