@@ -13,8 +13,8 @@
 //!
 //! Feeds live in this process ([`memory`]) or, with Redis configured, in Redis
 //! ([`redis`]), which every instance shares. Whatever the fan-out could not write (the
-//! feed store was down, the queue overflowed) leaves feeds that may be stale, so they are
-//! all dropped once the store answers again, and built anew on demand.
+//! feed store or the database was down) leaves feeds that may be stale, so they are all
+//! dropped once the store answers again, and built anew on demand.
 
 pub mod feed;
 pub mod memory;
@@ -37,7 +37,7 @@ use self::tweets::TweetCache;
 use crate::events::{Event, Origin, Subscriber};
 use crate::store::{Page, SharedStore, StoreError, TweetRecord};
 
-/// How many fan-out jobs may wait; past that, feeds are dropped rather than posts held.
+/// How many fan-out jobs may wait; past that, writers wait for the fan-out to catch up.
 const FAN_OUT_QUEUE: usize = 10_000;
 
 /// Settings of the timeline service.
@@ -266,11 +266,17 @@ impl Timelines {
         }
     }
 
-    /// Queues fan-out work; a full queue marks the feeds stale rather than wait.
-    fn queue(&self, job: Job) {
-        if self.jobs.try_send(job).is_err() {
+    /// Queues fan-out work. A full queue holds the writer back (the post is durable
+    /// already; its answer waits) rather than lose the change.
+    async fn queue(&self, job: Job) {
+        if self.jobs.send(job).await.is_err() {
             self.stale.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Drops every feed now; each is built again from the database when next read.
+    pub async fn drop_feeds(&self) -> Result<(), FeedError> {
+        self.feeds.forget_all().await
     }
 
     /// Waits until the fan-out of every change published so far is done (for tests).
@@ -329,13 +335,23 @@ impl Timelines {
         Some(targets)
     }
 
-    /// Drops every feed if changes were lost; retried until the store answers.
-    async fn drop_stale_feeds(&self) {
-        while self.stale.swap(false, Ordering::Relaxed) {
-            if let Err(error) = self.feeds.forget_all().await {
+    /// Drops every feed if changes were lost. Jobs meanwhile are skipped (the feeds they
+    /// would change are to be dropped anyway); the drop is tried again a second later.
+    async fn drop_stale_feeds(&self, last_try: &mut Option<tokio::time::Instant>) {
+        if !self.stale.load(Ordering::Relaxed)
+            || last_try.is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        *last_try = Some(tokio::time::Instant::now());
+        self.stale.store(false, Ordering::Relaxed);
+        match self.feeds.forget_all().await {
+            Ok(()) => {
+                tracing::info!("dropped every feed after changes were lost; they rebuild on demand")
+            }
+            Err(error) => {
                 tracing::warn!(%error, "cannot drop stale feeds yet; retrying");
                 self.stale.store(true, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -421,13 +437,25 @@ fn entry_of(tweet: &TweetRecord) -> Entry {
     }
 }
 
+/// Runs fan-out jobs in order, and drops stale feeds (checked at least once a second,
+/// so that feeds recover after an outage even when nobody posts).
 async fn fan_out_worker(timelines: std::sync::Weak<Timelines>, mut queue: mpsc::Receiver<Job>) {
-    while let Some(job) = queue.recv().await {
+    let mut last_try = None;
+    loop {
+        let job = match tokio::time::timeout(Duration::from_secs(1), queue.recv()).await {
+            Ok(Some(job)) => Some(job),
+            Ok(None) => return,
+            Err(_) => None,
+        };
         let Some(timelines) = timelines.upgrade() else {
             return;
         };
-        timelines.fan_out(job).await;
-        timelines.drop_stale_feeds().await;
+        match job {
+            Some(Job::Settle(done)) => drop(done.send(())),
+            Some(job) if !timelines.stale.load(Ordering::Relaxed) => timelines.fan_out(job).await,
+            _ => {}
+        }
+        timelines.drop_stale_feeds(&mut last_try).await;
     }
 }
 
@@ -443,7 +471,7 @@ impl Subscriber for Timelines {
                 let entry = entry_of(tweet);
                 self.apply(self.feeds.push(&[FeedKey::Home(tweet.author_id)], entry))
                     .await;
-                self.queue(Job::Push(entry));
+                self.queue(Job::Push(entry)).await;
             }
             (Event::TweetCreated { tweet }, Origin::Remote) => self.tweets.posted(tweet.clone()),
             (
@@ -460,7 +488,8 @@ impl Subscriber for Timelines {
                     self.queue(Job::Remove {
                         tweet_id: *tweet_id,
                         author_id: *author_id,
-                    });
+                    })
+                    .await;
                 }
             }
             (
