@@ -938,9 +938,9 @@ def cmd_up(args):
 # Bench
 
 
-def wrk(url, duration, connections, env):
+def wrk(url, duration, connections, env, script="user.lua"):
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s",
-                          str(BENCH / "wrk" / "user.lua"), url],
+                          str(BENCH / "wrk" / script), url],
                          check=True, capture_output=True, text=True, env=env, timeout=duration + 60).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
@@ -977,6 +977,7 @@ def cmd_bench(args):
         (c.tmp / "tokens.txt").write_text(r.json()["access_token"] + "\n")
         env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_USERS=str(c.tmp / "users.txt"),
                    BENCH_TOKENS=str(c.tmp / "tokens.txt"), BENCH_API_KEY=secret)
+        timeline_runs = timeline_scenario(c, users, secret, env, args)
         local = c.start_instance(redis=False, name="instance-local-limiter")
         c.wait_ready(local)
         single = c.instances[0]
@@ -1009,7 +1010,63 @@ def cmd_bench(args):
         f"{profile} binary, PostgreSQL and Redis (direct, no relay) on this machine ({os.cpu_count()} cores).")
     log("On 2 cores this shows the cost of the extra nginx hop and of a Redis round trip per request, "
         "not linear scaling: the three instances, nginx, PostgreSQL, Redis and wrk share the same cores.")
+    log("")
+    log("| GET /v1/timeline?limit=20, home feeds in Redis | requests/s | p50 ms | p99 ms | errors (non-2xx) |")
+    log("| --- | ---: | ---: | ---: | ---: |")
+    for name, rs in timeline_runs.items():
+        r = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
+        log(f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} ({r['non2xx']}) |")
     return 0
+
+
+def jwt(secret, sub):
+    import base64, hashlib, hmac
+    b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": sub, "iss": "minitter", "aud": "minitter-api", "iat": now, "exp": now + 3600}
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def timeline_scenario(c, users, secret, env, args, follows=50, posts=10):
+    """Every user follows `follows` others and posts `posts` tweets (through nginx, so the
+    fan-out runs on all three instances into the shared Redis feeds); then wrk reads home
+    timelines as every user, through nginx and from one instance, in alternating rounds
+    (the first round also builds the feeds)."""
+    import random
+    rng = random.Random(7)
+    key = (c.data_dir / "jwt-secret").read_text().strip()
+    tokens = {u: jwt(key, u) for u in users}
+
+    def act(user):
+        auth = {"x-api-key": secret, "authorization": f"Bearer {tokens[user]}"}
+        for other in rng.sample(users, min(follows, len(users) - 1)):
+            if other != user:
+                r = call(c.nginx_port, "PUT", f"/v1/me/following/{other}", headers=auth, timeout=30)
+                if r.status != 204:
+                    raise RuntimeError(f"follow: {r!r}")
+        for n in range(posts):
+            r = call(c.nginx_port, "POST", "/v1/tweets", headers=auth, body={"text": f"tweet {n}"}, timeout=30)
+            if r.status != 201:
+                raise RuntimeError(f"post: {r!r}")
+    t0 = time.monotonic()
+    failures = [r for r in run_pool(len(users), lambda i: act(users[i]), workers=8) if isinstance(r, Exception)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} users' follows or posts failed, e.g. {failures[0]}")
+    log(f"{len(users)} users followed {follows} others and posted {posts} tweets each in {time.monotonic() - t0:.1f}s")
+    (c.tmp / "timeline-tokens.txt").write_text("\n".join(tokens.values()) + "\n")
+    timeline_env = dict(env, BENCH_TOKENS=str(c.tmp / "timeline-tokens.txt"))
+    targets = {"nginx -> 3 instances": c.url, "1 instance direct": c.instances[0].url}
+    runs = {name: [] for name in targets}
+    for name, url in targets.items():  # warm-up: builds the feeds
+        wrk(url, args.duration, args.connections, timeline_env, "timeline.lua")
+    for rnd in range(args.rounds):
+        for name, url in targets.items():
+            runs[name].append(wrk(url, args.duration, args.connections, timeline_env, "timeline.lua"))
+            log(f"round {rnd + 1}: timeline, {name}: {runs[name][-1]['rps']:,.0f} requests/s")
+    return runs
 
 
 # ---------------------------------------------------------------------------------------
