@@ -54,9 +54,19 @@ pub struct Config {
     pub feed_memory_mib: u64,
 
     /// MiB of memory for the cache of tweets by id.
-    #[arg(long, env = "MINITTER_TWEET_CACHE_MIB", default_value_t = 32,
+    #[arg(long, env = "MINITTER_TWEET_CACHE_MIB", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub tweet_cache_mib: u64,
+
+    /// MiB of memory for the cache of each author's followers (the fan-out of posts).
+    #[arg(long, env = "MINITTER_FOLLOWER_CACHE_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub follower_cache_mib: u64,
+
+    /// MiB of memory for the cache of users by id.
+    #[arg(long, env = "MINITTER_USER_CACHE_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub user_cache_mib: u64,
 
     /// Failed logins an account may have in a window before further attempts get 429.
     #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5,
@@ -184,6 +194,7 @@ impl Config {
             fan_out_limit: self.feed_fan_out_limit,
             feed_memory_bytes: self.feed_memory_mib << 20,
             tweet_cache_bytes: self.tweet_cache_mib << 20,
+            follower_cache_bytes: self.follower_cache_mib << 20,
         }
     }
 

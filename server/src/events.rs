@@ -45,6 +45,9 @@ pub enum Event {
         follower_id: Uuid,
         followee_id: Uuid,
     },
+    /// A user's profile changed (their picture).
+    #[serde(rename = "user.updated")]
+    UserUpdated { user_id: Uuid },
     /// An operator changed API keys or usage plans.
     #[serde(rename = "key.changed")]
     KeyChanged,

@@ -34,6 +34,7 @@ use crate::gateway::redis::SharedRedis;
 use crate::handlers::Handlers;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
+use crate::profiles::Profiles;
 use crate::state::AppState;
 use crate::timeline::Timelines;
 use crate::timeline::feed::FeedStore;
@@ -113,9 +114,11 @@ impl Application {
             )),
         };
         let timelines = Timelines::start(Arc::clone(&store), feeds, &timeline_settings);
+        let profiles = Arc::new(Profiles::new(config.user_cache_mib << 20));
         let events = Arc::new(Events::new(
             vec![
                 Arc::clone(&gateway) as Arc<dyn Subscriber>,
+                Arc::clone(&profiles) as Arc<dyn Subscriber>,
                 Arc::clone(&timelines) as Arc<dyn Subscriber>,
             ],
             gateway.redis().cloned(),
@@ -130,6 +133,7 @@ impl Application {
             hashing: Hashing::per_core(),
             gateway_enabled: !config.benchmark_without_gateway,
             pictures: picture_store(&config).await,
+            profiles,
             timelines,
             events,
         });

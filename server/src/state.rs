@@ -10,6 +10,7 @@ use crate::events::Events;
 use crate::gateway::Gateway;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
+use crate::profiles::Profiles;
 use crate::store::SharedStore;
 use crate::timeline::Timelines;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub hashing: Hashing,
     /// Where profile pictures live.
     pub pictures: Arc<dyn BlobStore>,
+    /// Users by id, kept up to date by the events.
+    pub profiles: Arc<Profiles>,
     /// Home timelines and tweets by id, kept up to date by the events.
     pub timelines: Arc<Timelines>,
     /// Word of committed changes, to this instance's caches and the other instances.

@@ -1366,17 +1366,17 @@ pub async fn usage(ctx: &Context<'_>) {
     assert_eq!(ctx.raw_status(bad_date).await, 400);
 }
 
-/// Every operation that needs the database answers 503 once it is gone. (Warm home feeds
-/// answer a timeline's first page without it, so they are dropped first.)
+/// Every operation that needs the database answers 503 once it is gone. (Warm caches and
+/// home feeds answer some reads without it, so they are dropped first, as after missed
+/// events.)
 pub async fn unavailable(ctx: &Context<'_>) {
+    use minitter_server::events::Subscriber;
     let (ada, bob, id) = (&ctx.ada, &ctx.bob, ctx.ada.id.clone());
-    ctx.server.state.store.close().await;
-    ctx.server
-        .state
-        .timelines
-        .drop_feeds()
-        .await
-        .expect("drop the feeds");
+    let state = &ctx.server.state;
+    state.store.close().await;
+    state.profiles.resync();
+    state.timelines.resync();
+    state.timelines.drop_feeds().await.expect("drop the feeds");
     let down = status(503, "unavailable");
     let sdk = &ctx.anonymous;
     assert_eq!(refusal(sdk.get_readiness().send().await), down);

@@ -88,9 +88,7 @@ impl FollowsApi for Handlers {
         let state = &*self.state;
         let me = auth.bearer_auth;
         let followee = *params.user_id;
-        if state.store.user_by_id(followee).await?.is_none() {
-            return Err(UNKNOWN_USER);
-        }
+        require_user(state, followee).await?;
         if state.store.unfollow(me, followee).await? == EdgeChange::Changed {
             let unfollowed = Event::UserUnfollowed {
                 follower_id: me,

@@ -102,8 +102,8 @@ const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
 /// 404 unless the user exists.
 async fn require_user(state: &AppState, id: Uuid) -> Result<()> {
     state
-        .store
-        .user_by_id(id)
+        .profiles
+        .user(&state.store, id)
         .await?
         .map(|_| ())
         .ok_or(UNKNOWN_USER)

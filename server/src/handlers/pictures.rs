@@ -153,6 +153,8 @@ impl PicturesApi for Handlers {
                 return Err(error.into());
             }
         };
+        let updated = crate::events::Event::UserUpdated { user_id: me };
+        state.events.publish(updated).await;
         if let Some(old) = old
             && let Err(error) = state.pictures.delete(&old).await
         {
@@ -180,12 +182,13 @@ impl PicturesApi for Handlers {
     ) -> Result<GetPictureResponse> {
         let state = &*self.state;
         let user = state
-            .store
-            .user_by_id(*params.user_id)
+            .profiles
+            .user(&state.store, *params.user_id)
             .await?
             .ok_or(super::UNKNOWN_USER)?;
         let picture = user
             .picture
+            .clone()
             .ok_or(ApiError::NotFound("This user has no picture."))?;
         if let Some(location) = state.pictures.presigned_get(&picture.key).await? {
             return Ok(GetPictureResponse::TemporaryRedirect { location });

@@ -65,8 +65,8 @@ impl UsersApi for Handlers {
     ) -> Result<GetUserResponse> {
         let state = &*self.state;
         let user = state
-            .store
-            .user_by_id(*params.user_id)
+            .profiles
+            .user(&state.store, *params.user_id)
             .await?
             .ok_or(ApiError::NotFound("No user has this id."))?;
         Ok(GetUserResponse::Ok(public_profile(&user)))

@@ -1,12 +1,12 @@
 //! Feeds in this process: the embedded default, for one instance.
 //!
-//! Each feed is a sorted `Vec` behind its own mutex, held in a [`quick_cache`] whose
+//! Each feed is a sorted `VecDeque` behind its own mutex, held in a [`quick_cache`] whose
 //! weight is the feed's size in bytes, so the whole stays under a byte budget and the
 //! feeds of users who stopped reading are the ones evicted (quick_cache's CLOCK-Pro policy
 //! keeps what is read often and drops what is not). An evicted feed is simply cold: its
 //! owner's next read builds it again from the database.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -16,10 +16,11 @@ use uuid::Uuid;
 
 use super::feed::{Built, Entry, FEED_CAPACITY, FeedError, FeedKey, FeedRead, FeedStore};
 
-/// One feed, oldest entry first (new tweets are appended).
+/// One feed, oldest entry first: new tweets go near the back, trimming pops the front,
+/// neither moves the rest.
 #[derive(Debug, Default)]
 struct Feed {
-    entries: Vec<Entry>,
+    entries: VecDeque<Entry>,
     complete: bool,
     /// Sorted, for binary search.
     following: Vec<Uuid>,
@@ -39,7 +40,7 @@ impl Feed {
         let old_floor = if self.complete {
             None
         } else {
-            self.entries.first().copied()
+            self.entries.front().copied()
         };
         for entry in list {
             if let Err(at) = self.entries.binary_search(entry) {
@@ -56,6 +57,21 @@ impl Feed {
         if self.entries.len() > capacity {
             self.entries.drain(..self.entries.len() - capacity);
             self.complete = false;
+        }
+    }
+
+    /// Adds one new tweet. The common case, a tweet newer than everything in the feed,
+    /// appends without a search (a post reaches a hundred feeds on average, so this is
+    /// the fan-out's inner loop).
+    fn push(&mut self, entry: Entry, capacity: usize) {
+        if self.entries.back().is_some_and(|newest| *newest < entry) {
+            self.entries.push_back(entry);
+            if self.entries.len() > capacity {
+                self.entries.pop_front();
+                self.complete = false;
+            }
+        } else {
+            self.merge(&[entry], true, capacity);
         }
     }
 
@@ -162,8 +178,9 @@ impl FeedStore for MemoryFeeds {
             feed.entries
                 .partition_point(|entry| entry.tweet_id < before)
         });
-        let entries = feed.entries[..end]
-            .iter()
+        let entries = feed
+            .entries
+            .range(..end)
             .rev()
             .take(count)
             .copied()
@@ -171,7 +188,7 @@ impl FeedStore for MemoryFeeds {
         let floor = if feed.complete {
             None
         } else {
-            feed.entries.first().map(|entry| entry.tweet_id)
+            feed.entries.front().map(|entry| entry.tweet_id)
         };
         let popular = {
             let popular = self.popular.read().unwrap_or_else(PoisonError::into_inner);
@@ -228,6 +245,10 @@ impl FeedStore for MemoryFeeds {
             .filter(|entry| feed.accepts(owner, entry.author_id))
             .collect();
         feed.merge(&built.entries, built.complete, self.capacity);
+        // Room for one push before the trim, so that the buffer never grows again.
+        feed.entries.shrink_to(self.capacity + 1);
+        let room = (self.capacity + 1).saturating_sub(feed.entries.len());
+        feed.entries.reserve_exact(room);
         Ok(true)
     }
 
@@ -239,7 +260,7 @@ impl FeedStore for MemoryFeeds {
                     feed.entries.insert(at, entry);
                 }
             } else if feed.accepts(key.owner(), entry.author_id) {
-                feed.merge(&[entry], true, capacity);
+                feed.push(entry, capacity);
             }
         });
         Ok(())

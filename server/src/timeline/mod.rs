@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use self::feed::{Built, Entry, FeedError, FeedKey, FeedRead, FeedStore};
 use self::tweets::TweetCache;
+use crate::cache::{RecordCache, Weight};
 use crate::events::{Event, Origin, Subscriber};
 use crate::store::{Page, SharedStore, StoreError, TweetRecord};
 
@@ -51,6 +52,17 @@ pub struct TimelineSettings {
     pub feed_memory_bytes: u64,
     /// The byte budget of the tweet cache.
     pub tweet_cache_bytes: u64,
+    /// The byte budget of the cache of followers, for the fan-out.
+    pub follower_cache_bytes: u64,
+}
+
+/// The ids of an author's followers.
+struct FollowerIds(Vec<Uuid>);
+
+impl Weight for FollowerIds {
+    fn weight(&self) -> u64 {
+        (self.0.len() * size_of::<Uuid>()) as u64
+    }
 }
 
 /// Work for the fan-out worker, done in the order it was queued.
@@ -72,6 +84,9 @@ pub struct Timelines {
     capacity: usize,
     feeds: Arc<dyn FeedStore>,
     tweets: TweetCache,
+    /// Each author's followers (up to the fan-out limit, and one more to tell that the
+    /// author is past it), so that a post's fan-out reads no database.
+    followers: RecordCache<Uuid, FollowerIds>,
     fan_out_limit: u32,
     builds: Mutex<HashMap<FeedKey, Build>>,
     jobs: mpsc::Sender<Job>,
@@ -102,6 +117,7 @@ impl Timelines {
             capacity: settings.feed_capacity,
             feeds,
             tweets: TweetCache::new(settings.tweet_cache_bytes),
+            followers: RecordCache::new(settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
             builds: Mutex::default(),
             jobs,
@@ -314,12 +330,14 @@ impl Timelines {
     /// The feeds a change of `author`'s tweets reaches beyond their own home feed: their
     /// posts feed, and their followers' home feeds unless they are popular.
     async fn fan_out_targets(&self, author: Uuid) -> Option<Vec<FeedKey>> {
-        let followers = match self
-            .store
-            .follower_ids(author, self.fan_out_limit + 1)
-            .await
-        {
-            Ok(followers) => followers,
+        let limit = self.fan_out_limit + 1;
+        let load = || async {
+            let ids = self.store.follower_ids(author, limit).await?;
+            Ok::<_, StoreError>(Some(FollowerIds(ids)))
+        };
+        let followers = match self.followers.get(&author, load).await {
+            Ok(Some(followers)) => followers,
+            Ok(None) => return None,
             Err(error) => {
                 tracing::warn!(%error, "cannot read followers for a fan-out; feeds will be rebuilt");
                 self.stale.store(true, Ordering::Relaxed);
@@ -327,10 +345,10 @@ impl Timelines {
             }
         };
         let mut targets = vec![FeedKey::Posts(author)];
-        if followers.len() > self.fan_out_limit as usize {
+        if followers.0.len() > self.fan_out_limit as usize {
             self.apply(self.feeds.mark_popular(author)).await;
         } else {
-            targets.extend(followers.into_iter().map(FeedKey::Home));
+            targets.extend(followers.0.iter().copied().map(FeedKey::Home));
         }
         Some(targets)
     }
@@ -465,6 +483,11 @@ async fn fan_out_worker(timelines: std::sync::Weak<Timelines>, mut queue: mpsc::
 #[async_trait]
 impl Subscriber for Timelines {
     async fn on_event(&self, event: &Event, origin: Origin) {
+        if let Event::UserFollowed { followee_id, .. } | Event::UserUnfollowed { followee_id, .. } =
+            event
+        {
+            self.followers.invalidate(*followee_id);
+        }
         match (event, origin) {
             (Event::TweetCreated { tweet }, Origin::Local) => {
                 self.tweets.posted(tweet.clone());
@@ -530,5 +553,6 @@ impl Subscriber for Timelines {
 
     fn resync(&self) {
         self.tweets.clear();
+        self.followers.clear();
     }
 }

@@ -30,6 +30,7 @@ fn settings() -> TimelineSettings {
         fan_out_limit: FAN_OUT_LIMIT,
         feed_memory_bytes: 1 << 20,
         tweet_cache_bytes: 1 << 20,
+        follower_cache_bytes: 1 << 20,
     }
 }
 
