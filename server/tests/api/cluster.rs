@@ -212,7 +212,107 @@ async fn the_usage_report_counts_every_admitted_request_of_every_instance() {
     assert_eq!(usage["used"], admitted + 1, "this request counts too");
 }
 
+/// Polls `read` on `app` until `done` holds of its JSON, for at most two seconds (the
+/// other instances hear of a write through Redis pub/sub, a moment after it commits).
+async fn eventually(app: &TestApp, path: &str, bearer: &str, done: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let body = app.get_json(path, Some(bearer)).await;
+        if done(&body) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "GET {path} never caught up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes through one instance reach the caches and the shared feeds another instance
+/// reads from: counts on a cached profile, a post and a delete in a cached home feed, a
+/// deleted tweet by id.
+async fn caches_and_feeds_follow_writes_made_through_other_instances() {
+    let instances = cluster().await;
+    let (writer, poster, reader) = (&instances[0], &instances[2], &instances[1]);
+    let bob = writer.sign_up("bob_c", "bob_c@example.com").await;
+    writer.sign_up("ada_c", "ada_c@example.com").await;
+    let ada_token = format!("Bearer {}", writer.log_in("ada_c@example.com").await);
+    let bob_token = format!("Bearer {}", writer.log_in("bob_c@example.com").await);
+    let profile = format!("/v1/users/{bob}");
+    // The reader caches bob's profile and builds ada's (empty) home feed.
+    let before = reader.get_json(&profile, Some(&ada_token)).await;
+    assert_eq!(before["follower_count"], 0);
+    let home = reader.get_json("/v1/timeline", Some(&ada_token)).await;
+    assert_eq!(home["items"], json!([]));
+
+    let followed = writer
+        .http
+        .put(writer.url(&format!("/v1/me/following/{bob}")))
+        .header("authorization", &ada_token)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(followed.status(), 204);
+    let posted = poster
+        .http
+        .post(poster.url("/v1/tweets"))
+        .header("authorization", &bob_token)
+        .json(&json!({"text": "hello from another instance"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), 201);
+    let tweet: Value = posted.json().await.expect("json");
+    let tweet_id = tweet["id"].as_str().expect("id").to_owned();
+    let tweet_path = format!("/v1/tweets/{tweet_id}");
+    assert_eq!(
+        reader.get_json(&tweet_path, Some(&ada_token)).await["id"],
+        tweet["id"]
+    );
+
+    eventually(reader, &profile, &ada_token, |user| {
+        user["follower_count"] == 1 && user["tweet_count"] == 1
+    })
+    .await;
+    eventually(reader, "/v1/timeline", &ada_token, |page| {
+        page["items"][0]["id"] == tweet["id"]
+    })
+    .await;
+
+    let deleted = poster
+        .http
+        .delete(poster.url(&tweet_path))
+        .header("authorization", &bob_token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    eventually(reader, "/v1/timeline", &ada_token, |page| {
+        page["items"] == json!([])
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let response = reader
+            .http
+            .get(reader.url(&tweet_path))
+            .send()
+            .await
+            .expect("get tweet");
+        if response.status() == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the deleted tweet is still served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 needs_cluster!(
+    caches_and_feeds_follow_writes_made_through_other_instances,
     three_instances_together_admit_exactly_the_quota,
     the_throttle_holds_across_instances,
     a_key_disabled_through_one_instance_is_refused_by_all_at_once,
