@@ -182,13 +182,16 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-docs", action="store_true", help="print the table only")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--prebuilt", action="store_true",
+                        help="use the release binaries already built (runs in a row on one build)")
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL database to connect to for creating the benchmark's databases")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
         sh("apt-get", "install", "-y", "-q", "wrk")
-    sh("cargo", "build", "--release", "--quiet", "-p", "minitter-server", "-p", "minitter-bench", cwd=ROOT)
+    if not args.prebuilt:
+        sh("cargo", "build", "--release", "--quiet", "-p", "minitter-server", "-p", "minitter-bench", cwd=ROOT)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 
     work = Path(tempfile.mkdtemp(prefix="minitter-bench-"))

@@ -55,6 +55,8 @@ impl<K, T: Weight> Weighter<K, Slot<T>> for Bytes {
 
 /// Records by id, within a byte budget.
 pub struct RecordCache<K, T> {
+    /// The `cache` label of its metrics.
+    name: &'static str,
     cache: Cache<K, Slot<T>, Bytes>,
 }
 
@@ -63,10 +65,12 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     T: Weight + Send + Sync + 'static,
 {
-    /// A cache of at most about `budget_bytes`, for records of about `typical_bytes`.
-    pub fn new(budget_bytes: u64, typical_bytes: u64) -> Self {
+    /// A cache named `name` (in its metrics) of at most about `budget_bytes`, for records
+    /// of about `typical_bytes`.
+    pub fn new(name: &'static str, budget_bytes: u64, typical_bytes: u64) -> Self {
         let estimated = (budget_bytes / typical_bytes.max(1)).max(16) as usize;
         Self {
+            name,
             cache: Cache::with_weighter(estimated, budget_bytes, Bytes),
         }
     }
@@ -80,12 +84,19 @@ where
         // Twice at most: a stale mark is cleared once, then the slot is filled.
         for _ in 0..2 {
             match self.cache.get_value_or_guard_async(id).await {
-                Ok(Slot::Fresh(record)) => return Ok(Some(record)),
-                Ok(Slot::Gone) => return Ok(None),
+                Ok(Slot::Fresh(record)) => {
+                    crate::metrics::cache_lookup(self.name, true);
+                    return Ok(Some(record));
+                }
+                Ok(Slot::Gone) => {
+                    crate::metrics::cache_lookup(self.name, true);
+                    return Ok(None);
+                }
                 Ok(Slot::Stale) => {
                     self.cache.remove(id);
                 }
                 Err(guard) => {
+                    crate::metrics::cache_lookup(self.name, false);
                     let record = load().await?.map(Arc::new);
                     // Err: an invalidation replaced the placeholder; do not cache.
                     let _ = guard.insert(match &record {
@@ -101,10 +112,12 @@ where
 
     /// The cached record `id`, if fresh.
     pub fn peek(&self, id: &K) -> Option<Arc<T>> {
-        match self.cache.get(id)? {
-            Slot::Fresh(record) => Some(record),
-            Slot::Stale | Slot::Gone => None,
-        }
+        let record = match self.cache.get(id) {
+            Some(Slot::Fresh(record)) => Some(record),
+            _ => None,
+        };
+        crate::metrics::cache_lookup(self.name, record.is_some());
+        record
     }
 
     /// Caches a record read elsewhere, unless the slot holds anything (an invalidation
@@ -151,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalidation_during_a_load_keeps_the_loaded_value_out() {
-        let cache = Arc::new(RecordCache::<u32, String>::new(1 << 20, 64));
+        let cache = Arc::new(RecordCache::<u32, String>::new("test", 1 << 20, 64));
         let (loading, loaded) = tokio::sync::oneshot::channel::<()>();
         let (proceed, go) = tokio::sync::oneshot::channel::<()>();
         let go = std::sync::Mutex::new(Some((loading, go)));
@@ -192,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn gone_is_remembered_and_fill_never_overwrites_a_mark() {
-        let cache = RecordCache::<u32, String>::new(1 << 20, 64);
+        let cache = RecordCache::<u32, String>::new("test", 1 << 20, 64);
         cache.gone(7);
         let missing = cache
             .get(&7, || async { Result::Ok(Some("resurrected".to_owned())) })

@@ -133,7 +133,7 @@ impl Events {
         )
         .await;
         if !matches!(published, Ok(Ok(()))) {
-            metrics::counter!("minitter_events_unannounced_total").increment(1);
+            metrics::counter!(crate::metrics::EVENTS_UNANNOUNCED).increment(1);
             tracing::warn!("could not announce an event to the other instances through Redis");
         }
     }

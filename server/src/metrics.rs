@@ -21,6 +21,16 @@ pub const IN_FLIGHT: &str = "minitter_http_requests_in_flight";
 /// Gateway decisions, by plan and outcome (`admitted`, `throttled`, `quota_exceeded`).
 pub const GATEWAY_DECISIONS: &str = "minitter_gateway_decisions_total";
 
+/// Lookups in the in-process record caches, by `cache` (`tweets`, `users`, `followers`)
+/// and `result` (`hit`, `miss`).
+pub const CACHE_LOOKUPS: &str = "minitter_cache_lookups_total";
+/// Home timeline pages, by `source`: `feed` (materialised) or `database`.
+pub const TIMELINE_PAGES: &str = "minitter_timeline_pages_total";
+/// Feeds built from the database.
+pub const FEED_BUILDS: &str = "minitter_feed_builds_total";
+/// Events this instance could not announce to the others (Redis did not answer).
+pub const EVENTS_UNANNOUNCED: &str = "minitter_events_unannounced_total";
+
 /// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
 /// (argon2) tens of milliseconds, a timeout seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -71,6 +81,12 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(IN_FLIGHT).decrement(1.0);
     }
+}
+
+/// Records a lookup in the record cache `cache`.
+pub fn cache_lookup(cache: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => result).increment(1);
 }
 
 /// Records a gateway decision for a key of `plan`.

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Profiles {
 impl Profiles {
     pub fn new(budget_bytes: u64) -> Self {
         Self {
-            cache: RecordCache::new(budget_bytes, 400),
+            cache: RecordCache::new("users", budget_bytes, 400),
         }
     }
 

@@ -32,13 +32,23 @@ use uuid::Uuid;
 
 pub use records::*;
 
+use crate::events::Event;
+
 /// The store every request shares.
 pub type SharedStore = Arc<dyn Store>;
 
 /// The whole repository interface, and the life cycle of the connection pool.
 #[async_trait]
 pub trait Store:
-    UserStore + FollowStore + TweetStore + GatewayStore + ImportStore + Send + Sync + 'static
+    UserStore
+    + FollowStore
+    + TweetStore
+    + GatewayStore
+    + ImportStore
+    + OutboxStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Whether the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -215,6 +225,26 @@ pub trait GatewayStore {
     ) -> Result<Vec<(NaiveDate, u64)>, StoreError>;
 }
 
+/// The outbox: the events that must never be lost, which the writes of tweets and follows
+/// add in their own transaction ([`OutboxEvent`]), read by consumers from a position each
+/// keeps in the database.
+#[async_trait]
+pub trait OutboxStore {
+    /// Up to `limit` events after `consumer`'s position, oldest first (none it could skip
+    /// past: only those of transactions older than any still running).
+    async fn outbox_after(
+        &self,
+        consumer: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Records that `consumer` handled everything up to `position`.
+    async fn advance_outbox(
+        &self,
+        consumer: &str,
+        position: OutboxPosition,
+    ) -> Result<(), StoreError>;
+}
+
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters
 /// recomputed once at the end. Not used by the API.
 #[async_trait]
@@ -225,6 +255,13 @@ pub trait ImportStore {
     async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError>;
     /// Recomputes every user's counters from the rows, and refreshes planner statistics.
     async fn recount(&self) -> Result<(), StoreError>;
+}
+
+/// The event a write adds to the outbox, as JSON with its `type`: the same shape as the
+/// `crate::events::Event` published after the commit.
+pub fn outbox_event(event: &Event) -> String {
+    // Serialising plain records to JSON cannot fail.
+    serde_json::to_string(event).unwrap_or_default()
 }
 
 /// A failed store operation.

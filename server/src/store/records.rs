@@ -355,3 +355,19 @@ mod tests {
         assert_eq!((last.items, last.next), (vec![1, 2], None));
     }
 }
+
+/// Where a consumer of the outbox stands: the transaction (PostgreSQL's; 0 on SQLite) and
+/// id of the last event it handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboxPosition {
+    pub tx: i64,
+    pub id: i64,
+}
+
+/// One event read from the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub position: OutboxPosition,
+    /// The event as JSON, with its `type`.
+    pub event: String,
+}

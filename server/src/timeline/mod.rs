@@ -36,6 +36,7 @@ use self::feed::{Built, Entry, FeedError, FeedKey, FeedRead, FeedStore};
 use self::tweets::TweetCache;
 use crate::cache::{RecordCache, Weight};
 use crate::events::{Event, Origin, Subscriber};
+use crate::metrics::{FEED_BUILDS, TIMELINE_PAGES};
 use crate::store::{Page, SharedStore, StoreError, TweetRecord};
 
 /// How many fan-out jobs may wait; past that, writers wait for the fan-out to catch up.
@@ -117,7 +118,7 @@ impl Timelines {
             capacity: settings.feed_capacity,
             feeds,
             tweets: TweetCache::new(settings.tweet_cache_bytes),
-            followers: RecordCache::new(settings.follower_cache_bytes, 1600),
+            followers: RecordCache::new("followers", settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
             builds: Mutex::default(),
             jobs,
@@ -158,7 +159,7 @@ impl Timelines {
     ) -> Result<Page<TweetRecord, Uuid>, StoreError> {
         match self.page_from_feeds(reader, before, limit).await {
             Ok(Some(page)) => {
-                metrics::counter!("minitter_timeline_pages_total", "source" => "feed").increment(1);
+                metrics::counter!(TIMELINE_PAGES, "source" => "feed").increment(1);
                 self.served[0].fetch_add(1, Ordering::Relaxed);
                 return Ok(page);
             }
@@ -168,7 +169,7 @@ impl Timelines {
             }
             Err(Unanswered::Store(error)) => return Err(error),
         }
-        metrics::counter!("minitter_timeline_pages_total", "source" => "database").increment(1);
+        metrics::counter!(TIMELINE_PAGES, "source" => "database").increment(1);
         self.served[1].fetch_add(1, Ordering::Relaxed);
         let page = self.store.timeline(reader, before, limit).await?;
         Ok(page)
@@ -188,8 +189,8 @@ impl Timelines {
         else {
             return Ok(None);
         };
-        let mut candidates = home.entries;
         let mut floor = home.floor;
+        let mut sources = vec![home.entries];
         for author in home.popular {
             let Some(posts) = self
                 .read_warm(FeedKey::Posts(author), before, wanted)
@@ -197,12 +198,10 @@ impl Timelines {
             else {
                 return Ok(None);
             };
-            candidates.extend(posts.entries);
+            sources.push(posts.entries);
             floor = floor.max(posts.floor);
         }
-        candidates.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.tweet_id));
-        candidates.dedup_by_key(|entry| entry.tweet_id);
-        candidates.truncate(wanted);
+        let candidates = newest(sources, wanted);
         // Exact only if everything the page needs is at or above every source's floor.
         let exact = match (floor, candidates.len() == wanted) {
             (None, _) => true,
@@ -375,6 +374,33 @@ impl Timelines {
     }
 }
 
+/// The newest `count` distinct entries of `sources`, each newest first: a k-way merge, so
+/// that a reader of thirty popular accounts costs thirty list heads, not a sort of
+/// hundreds of entries. (A popular author's tweet may be in both the home feed and their
+/// posts feed; equal entries come out together and are kept once.)
+fn newest(sources: Vec<Vec<Entry>>, count: usize) -> Vec<Entry> {
+    let mut sources: Vec<_> = sources.into_iter().map(Vec::into_iter).collect();
+    let mut heads = std::collections::BinaryHeap::with_capacity(sources.len());
+    for (source, entries) in sources.iter_mut().enumerate() {
+        if let Some(entry) = entries.next() {
+            heads.push((entry, source));
+        }
+    }
+    let mut newest: Vec<Entry> = Vec::with_capacity(count);
+    while newest.len() < count {
+        let Some((entry, source)) = heads.pop() else {
+            break;
+        };
+        if newest.last() != Some(&entry) {
+            newest.push(entry);
+        }
+        if let Some(next) = sources[source].next() {
+            heads.push((next, source));
+        }
+    }
+    newest
+}
+
 /// Why the feeds did not answer a page.
 enum Unanswered {
     Feeds(FeedError),
@@ -418,7 +444,7 @@ async fn build_feed(
             return;
         }
     };
-    metrics::counter!("minitter_feed_builds_total").increment(1);
+    metrics::counter!(FEED_BUILDS).increment(1);
     builds_done.fetch_add(1, Ordering::Relaxed);
     if let Err(error) = feeds.finish_build(feed, token, built).await {
         tracing::warn!(%error, "cannot finish building a feed");

@@ -27,7 +27,7 @@ pub struct TweetCache {
 impl TweetCache {
     pub fn new(budget_bytes: u64) -> Self {
         Self {
-            cache: RecordCache::new(budget_bytes, 200),
+            cache: RecordCache::new("tweets", budget_bytes, 200),
         }
     }
 

@@ -157,6 +157,7 @@ impl World {
                 "page {pages} of {reader}'s timeline (limit {limit}) after {context}"
             );
             assert_eq!(from_feeds.items, from_database.items);
+
             pages += 1;
             match from_database.next {
                 Some(next) => cursor = Some(next),

@@ -72,3 +72,54 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
 }
 
 on_every_backend!(metrics_count_requests_by_operation_and_gateway_decisions_by_plan);
+
+/// The Grafana dashboard in `deploy/grafana` queries only metrics the server exports, so a
+/// renamed metric cannot leave a panel silently empty.
+#[test]
+fn the_dashboard_queries_only_metrics_the_server_exports() {
+    use minitter_server::metrics;
+    let exported = [
+        metrics::REQUESTS,
+        metrics::LATENCY,
+        metrics::IN_FLIGHT,
+        metrics::GATEWAY_DECISIONS,
+        metrics::CACHE_LOOKUPS,
+        metrics::TIMELINE_PAGES,
+        metrics::FEED_BUILDS,
+        metrics::EVENTS_UNANNOUNCED,
+    ];
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/minitter.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(
+        panels.len() >= 8,
+        "requests, latency, errors, throttles, quota, caches..."
+    );
+    let mut queried = std::collections::BTreeSet::new();
+    for target in panels
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+    {
+        let expr = target["expr"].as_str().expect("a PromQL expression");
+        for (at, _) in expr.match_indices("minitter_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            queried.insert(name.trim_end_matches("_bucket").to_owned());
+        }
+    }
+    for name in &queried {
+        assert!(
+            exported.contains(&name.as_str()),
+            "the dashboard queries {name}, which the server does not export"
+        );
+    }
+    for name in exported {
+        assert!(queried.contains(name), "no panel shows {name}");
+    }
+}

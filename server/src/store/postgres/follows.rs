@@ -18,7 +18,8 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::users::{user_columns, user_from_row};
-use super::{PgStore, overfetch, retry};
+use super::{PgStore, outbox, overfetch, retry};
+use crate::events::Event;
 use crate::store::{EdgeChange, FollowStore, Page, StoreError, UserRecord, now_millis};
 
 #[async_trait]
@@ -48,6 +49,11 @@ impl FollowStore for PgStore {
                 return Ok(EdgeChange::Unchanged);
             }
             adjust_counts(&mut tx, follower, followee, 1).await?;
+            let followed = Event::UserFollowed {
+                follower_id: follower,
+                followee_id: followee,
+            };
+            outbox::add(&mut tx, &followed).await?;
             tx.commit().await?;
             Ok(EdgeChange::Changed)
         })
@@ -71,6 +77,11 @@ impl FollowStore for PgStore {
                 return Ok(EdgeChange::Unchanged);
             }
             adjust_counts(&mut tx, follower, followee, -1).await?;
+            let unfollowed = Event::UserUnfollowed {
+                follower_id: follower,
+                followee_id: followee,
+            };
+            outbox::add(&mut tx, &unfollowed).await?;
             tx.commit().await?;
             Ok(EdgeChange::Changed)
         })

@@ -25,7 +25,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{PgStore, overfetch, retry};
+use super::{PgStore, outbox, overfetch, retry};
+use crate::events::Event;
 use crate::store::records::timeline_windows;
 use crate::store::{
     Claim, Deletion, IDEMPOTENCY_ABANDONED_AFTER_SECONDS, IDEMPOTENCY_KEPT_FOR_SECONDS, Page,
@@ -58,6 +59,10 @@ impl TweetStore for PgStore {
                 .bind(tweet.author_id)
                 .execute(&mut *tx)
                 .await?;
+            let created = Event::TweetCreated {
+                tweet: tweet.clone(),
+            };
+            outbox::add(&mut tx, &created).await?;
             if let Some(replay) = replay {
                 sqlx::query(
                     "UPDATE idempotency_keys
@@ -118,6 +123,11 @@ impl TweetStore for PgStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                let deleted = Event::TweetDeleted {
+                    tweet_id: id,
+                    author_id,
+                };
+                outbox::add(&mut tx, &deleted).await?;
                 tx.commit().await?;
                 return Ok(Deletion::Deleted);
             }

@@ -5,7 +5,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::users::{user_columns, user_from_row};
-use super::{SqliteStore, text, uuid};
+use super::{SqliteStore, outbox, text, uuid};
+use crate::events::Event;
 use crate::store::{EdgeChange, FollowStore, Page, StoreError, UserRecord, now_millis};
 
 #[async_trait]
@@ -35,6 +36,11 @@ impl FollowStore for SqliteStore {
             return Ok(EdgeChange::Unchanged);
         }
         adjust_counts(&mut tx, follower, followee, 1).await?;
+        let followed = Event::UserFollowed {
+            follower_id: follower,
+            followee_id: followee,
+        };
+        outbox::add(&mut tx, &followed).await?;
         tx.commit().await?;
         Ok(EdgeChange::Changed)
     }
@@ -52,6 +58,11 @@ impl FollowStore for SqliteStore {
             return Ok(EdgeChange::Unchanged);
         }
         adjust_counts(&mut tx, follower, followee, -1).await?;
+        let unfollowed = Event::UserUnfollowed {
+            follower_id: follower,
+            followee_id: followee,
+        };
+        outbox::add(&mut tx, &unfollowed).await?;
         tx.commit().await?;
         Ok(EdgeChange::Changed)
     }

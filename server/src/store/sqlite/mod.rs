@@ -13,6 +13,7 @@
 mod follows;
 mod gateway;
 mod import;
+mod outbox;
 mod tweets;
 mod users;
 

@@ -15,7 +15,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::{SqliteStore, text, uuid};
+use super::{SqliteStore, outbox, text, uuid};
+use crate::events::Event;
 use crate::store::records::timeline_windows;
 use crate::store::{
     Claim, Deletion, IDEMPOTENCY_ABANDONED_AFTER_SECONDS, IDEMPOTENCY_KEPT_FOR_SECONDS, Page,
@@ -105,6 +106,11 @@ impl TweetStore for SqliteStore {
                 .bind(text(id))
                 .execute(&mut *tx)
                 .await?;
+            let deleted = Event::TweetDeleted {
+                tweet_id: id,
+                author_id,
+            };
+            outbox::add(&mut tx, &deleted).await?;
             tx.commit().await?;
             return Ok(Deletion::Deleted);
         }
@@ -303,6 +309,10 @@ impl SqliteStore {
                 .bind(text(tweet.author_id))
                 .execute(&mut *tx)
                 .await?;
+            let created = Event::TweetCreated {
+                tweet: tweet.clone(),
+            };
+            outbox::add(&mut tx, &created).await?;
             if let Some(replay) = &post.replay {
                 sqlx::query(
                     "UPDATE idempotency_keys

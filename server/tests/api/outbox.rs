@@ -1,0 +1,136 @@
+//! The outbox: every tweet posted or deleted and every follow or unfollow leaves an event
+//! row written in the same transaction as the change (so a failed change leaves none), and
+//! a consumer reads them in order from a position kept in the database, which survives a
+//! restart.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use minitter_server::store::TweetRecord;
+use minitter_test_support::{Backend, on_every_backend};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const CONSUMER: &str = "tests";
+
+async fn send(request: reqwest::RequestBuilder, bearer: &str) -> reqwest::Response {
+    request
+        .header("authorization", bearer)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// The `type` of each event after the consumer's position.
+async fn pending(app: &TestApp) -> Vec<String> {
+    let entries = app
+        .store()
+        .outbox_after(CONSUMER, 100)
+        .await
+        .expect("outbox");
+    entries
+        .iter()
+        .map(|entry| {
+            let event: Value = serde_json::from_str(&entry.event).expect("JSON");
+            event["type"].as_str().expect("a type").to_owned()
+        })
+        .collect()
+}
+
+async fn changes_and_their_events_commit_together(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada: Uuid = app
+        .sign_up("ada_o", "ada_o@example.com")
+        .await
+        .parse()
+        .expect("id");
+    let bob: Uuid = app
+        .sign_up("bob_o", "bob_o@example.com")
+        .await
+        .parse()
+        .expect("id");
+    let as_ada = format!("Bearer {}", app.log_in("ada_o@example.com").await);
+    let as_bob = format!("Bearer {}", app.log_in("bob_o@example.com").await);
+    let following = app.url(&format!("/v1/me/following/{bob}"));
+
+    let followed = send(app.http.put(&following), &as_ada).await;
+    assert_eq!(followed.status(), 204);
+    let posted = send(
+        app.http
+            .post(app.url("/v1/tweets"))
+            .json(&json!({"text": "hello"})),
+        &as_bob,
+    )
+    .await;
+    assert_eq!(posted.status(), 201);
+    let tweet: Value = posted.json().await.expect("json");
+    let tweet_url = app.url(&format!("/v1/tweets/{}", tweet["id"].as_str().expect("id")));
+
+    // Refused changes write nothing.
+    let unknown = app.url(&format!("/v1/me/following/{}", Uuid::now_v7()));
+    assert_eq!(send(app.http.put(&unknown), &as_ada).await.status(), 404);
+    assert_eq!(
+        send(app.http.delete(&tweet_url), &as_ada).await.status(),
+        403
+    );
+    let again = send(app.http.put(&following), &as_ada).await;
+    assert_eq!(again.status(), 204, "following again changes nothing");
+    // A transaction that fails (the same tweet id twice) leaves no event.
+    let duplicate = TweetRecord::new(ada, "once".into());
+    app.store()
+        .insert_tweet(&duplicate, None)
+        .await
+        .expect("first insert");
+    assert!(app.store().insert_tweet(&duplicate, None).await.is_err());
+
+    assert_eq!(
+        send(app.http.delete(&following), &as_ada).await.status(),
+        204
+    );
+    assert_eq!(
+        send(app.http.delete(&tweet_url), &as_bob).await.status(),
+        204
+    );
+    assert_eq!(
+        pending(&app).await,
+        [
+            "user.followed",
+            "tweet.created",
+            "tweet.created",
+            "user.unfollowed",
+            "tweet.deleted"
+        ]
+    );
+    let entries = app
+        .store()
+        .outbox_after(CONSUMER, 100)
+        .await
+        .expect("outbox");
+    let first: Value = serde_json::from_str(&entries[0].event).expect("JSON");
+    assert_eq!(first["follower_id"], json!(ada));
+    assert_eq!(first["followee_id"], json!(bob));
+
+    // A consumer moves its position; it holds across a restart.
+    app.store()
+        .advance_outbox(CONSUMER, entries[2].position)
+        .await
+        .expect("advance");
+    assert_eq!(pending(&app).await, ["user.unfollowed", "tweet.deleted"]);
+    let restarted = app.restart().await;
+    assert_eq!(
+        pending(&restarted).await,
+        ["user.unfollowed", "tweet.deleted"]
+    );
+    // Positions never move back.
+    restarted
+        .store()
+        .advance_outbox(CONSUMER, entries[0].position)
+        .await
+        .expect("advance");
+    assert_eq!(
+        pending(&restarted).await,
+        ["user.unfollowed", "tweet.deleted"]
+    );
+}
+
+on_every_backend!(changes_and_their_events_commit_together);
