@@ -5,7 +5,9 @@
 //! fetched into the cache, where it would stay stale. So a reader never writes over
 //! anything: it fills an empty slot through quick_cache's placeholder, and any write to
 //! the slot meanwhile (the invalidation) makes that fill fail. An invalidation leaves a
-//! mark ([`Slot::Stale`] or [`Slot::Gone`]), never an empty slot, for the same reason.
+//! mark ([`Slot::Stale`] or [`Slot::Gone`]), never an empty slot, for the same reason. (A
+//! mark the cache evicted for room is forgotten like any entry; a fill racing that exact
+//! moment could cache a record the mark stood against, until evicted in turn.)
 
 use std::future::Future;
 use std::hash::Hash;

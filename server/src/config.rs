@@ -54,7 +54,7 @@ pub struct Config {
     pub feed_memory_mib: u64,
 
     /// MiB of memory for the cache of tweets by id.
-    #[arg(long, env = "MINITTER_TWEET_CACHE_MIB", default_value_t = 16,
+    #[arg(long, env = "MINITTER_TWEET_CACHE_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub tweet_cache_mib: u64,
 

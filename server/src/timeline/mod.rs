@@ -39,6 +39,9 @@ use crate::events::{Event, Origin, Subscriber};
 use crate::metrics::{FEED_BUILDS, TIMELINE_PAGES};
 use crate::store::{Page, SharedStore, StoreError, TweetRecord};
 
+/// How many of a newly built feed's tweets go into the tweet cache: two default pages.
+const PRIMED_TWEETS: usize = 40;
+
 /// How many fan-out jobs may wait; past that, writers wait for the fan-out to catch up.
 const FAN_OUT_QUEUE: usize = 10_000;
 
@@ -84,7 +87,7 @@ pub struct Timelines {
     store: SharedStore,
     capacity: usize,
     feeds: Arc<dyn FeedStore>,
-    tweets: TweetCache,
+    tweets: Arc<TweetCache>,
     /// Each author's followers (up to the fan-out limit, and one more to tell that the
     /// author is past it), so that a post's fan-out reads no database.
     followers: RecordCache<Uuid, FollowerIds>,
@@ -117,7 +120,7 @@ impl Timelines {
             store,
             capacity: settings.feed_capacity,
             feeds,
-            tweets: TweetCache::new(settings.tweet_cache_bytes),
+            tweets: Arc::new(TweetCache::new(settings.tweet_cache_bytes)),
             followers: RecordCache::new("followers", settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
             builds: Mutex::default(),
@@ -247,6 +250,7 @@ impl Timelines {
                     build_feed(
                         Arc::clone(&self.store),
                         Arc::clone(&self.feeds),
+                        Arc::clone(&self.tweets),
                         feed,
                         self.capacity,
                         Arc::clone(&self.builds_done),
@@ -423,6 +427,7 @@ impl From<StoreError> for Unanswered {
 async fn build_feed(
     store: SharedStore,
     feeds: Arc<dyn FeedStore>,
+    tweets: Arc<TweetCache>,
     feed: FeedKey,
     capacity: usize,
     builds_done: Arc<AtomicU64>,
@@ -436,7 +441,7 @@ async fn build_feed(
             return;
         }
     }
-    let built = match read_feed(&store, feed, capacity).await {
+    let built = match read_feed(&store, &tweets, feed, capacity).await {
         Ok(built) => built,
         Err(error) => {
             tracing::warn!(%error, "cannot read a feed from the database");
@@ -454,6 +459,7 @@ async fn build_feed(
 /// What the database holds for a feed.
 async fn read_feed(
     store: &SharedStore,
+    tweets: &TweetCache,
     feed: FeedKey,
     capacity: usize,
 ) -> Result<Built, StoreError> {
@@ -467,6 +473,11 @@ async fn read_feed(
         }
         FeedKey::Posts(author) => (store.tweets_by(author, None, limit).await?, Vec::new()),
     };
+    // The first pages' tweets are about to be read: cache them now rather than fetch
+    // them again.
+    for tweet in page.items.iter().take(PRIMED_TWEETS) {
+        tweets.fill(tweet);
+    }
     Ok(Built {
         complete: page.next.is_none(),
         entries: page.items.iter().map(entry_of).collect(),

@@ -67,6 +67,11 @@ impl TweetCache {
         Ok(found.into_iter().collect())
     }
 
+    /// Caches a tweet read from the database, unless its slot holds anything.
+    pub fn fill(&self, tweet: &TweetRecord) {
+        self.cache.fill(tweet.id, Arc::new(tweet.clone()));
+    }
+
     /// A tweet just posted.
     pub fn posted(&self, tweet: TweetRecord) {
         self.cache.put(tweet.id, tweet);
