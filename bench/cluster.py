@@ -1019,17 +1019,6 @@ def cmd_bench(args):
     return 0
 
 
-def jwt(secret, sub):
-    import base64, hashlib, hmac
-    b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    now = int(time.time())
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = {"sub": sub, "iss": "minitter", "aud": "minitter-api", "iat": now, "exp": now + 3600}
-    payload = b64(json.dumps(claims).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(signature)}"
-
-
 def timeline_scenario(c, users, secret, env, args, follows=50, posts=10):
     """Every user follows `follows` others and posts `posts` tweets (through nginx, so the
     fan-out runs on all three instances into the shared Redis feeds); then wrk reads home
@@ -1037,8 +1026,9 @@ def timeline_scenario(c, users, secret, env, args, follows=50, posts=10):
     (the first round also builds the feeds)."""
     import random
     rng = random.Random(7)
+    from run import jwt  # bench/run.py, beside this file
     key = (c.data_dir / "jwt-secret").read_text().strip()
-    tokens = {u: jwt(key, u) for u in users}
+    tokens = {u: jwt(u, key) for u in users}
 
     def act(user):
         auth = {"x-api-key": secret, "authorization": f"Bearer {tokens[user]}"}

@@ -62,12 +62,12 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def jwt(sub: str) -> str:
+def jwt(sub: str, secret: str = JWT_SECRET) -> str:
     now = int(time.time())
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     claims = {"sub": sub, "iss": "minitter", "aud": "minitter-api", "iat": now, "exp": now + 3600}
     payload = b64(json.dumps(claims).encode())
-    signature = hmac.new(JWT_SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{b64(signature)}"
 
 

@@ -57,8 +57,9 @@ impl<K, T: Weight> Weighter<K, Slot<T>> for Bytes {
 
 /// Records by id, within a byte budget.
 pub struct RecordCache<K, T> {
-    /// The `cache` label of its metrics.
-    name: &'static str,
+    /// Lookups that found the record, and those that did not.
+    hits: metrics::Counter,
+    misses: metrics::Counter,
     cache: Cache<K, Slot<T>, Bytes>,
 }
 
@@ -71,8 +72,10 @@ where
     /// of about `typical_bytes`.
     pub fn new(name: &'static str, budget_bytes: u64, typical_bytes: u64) -> Self {
         let estimated = (budget_bytes / typical_bytes.max(1)).max(16) as usize;
+        let [hits, misses] = crate::metrics::cache_lookups(name);
         Self {
-            name,
+            hits,
+            misses,
             cache: Cache::with_weighter(estimated, budget_bytes, Bytes),
         }
     }
@@ -87,18 +90,18 @@ where
         for _ in 0..2 {
             match self.cache.get_value_or_guard_async(id).await {
                 Ok(Slot::Fresh(record)) => {
-                    crate::metrics::cache_lookup(self.name, true);
+                    self.hits.increment(1);
                     return Ok(Some(record));
                 }
                 Ok(Slot::Gone) => {
-                    crate::metrics::cache_lookup(self.name, true);
+                    self.hits.increment(1);
                     return Ok(None);
                 }
                 Ok(Slot::Stale) => {
                     self.cache.remove(id);
                 }
                 Err(guard) => {
-                    crate::metrics::cache_lookup(self.name, false);
+                    self.misses.increment(1);
                     let record = load().await?.map(Arc::new);
                     // Err: an invalidation replaced the placeholder; do not cache.
                     let _ = guard.insert(match &record {
@@ -112,14 +115,19 @@ where
         Ok(load().await?.map(Arc::new))
     }
 
-    /// The cached record `id`, if fresh.
-    pub fn peek(&self, id: &K) -> Option<Arc<T>> {
-        let record = match self.cache.get(id) {
-            Some(Slot::Fresh(record)) => Some(record),
-            _ => None,
-        };
-        crate::metrics::cache_lookup(self.name, record.is_some());
-        record
+    /// The cached records `ids`, where fresh, in that order.
+    pub fn peek_many(&self, ids: &[K]) -> Vec<Option<Arc<T>>> {
+        let found: Vec<_> = ids
+            .iter()
+            .map(|id| match self.cache.get(id) {
+                Some(Slot::Fresh(record)) => Some(record),
+                _ => None,
+            })
+            .collect();
+        let hits = found.iter().filter(|record| record.is_some()).count();
+        self.hits.increment(hits as u64);
+        self.misses.increment((found.len() - hits) as u64);
+        found
     }
 
     /// Caches a record read elsewhere, unless the slot holds anything (an invalidation
@@ -215,8 +223,9 @@ mod tests {
             .expect("cached");
         assert_eq!(missing, None);
         cache.fill(7, Arc::new("late".to_owned()));
-        assert_eq!(cache.peek(&7), None);
         cache.fill(8, Arc::new("fresh".to_owned()));
-        assert_eq!(cache.peek(&8).as_deref().map(String::as_str), Some("fresh"));
+        let found = cache.peek_many(&[7, 8]);
+        assert!(found[0].is_none(), "a fill never overwrites a mark");
+        assert_eq!(found[1].as_deref().map(String::as_str), Some("fresh"));
     }
 }

@@ -83,10 +83,12 @@ impl Drop for InFlight {
     }
 }
 
-/// Records a lookup in the record cache `cache`.
-pub fn cache_lookup(cache: &'static str, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => result).increment(1);
+/// The hit and miss counters of the record cache `cache`, registered once: a page of the
+/// timeline looks up dozens of records, and a registry lookup per record would cost more
+/// than the lookup itself.
+pub fn cache_lookups(cache: &'static str) -> [metrics::Counter; 2] {
+    ["hit", "miss"]
+        .map(|result| metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => result))
 }
 
 /// Records a gateway decision for a key of `plan`.

@@ -47,8 +47,7 @@ impl TweetCache {
         store: &SharedStore,
         ids: &[Uuid],
     ) -> Result<Option<Vec<Arc<TweetRecord>>>, StoreError> {
-        let mut found: Vec<Option<Arc<TweetRecord>>> =
-            ids.iter().map(|id| self.cache.peek(id)).collect();
+        let mut found = self.cache.peek_many(ids);
         let missing: Vec<Uuid> = ids
             .iter()
             .zip(&found)

@@ -3,6 +3,8 @@
 //! a consumer reads them in order from a position kept in the database, which survives a
 //! restart.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -21,20 +23,29 @@ async fn send(request: reqwest::RequestBuilder, bearer: &str) -> reqwest::Respon
         .expect("request")
 }
 
-/// The `type` of each event after the consumer's position.
-async fn pending(app: &TestApp) -> Vec<String> {
-    let entries = app
-        .store()
-        .outbox_after(CONSUMER, 100)
-        .await
-        .expect("outbox");
-    entries
-        .iter()
-        .map(|entry| {
-            let event: Value = serde_json::from_str(&entry.event).expect("JSON");
-            event["type"].as_str().expect("a type").to_owned()
-        })
-        .collect()
+/// The `type` of each event after the consumer's position, once `expected` are readable.
+/// (On PostgreSQL an event is readable once every transaction older than its own has
+/// ended, in any database of the server: other tests' transactions can hold it back a
+/// moment, which is the outbox doing its job.)
+async fn pending(app: &TestApp, expected: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let entries = app
+            .store()
+            .outbox_after(CONSUMER, 100)
+            .await
+            .expect("outbox");
+        if entries.len() >= expected || started.elapsed() > Duration::from_secs(10) {
+            return entries
+                .iter()
+                .map(|entry| {
+                    let event: Value = serde_json::from_str(&entry.event).expect("JSON");
+                    event["type"].as_str().expect("a type").to_owned()
+                })
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn changes_and_their_events_commit_together(backend: Backend) {
@@ -92,7 +103,7 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
         204
     );
     assert_eq!(
-        pending(&app).await,
+        pending(&app, 5).await,
         [
             "user.followed",
             "tweet.created",
@@ -106,6 +117,7 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
         .outbox_after(CONSUMER, 100)
         .await
         .expect("outbox");
+    assert_eq!(entries.len(), 5);
     let first: Value = serde_json::from_str(&entries[0].event).expect("JSON");
     assert_eq!(first["follower_id"], json!(ada));
     assert_eq!(first["followee_id"], json!(bob));
@@ -115,10 +127,10 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
         .advance_outbox(CONSUMER, entries[2].position)
         .await
         .expect("advance");
-    assert_eq!(pending(&app).await, ["user.unfollowed", "tweet.deleted"]);
+    assert_eq!(pending(&app, 2).await, ["user.unfollowed", "tweet.deleted"]);
     let restarted = app.restart().await;
     assert_eq!(
-        pending(&restarted).await,
+        pending(&restarted, 2).await,
         ["user.unfollowed", "tweet.deleted"]
     );
     // Positions never move back.
@@ -128,7 +140,7 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
         .await
         .expect("advance");
     assert_eq!(
-        pending(&restarted).await,
+        pending(&restarted, 2).await,
         ["user.unfollowed", "tweet.deleted"]
     );
 }
