@@ -185,6 +185,10 @@ impl Timelines {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Option<Page<TweetRecord, Uuid>>, Unanswered> {
+        // Feeds that missed a change are not read until they have been dropped.
+        if self.stale.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let wanted = limit as usize + 1;
         let Some(home) = self
             .read_warm(FeedKey::Home(reader), before, wanted)

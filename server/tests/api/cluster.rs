@@ -311,7 +311,70 @@ async fn caches_and_feeds_follow_writes_made_through_other_instances() {
     }
 }
 
+/// With Redis away, home timelines come from the database and posts still succeed; once
+/// Redis answers again every feed is dropped (changes were lost meanwhile) and built anew,
+/// so what was posted during the outage shows, served from the feeds again.
+async fn home_timelines_survive_a_redis_outage() {
+    let redis_url = required_env("MINITTER_TEST_REDIS_URL");
+    let relay = Relay::to(minitter_test_support::address_of(&redis_url)).await;
+    let through_relay = minitter_test_support::with_port(&redis_url, relay.port());
+    let app = spawn_app_with(Backend::Postgres, |config| {
+        config.redis_url = Some(through_relay.clone().into());
+    })
+    .await;
+    let timelines = &app.state.as_ref().expect("in process").timelines;
+    let bob = app.sign_up("bob_r", "bob_r@example.com").await;
+    app.sign_up("ada_r", "ada_r@example.com").await;
+    let ada_token = format!("Bearer {}", app.log_in("ada_r@example.com").await);
+    let bob_token = format!("Bearer {}", app.log_in("bob_r@example.com").await);
+    let follow = app.url(&format!("/v1/me/following/{bob}"));
+    let followed = app
+        .http
+        .put(follow)
+        .header("authorization", &ada_token)
+        .send()
+        .await;
+    assert_eq!(followed.expect("follow").status(), 204);
+    let post = |text: &'static str| {
+        app.http
+            .post(app.url("/v1/tweets"))
+            .header("authorization", &bob_token)
+            .json(&json!({ "text": text }))
+            .send()
+    };
+    assert_eq!(post("before").await.expect("post").status(), 201);
+    let texts = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|tweet| tweet["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    let home = app.get_json("/v1/timeline", Some(&ada_token)).await;
+    assert_eq!(texts(&home), ["before"]);
+
+    relay.cut();
+    assert_eq!(post("during").await.expect("post").status(), 201);
+    let home = app.get_json("/v1/timeline", Some(&ada_token)).await;
+    assert_eq!(texts(&home), ["during", "before"], "from the database");
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (from_feeds, _) = timelines.pages_served();
+        let home = app.get_json("/v1/timeline", Some(&ada_token)).await;
+        assert_eq!(texts(&home), ["during", "before"]);
+        if timelines.pages_served().0 > from_feeds {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the feeds did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 needs_cluster!(
+    home_timelines_survive_a_redis_outage,
     caches_and_feeds_follow_writes_made_through_other_instances,
     three_instances_together_admit_exactly_the_quota,
     the_throttle_holds_across_instances,
