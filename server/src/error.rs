@@ -299,6 +299,7 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
 
 impl From<crate::blob::BlobError> for ApiError {
     fn from(error: crate::blob::BlobError) -> Self {
+        metrics::counter!(crate::metrics::BLOB_ERRORS).increment(1);
         Self::Unavailable(error.into())
     }
 }

@@ -31,6 +31,11 @@ pub const FEED_BUILDS: &str = "minitter_feed_builds_total";
 /// Events this instance could not announce to the others (Redis did not answer).
 pub const EVENTS_UNANNOUNCED: &str = "minitter_events_unannounced_total";
 
+/// Database connections, by `state`: `in_use` or `idle` (set on every scrape).
+pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
+/// Failures of the picture store (S3 or the data directory) answered as 503s.
+pub const BLOB_ERRORS: &str = "minitter_blob_errors_total";
+
 /// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
 /// (argon2) tens of milliseconds, a timeout seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -89,6 +94,13 @@ impl Drop for InFlight {
 pub fn cache_lookups(cache: &'static str) -> [metrics::Counter; 2] {
     ["hit", "miss"]
         .map(|result| metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => result))
+}
+
+/// Records the connection pool's state, just before a scrape renders it.
+pub fn pool_usage(usage: crate::store::PoolUsage) {
+    let in_use = usage.open.saturating_sub(usage.idle);
+    metrics::gauge!(POOL_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(usage.idle));
 }
 
 /// Records a gateway decision for a key of `plan`.

@@ -10,6 +10,7 @@ impl ObservabilityApi for Handlers {
         _request: &poem::Request,
         _operator: GetMetricsAuth<Self>,
     ) -> Result<GetMetricsResponse> {
+        crate::metrics::pool_usage(self.state.store.pool_usage());
         Ok(GetMetricsResponse::Ok(
             crate::metrics::handle().render().into(),
         ))

@@ -54,6 +54,15 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes every connection; later calls fail as [`StoreError::Unavailable`].
     async fn close(&self);
+    /// The connection pool now: connections open, and of those idle.
+    fn pool_usage(&self) -> PoolUsage;
+}
+
+/// How much of the connection pool is in use, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
 }
 
 impl std::fmt::Debug for dyn Store {

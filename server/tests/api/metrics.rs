@@ -69,6 +69,16 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
         "minitter_http_request_duration_seconds_bucket{operation=\"get_user\",le=\"0.005\"}"
     ));
     assert!(text.contains("minitter_http_requests_in_flight"));
+    // The pool as it was at the scrape: the handler reads no database, and the pool keeps
+    // the connections the requests above opened.
+    let pool = |state: &str| {
+        sample(
+            &text,
+            &format!("minitter_db_pool_connections{{state=\"{state}\"}}"),
+        )
+    };
+    assert!(pool("idle").is_some_and(|n| n >= 1.0), "{text}");
+    assert!(pool("in_use").is_some());
 }
 
 on_every_backend!(metrics_count_requests_by_operation_and_gateway_decisions_by_plan);
@@ -87,6 +97,8 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::TIMELINE_PAGES,
         metrics::FEED_BUILDS,
         metrics::EVENTS_UNANNOUNCED,
+        metrics::POOL_CONNECTIONS,
+        metrics::BLOB_ERRORS,
     ];
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

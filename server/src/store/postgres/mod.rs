@@ -31,7 +31,7 @@ use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::{DATABASE_URL_VARIABLE, PoolSettings, StoreError};
+use super::{DATABASE_URL_VARIABLE, PoolSettings, PoolUsage, StoreError};
 
 /// A PostgreSQL database, shared by every request of this instance (and by the other
 /// instances, through the database).
@@ -96,6 +96,13 @@ impl super::Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use sqlx::{Row, error::DatabaseError};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
-use super::{DATABASE_URL_VARIABLE, PoolSettings, Store, StoreError};
+use super::{DATABASE_URL_VARIABLE, PoolSettings, PoolUsage, Store, StoreError};
 
 /// How much of the database file reads may map.
 const MMAP_BYTES: u64 = 1 << 30;
@@ -124,6 +124,13 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+        }
     }
 }
 
