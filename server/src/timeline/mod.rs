@@ -509,10 +509,12 @@ async fn fan_out_worker(timelines: std::sync::Weak<Timelines>, mut queue: mpsc::
         let Some(timelines) = timelines.upgrade() else {
             return;
         };
-        match job {
-            Some(Job::Settle(done)) => drop(done.send(())),
-            Some(job) if !timelines.stale.load(Ordering::Relaxed) => timelines.fan_out(job).await,
-            _ => {}
+        // While the feeds are stale the changes they would get are skipped (the feeds are
+        // to be dropped); a Settle is always answered.
+        if let Some(job) = job
+            && (matches!(job, Job::Settle(_)) || !timelines.stale.load(Ordering::Relaxed))
+        {
+            timelines.fan_out(job).await;
         }
         timelines.drop_stale_feeds(&mut last_try).await;
     }

@@ -213,6 +213,17 @@ fn failed(error: impl std::fmt::Display) -> FeedError {
     FeedError(error.to_string())
 }
 
+/// `call`'s answer, or a [`FeedError`] when it fails or takes longer than `patience`.
+async fn within<T>(
+    patience: std::time::Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, FeedError> {
+    tokio::time::timeout(patience, call)
+        .await
+        .map_err(failed)?
+        .map_err(failed)
+}
+
 /// Feeds in Redis.
 pub struct RedisFeeds {
     redis: SharedRedis,
@@ -247,10 +258,7 @@ impl RedisFeeds {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, FeedError> {
         let mut connection = self.redis.connection();
-        tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
-            .await
-            .map_err(failed)?
-            .map_err(failed)
+        within(REDIS_TIMEOUT, invocation.invoke_async(&mut connection)).await
     }
 
     async fn command<T: redis::FromRedisValue>(
@@ -258,10 +266,7 @@ impl RedisFeeds {
         command: &redis::Cmd,
     ) -> Result<T, FeedError> {
         let mut connection = self.redis.connection();
-        tokio::time::timeout(REDIS_TIMEOUT, command.query_async(&mut connection))
-            .await
-            .map_err(failed)?
-            .map_err(failed)
+        within(REDIS_TIMEOUT, command.query_async(&mut connection)).await
     }
 
     /// Runs `script` on each feed, a pipeline per batch. Scripts are loaded first, so the
@@ -274,10 +279,7 @@ impl RedisFeeds {
     ) -> Result<(), FeedError> {
         let mut connection = self.redis.connection();
         let invocation = script.prepare_invoke();
-        tokio::time::timeout(REDIS_TIMEOUT, invocation.load_async(&mut connection))
-            .await
-            .map_err(failed)?
-            .map_err(failed)?;
+        within(REDIS_TIMEOUT, invocation.load_async(&mut connection)).await?;
         for batch in feeds.chunks(FAN_OUT_BATCH) {
             let mut pipe = redis::pipe();
             for feed in batch {
@@ -291,11 +293,8 @@ impl RedisFeeds {
                 }
                 pipe.ignore();
             }
-            let timeout = REDIS_TIMEOUT * 4;
-            tokio::time::timeout(timeout, pipe.exec_async(&mut connection))
-                .await
-                .map_err(failed)?
-                .map_err(failed)?;
+            // A pipeline of up to FAN_OUT_BATCH scripts gets more patience than one call.
+            within(REDIS_TIMEOUT * 4, pipe.exec_async(&mut connection)).await?;
         }
         Ok(())
     }
