@@ -2,7 +2,7 @@
 """Load benchmark of a release build of minitter-server, with a same-run baseline.
 
 Usage: python3 bench/run.py [--database sqlite|postgres] [--users N] [--tweets N]
-                           [--duration S] [--connections C]
+                           [--duration S] [--connections C] [--only GROUP,...]
 
 It builds the release binaries, generates (once, cached in bench/.data/ for SQLite, or
 in a PostgreSQL database named after the data set) a database through the store layer,
@@ -11,6 +11,12 @@ drives each scenario with wrk (Debian's `wrk`, installed if missing). Every scen
 reported as a ratio to the baseline's throughput measured in the same run, with p50/p99
 latency, errors and the server's peak RSS. The table is written to docs/benchmarks.md,
 one section per database.
+
+Some scenarios are pairs whose ratio is the result: the same read with and without the
+gateway, a timeline page with and without gzip, and a user read with and without metrics
+and the access log. The two halves of a pair alternate over several short rounds, and the
+median of the per-round ratios is reported. `--only` runs some groups of scenarios
+(reads, flood, gateway, gzip, telemetry) after the baseline, and then writes no docs.
 Benchmarks never gate CI: numbers depend on the machine.
 """
 
@@ -34,6 +40,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 JWT_SECRET = "bench-secret-" + "x" * 32  # a benchmark-only secret, never a default
+# Groups of scenarios, in the order they run (`--only`).
+GROUPS = ("reads", "flood", "gateway", "gzip", "telemetry")
+# Names of the paired scenarios, in the table and for the summary.
+GATEWAY_ON = "GET /v1/users/{id}, gateway on (median of 5 alternating rounds)"
+GATEWAY_OFF = "GET /v1/users/{id}, gateway off (median of 5 alternating rounds)"
+GZIP = "GET /v1/timeline?limit=20, Accept-Encoding: gzip (median of 5 alternating rounds)"
+IDENTITY = "GET /v1/timeline?limit=20, uncompressed (median of 5 alternating rounds)"
+TELEMETRY_ON = "GET /v1/users/{id}, metrics and access log on (median of 5 alternating rounds)"
+TELEMETRY_OFF = "GET /v1/users/{id}, metrics and access log off (median of 5 alternating rounds)"
+ALONE = "GET /v1/users/{id}, half the connections, alone"
+FLOODED = "GET /v1/users/{id}, half the connections, during a wrong-password login flood"
 
 
 def sh(*args, **kwargs):
@@ -102,6 +119,61 @@ def wrk(script, url, args, env):
     result = json.loads(line[len("RESULT "):])
     result["rps"] = result["requests"] / result["seconds"]
     return result
+
+
+def alternating(a, b, args, env, rounds=5):
+    """Runs the wrk scenarios `a` and `b` (each a script and a URL) in turns, `rounds` short
+    runs each, after a discarded one-second run of each (first requests, cold caches).
+    Runs on this machine drift by tens of percent, so the order swaps every round (ABBA) and
+    each round's a/b ratio is taken from two neighbouring runs. Returns the median run of
+    each and the median of the ratios."""
+    short = argparse.Namespace(**{**vars(args), "duration": max(3, args.duration // 3)})
+    warm = argparse.Namespace(**{**vars(args), "duration": 1})
+    for script, url in (a, b):
+        wrk(script, url, warm, env)
+    a_runs, b_runs = [], []
+    for round_ in range(rounds):
+        order = [(a, a_runs), (b, b_runs)]
+        for (script, url), runs in order if round_ % 2 == 0 else reversed(order):
+            runs.append(wrk(script, url, short, env))
+    median = lambda values: sorted(values)[len(values) // 2]
+    by_rps = lambda runs: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return by_rps(a_runs), by_rps(b_runs), median([x["rps"] / y["rps"] for x, y in zip(a_runs, b_runs)])
+
+
+def timeline_page_sizes(port, tokens, api_key):
+    """The mean size of a timeline page as sent, without and with gzip, over a few readers.
+    Bodies under 1 KiB are not compressed, so the gzip scenario means something only if
+    the pages are larger: a page sent other than gzipped when asked is an error."""
+    import http.client
+    plain, gzipped = [], []
+    for token in tokens[:10]:
+        for encoding, sizes in (("identity", plain), ("gzip", gzipped)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/v1/timeline?limit=20", headers={
+                "authorization": f"Bearer {token}", "x-api-key": api_key, "accept-encoding": encoding})
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            coding = response.getheader("content-encoding", "identity")
+            if response.status != 200 or coding != encoding:
+                raise RuntimeError(f"a timeline page asked as {encoding} came {response.status} {coding}, "
+                                   f"{len(body)} bytes")
+            sizes.append(len(body))
+    return sum(plain) / len(plain), sum(gzipped) / len(gzipped)
+
+
+def start_server(target, work, port, database_env, log="warn", stdout=None, **settings):
+    """A minitter-server on the run's data, listening on `port`; `settings` are more
+    MINITTER_ variables."""
+    return subprocess.Popen([target / "minitter-server"], stdout=stdout, env=dict(
+        os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{port}",
+        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG=log, **settings, **database_env))
+
+
+def stop(process):
+    process.terminate()
+    process.wait()
 
 
 def warm_feeds(port, tokens, api_key, workers=16):
@@ -213,7 +285,13 @@ def main():
                         help="use the release binaries already built (runs in a row on one build)")
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL database to connect to for creating the benchmark's databases")
+    parser.add_argument("--only", help=f"comma-separated groups to run after the baseline "
+                        f"({', '.join(GROUPS)}); implies --no-docs")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(GROUPS)
+    if only - set(GROUPS):
+        parser.error(f"unknown groups {', '.join(sorted(only - set(GROUPS)))}; choose from {', '.join(GROUPS)}")
+    args.no_docs = args.no_docs or args.only is not None
 
     if shutil.which("wrk") is None:
         sh("apt-get", "install", "-y", "-q", "wrk")
@@ -233,15 +311,14 @@ def main():
     env = dict(os.environ, BENCH_DIR=str(BENCH), BENCH_TOKENS=str(work / "tokens.txt"),
                BENCH_USERS=str(work / "users.txt"), BENCH_API_KEY=api_key, BENCH_USER_COUNT=str(args.users))
 
-    hello_port, server_port, bare_port = free_port(), free_port(), free_port()
+    hello_port, server_port = free_port(), free_port()
     hello = subprocess.Popen([target / "bench-hello", f"127.0.0.1:{hello_port}"])
     # Failed-login limits out of the way, so that every guess of the login flood is hashed:
     # what is measured is the bounded hashing, not the cheap 429s past the limits.
-    server = subprocess.Popen([target / "minitter-server"], env=dict(
-        os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{server_port}",
-        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn",
-        MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT="1000000000",
-        MINITTER_LOGIN_MAX_FAILURES_PER_KEY="1000000000", **database_env))
+    server = start_server(target, work, server_port, database_env,
+                          MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT="1000000000",
+                          MINITTER_LOGIN_MAX_FAILURES_PER_KEY="1000000000")
+    ratios = {}  # the paired scenarios' median ratios
     try:
         wait_for(hello_port)
         wait_for(server_port)
@@ -249,45 +326,63 @@ def main():
         rss.start()
         base = f"http://127.0.0.1:{server_port}"
         results = {"hello world (baseline)": wrk("hello.lua", f"http://127.0.0.1:{hello_port}/", args, env)}
-        results["GET /v1/users/{id}"] = wrk("user.lua", base, args, env)
-        # Every reader's first read builds their home feed from the database (16
-        # connections, each reader once); then the steady state, every feed warm.
         tokens = (work / "tokens.txt").read_text().split()
-        results["GET /v1/timeline?limit=20, each reader's first read (builds the feed; 16 connections)"] = \
-            warm_feeds(server_port, tokens, api_key)
-        results["GET /v1/timeline?limit=20"] = wrk("timeline.lua", base, args, env)
-        results["POST /v1/tweets"] = wrk("post.lua", base, args, env)
+        if "reads" in only:
+            results["GET /v1/users/{id}"] = wrk("user.lua", base, args, env)
+        if only & {"reads", "gzip"}:
+            # Every reader's first read builds their home feed from the database (16
+            # connections, each reader once); then the steady state, every feed warm.
+            first_reads = warm_feeds(server_port, tokens, api_key)
+            if "reads" in only:
+                results["GET /v1/timeline?limit=20, each reader's first read (builds the feed; 16 connections)"] = \
+                    first_reads
+                results["GET /v1/timeline?limit=20"] = wrk("timeline.lua", base, args, env)
+                results["POST /v1/tweets"] = wrk("post.lua", base, args, env)
         rss.running = False
-        half = argparse.Namespace(**{**vars(args), "connections": max(2, args.connections // 2)})
-        results["GET /v1/users/{id}, half the connections, alone"] = wrk("user.lua", base, half, env)
-        reads, login = flood(target, base, args, env)
-        results["GET /v1/users/{id}, half the connections, during a wrong-password login flood"] = reads
-        results["POST /v1/auth/token, wrong passwords (the flood, other half)"] = login
-        # The same read without the gateway (no key check, limiter or headers), in a
-        # second process on the same database. Runs on this machine drift by tens of
-        # percent, so the two alternate over several short rounds and the medians compare.
-        bare = subprocess.Popen([target / "minitter-server"], env=dict(
-            os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{bare_port}",
-            MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG="warn", MINITTER_BENCHMARK_WITHOUT_GATEWAY="true",
-            **database_env))
-        try:
-            wait_for(bare_port)
-            short = argparse.Namespace(**{**vars(args), "duration": max(3, args.duration // 3)})
-            keyed_runs, bare_runs = [], []
-            for _ in range(5):
-                keyed_runs.append(wrk("user.lua", base, short, env))
-                bare_runs.append(wrk("user.lua", f"http://127.0.0.1:{bare_port}", short, env))
-            median = lambda runs: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
-            results["GET /v1/users/{id}, gateway on (median of 5 alternating rounds)"] = median(keyed_runs)
-            results["GET /v1/users/{id}, gateway off (median of 5 alternating rounds)"] = median(bare_runs)
-        finally:
-            bare.terminate()
-            bare.wait()
+        if "flood" in only:
+            half = argparse.Namespace(**{**vars(args), "connections": max(2, args.connections // 2)})
+            results[ALONE] = wrk("user.lua", base, half, env)
+            reads, login = flood(target, base, args, env)
+            results[FLOODED] = reads
+            results["POST /v1/auth/token, wrong passwords (the flood, other half)"] = login
+        if "gateway" in only:
+            # The same read without the gateway (no key check, limiter or headers), in a
+            # second process on the same database.
+            bare_port = free_port()
+            bare = start_server(target, work, bare_port, database_env, MINITTER_BENCHMARK_WITHOUT_GATEWAY="true")
+            try:
+                wait_for(bare_port)
+                results[GATEWAY_ON], results[GATEWAY_OFF], ratios["gateway"] = alternating(
+                    ("user.lua", base), ("user.lua", f"http://127.0.0.1:{bare_port}"), args, env)
+            finally:
+                stop(bare)
+        if "gzip" in only:
+            # The same warm timeline read, asking for gzip or not, on the main server.
+            page_bytes = timeline_page_sizes(server_port, tokens, api_key)
+            results[GZIP], results[IDENTITY], ratios["gzip"] = alternating(
+                ("timeline_gzip.lua", base), ("timeline.lua", base), args, env)
+        if "telemetry" in only:
+            # Two more processes, the same but for the switch, both logging as deployed
+            # (JSON at info; the main server logs at warn, which would not write the access
+            # line at all). The lines go to /dev/null: what is priced is the server's work
+            # (span, formatting, the writer thread), not a log collector's.
+            on_port, off_port = free_port(), free_port()
+            logged = dict(log="info", stdout=subprocess.DEVNULL, MINITTER_LOG_JSON="true")
+            on = start_server(target, work, on_port, database_env, **logged)
+            off = start_server(target, work, off_port, database_env, **logged,
+                               MINITTER_BENCHMARK_WITHOUT_TELEMETRY="true")
+            try:
+                wait_for(on_port)
+                wait_for(off_port)
+                results[TELEMETRY_ON], results[TELEMETRY_OFF], ratios["telemetry"] = alternating(
+                    ("user.lua", f"http://127.0.0.1:{on_port}"), ("user.lua", f"http://127.0.0.1:{off_port}"),
+                    args, env)
+            finally:
+                stop(on)
+                stop(off)
     finally:
-        server.terminate()
-        hello.terminate()
-        server.wait()
-        hello.wait()
+        stop(server)
+        stop(hello)
         drop_copy()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -298,17 +393,26 @@ def main():
     ]
     for name, r in results.items():
         rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / baseline:.1%} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
-    keyed = (results["GET /v1/users/{id}, gateway on (median of 5 alternating rounds)"]["rps"]
-             / results["GET /v1/users/{id}, gateway off (median of 5 alternating rounds)"]["rps"])
     rows.append("")
-    rows.append(f"The gateway (key check, limiter, rate-limit headers) keeps **{keyed:.0%}** of the "
-                "throughput of the same read without it.")
-    rows.append("")
-    flooded = (results["GET /v1/users/{id}, half the connections, during a wrong-password login flood"]["rps"]
-               / results["GET /v1/users/{id}, half the connections, alone"]["rps"])
-    rows.append(f"During a wrong-password login flood, `GET /v1/users/{{id}}` keeps **{flooded:.0%}** of its "
-                "throughput (target: at least 50%; the flood's errors are its 401s).")
-    rows.append("")
+    if "gateway" in ratios:
+        rows.append(f"The gateway (key check, limiter, rate-limit headers) keeps **{ratios['gateway']:.0%}** of "
+                    "the throughput of the same read without it.")
+        rows.append("")
+    if "flood" in only:
+        flooded = results[FLOODED]["rps"] / results[ALONE]["rps"]
+        rows.append(f"During a wrong-password login flood, `GET /v1/users/{{id}}` keeps **{flooded:.0%}** of its "
+                    "throughput (target: at least 50%; the flood's errors are its 401s).")
+        rows.append("")
+    if "gzip" in ratios:
+        rows.append(f"With `Accept-Encoding: gzip`, `GET /v1/timeline?limit=20` keeps **{ratios['gzip']:.0%}** of "
+                    f"the throughput of the same read uncompressed (target: at least 50%); a page is "
+                    f"{page_bytes[0]:,.0f} bytes, {page_bytes[1]:,.0f} gzipped.")
+        rows.append("")
+    if "telemetry" in ratios:
+        rows.append(f"With metrics and the access log (JSON lines at `info`), `GET /v1/users/{{id}}` keeps "
+                    f"**{ratios['telemetry']:.0%}** of its throughput without them "
+                    "(`--benchmark-without-telemetry`; target: at least 95%, a cost of at most 5%).")
+        rows.append("")
     mapped = "the mapped database file" if args.database == "sqlite" else "shared libraries and page cache"
     rows.append(f"Database: **{args.database}**. Server peak RSS: **{rss.peak_anon:.0f} MiB anonymous** "
                 f"({rss.peak:.0f} MiB VmRSS, the rest being {mapped}). Data: {args.users:,} users, "

@@ -10,11 +10,13 @@
 //!   scheme), one trait per tag with one async method per operationId (gathered by
 //!   `Api`), a response enum per operation (one variant per declared status, carrying the
 //!   body and declared headers), a params struct and a credentials struct per operation,
-//!   and the poem routes that check credentials, validate and dispatch (see [`security`]);
+//!   and the poem routes that check credentials, offer a response cache its turn (see
+//!   [`response_cache`]), validate and dispatch (see [`security`]);
 //! - `request_schemas.json`: the JSON Schemas every request is validated against,
 //!   translated from the document (see [`schema`]).
 
 pub mod client;
+pub mod response_cache;
 pub mod schema;
 pub mod security;
 pub mod server;

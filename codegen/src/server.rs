@@ -14,6 +14,7 @@ use quote::{format_ident, quote};
 use serde_json::{Map, Value, json};
 use typify::{TypeSpace, TypeSpaceSettings};
 
+use crate::response_cache;
 use crate::schema::{DEFINITIONS, to_json_schema, without_value_constraints};
 use crate::security::{self, Requirement, Scheme};
 use crate::{Document, GeneratedFile, HEADER, render};
@@ -152,6 +153,8 @@ struct Operation {
     requirement: Requirement,
     /// Response headers the document says a middleware sets (`x-set-by`), lowercase.
     middleware_headers: std::collections::BTreeSet<String>,
+    /// Seconds a response cache may keep the 200 answer (`x-minitter-cache`), if it may.
+    cache_ttl_seconds: Option<u64>,
     method: String,
     path: String,
     doc: String,
@@ -290,6 +293,8 @@ impl Operation {
             .to_owned();
         let requirement = Requirement::read(raw, op, &id, schemes)?;
         let tag = security::tag_of(op);
+        let method = method.to_ascii_uppercase();
+        let cache_ttl_seconds = response_cache::ttl_seconds(op, &id, &method)?;
         let doc = [op.get("summary"), op.get("description")]
             .into_iter()
             .flatten()
@@ -406,7 +411,8 @@ impl Operation {
             tag,
             requirement,
             middleware_headers,
-            method: method.to_ascii_uppercase(),
+            cache_ttl_seconds,
+            method,
             path: path.to_owned(),
             doc,
             params,
@@ -505,6 +511,14 @@ impl Operation {
 
         let auth_items = &auth.items;
         let auth_check = &auth.check;
+        // A cached answer is served only to a request whose credentials were verified.
+        let stored_answer = self.cache_ttl_seconds.map(|_| {
+            quote! {
+                if let Some(response) = runtime::stored_response(&request, #op_id).await {
+                    return Ok(response);
+                }
+            }
+        });
         let items = quote! {
             #auth_items
 
@@ -535,6 +549,7 @@ impl Operation {
             ) -> poem::Result<poem::Response> {
                 runtime::announce_operation(&request, #op_id);
                 #auth_check
+                #stored_answer
                 #bind_input runtime::extract(&mut request, &VALIDATORS, &#spec_ident, limits).await?;
                 #(#extract)*
                 let response = api.#method_ident(&request, #(#arg_names),*).await.map_err(Into::into)?;
@@ -691,10 +706,18 @@ fn emit_routes(operations: &[Operation]) -> TokenStream {
             let headers = o.middleware_headers.iter();
             quote! { (#id, &[#(#headers),*]), }
         });
+    let cached = operations.iter().filter_map(|o| {
+        let id = &o.id;
+        o.cache_ttl_seconds.map(|ttl| quote! { (#id, #ttl), })
+    });
     quote! {
         /// Per operationId, the response headers the document says a middleware sets
         /// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
         pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[#(#declared)*];
+
+        /// Per operationId, how many seconds a response cache may keep the operation's 200
+        /// answer (`x-minitter-cache`); operations not listed are never cached.
+        pub static RESPONSE_CACHE: &[(&str, u64)] = &[#(#cached)*];
 
         /// Every path of the document. A request is validated against its operation
         /// before the trait method runs; a method the path does not declare is a 405.

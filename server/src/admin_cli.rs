@@ -73,6 +73,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 description: None,
                 throttle: rate.zip(burst),
                 quota: quota.zip(period),
+                allow_cache_refresh: false,
             };
             let plan = store.create_plan(settings).await?;
             println!("created plan {} ({})", plan.id, plan.name);

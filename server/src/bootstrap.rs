@@ -20,6 +20,7 @@ pub async fn first_start(store: &dyn Store, data_dir: &Path) -> Result<()> {
             description: Some("Created at first start in development.".to_owned()),
             throttle: Some((10.0, 20)),
             quota: Some((10_000, "DAY".to_owned())),
+            allow_cache_refresh: false,
         })
         .await?;
     let KeyWrite::Done(NewKey {

@@ -68,6 +68,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub user_cache_mib: u64,
 
+    /// MiB of memory for the response cache of the operations the document lets be cached
+    /// (`x-minitter-cache`); 0 turns it off.
+    #[arg(long, env = "MINITTER_RESPONSE_CACHE_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    pub response_cache_mib: u64,
+
     /// Failed logins an account may have in a window before further attempts get 429.
     #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -158,6 +164,12 @@ pub struct Config {
     /// costs (`bench/run.py`). Refused together with --production.
     #[arg(long, env = "MINITTER_BENCHMARK_WITHOUT_GATEWAY", hide = true)]
     pub benchmark_without_gateway: bool,
+
+    /// Serve without Prometheus metrics or the access log line per request (request ids and
+    /// the panic catcher stay): only to measure what they cost (`bench/run.py`). Refused
+    /// together with --production.
+    #[arg(long, env = "MINITTER_BENCHMARK_WITHOUT_TELEMETRY", hide = true)]
+    pub benchmark_without_telemetry: bool,
 
     /// Log lines as JSON objects rather than text. The filter is `MINITTER_LOG`.
     #[arg(long, env = "MINITTER_LOG_JSON")]

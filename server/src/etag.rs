@@ -33,18 +33,36 @@ pub async fn conditional_get<E: Endpoint>(next: E, request: Request) -> poem::Re
         return Ok(response);
     }
     let (mut parts, body) = response.into_parts();
-    let bytes = body.into_bytes().await?;
-    let tag = weak_tag(&bytes);
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        parts.headers.insert(header::ETAG, value);
-    }
+    // An answer from the response cache carries the tag it was given when it was kept
+    // (its body may be compressed already, so it is not hashed again).
+    let kept_tag = parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|tag| tag.to_str().ok())
+        .map(str::to_owned);
+    let (tag, body) = match kept_tag {
+        Some(tag) => (tag, body),
+        None => {
+            let bytes = body.into_bytes().await?;
+            let tag = weak_tag(&bytes);
+            if let Ok(value) = HeaderValue::from_str(&tag) {
+                parts.headers.insert(header::ETAG, value);
+            }
+            (tag, poem::Body::from(bytes))
+        }
+    };
     if if_none_match.is_some_and(|tags| matches(&tags, &tag)) {
         parts.status = StatusCode::NOT_MODIFIED;
-        parts.headers.remove(header::CONTENT_TYPE);
-        parts.headers.remove(header::CONTENT_LENGTH);
+        for representation in [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+        ] {
+            parts.headers.remove(representation);
+        }
         return Ok(Response::from_parts(parts, poem::Body::empty()));
     }
-    Ok(Response::from_parts(parts, poem::Body::from(bytes)))
+    Ok(Response::from_parts(parts, body))
 }
 
 fn declares_etag(operation: &str) -> bool {

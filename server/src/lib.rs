@@ -22,6 +22,7 @@ pub mod login;
 pub mod metrics;
 pub mod pagination;
 pub mod profiles;
+pub mod response_cache;
 pub mod startup;
 pub mod state;
 pub mod store;

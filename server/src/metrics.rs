@@ -31,6 +31,10 @@ pub const FEED_BUILDS: &str = "minitter_feed_builds_total";
 /// Events this instance could not announce to the others (Redis did not answer).
 pub const EVENTS_UNANNOUNCED: &str = "minitter_events_unannounced_total";
 
+/// Lookups in the response cache, by `operation` and `result` (`hit`, `miss`, `bypass`;
+/// a permitted refresh is a miss).
+pub const RESPONSE_CACHE: &str = "minitter_response_cache_lookups_total";
+
 /// Database connections, by `state`: `in_use` or `idle` (set on every scrape).
 pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
 /// Failures of the picture store (S3 or the data directory) answered as 503s.
@@ -94,6 +98,11 @@ impl Drop for InFlight {
 pub fn cache_lookups(cache: &'static str) -> [metrics::Counter; 2] {
     ["hit", "miss"]
         .map(|result| metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => result))
+}
+
+/// Records how the response cache took part in a request to `operation`.
+pub fn response_cache(operation: &'static str, result: &'static str) {
+    metrics::counter!(RESPONSE_CACHE, "operation" => operation, "result" => result).increment(1);
 }
 
 /// Records the connection pool's state, just before a scrape renders it.

@@ -41,6 +41,14 @@ impl std::fmt::Debug for Profiles {
     }
 }
 
+impl crate::response_cache::RecordsById for Profiles {
+    fn forget(&self, ids: &[Uuid]) {
+        for id in ids {
+            self.cache.invalidate(*id);
+        }
+    }
+}
+
 impl Profiles {
     pub fn new(budget_bytes: u64) -> Self {
         Self {

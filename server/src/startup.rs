@@ -4,12 +4,13 @@
 //! Middleware, outermost first (in poem a later `.with()` wraps the earlier ones):
 //! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
 //! 2. errors to Problem documents ([`error::render_problems`]);
-//! 3. compression, both ways ([`compression::compression`]);
-//! 4. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
-//! 5. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
-//! 6. routes: the generated API routes, which check each operation's credentials as the
-//!    document's `security` says (the API key through the gateway), `/openapi.yaml` and
-//!    `/docs`.
+//! 3. the response cache, which keeps answers as sent ([`response_cache::serve`]);
+//! 4. compression, both ways ([`compression::compression`]);
+//! 5. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
+//! 6. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
+//! 7. routes: the generated API routes, which check each operation's credentials as the
+//!    document's `security` says (the API key through the gateway) and then take a kept
+//!    answer if the response cache offers one, `/openapi.yaml` and `/docs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::handlers::Handlers;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::profiles::Profiles;
+use crate::response_cache::{self, RecordsById, ResponseCache};
 use crate::state::AppState;
 use crate::timeline::Timelines;
 use crate::timeline::feed::FeedStore;
@@ -75,6 +77,9 @@ impl Application {
         if config.production && config.benchmark_without_gateway {
             bail!("--benchmark-without-gateway cannot be used in production");
         }
+        if config.production && config.benchmark_without_telemetry {
+            bail!("--benchmark-without-telemetry cannot be used in production");
+        }
         let secret = configured_secret(
             &config,
             config.jwt_secret.as_ref(),
@@ -91,8 +96,12 @@ impl Application {
         if !config.production {
             bootstrap::first_start(store.as_ref(), &config.data_dir).await?;
         }
-        // Installed before the first request, so that nothing served goes uncounted.
-        crate::metrics::handle();
+        // Installed before the first request, so that nothing served goes uncounted. Without
+        // telemetry nothing is installed, so that every metric of the process (the gateway's
+        // and the caches' too) records into the facade's no-op recorder.
+        if !config.benchmark_without_telemetry {
+            crate::metrics::handle();
+        }
         let gateway = match &config.redis_url {
             None => Gateway::in_process(Arc::clone(&store)),
             Some(url) => Gateway::shared(
@@ -115,11 +124,20 @@ impl Application {
         };
         let timelines = Timelines::start(Arc::clone(&store), feeds, &timeline_settings);
         let profiles = Arc::new(Profiles::new(config.user_cache_mib << 20));
+        let response_cache = Arc::new(ResponseCache::new(
+            config.response_cache_mib << 20,
+            gateway.redis().cloned(),
+            vec![
+                Arc::clone(&profiles) as Arc<dyn RecordsById>,
+                Arc::clone(&timelines) as Arc<dyn RecordsById>,
+            ],
+        ));
         let events = Arc::new(Events::new(
             vec![
                 Arc::clone(&gateway) as Arc<dyn Subscriber>,
                 Arc::clone(&profiles) as Arc<dyn Subscriber>,
                 Arc::clone(&timelines) as Arc<dyn Subscriber>,
+                Arc::clone(&response_cache) as Arc<dyn Subscriber>,
             ],
             gateway.redis().cloned(),
         ));
@@ -132,15 +150,20 @@ impl Application {
             login,
             hashing: Hashing::per_core(),
             gateway_enabled: !config.benchmark_without_gateway,
+            telemetry_enabled: !config.benchmark_without_telemetry,
             pictures: picture_store(&config).await,
             profiles,
             timelines,
+            response_cache,
             events,
         });
         tokio::spawn(crate::handlers::sweep_orphan_pictures_hourly(
             Arc::downgrade(&state),
         ));
         tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
+        tokio::spawn(ResponseCache::write_versions_every_second(Arc::downgrade(
+            &state.response_cache,
+        )));
         if state.gateway.redis().is_some() {
             tokio::spawn(Events::relay_from_redis(Arc::downgrade(&state.events)));
         }
@@ -230,13 +253,16 @@ async fn flush_usage_every_second(state: std::sync::Weak<AppState>) {
 
 /// Every route and middleware of the server.
 pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Response> {
-    let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
+    let cache = Arc::clone(&state.response_cache);
+    let telemetry_enabled = state.telemetry_enabled;
+    let api = generated::routes(Arc::new(Handlers::new(state)), limits);
     docs::mount(api)
         .around(gateway::rate_limit_headers)
         .around(etag::conditional_get)
         .around(compression::compression)
+        .around(move |next, request| response_cache::serve(Arc::clone(&cache), next, request))
         .around(error::render_problems)
-        .around(telemetry::request_context)
+        .around(move |next, request| telemetry::request_context(next, request, telemetry_enabled))
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,7 @@ use crate::gateway::Gateway;
 use crate::login::{Hashing, LoginGuard};
 use crate::pagination::PageTokens;
 use crate::profiles::Profiles;
+use crate::response_cache::ResponseCache;
 use crate::store::SharedStore;
 use crate::timeline::Timelines;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// False only when benchmarking the cost of the gateway.
     pub gateway_enabled: bool,
+    /// False only when benchmarking the cost of metrics and the access log.
+    pub telemetry_enabled: bool,
     /// Failed-login counters (per account and per key).
     pub login: LoginGuard,
     /// Password hashing with bounded concurrency.
@@ -36,6 +39,8 @@ pub struct AppState {
     pub profiles: Arc<Profiles>,
     /// Home timelines and tweets by id, kept up to date by the events.
     pub timelines: Arc<Timelines>,
+    /// Whole answers of the operations the document lets be cached.
+    pub response_cache: Arc<ResponseCache>,
     /// Word of committed changes, to this instance's caches and the other instances.
     pub events: Arc<Events>,
 }

@@ -5,6 +5,10 @@
 //! handlers and Problem documents, put on every response, and attached to every log
 //! line of the request through a tracing span. The same middleware catches panics, so
 //! that even a bug answers with a Problem that carries the id.
+//!
+//! It also records each request's metrics and writes its access line. A benchmark-only
+//! switch (`--benchmark-without-telemetry`, refused in production) turns those two off,
+//! with the span, so that `bench/run.py` can price them; ids and the panic catcher stay.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -44,8 +48,13 @@ pub fn init(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-/// Middleware: request id, span, access log line, panic catcher.
-pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem::Result<Response> {
+/// Middleware: request id, span, metrics, access log line, panic catcher. `telemetry` is
+/// false only when benchmarking: no span, metrics or access line.
+pub async fn request_context<E: Endpoint>(
+    next: E,
+    mut request: Request,
+    telemetry: bool,
+) -> poem::Result<Response> {
     let id = request
         .header(REQUEST_ID_HEADER)
         .filter(|id| is_safe_id(id))
@@ -58,16 +67,20 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
     let method = request.method().clone();
     // The verifiers of the generated routes fill in who called (`key_id`, `user_id`), so
     // the access line says it; never a secret or a token.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        %method,
-        operation_id = tracing::field::Empty,
-        key_id = tracing::field::Empty,
-        user_id = tracing::field::Empty
-    );
+    let span = if telemetry {
+        tracing::info_span!(
+            "request",
+            request_id = %id,
+            %method,
+            operation_id = tracing::field::Empty,
+            key_id = tracing::field::Empty,
+            user_id = tracing::field::Empty
+        )
+    } else {
+        tracing::Span::none()
+    };
     let started = Instant::now();
-    let in_flight = crate::metrics::in_flight();
+    let in_flight = telemetry.then(crate::metrics::in_flight);
 
     let outcome = AssertUnwindSafe(next.call(request).instrument(span.clone()))
         .catch_unwind()
@@ -76,7 +89,11 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
         Ok(Ok(response)) => response.into_response(),
         Ok(Err(error)) => error.into_response(),
         Err(_panic) => {
-            span.in_scope(|| tracing::error!("handler panicked"));
+            if telemetry {
+                span.in_scope(|| tracing::error!("handler panicked"));
+            } else {
+                tracing::error!(request_id = %id, "handler panicked");
+            }
             let status = StatusCode::INTERNAL_SERVER_ERROR;
             problem_response(&problem(
                 status,
@@ -87,16 +104,19 @@ pub async fn request_context<E: Endpoint>(next: E, mut request: Request) -> poem
         }
     };
     drop(in_flight);
-    let operation_id = operation.get().unwrap_or("none");
-    crate::metrics::request_served(operation_id, response.status().as_u16(), started.elapsed());
-    span.in_scope(|| {
-        tracing::info!(
-            operation_id,
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "served"
-        );
-    });
+    if telemetry {
+        let operation_id = operation.get().unwrap_or("none");
+        let status = response.status().as_u16();
+        crate::metrics::request_served(operation_id, status, started.elapsed());
+        span.in_scope(|| {
+            tracing::info!(
+                operation_id,
+                status,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "served"
+            );
+        });
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

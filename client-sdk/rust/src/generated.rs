@@ -887,6 +887,60 @@ pub mod types {
                 })
         }
     }
+    ///`GetTweetCacheControl`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetTweetCacheControl(::std::string::String);
+    impl ::std::ops::Deref for GetTweetCacheControl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetTweetCacheControl> for ::std::string::String {
+        fn from(value: GetTweetCacheControl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetTweetCacheControl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetTweetCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetTweetCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetTweetCacheControl {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`GetTweetIfNoneMatch`
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
@@ -1038,6 +1092,60 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for GetUsageReportIfNoneMatch {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`GetUserCacheControl`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct GetUserCacheControl(::std::string::String);
+    impl ::std::ops::Deref for GetUserCacheControl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<GetUserCacheControl> for ::std::string::String {
+        fn from(value: GetUserCacheControl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for GetUserCacheControl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for GetUserCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for GetUserCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for GetUserCacheControl {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -1224,6 +1332,60 @@ pub mod types {
     impl KeyUsage {
         pub fn builder() -> builder::KeyUsage {
             Default::default()
+        }
+    }
+    ///`ListUserTweetsCacheControl`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct ListUserTweetsCacheControl(::std::string::String);
+    impl ::std::ops::Deref for ListUserTweetsCacheControl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListUserTweetsCacheControl> for ::std::string::String {
+        fn from(value: ListUserTweetsCacheControl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListUserTweetsCacheControl {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListUserTweetsCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListUserTweetsCacheControl {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListUserTweetsCacheControl {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
         }
     }
     ///`NewApiKey`
@@ -2044,6 +2206,8 @@ progenitor pages only with a plain string.
     ///`UsagePlan`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct UsagePlan {
+        ///Whether this plan's keys may refresh the response cache.
+        pub allow_cache_refresh: bool,
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<UsagePlanDescription>,
@@ -2117,6 +2281,11 @@ progenitor pages only with a plain string.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct UsagePlanInput {
+        /**Whether this plan's keys may refresh the response cache with
+`Cache-Control: max-age=0`; other keys' requests to refresh are ignored.
+*/
+        #[serde(default)]
+        pub allow_cache_refresh: bool,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<UsagePlanInputDescription>,
         pub name: UsagePlanInputName,
@@ -4383,6 +4552,7 @@ progenitor pages only with a plain string.
         }
         #[derive(Clone, Debug)]
         pub struct UsagePlan {
+            allow_cache_refresh: ::std::result::Result<bool, ::std::string::String>,
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
@@ -4405,6 +4575,9 @@ progenitor pages only with a plain string.
         impl ::std::default::Default for UsagePlan {
             fn default() -> Self {
                 Self {
+                    allow_cache_refresh: Err(
+                        "no value supplied for allow_cache_refresh".to_string(),
+                    ),
                     created_at: Err("no value supplied for created_at".to_string()),
                     description: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
@@ -4415,6 +4588,20 @@ progenitor pages only with a plain string.
             }
         }
         impl UsagePlan {
+            pub fn allow_cache_refresh<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.allow_cache_refresh = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for allow_cache_refresh: {e}"
+                        )
+                    });
+                self
+            }
             pub fn created_at<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -4494,6 +4681,7 @@ progenitor pages only with a plain string.
                 value: UsagePlan,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    allow_cache_refresh: value.allow_cache_refresh?,
                     created_at: value.created_at?,
                     description: value.description?,
                     id: value.id?,
@@ -4506,6 +4694,7 @@ progenitor pages only with a plain string.
         impl ::std::convert::From<super::UsagePlan> for UsagePlan {
             fn from(value: super::UsagePlan) -> Self {
                 Self {
+                    allow_cache_refresh: Ok(value.allow_cache_refresh),
                     created_at: Ok(value.created_at),
                     description: Ok(value.description),
                     id: Ok(value.id),
@@ -4517,6 +4706,7 @@ progenitor pages only with a plain string.
         }
         #[derive(Clone, Debug)]
         pub struct UsagePlanInput {
+            allow_cache_refresh: ::std::result::Result<bool, ::std::string::String>,
             description: ::std::result::Result<
                 ::std::option::Option<super::UsagePlanInputDescription>,
                 ::std::string::String,
@@ -4537,6 +4727,7 @@ progenitor pages only with a plain string.
         impl ::std::default::Default for UsagePlanInput {
             fn default() -> Self {
                 Self {
+                    allow_cache_refresh: Ok(Default::default()),
                     description: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
@@ -4545,6 +4736,20 @@ progenitor pages only with a plain string.
             }
         }
         impl UsagePlanInput {
+            pub fn allow_cache_refresh<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.allow_cache_refresh = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for allow_cache_refresh: {e}"
+                        )
+                    });
+                self
+            }
             pub fn description<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
@@ -4602,6 +4807,7 @@ progenitor pages only with a plain string.
                 value: UsagePlanInput,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    allow_cache_refresh: value.allow_cache_refresh?,
                     description: value.description?,
                     name: value.name?,
                     quota: value.quota?,
@@ -4612,6 +4818,7 @@ progenitor pages only with a plain string.
         impl ::std::convert::From<super::UsagePlanInput> for UsagePlanInput {
             fn from(value: super::UsagePlanInput) -> Self {
                 Self {
+                    allow_cache_refresh: Ok(value.allow_cache_refresh),
                     description: Ok(value.description),
                     name: Ok(value.name),
                     quota: Ok(value.quota),
@@ -5270,12 +5477,18 @@ Sends a `GET` request to `/v1/users/{user_id}`
 
 Arguments:
 - `user_id`: A user's id.
+- `cache_control`: `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+copy, which the answer then replaces. It is honoured only for keys whose usage plan
+has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+copy may still answer, as with API Gateway's "require authorization" setting.
+
 - `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
 no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
 
 ```ignore
 let response = client.get_user()
     .user_id(user_id)
+    .cache_control(cache_control)
     .if_none_match(if_none_match)
     .send()
     .await;
@@ -5428,12 +5641,18 @@ Sends a `GET` request to `/v1/tweets/{tweet_id}`
 
 Arguments:
 - `tweet_id`: A tweet's id.
+- `cache_control`: `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+copy, which the answer then replaces. It is honoured only for keys whose usage plan
+has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+copy may still answer, as with API Gateway's "require authorization" setting.
+
 - `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
 no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
 
 ```ignore
 let response = client.get_tweet()
     .tweet_id(tweet_id)
+    .cache_control(cache_control)
     .if_none_match(if_none_match)
     .send()
     .await;
@@ -5471,11 +5690,17 @@ Arguments:
 `next_page` it has no `maxLength` (progenitor pages only with plain strings);
 the server refuses any token it did not issue for this list.
 
+- `cache_control`: `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+copy, which the answer then replaces. It is honoured only for keys whose usage plan
+has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+copy may still answer, as with API Gateway's "require authorization" setting.
+
 ```ignore
 let response = client.list_user_tweets()
     .user_id(user_id)
     .limit(limit)
     .page_token(page_token)
+    .cache_control(cache_control)
     .send()
     .await;
 ```*/
@@ -6076,6 +6301,7 @@ pub mod builder {
     pub struct GetUser<'a> {
         client: &'a super::Client,
         user_id: Result<types::Id, String>,
+        cache_control: Result<Option<types::GetUserCacheControl>, String>,
         if_none_match: Result<Option<types::GetUserIfNoneMatch>, String>,
     }
     impl<'a> GetUser<'a> {
@@ -6083,6 +6309,7 @@ pub mod builder {
             Self {
                 client: client,
                 user_id: Err("user_id was not initialized".to_string()),
+                cache_control: Ok(None),
                 if_none_match: Ok(None),
             }
         }
@@ -6093,6 +6320,19 @@ pub mod builder {
             self.user_id = value
                 .try_into()
                 .map_err(|_| "conversion to `Id` for user_id failed".to_string());
+            self
+        }
+        pub fn cache_control<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetUserCacheControl>,
+        {
+            self.cache_control = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetUserCacheControl` for cache_control failed"
+                        .to_string()
+                });
             self
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
@@ -6112,13 +6352,14 @@ pub mod builder {
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
-            let Self { client, user_id, if_none_match } = self;
+            let Self { client, user_id, cache_control, if_none_match } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
+            let cache_control = cache_control.map_err(Error::InvalidRequest)?;
             let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -6126,6 +6367,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = cache_control {
+                header_map.append("Cache-Control", value.to_string().try_into()?);
+            }
             if let Some(value) = if_none_match {
                 header_map.append("If-None-Match", value.to_string().try_into()?);
             }
@@ -7128,6 +7372,7 @@ pub mod builder {
     pub struct GetTweet<'a> {
         client: &'a super::Client,
         tweet_id: Result<types::Id, String>,
+        cache_control: Result<Option<types::GetTweetCacheControl>, String>,
         if_none_match: Result<Option<types::GetTweetIfNoneMatch>, String>,
     }
     impl<'a> GetTweet<'a> {
@@ -7135,6 +7380,7 @@ pub mod builder {
             Self {
                 client: client,
                 tweet_id: Err("tweet_id was not initialized".to_string()),
+                cache_control: Ok(None),
                 if_none_match: Ok(None),
             }
         }
@@ -7145,6 +7391,19 @@ pub mod builder {
             self.tweet_id = value
                 .try_into()
                 .map_err(|_| "conversion to `Id` for tweet_id failed".to_string());
+            self
+        }
+        pub fn cache_control<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::GetTweetCacheControl>,
+        {
+            self.cache_control = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `GetTweetCacheControl` for cache_control failed"
+                        .to_string()
+                });
             self
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
@@ -7164,13 +7423,14 @@ pub mod builder {
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::Tweet>, Error<types::Problem>> {
-            let Self { client, tweet_id, if_none_match } = self;
+            let Self { client, tweet_id, cache_control, if_none_match } = self;
             let tweet_id = tweet_id.map_err(Error::InvalidRequest)?;
+            let cache_control = cache_control.map_err(Error::InvalidRequest)?;
             let if_none_match = if_none_match.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/v1/tweets/{}", client.baseurl, encode_path(& tweet_id.to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -7178,6 +7438,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = cache_control {
+                header_map.append("Cache-Control", value.to_string().try_into()?);
+            }
             if let Some(value) = if_none_match {
                 header_map.append("If-None-Match", value.to_string().try_into()?);
             }
@@ -7352,6 +7615,7 @@ pub mod builder {
         user_id: Result<types::Id, String>,
         limit: Result<Option<::std::num::NonZeroU32>, String>,
         page_token: Result<Option<::std::string::String>, String>,
+        cache_control: Result<Option<types::ListUserTweetsCacheControl>, String>,
     }
     impl<'a> ListUserTweets<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -7360,6 +7624,7 @@ pub mod builder {
                 user_id: Err("user_id was not initialized".to_string()),
                 limit: Ok(None),
                 page_token: Ok(None),
+                cache_control: Ok(None),
             }
         }
         pub fn user_id<V>(mut self, value: V) -> Self
@@ -7397,19 +7662,33 @@ pub mod builder {
                 });
             self
         }
+        pub fn cache_control<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListUserTweetsCacheControl>,
+        {
+            self.cache_control = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `ListUserTweetsCacheControl` for cache_control failed"
+                        .to_string()
+                });
+            self
+        }
         ///Sends a `GET` request to `/v1/users/{user_id}/tweets`
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::TweetPage>, Error<types::Problem>> {
-            let Self { client, user_id, limit, page_token } = self;
+            let Self { client, user_id, limit, page_token, cache_control } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
             let limit = limit.map_err(Error::InvalidRequest)?;
             let page_token = page_token.map_err(Error::InvalidRequest)?;
+            let cache_control = cache_control.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/v1/users/{}/tweets", client.baseurl, encode_path(& user_id
                 .to_string()),
             );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -7417,6 +7696,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = cache_control {
+                header_map.append("Cache-Control", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client

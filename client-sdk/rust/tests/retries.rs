@@ -58,6 +58,7 @@ impl Server {
             description: None,
             throttle,
             quota: None,
+            allow_cache_refresh: false,
         };
         let plan = store.create_plan(settings).await.expect("a plan");
         match store

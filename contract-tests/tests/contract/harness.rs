@@ -95,6 +95,7 @@ pub async fn unlimited_key(state: &AppState) -> String {
         description: None,
         throttle: None,
         quota: None,
+        allow_cache_refresh: false,
     };
     let plan = state.store.create_plan(settings).await.expect("plan");
     match state

@@ -658,6 +658,7 @@ fn plan_input(name: &str, rate_limit: f64) -> types::UsagePlanInput {
             limit: std::num::NonZeroU64::new(100).expect("non-zero"),
             period: types::QuotaPeriod::Day,
         }),
+        allow_cache_refresh: false,
     }
 }
 
@@ -1068,6 +1069,7 @@ pub async fn gateway(ctx: &Context<'_>) {
         description: None,
         throttle: None,
         quota: Some((1, "DAY".into())),
+        allow_cache_refresh: false,
     };
     let plan = store.create_plan(settings).await.expect("plan");
     let KeyWrite::Done(NewKey { secret, .. }) =
@@ -1376,6 +1378,7 @@ pub async fn unavailable(ctx: &Context<'_>) {
     state.store.close().await;
     state.profiles.resync();
     state.timelines.resync();
+    state.response_cache.resync();
     state.timelines.drop_feeds().await.expect("drop the feeds");
     let down = status(503, "unavailable");
     let sdk = &ctx.anonymous;

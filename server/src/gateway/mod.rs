@@ -52,6 +52,8 @@ pub struct ActiveKey {
     pub id: Uuid,
     pub plan_id: Uuid,
     pub limits: PlanLimits,
+    /// The plan lets the key refresh the response cache.
+    pub may_refresh_cache: bool,
 }
 
 impl ActiveKey {
@@ -64,6 +66,7 @@ impl ActiveKey {
                 throttle: None,
                 quota: None,
             },
+            may_refresh_cache: false,
         }
     }
 }
@@ -190,6 +193,7 @@ impl Gateway {
                         Some((u64::try_from(*limit).ok()?, Period::parse(period)?))
                     }),
                 },
+                may_refresh_cache: plan.allow_cache_refresh,
             })
         });
         let mut cache = self.cache();

@@ -733,6 +733,12 @@ static GET_USER: runtime::Operation = runtime::Operation {
             array: false,
         },
         runtime::Param {
+            name: "Cache-Control",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
             name: "user_id",
             location: runtime::Location::Path,
             scalar: runtime::Scalar::String,
@@ -842,6 +848,9 @@ async fn handle_get_user<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
+    if let Some(response) = runtime::stored_response(&request, "get_user").await {
+        return Ok(response);
+    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits)
         .await?;
     let params: types::GetUserParams = input.params()?;
@@ -1841,6 +1850,12 @@ static GET_TWEET: runtime::Operation = runtime::Operation {
             scalar: runtime::Scalar::String,
             array: false,
         },
+        runtime::Param {
+            name: "Cache-Control",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
     ],
     body: None,
 };
@@ -1945,6 +1960,9 @@ async fn handle_get_tweet<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
+    if let Some(response) = runtime::stored_response(&request, "get_tweet").await {
+        return Ok(response);
+    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TWEET, limits)
         .await?;
     let params: types::GetTweetParams = input.params()?;
@@ -2113,6 +2131,12 @@ static LIST_USER_TWEETS: runtime::Operation = runtime::Operation {
             scalar: runtime::Scalar::String,
             array: false,
         },
+        runtime::Param {
+            name: "Cache-Control",
+            location: runtime::Location::Header,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
     ],
     body: None,
 };
@@ -2211,6 +2235,10 @@ async fn handle_list_user_tweets<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
+    if let Some(response) = runtime::stored_response(&request, "list_user_tweets").await
+    {
+        return Ok(response);
+    }
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -4310,6 +4338,7 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
             "etag",
             "ratelimit",
             "ratelimit-policy",
+            "x-cache",
             "x-ratelimit-limit",
             "x-ratelimit-remaining",
             "x-ratelimit-reset",
@@ -4391,6 +4420,7 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
             "etag",
             "ratelimit",
             "ratelimit-policy",
+            "x-cache",
             "x-ratelimit-limit",
             "x-ratelimit-remaining",
             "x-ratelimit-reset",
@@ -4411,6 +4441,7 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
         &[
             "ratelimit",
             "ratelimit-policy",
+            "x-cache",
             "x-ratelimit-limit",
             "x-ratelimit-remaining",
             "x-ratelimit-reset",
@@ -4489,6 +4520,13 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
             "x-ratelimit-reset",
         ],
     ),
+];
+/// Per operationId, how many seconds a response cache may keep the operation's 200
+/// answer (`x-minitter-cache`); operations not listed are never cached.
+pub static RESPONSE_CACHE: &[(&str, u64)] = &[
+    ("get_user", 300u64),
+    ("get_tweet", 3600u64),
+    ("list_user_tweets", 60u64),
 ];
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.

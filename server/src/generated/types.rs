@@ -279,6 +279,11 @@ pub struct GetTimelineParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetTweetParams {
     #[serde(
+        rename = "Cache-Control",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cache_control: ::std::option::Option<::std::string::String>,
+    #[serde(
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
@@ -312,6 +317,11 @@ pub struct GetUsageReportParams {
 ///`GetUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct GetUserParams {
+    #[serde(
+        rename = "Cache-Control",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cache_control: ::std::option::Option<::std::string::String>,
     #[serde(
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
@@ -469,6 +479,11 @@ pub struct ListUsagePlansParams {
 ///`ListUserTweetsParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct ListUserTweetsParams {
+    #[serde(
+        rename = "Cache-Control",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cache_control: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<::std::num::NonZeroU32>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -796,6 +811,8 @@ pub struct UpdateUsagePlanParams {
 ///`UsagePlan`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct UsagePlan {
+    ///Whether this plan's keys may refresh the response cache.
+    pub allow_cache_refresh: bool,
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
@@ -810,6 +827,11 @@ pub struct UsagePlan {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct UsagePlanInput {
+    /**Whether this plan's keys may refresh the response cache with
+`Cache-Control: max-age=0`; other keys' requests to refresh are ignored.
+*/
+    #[serde(default)]
+    pub allow_cache_refresh: bool,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     pub name: ::std::string::String,

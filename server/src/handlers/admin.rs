@@ -50,6 +50,7 @@ fn settings(input: types::UsagePlanInput) -> PlanSettings {
                 q.period.to_string(),
             )
         }),
+        allow_cache_refresh: input.allow_cache_refresh,
     }
 }
 
@@ -89,6 +90,7 @@ pub(super) fn to_api_plan(plan: &PlanRecord) -> Result<types::UsagePlan> {
         description: plan.description.clone(),
         throttle,
         quota,
+        allow_cache_refresh: plan.allow_cache_refresh,
         created_at: plan.created_at,
     })
 }

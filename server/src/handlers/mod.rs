@@ -63,6 +63,9 @@ impl Server for Handlers {
         }
         let key = self.state.gateway.admit(secret, request).await?;
         tracing::Span::current().record("key_id", tracing::field::display(key.id));
+        if key.may_refresh_cache {
+            crate::response_cache::allow_refresh(request);
+        }
         Ok(key)
     }
 

@@ -125,6 +125,8 @@ pub struct PlanRecord {
     pub throttle: Option<(f64, i64)>,
     /// Requests per period (`DAY`, `WEEK`, `MONTH`).
     pub quota: Option<(i64, String)>,
+    /// Whether the plan's keys may refresh the response cache (`Cache-Control: max-age=0`).
+    pub allow_cache_refresh: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -137,6 +139,7 @@ impl PlanRecord {
             description: settings.description,
             throttle: settings.throttle,
             quota: settings.quota,
+            allow_cache_refresh: settings.allow_cache_refresh,
             created_at: now_millis(),
         }
     }
@@ -149,6 +152,7 @@ pub struct PlanSettings {
     pub description: Option<String>,
     pub throttle: Option<(f64, i64)>,
     pub quota: Option<(i64, String)>,
+    pub allow_cache_refresh: bool,
 }
 
 /// An API key as stored, without its secret.

@@ -520,6 +520,14 @@ async fn fan_out_worker(timelines: std::sync::Weak<Timelines>, mut queue: mpsc::
     }
 }
 
+impl crate::response_cache::RecordsById for Timelines {
+    fn forget(&self, ids: &[Uuid]) {
+        for id in ids {
+            self.tweets.forget(*id);
+        }
+    }
+}
+
 /// The feeds and the tweet cache follow every committed change. The writer's own feed
 /// changes before its request is answered (a user sees their own post, follow or delete
 /// at once); followers' feeds change in the fan-out worker, a moment later.

@@ -81,6 +81,11 @@ impl TweetCache {
         self.cache.gone(id);
     }
 
+    /// Reads `id` from the database next time (it may have changed elsewhere).
+    pub fn forget(&self, id: Uuid) {
+        self.cache.invalidate(id);
+    }
+
     /// Forgets everything (deletes may have been missed).
     pub fn clear(&self) {
         self.cache.clear();

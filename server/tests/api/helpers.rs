@@ -49,7 +49,13 @@ pub async fn api_key(
         description: None,
         throttle,
         quota: quota.map(|(limit, period)| (limit, period.to_owned())),
+        allow_cache_refresh: false,
     };
+    key_in_plan(store, settings).await
+}
+
+/// A key in a new plan with `settings`, made through the store.
+pub async fn key_in_plan(store: &dyn Store, settings: PlanSettings) -> String {
     let plan = store.create_plan(settings).await.expect("plan");
     match store.create_key("tests", plan.id, true).await.expect("key") {
         KeyWrite::Done(key) => key.secret,

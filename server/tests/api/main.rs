@@ -14,6 +14,7 @@ mod metrics;
 mod outbox;
 mod pictures;
 mod postgres;
+mod response_cache;
 mod social;
 mod startup;
 mod users;

@@ -94,6 +94,7 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::IN_FLIGHT,
         metrics::GATEWAY_DECISIONS,
         metrics::CACHE_LOOKUPS,
+        metrics::RESPONSE_CACHE,
         metrics::TIMELINE_PAGES,
         metrics::FEED_BUILDS,
         metrics::EVENTS_UNANNOUNCED,

@@ -657,6 +657,12 @@ export interface components {
             description?: string;
             throttle?: components["schemas"]["Throttle"];
             quota?: components["schemas"]["Quota"];
+            /**
+             * @description Whether this plan's keys may refresh the response cache with
+             *     `Cache-Control: max-age=0`; other keys' requests to refresh are ignored.
+             * @default false
+             */
+            allow_cache_refresh: boolean;
         };
         /** @description A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`. */
         Throttle: {
@@ -681,6 +687,8 @@ export interface components {
             description?: string;
             throttle?: components["schemas"]["Throttle"];
             quota?: components["schemas"]["Quota"];
+            /** @description Whether this plan's keys may refresh the response cache. */
+            allow_cache_refresh: boolean;
             /** Format: date-time */
             created_at: string;
         };
@@ -1062,6 +1070,13 @@ export interface components {
     };
     parameters: {
         /**
+         * @description `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+         *     copy, which the answer then replaces. It is honoured only for keys whose usage plan
+         *     has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+         *     copy may still answer, as with API Gateway's "require authorization" setting.
+         */
+        CacheControl: string;
+        /**
          * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
          *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
          */
@@ -1100,6 +1115,15 @@ export interface components {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description How the response cache took part (the operation's `x-minitter-cache` says how long
+         *     an answer may be kept): `hit`, answered from the cache without running the
+         *     operation; `miss`, the operation ran and its answer was stored (also after a
+         *     permitted `Cache-Control: max-age=0`); `bypass`, the operation ran and the cache was
+         *     neither read nor filled (it is off, or its shared state in Redis did not answer).
+         *     A write is never followed by a cached copy of what it changed.
+         */
+        XCache: "hit" | "miss" | "bypass";
         /**
          * @description A validator of this representation (weak: the same for every content coding). Send
          *     it back as `If-None-Match` to get a 304 when nothing changed.
@@ -1264,6 +1288,13 @@ export interface operations {
                  *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
                  */
                 "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+                /**
+                 * @description `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+                 *     copy, which the answer then replaces. It is honoured only for keys whose usage plan
+                 *     has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+                 *     copy may still answer, as with API Gateway's "require authorization" setting.
+                 */
+                "Cache-Control"?: components["parameters"]["CacheControl"];
             };
             path: {
                 /**
@@ -1279,6 +1310,7 @@ export interface operations {
             /** @description The user. */
             200: {
                 headers: {
+                    "X-Cache": components["headers"]["XCache"];
                     ETag: components["headers"]["ETag"];
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                     RateLimit: components["headers"]["RateLimit"];
@@ -1657,6 +1689,13 @@ export interface operations {
                  *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
                  */
                 "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+                /**
+                 * @description `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+                 *     copy, which the answer then replaces. It is honoured only for keys whose usage plan
+                 *     has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+                 *     copy may still answer, as with API Gateway's "require authorization" setting.
+                 */
+                "Cache-Control"?: components["parameters"]["CacheControl"];
             };
             path: {
                 /**
@@ -1672,6 +1711,7 @@ export interface operations {
             /** @description The tweet. */
             200: {
                 headers: {
+                    "X-Cache": components["headers"]["XCache"];
                     ETag: components["headers"]["ETag"];
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                     RateLimit: components["headers"]["RateLimit"];
@@ -1750,7 +1790,15 @@ export interface operations {
                  */
                 page_token?: components["parameters"]["PageToken"];
             };
-            header?: never;
+            header?: {
+                /**
+                 * @description `max-age=0` (or `no-cache`) asks for a fresh answer instead of the response cache's
+                 *     copy, which the answer then replaces. It is honoured only for keys whose usage plan
+                 *     has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
+                 *     copy may still answer, as with API Gateway's "require authorization" setting.
+                 */
+                "Cache-Control"?: components["parameters"]["CacheControl"];
+            };
             path: {
                 /**
                  * @description A user's id.
@@ -1765,6 +1813,7 @@ export interface operations {
             /** @description A page of tweets. */
             200: {
                 headers: {
+                    "X-Cache": components["headers"]["XCache"];
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                     RateLimit: components["headers"]["RateLimit"];
                     "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];

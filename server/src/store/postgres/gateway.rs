@@ -29,7 +29,7 @@ use crate::store::{
 macro_rules! plan_columns {
     () => {
         "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, \
-         created_at"
+         allow_cache_refresh, created_at"
     };
 }
 
@@ -46,8 +46,8 @@ impl GatewayStore for PgStore {
         let plan = PlanRecord::new(settings);
         sqlx::query(
             "INSERT INTO usage_plans (id, name, description, throttle_rate, throttle_burst,
-                 quota_limit, quota_period, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 quota_limit, quota_period, allow_cache_refresh, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(plan.id)
         .bind(&plan.name)
@@ -56,6 +56,7 @@ impl GatewayStore for PgStore {
         .bind(plan.throttle.map(|(_, burst)| burst))
         .bind(plan.quota.as_ref().map(|(limit, _)| *limit))
         .bind(plan.quota.as_ref().map(|(_, period)| period.as_str()))
+        .bind(plan.allow_cache_refresh)
         .bind(plan.created_at)
         .execute(&self.pool)
         .await?;
@@ -103,8 +104,9 @@ impl GatewayStore for PgStore {
     ) -> Result<Option<PlanRecord>, StoreError> {
         let row = sqlx::query(concat!(
             "UPDATE usage_plans SET name = $1, description = $2, throttle_rate = $3,
-                 throttle_burst = $4, quota_limit = $5, quota_period = $6
-             WHERE id = $7 RETURNING ",
+                 throttle_burst = $4, quota_limit = $5, quota_period = $6,
+                 allow_cache_refresh = $7
+             WHERE id = $8 RETURNING ",
             plan_columns!()
         ))
         .bind(&settings.name)
@@ -113,6 +115,7 @@ impl GatewayStore for PgStore {
         .bind(settings.throttle.map(|(_, burst)| burst))
         .bind(settings.quota.as_ref().map(|(limit, _)| *limit))
         .bind(settings.quota.as_ref().map(|(_, period)| period.as_str()))
+        .bind(settings.allow_cache_refresh)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -286,7 +289,7 @@ impl GatewayStore for PgStore {
                  k.secret_hash,
                  p.name AS plan_name, p.description AS plan_description,
                  p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period,
-                 p.created_at AS plan_created_at
+                 p.allow_cache_refresh, p.created_at AS plan_created_at
              FROM api_keys k JOIN usage_plans p ON p.id = k.plan_id
              WHERE k.secret_hash = $1",
         )
@@ -301,6 +304,7 @@ impl GatewayStore for PgStore {
             description: row.try_get("plan_description")?,
             throttle: throttle_from_row(&row)?,
             quota: quota_from_row(&row)?,
+            allow_cache_refresh: row.try_get("allow_cache_refresh")?,
             created_at: row.try_get("plan_created_at")?,
         };
         let stored_hash: String = row.try_get("secret_hash")?;
@@ -410,6 +414,7 @@ fn plan_from_row(row: &PgRow) -> Result<PlanRecord, sqlx::Error> {
         description: row.try_get("description")?,
         throttle: throttle_from_row(row)?,
         quota: quota_from_row(row)?,
+        allow_cache_refresh: row.try_get("allow_cache_refresh")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -12,8 +12,7 @@ use crate::store::{
     PlanSettings, StoreError, UsageCount, new_secret, now_millis, secret_hash, secret_prefix,
 };
 
-const PLAN_COLUMNS: &str =
-    "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, created_at";
+const PLAN_COLUMNS: &str = "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, allow_cache_refresh, created_at";
 const KEY_COLUMNS: &str = "id, name, prefix, plan_id, enabled, created_at, last_used_at";
 
 #[async_trait]
@@ -22,8 +21,8 @@ impl GatewayStore for SqliteStore {
         let _turn = self.write_turn().await;
         let plan = PlanRecord::new(settings);
         sqlx::query(
-            "INSERT INTO usage_plans (id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO usage_plans (id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, allow_cache_refresh, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(text(plan.id))
         .bind(&plan.name)
@@ -32,6 +31,7 @@ impl GatewayStore for SqliteStore {
         .bind(plan.throttle.map(|t| t.1))
         .bind(plan.quota.as_ref().map(|q| q.0))
         .bind(plan.quota.as_ref().map(|q| q.1.clone()))
+        .bind(plan.allow_cache_refresh)
         .bind(plan.created_at)
         .execute(&self.pool)
         .await?;
@@ -66,7 +66,7 @@ impl GatewayStore for SqliteStore {
         let turn = self.write_turn().await;
         let updated = sqlx::query(
             "UPDATE usage_plans SET name = ?, description = ?, throttle_rate = ?, throttle_burst = ?,
-                 quota_limit = ?, quota_period = ? WHERE id = ?",
+                 quota_limit = ?, quota_period = ?, allow_cache_refresh = ? WHERE id = ?",
         )
         .bind(&settings.name)
         .bind(&settings.description)
@@ -74,6 +74,7 @@ impl GatewayStore for SqliteStore {
         .bind(settings.throttle.map(|t| t.1))
         .bind(settings.quota.as_ref().map(|q| q.0))
         .bind(settings.quota.as_ref().map(|q| q.1.clone()))
+        .bind(settings.allow_cache_refresh)
         .bind(text(id))
         .execute(&self.pool)
         .await?
@@ -241,7 +242,8 @@ impl GatewayStore for SqliteStore {
         let row = sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.plan_id, k.enabled, k.created_at, k.last_used_at,
                     k.secret_hash, p.name AS plan_name, p.description, p.throttle_rate,
-                    p.throttle_burst, p.quota_limit, p.quota_period, p.created_at AS plan_created_at
+                    p.throttle_burst, p.quota_limit, p.quota_period, p.allow_cache_refresh,
+                    p.created_at AS plan_created_at
              FROM api_keys k JOIN usage_plans p ON p.id = k.plan_id WHERE k.secret_hash = ?",
         )
         .bind(secret_hash)
@@ -354,6 +356,7 @@ fn plan_from_columns(
         description: row.try_get("description")?,
         throttle: rate.zip(burst),
         quota: limit.zip(period),
+        allow_cache_refresh: row.try_get("allow_cache_refresh")?,
         created_at: row.try_get(created_at)?,
     })
 }

@@ -218,6 +218,9 @@ async fn handle_show_pet_by_id<A: Api>(
 /// Per operationId, the response headers the document says a middleware sets
 /// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
 pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[];
+/// Per operationId, how many seconds a response cache may keep the operation's 200
+/// answer (`x-minitter-cache`); operations not listed are never cached.
+pub static RESPONSE_CACHE: &[(&str, u64)] = &[];
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {

@@ -1,0 +1,4 @@
+-- Whether a plan's keys may refresh the response cache with `Cache-Control: max-age=0`
+-- (API Gateway's "require authorization" for cache invalidation). Off for existing plans.
+ALTER TABLE usage_plans
+    ADD COLUMN allow_cache_refresh INTEGER NOT NULL DEFAULT 0 CHECK (allow_cache_refresh IN (0, 1));

@@ -1,0 +1,515 @@
+//! The response cache: whole answers of the GETs that opt in with `x-minitter-cache` in
+//! `openapi.yaml` (the generated `RESPONSE_CACHE` lists them with their time to live), as
+//! API Gateway's stage cache keeps them, so a hot profile or tweet costs no database
+//! query, no JSON and no compression.
+//!
+//! **Where it sits.** The middleware runs outside compression and `ETag`, so what it keeps
+//! is the answer as sent: one entry per path, query and content coding, with its `ETag`.
+//! It cannot answer by itself, because before routing it knows neither the operation nor
+//! whether the credentials are good; it offers its entries to the generated route
+//! ([`codegen_runtime::StoredResponses`]), which asks after it has verified the
+//! credentials. A cached answer is therefore authenticated, metered and throttled like any
+//! other, and carries its own rate-limit headers.
+//!
+//! **Key.** Method (only GETs), path, query and the negotiated content coding. The caller is
+//! not part of it: the operations that opt in answer the same to every key. An operation
+//! whose answer depends on the caller must not opt in.
+//!
+//! **Invalidation.** Each entry is filed under the ids in its path (`/v1/users/{id}` and
+//! `/v1/users/{id}/tweets` under the user, `/v1/tweets/{id}` under the tweet), and stored
+//! with their [`versions`] as read before the operation ran. A write's event changes the
+//! versions of exactly the resources it changed ([`changed_resources`]) before the write
+//! is answered, so an entry made before the write is never served after it, on this
+//! instance or (with the versions in Redis) on any other.
+//!
+//! **The caches behind it.** With the versions in Redis, an instance can learn of another's
+//! write from a version before that write's event reaches it, and the operation it is
+//! about to run would read the record caches the event has not yet corrected. So before a
+//! miss runs the operation, every id whose version is not the one this instance last saw is
+//! forgotten by the record caches ([`RecordsById`]), and the answer is made from the
+//! database.
+//!
+//! **Refresh.** `Cache-Control: max-age=0` (or `no-cache`) from a key whose plan has
+//! `allow_cache_refresh` runs the operation from the database (the record caches forget the
+//! ids in the path) and replaces the entry; from other keys it is ignored, not refused.
+//!
+//! **`X-Cache`** on each 200 of an operation that opts in: `hit`, `miss` (ran and stored)
+//! or `bypass` (ran; the cache was neither read nor filled: it is off, or the versions in
+//! Redis could not be read, or a write's new versions have not reached Redis yet).
+
+mod versions;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use codegen_runtime::{ResponseStore, StoredResponses};
+use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use quick_cache::Weighter;
+use uuid::Uuid;
+
+use crate::events::{Event, Origin, Subscriber};
+use crate::gateway::redis::SharedRedis;
+use crate::generated::RESPONSE_CACHE;
+pub use versions::{LocalVersions, RedisVersions, Versions};
+
+/// The header that says how the cache took part.
+const X_CACHE: &str = "x-cache";
+
+/// A cache of records by id behind the cached operations (users, tweets).
+pub trait RecordsById: Send + Sync {
+    /// Reads `ids` from the database next time: they changed on another instance.
+    fn forget(&self, ids: &[Uuid]);
+}
+
+/// Kept answers, and the versions of the resources they show.
+pub struct ResponseCache {
+    /// `None` when the cache is off (a budget of 0).
+    entries: Option<quick_cache::sync::Cache<String, Arc<Entry>, EntryBytes>>,
+    versions: Box<dyn Versions>,
+    /// The record caches behind the cached operations, told to forget what another
+    /// instance changed and what a refresh asks for afresh.
+    records: Vec<Arc<dyn RecordsById>>,
+    /// With shared versions: the version of each id this instance last saw.
+    seen: Option<quick_cache::sync::Cache<Uuid, u64>>,
+    /// Resources whose new versions could not be written (Redis did not answer): until
+    /// they are, this instance neither reads nor fills the cache.
+    unwritten: Mutex<HashSet<Uuid>>,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache").finish_non_exhaustive()
+    }
+}
+
+/// One kept answer.
+struct Entry {
+    body: Bytes,
+    /// The representation headers: `Content-Type`, `Content-Encoding` and `ETag`.
+    headers: HeaderMap,
+    /// The versions of the ids in the path, read before the operation ran.
+    versions: Vec<u64>,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct EntryBytes;
+
+impl Weighter<String, Arc<Entry>> for EntryBytes {
+    fn weight(&self, key: &String, entry: &Arc<Entry>) -> u64 {
+        // The cache's own bookkeeping and the headers, roughly, plus key and body.
+        (256 + key.len() + entry.body.len()) as u64
+    }
+}
+
+impl ResponseCache {
+    /// A cache of `budget_bytes` (0: off), with its versions in Redis when there is one,
+    /// in front of `records`.
+    pub fn new(
+        budget_bytes: u64,
+        redis: Option<SharedRedis>,
+        records: Vec<Arc<dyn RecordsById>>,
+    ) -> Self {
+        // An answer of a few hundred bytes is typical (a profile, a tweet).
+        let typical = 1024;
+        let entries = (budget_bytes > 0).then(|| {
+            quick_cache::sync::Cache::with_weighter(
+                usize::try_from(budget_bytes / typical)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+                budget_bytes,
+                EntryBytes,
+            )
+        });
+        let ids = usize::try_from(budget_bytes / 256).unwrap_or(usize::MAX);
+        let (versions, seen): (Box<dyn Versions>, _) = match redis {
+            Some(redis) => (
+                Box::new(RedisVersions::new(redis)),
+                Some(quick_cache::sync::Cache::new(ids.max(1))),
+            ),
+            None => (Box::new(LocalVersions::new(ids)), None),
+        };
+        Self {
+            entries,
+            versions,
+            records,
+            seen,
+            unwritten: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes the versions that could not be written when their change committed, about
+    /// once a second, until the cache is dropped.
+    pub async fn write_versions_every_second(cache: Weak<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(cache) = cache.upgrade() else { return };
+            let ids: Vec<Uuid> = cache.unwritten().iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            if cache.versions.change(&ids).await.is_ok() {
+                let mut unwritten = cache.unwritten();
+                for id in &ids {
+                    unwritten.remove(id);
+                }
+            }
+        }
+    }
+
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Has the record caches forget the ids whose version is not the one last seen here.
+    fn saw(&self, ids: &[Uuid], versions: &[u64]) {
+        let Some(seen) = &self.seen else { return };
+        let changed: Vec<Uuid> = ids
+            .iter()
+            .zip(versions)
+            .filter(|&(id, version)| seen.get(id) != Some(*version))
+            .map(|(id, _)| *id)
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.forget_records(&changed);
+        for (id, version) in ids.iter().zip(versions) {
+            seen.insert(*id, *version);
+        }
+    }
+
+    fn forget_records(&self, ids: &[Uuid]) {
+        for cache in &self.records {
+            cache.forget(ids);
+        }
+    }
+
+    /// Forgets every kept answer and every version seen.
+    fn forget_all(&self) {
+        if let Some(entries) = &self.entries {
+            entries.clear();
+        }
+        if let Some(seen) = &self.seen {
+            seen.clear();
+        }
+    }
+
+    /// Gives the resources `event` changed new versions (see [`changed_resources`]).
+    async fn change(&self, ids: &[Uuid]) {
+        if let Err(error) = self.versions.change(ids).await {
+            tracing::warn!(%error, "response cache: new versions not written yet; bypassing the cache until they are");
+            self.unwritten().extend(ids);
+        }
+    }
+}
+
+/// The resources (ids that appear in cached paths) whose answers `event` changes: a
+/// user's profile counts and tweet list on a post or delete, both users' counts on a
+/// follow or unfollow, the tweet itself on a delete, the profile on a picture change.
+fn changed_resources(event: &Event) -> Vec<Uuid> {
+    match event {
+        Event::TweetCreated { tweet } => vec![tweet.author_id],
+        Event::TweetDeleted {
+            tweet_id,
+            author_id,
+        } => vec![*tweet_id, *author_id],
+        Event::UserFollowed {
+            follower_id,
+            followee_id,
+        }
+        | Event::UserUnfollowed {
+            follower_id,
+            followee_id,
+        } => vec![*follower_id, *followee_id],
+        Event::UserUpdated { user_id } => vec![*user_id],
+        // Answers do not depend on the key that asked.
+        Event::KeyChanged => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl Subscriber for ResponseCache {
+    async fn on_event(&self, event: &Event, origin: Origin) {
+        // The instance that made the change has written the versions where every
+        // instance reads them before it answered; another instance has nothing to do.
+        if origin == Origin::Remote {
+            return;
+        }
+        let ids = changed_resources(event);
+        if !ids.is_empty() {
+            self.change(&ids).await;
+        }
+    }
+
+    fn resync(&self) {
+        // Redis came back, perhaps without its data, and events may have been missed:
+        // nothing kept or seen before can be trusted.
+        self.forget_all();
+    }
+}
+
+/// How the cache took part in one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// One GET's dealings with the cache: what the middleware learns before routing, what the
+/// generated route decides after the credentials, and what to store afterwards.
+struct Lookup {
+    cache: Arc<ResponseCache>,
+    key: String,
+    ids: Vec<Uuid>,
+    /// The request asks for a fresh answer (`Cache-Control: max-age=0` or `no-cache`).
+    asks_refresh: bool,
+    /// The key's plan allows refreshing; set when the key is verified.
+    may_refresh: AtomicBool,
+    decided: Mutex<Option<Decision>>,
+}
+
+struct Decision {
+    outcome: Outcome,
+    /// For a miss: how long to keep the answer, and the versions it is made at.
+    store: Option<(Duration, Vec<u64>)>,
+}
+
+impl Lookup {
+    fn new(cache: Arc<ResponseCache>, request: &Request) -> Self {
+        let path = request.uri().path();
+        let coding = request.header(header::ACCEPT_ENCODING).unwrap_or_default();
+        let key = format!(
+            "{path}?{}\n{coding}",
+            request.uri().query().unwrap_or_default()
+        );
+        let ids = path
+            .split('/')
+            .filter_map(|segment| Uuid::try_parse(segment).ok())
+            .collect();
+        let asks_refresh = request
+            .header(header::CACHE_CONTROL)
+            .is_some_and(asks_refresh);
+        Self {
+            cache,
+            key,
+            ids,
+            asks_refresh,
+            may_refresh: AtomicBool::new(false),
+            decided: Mutex::new(None),
+        }
+    }
+
+    fn decide(
+        &self,
+        operation: &'static str,
+        outcome: Outcome,
+        store: Option<(Duration, Vec<u64>)>,
+    ) {
+        crate::metrics::response_cache(operation, outcome.as_str());
+        *self
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Decision { outcome, store });
+    }
+
+    async fn stored(&self, operation: &'static str) -> Option<Response> {
+        let ttl = RESPONSE_CACHE
+            .iter()
+            .find(|(id, _)| *id == operation)
+            .map(|(_, ttl)| Duration::from_secs(*ttl))?;
+        let Some(entries) = &self.cache.entries else {
+            self.decide(operation, Outcome::Bypass, None);
+            return None;
+        };
+        if !self.cache.unwritten().is_empty() {
+            self.decide(operation, Outcome::Bypass, None);
+            return None;
+        }
+        let versions = match self.cache.versions.read(&self.ids).await {
+            Ok(versions) => versions,
+            Err(error) => {
+                tracing::warn!(%error, "response cache: versions not readable; bypassing");
+                // Other instances cannot write new versions either, and this one will not
+                // hear of their writes meanwhile: nothing kept or seen so far can be
+                // trusted later.
+                self.cache.forget_all();
+                self.decide(operation, Outcome::Bypass, None);
+                return None;
+            }
+        };
+        self.cache.saw(&self.ids, &versions);
+        let refresh = self.asks_refresh && self.may_refresh.load(Ordering::Relaxed);
+        if refresh {
+            // A fresh answer, from the database rather than the record caches.
+            self.cache.forget_records(&self.ids);
+        }
+        if !refresh
+            && let Some(entry) = entries.get(&self.key)
+            && entry.versions == versions
+            && entry.expires > Instant::now()
+        {
+            self.decide(operation, Outcome::Hit, None);
+            let mut response = Response::builder().status(StatusCode::OK).finish();
+            response.headers_mut().extend(entry.headers.clone());
+            response.set_body(Body::from(entry.body.clone()));
+            return Some(response);
+        }
+        self.decide(operation, Outcome::Miss, Some((ttl, versions)));
+        None
+    }
+
+    /// Stores a missed 200 and says how the cache took part.
+    async fn finish(&self, response: Response) -> poem::Result<Response> {
+        let decided = self
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(decided) = decided else {
+            return Ok(response);
+        };
+        if response.status() != StatusCode::OK {
+            return Ok(response);
+        }
+        let mut response = match (decided.store, &self.cache.entries) {
+            (Some((ttl, versions)), Some(entries)) => {
+                let (parts, body) = response.into_parts();
+                let body = body.into_bytes().await?;
+                let mut headers = HeaderMap::new();
+                for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::ETAG] {
+                    if let Some(value) = parts.headers.get(&name) {
+                        headers.insert(name, value.clone());
+                    }
+                }
+                entries.insert(
+                    self.key.clone(),
+                    Arc::new(Entry {
+                        body: body.clone(),
+                        headers,
+                        versions,
+                        expires: Instant::now() + ttl,
+                    }),
+                );
+                Response::from_parts(parts, Body::from(body))
+            }
+            _ => response,
+        };
+        response
+            .headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static(decided.outcome.as_str()));
+        Ok(response)
+    }
+}
+
+impl ResponseStore for Lookup {
+    fn stored<'a>(
+        &'a self,
+        _request: &'a Request,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>> {
+        Box::pin(Lookup::stored(self, operation))
+    }
+}
+
+/// Whether a `Cache-Control` request header asks for a fresh answer.
+fn asks_refresh(cache_control: &str) -> bool {
+    cache_control.split(',').any(|directive| {
+        let directive: String = directive
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        directive == "no-cache"
+            || directive
+                .strip_prefix("max-age=")
+                .and_then(|seconds| seconds.parse::<u64>().ok())
+                == Some(0)
+    })
+}
+
+/// Lets this request refresh the cache: its key's plan allows it.
+pub fn allow_refresh(request: &Request) {
+    if let Some(lookup) = request.extensions().get::<Arc<Lookup>>() {
+        lookup.may_refresh.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Middleware: offers kept answers to the routes and keeps their 200s.
+pub async fn serve<E: Endpoint>(
+    cache: Arc<ResponseCache>,
+    next: E,
+    mut request: Request,
+) -> poem::Result<Response> {
+    if request.method() != Method::GET {
+        return Ok(next.call(request).await?.into_response());
+    }
+    let lookup = Arc::new(Lookup::new(cache, &request));
+    request.extensions_mut().insert(StoredResponses(
+        Arc::clone(&lookup) as Arc<dyn ResponseStore>
+    ));
+    request.extensions_mut().insert(Arc::clone(&lookup));
+    let response = next.call(request).await?.into_response();
+    lookup.finish(response).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_zero_and_no_cache_ask_for_a_refresh() {
+        assert!(asks_refresh("max-age=0"));
+        assert!(asks_refresh("no-store, max-age = 0"));
+        assert!(asks_refresh("No-Cache"));
+        assert!(!asks_refresh("max-age=60"));
+        assert!(asks_refresh("max-age=00"));
+        assert!(!asks_refresh("max-age=zero"));
+        assert!(!asks_refresh(""));
+    }
+
+    #[test]
+    fn writes_change_exactly_the_resources_they_change() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(
+            changed_resources(&Event::UserFollowed {
+                follower_id: a,
+                followee_id: b
+            }),
+            vec![a, b]
+        );
+        assert_eq!(
+            changed_resources(&Event::TweetDeleted {
+                tweet_id: a,
+                author_id: b
+            }),
+            vec![a, b]
+        );
+        assert_eq!(
+            changed_resources(&Event::UserUpdated { user_id: a }),
+            vec![a]
+        );
+        assert!(changed_resources(&Event::KeyChanged).is_empty());
+    }
+}
