@@ -35,6 +35,10 @@ pub const EVENTS_UNANNOUNCED: &str = "minitter_events_unannounced_total";
 /// a permitted refresh is a miss).
 pub const RESPONSE_CACHE: &str = "minitter_response_cache_lookups_total";
 
+/// How far each outbox consumer is behind, by `consumer`: the age in seconds of the oldest
+/// event it has not handled, 0 when it has handled every one (set on every scrape).
+pub const OUTBOX_LAG: &str = "minitter_outbox_lag_seconds";
+
 /// Database connections, by `state`: `in_use` or `idle` (set on every scrape).
 pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
 /// Failures of the picture store (S3 or the data directory) answered as 503s.
@@ -103,6 +107,17 @@ pub fn cache_lookups(cache: &'static str) -> [metrics::Counter; 2] {
 /// Records how the response cache took part in a request to `operation`.
 pub fn response_cache(operation: &'static str, result: &'static str) {
     metrics::counter!(RESPONSE_CACHE, "operation" => operation, "result" => result).increment(1);
+}
+
+/// Records how far behind each outbox consumer is, just before a scrape renders it.
+pub fn outbox_backlog(backlog: &[(String, Option<chrono::DateTime<chrono::Utc>>)]) {
+    let now = chrono::Utc::now();
+    for (consumer, oldest) in backlog {
+        let lag = oldest.map_or(0.0, |at| {
+            now.signed_duration_since(at).as_seconds_f64().max(0.0)
+        });
+        metrics::gauge!(OUTBOX_LAG, "consumer" => consumer.clone()).set(lag);
+    }
 }
 
 /// Records the connection pool's state, just before a scrape renders it.

@@ -252,6 +252,11 @@ pub trait OutboxStore {
         consumer: &str,
         position: OutboxPosition,
     ) -> Result<(), StoreError>;
+    /// Every consumer with a position, and when the oldest event it has not handled was
+    /// written (`None` when it has handled them all): how far behind it is.
+    async fn outbox_backlog(
+        &self,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError>;
 }
 
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters

@@ -95,6 +95,7 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::GATEWAY_DECISIONS,
         metrics::CACHE_LOOKUPS,
         metrics::RESPONSE_CACHE,
+        metrics::OUTBOX_LAG,
         metrics::TIMELINE_PAGES,
         metrics::FEED_BUILDS,
         metrics::EVENTS_UNANNOUNCED,

@@ -1,7 +1,7 @@
 //! The outbox: every tweet posted or deleted and every follow or unfollow leaves an event
 //! row written in the same transaction as the change (so a failed change leaves none), and
 //! a consumer reads them in order from a position kept in the database, which survives a
-//! restart.
+//! restart, and the metrics say how far behind it is.
 
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,35 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
         pending(&restarted, 2).await,
         ["user.unfollowed", "tweet.deleted"]
     );
+
+    // The metrics say how far behind the consumer is: the age of its oldest unhandled
+    // event, then 0 once it has handled them all.
+    let behind = outbox_lag(&restarted).await;
+    assert!(behind > 0.0 && behind < 600.0, "lag {behind}");
+    restarted
+        .store()
+        .advance_outbox(CONSUMER, entries[4].position)
+        .await
+        .expect("advance");
+    assert_eq!(outbox_lag(&restarted).await, 0.0);
+}
+
+/// `minitter_outbox_lag_seconds` of the test's consumer, from `GET /metrics`.
+async fn outbox_lag(app: &TestApp) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .header("authorization", app.admin_authorization())
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let name = format!("minitter_outbox_lag_seconds{{consumer=\"{CONSUMER}\"}}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&name)?.trim().parse().ok())
+        .expect("the consumer's lag")
 }
 
 on_every_backend!(changes_and_their_events_commit_together);

@@ -70,4 +70,21 @@ impl OutboxStore for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn outbox_backlog(
+        &self,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
+        // The oldest event past each position, in the order consumers read.
+        let rows = sqlx::query(
+            "SELECT p.consumer, (SELECT o.created_at FROM outbox o WHERE (o.tx, o.id) > (p.tx, p.id)
+                                 ORDER BY o.tx, o.id LIMIT 1) AS oldest
+             FROM outbox_positions p ORDER BY p.consumer",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get("consumer")?, row.try_get("oldest")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
 }

@@ -68,4 +68,20 @@ impl OutboxStore for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn outbox_backlog(
+        &self,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.consumer, (SELECT o.created_at FROM outbox o WHERE o.id > p.position
+                                 ORDER BY o.id LIMIT 1) AS oldest
+             FROM outbox_positions p ORDER BY p.consumer",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get("consumer")?, row.try_get("oldest")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
 }
