@@ -218,6 +218,40 @@ mod tests {
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 
+    /// A response store that has a kept answer for every request.
+    struct KeepsEverything;
+
+    impl codegen_runtime::ResponseStore for KeepsEverything {
+        fn stored<'a>(
+            &'a self,
+            _request: &'a poem::Request,
+            operation: &'static str,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Option<poem::Response>> + Send + 'a>> {
+            Box::pin(
+                async move { Some(poem::Response::builder().body(format!("kept {operation}"))) },
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn only_operations_with_x_minitter_cache_take_a_kept_answer() {
+        assert_eq!(generated::RESPONSE_CACHE, &[("showPetById", 30)]);
+        let app = generated::routes(Arc::new(Petstore::default()), LIMITS);
+        let offered = |uri: &str| {
+            let mut request = Request::builder().uri(uri.parse().expect("uri")).finish();
+            request
+                .extensions_mut()
+                .insert(codegen_runtime::StoredResponses(Arc::new(KeepsEverything)));
+            request
+        };
+        let mut kept = app.get_response(offered("/pets/7")).await;
+        let text = kept.take_body().into_string().await.expect("text");
+        assert_eq!(text, "kept showPetById");
+        let mut ran = app.get_response(offered("/pets")).await;
+        let text = ran.take_body().into_string().await.expect("text");
+        assert_eq!(text, "[]", "listPets does not opt in, so its handler runs");
+    }
+
     #[tokio::test]
     async fn without_its_key_create_pets_is_refused_before_any_handler_runs() {
         let store = Arc::new(Petstore::default());

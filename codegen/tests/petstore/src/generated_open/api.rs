@@ -209,6 +209,9 @@ async fn handle_show_pet_by_id<A: Api>(
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
     runtime::announce_operation(&request, "showPetById");
+    if let Some(response) = runtime::stored_response(&request, "showPetById").await {
+        return Ok(response);
+    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &SHOW_PET_BY_ID, limits)
         .await?;
     let params: types::ShowPetByIdParams = input.params()?;
@@ -220,7 +223,7 @@ async fn handle_show_pet_by_id<A: Api>(
 pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[];
 /// Per operationId, how many seconds a response cache may keep the operation's 200
 /// answer (`x-minitter-cache`); operations not listed are never cached.
-pub static RESPONSE_CACHE: &[(&str, u64)] = &[];
+pub static RESPONSE_CACHE: &[(&str, u64)] = &[("showPetById", 30u64)];
 /// Every path of the document. A request is validated against its operation
 /// before the trait method runs; a method the path does not declare is a 405.
 pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
