@@ -14,9 +14,10 @@ one section per database.
 
 Some scenarios are pairs whose ratio is the result: the same read with and without the
 gateway, a timeline page with and without gzip, and a user read with and without metrics
-and the access log. The two halves of a pair alternate over several short rounds, and the
+and the access log, a user's tweets answered from the response cache and without it. The
+two halves of a pair alternate over several short rounds, and the
 median of the per-round ratios is reported. `--only` runs some groups of scenarios
-(reads, flood, gateway, gzip, telemetry) after the baseline, and then writes no docs.
+(reads, flood, gateway, gzip, telemetry, cache) after the baseline, and then writes no docs.
 Benchmarks never gate CI: numbers depend on the machine.
 """
 
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 JWT_SECRET = "bench-secret-" + "x" * 32  # a benchmark-only secret, never a default
 # Groups of scenarios, in the order they run (`--only`).
-GROUPS = ("reads", "flood", "gateway", "gzip", "telemetry")
+GROUPS = ("reads", "flood", "gateway", "gzip", "telemetry", "cache")
 # Names of the paired scenarios, in the table and for the summary.
 GATEWAY_ON = "GET /v1/users/{id}, gateway on (median of 5 alternating rounds)"
 GATEWAY_OFF = "GET /v1/users/{id}, gateway off (median of 5 alternating rounds)"
@@ -49,6 +50,8 @@ GZIP = "GET /v1/timeline?limit=20, Accept-Encoding: gzip (median of 5 alternatin
 IDENTITY = "GET /v1/timeline?limit=20, uncompressed (median of 5 alternating rounds)"
 TELEMETRY_ON = "GET /v1/users/{id}, metrics and access log on (median of 5 alternating rounds)"
 TELEMETRY_OFF = "GET /v1/users/{id}, metrics and access log off (median of 5 alternating rounds)"
+CACHE_HIT = "GET /v1/users/{id}/tweets?limit=20 (gzip, 1,000 hot authors), response cache on (median of 5 alternating rounds)"
+CACHE_OFF = "GET /v1/users/{id}/tweets?limit=20 (gzip, 1,000 hot authors), response cache off (median of 5 alternating rounds)"
 ALONE = "GET /v1/users/{id}, half the connections, alone"
 FLOODED = "GET /v1/users/{id}, half the connections, during a wrong-password login flood"
 
@@ -380,6 +383,18 @@ def main():
             finally:
                 stop(on)
                 stop(off)
+        if "cache" in only:
+            # The same hot read on the main server (its response cache on, as deployed) and
+            # on a second process on the same database with the cache off: every answer is
+            # then made from the database, serialised and compressed.
+            uncached_port = free_port()
+            uncached = start_server(target, work, uncached_port, database_env, MINITTER_RESPONSE_CACHE_MIB="0")
+            try:
+                wait_for(uncached_port)
+                results[CACHE_HIT], results[CACHE_OFF], ratios["cache"] = alternating(
+                    ("user_tweets.lua", base), ("user_tweets.lua", f"http://127.0.0.1:{uncached_port}"), args, env)
+            finally:
+                stop(uncached)
     finally:
         stop(server)
         stop(hello)
@@ -412,6 +427,11 @@ def main():
         rows.append(f"With metrics and the access log (JSON lines at `info`), `GET /v1/users/{{id}}` keeps "
                     f"**{ratios['telemetry']:.0%}** of its throughput without them "
                     "(`--benchmark-without-telemetry`; target: at least 95%, a cost of at most 5%).")
+        rows.append("")
+    if "cache" in ratios:
+        rows.append(f"Answered from the response cache, `GET /v1/users/{{id}}/tweets?limit=20` (gzip) serves "
+                    f"**{ratios['cache']:.1f}×** the throughput of the same read with the cache off "
+                    "(target: at least 3×).")
         rows.append("")
     mapped = "the mapped database file" if args.database == "sqlite" else "shared libraries and page cache"
     rows.append(f"Database: **{args.database}**. Server peak RSS: **{rss.peak_anon:.0f} MiB anonymous** "

@@ -135,6 +135,18 @@ fn decoder(coding: &str, body: Body) -> Option<Body> {
     })
 }
 
+/// The coding a response to a request with this `Accept-Encoding` is sent in:
+/// `identity`, `gzip`, `br` or `zstd` (for keys of what varies by it).
+pub fn coding_for(accept_encoding: &str) -> &'static str {
+    match negotiate(accept_encoding) {
+        None => "identity",
+        Some(CompressionAlgo::GZIP) => "gzip",
+        Some(CompressionAlgo::BR) => "br",
+        Some(CompressionAlgo::ZSTD) => "zstd",
+        Some(CompressionAlgo::DEFLATE) => "deflate",
+    }
+}
+
 /// Picks the best coding the client accepts, by q-value and then our preference
 /// (zstd, br, gzip). `identity` and unknown codings choose no compression.
 fn negotiate(accept_encoding: &str) -> Option<CompressionAlgo> {

@@ -7,7 +7,8 @@
 //! The `metrics` facade keeps recording a few atomic operations per request; the exporter
 //! renders on scrape.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -67,23 +68,55 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// One operation's request counters (by status class) and latency histogram, registered
+/// once: building a labelled key and finding it in the registry on every request cost
+/// more than the counting itself.
+struct OperationMetrics {
+    /// `1xx` to `5xx`.
+    by_class: [metrics::Counter; 5],
+    latency: metrics::Histogram,
+}
+
+impl OperationMetrics {
+    fn of(operation: &'static str) -> Arc<Self> {
+        static REGISTERED: LazyLock<RwLock<HashMap<&'static str, Arc<OperationMetrics>>>> =
+            LazyLock::new(RwLock::default);
+        if let Some(found) = REGISTERED
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(operation)
+        {
+            return Arc::clone(found);
+        }
+        let mut registered = REGISTERED.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(registered.entry(operation).or_insert_with(|| {
+            Arc::new(Self {
+                by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+                    metrics::counter!(REQUESTS, "operation" => operation, "status" => class)
+                }),
+                latency: metrics::histogram!(LATENCY, "operation" => operation),
+            })
+        }))
+    }
+}
+
 /// Records one served request.
 pub fn request_served(operation: &'static str, status: u16, elapsed: Duration) {
-    let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    metrics::counter!(REQUESTS, "operation" => operation, "status" => class).increment(1);
-    metrics::histogram!(LATENCY, "operation" => operation).record(elapsed.as_secs_f64());
+    let class = usize::from((status / 100).clamp(1, 5) - 1);
+    let metrics = OperationMetrics::of(operation);
+    metrics.by_class[class].increment(1);
+    metrics.latency.record(elapsed.as_secs_f64());
 }
 
 /// Counts a request in flight until the guard is dropped.
 pub fn in_flight() -> InFlight {
-    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    in_flight_gauge().increment(1.0);
     InFlight
+}
+
+fn in_flight_gauge() -> &'static metrics::Gauge {
+    static GAUGE: LazyLock<metrics::Gauge> = LazyLock::new(|| metrics::gauge!(IN_FLIGHT));
+    &GAUGE
 }
 
 /// See [`in_flight`].
@@ -92,7 +125,7 @@ pub struct InFlight;
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        in_flight_gauge().decrement(1.0);
     }
 }
 

@@ -11,7 +11,8 @@
 //! credentials. A cached answer is therefore authenticated, metered and throttled like any
 //! other, and carries its own rate-limit headers.
 //!
-//! **Key.** Method (only GETs), path, query and the negotiated content coding. The caller is
+//! **Key.** Method (only GETs), path, query and the content coding `Accept-Encoding`
+//! negotiates (so `gzip, deflate` and `gzip` share an entry). The caller is
 //! not part of it: the operations that opt in answer the same to every key. An operation
 //! whose answer depends on the caller must not opt in.
 //!
@@ -299,7 +300,9 @@ struct Decision {
 impl Lookup {
     fn new(cache: Arc<ResponseCache>, request: &Request) -> Self {
         let path = request.uri().path();
-        let coding = request.header(header::ACCEPT_ENCODING).unwrap_or_default();
+        let coding = crate::compression::coding_for(
+            request.header(header::ACCEPT_ENCODING).unwrap_or_default(),
+        );
         let key = format!(
             "{path}?{}\n{coding}",
             request.uri().query().unwrap_or_default()
