@@ -175,6 +175,13 @@ pub struct Config {
     #[arg(long, env = "MINITTER_LOG_JSON")]
     pub log_json: bool,
 
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (`http://collector:4318`, plain
+    /// HTTP): each request's span, with its request id, is exported to `<URL>/v1/traces`.
+    /// Unset: nothing is exported. Batching and headers follow the standard `OTEL_BSP_*`
+    /// and `OTEL_EXPORTER_OTLP_HEADERS` variables.
+    #[arg(long, env = "MINITTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<crate::otel::OtlpEndpoint>,
+
     /// Without a command, the server runs.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -20,6 +20,7 @@ pub mod generated;
 pub mod handlers;
 pub mod login;
 pub mod metrics;
+pub mod otel;
 pub mod pagination;
 pub mod profiles;
 pub mod response_cache;

@@ -18,6 +18,8 @@ use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::error::{problem, problem_response};
 
@@ -27,25 +29,63 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// What [`init`] started: keep it until exit, and drop it while the Tokio runtime still
+/// runs. Dropping it exports the last spans (when exporting), then flushes the queued log
+/// lines (fields drop in this order).
+#[derive(Debug)]
+pub struct Telemetry {
+    _spans: Option<crate::otel::Exporter>,
+    _log_writer: tracing_appender::non_blocking::WorkerGuard,
+}
+
 /// Installs the global tracing subscriber. Filter from `MINITTER_LOG` (default `info`).
+/// With `otlp_endpoint`, spans are also exported there ([`crate::otel`]); then this must
+/// be called inside the Tokio runtime that will send them.
 ///
 /// Lines are written by a background thread (`tracing_appender::non_blocking`), so a
 /// request never waits on stdout; if that thread falls far behind, lines are dropped rather
-/// than requests slowed. Keep the returned guard until exit: dropping it flushes what is
-/// queued.
-pub fn init(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+/// than requests slowed. The thread writes through a buffer that it flushes whenever it has
+/// written every queued line: under load many lines go out in one `write`, and a quiet
+/// server's lines still go out at once.
+pub fn init(
+    json: bool,
+    otlp_endpoint: Option<&crate::otel::OtlpEndpoint>,
+) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_env("MINITTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    // A second init (tests start many servers in one process) keeps the first.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, log_writer) = tracing_appender::non_blocking(stdout);
+    let (spans, exporter) = match otlp_endpoint {
+        Some(endpoint) => {
+            let (layer, exporter) = crate::otel::layer(endpoint)?;
+            (Some(layer), Some(exporter))
+        }
+        None => (None, None),
     };
-    guard
+    // One of the two, unboxed (every event goes through it).
+    let (json_lines, text_lines) = if json {
+        let lines = tracing_subscriber::fmt::layer().json().with_writer(writer);
+        (Some(lines), None)
+    } else {
+        (
+            None,
+            Some(tracing_subscriber::fmt::layer().with_writer(writer)),
+        )
+    };
+    // A second init (tests start many servers in one process) keeps the first.
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(spans)
+        .with(json_lines)
+        .with(text_lines)
+        .try_init()
+        .is_ok();
+    if installed && exporter.is_some() {
+        crate::otel::mark_exporting();
+    }
+    Ok(Telemetry {
+        _spans: exporter,
+        _log_writer: log_writer,
+    })
 }
 
 /// Middleware: request id, span, metrics, access log line, panic catcher. `telemetry` is
@@ -74,7 +114,11 @@ pub async fn request_context<E: Endpoint>(
             %method,
             operation_id = tracing::field::Empty,
             key_id = tracing::field::Empty,
-            user_id = tracing::field::Empty
+            user_id = tracing::field::Empty,
+            // Recorded only when exporting spans (`crate::otel`), after the access line.
+            otel.name = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty
         )
     } else {
         tracing::Span::none()
@@ -116,6 +160,15 @@ pub async fn request_context<E: Endpoint>(
                 "served"
             );
         });
+        if crate::otel::is_exporting() {
+            if let Some(name) = operation.get() {
+                span.record("otel.name", name);
+            }
+            span.record("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

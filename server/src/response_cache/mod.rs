@@ -58,7 +58,7 @@ use uuid::Uuid;
 use crate::events::{Event, Origin, Subscriber};
 use crate::gateway::redis::SharedRedis;
 use crate::generated::RESPONSE_CACHE;
-pub use versions::{LocalVersions, RedisVersions, Versions};
+use versions::{LocalVersions, RedisVersions, Versions};
 
 /// The header that says how the cache took part.
 const X_CACHE: &str = "x-cache";

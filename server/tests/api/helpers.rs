@@ -298,9 +298,15 @@ impl TestApp {
     /// Starts the server binary on this test's data directory and database, logging JSON
     /// at `log_filter` (at least `info`, which says the port), and waits until it listens.
     pub fn start_child(&self, log_filter: &str) -> ChildServer {
+        self.start_child_with_env(log_filter, &[])
+    }
+
+    /// Like [`Self::start_child`], with more environment variables.
+    pub fn start_child_with_env(&self, log_filter: &str, env: &[(&str, &str)]) -> ChildServer {
         use std::io::{BufRead, Read};
         let mut process = self
             .server_command()
+            .envs(env.iter().copied())
             .env("MINITTER_BIND", "127.0.0.1:0")
             .env("MINITTER_LOG", log_filter)
             .env("MINITTER_LOG_JSON", "true")

@@ -11,6 +11,7 @@ mod feeds;
 mod gateway;
 mod helpers;
 mod metrics;
+mod otlp;
 mod outbox;
 mod pictures;
 mod postgres;
