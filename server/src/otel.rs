@@ -3,10 +3,11 @@
 //!
 //! Logs and metrics say what happened in aggregate; operators who run a collector (Jaeger,
 //! Tempo, an OpenTelemetry Collector, …) also want to look one request up. Each request's
-//! span ([`crate::telemetry::request_context`]) is exported with `request_id`,
-//! `operation_id`, `key_id`, `user_id`, the method and the response status, and is named
-//! after its operationId, so the `request_id` of a Problem document a client reports finds
-//! its trace. Nothing else changes: the same span already carries the access log line.
+//! span ([`crate::telemetry::request_context`]) is exported with `request_id`, the method
+//! and the response status, named after its operationId, with the access line as its event
+//! (`operation_id`, `status`, `elapsed_ms`, `key_id`, `user_id`), so the `request_id` of a
+//! Problem document a client reports finds its trace. Nothing else changes: the same span
+//! already carries the access log line.
 //!
 //! Why it is shaped so:
 //! - **HTTP/protobuf with the async reqwest client**, not gRPC (no tonic/prost-build stack)

@@ -62,17 +62,17 @@ impl Server for Handlers {
             return Ok(ActiveKey::unmetered());
         }
         let key = self.state.gateway.admit(secret, request).await?;
-        tracing::Span::current().record("key_id", tracing::field::display(key.id));
+        crate::telemetry::identify_key(request, key.id);
         if key.may_refresh_cache {
             crate::response_cache::allow_refresh(request);
         }
         Ok(key)
     }
 
-    async fn verify_bearer_auth(&self, _request: &poem::Request, token: &str) -> Result<Uuid> {
+    async fn verify_bearer_auth(&self, request: &poem::Request, token: &str) -> Result<Uuid> {
         let claims = self.state.tokens.verify(token).ok_or(BAD_TOKEN)?;
         let user: Uuid = claims.sub.parse().map_err(|_| BAD_TOKEN)?;
-        tracing::Span::current().record("user_id", tracing::field::display(user));
+        crate::telemetry::identify_user(request, user);
         Ok(user)
     }
 

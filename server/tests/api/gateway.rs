@@ -291,7 +291,7 @@ async fn no_key_secret_reaches_the_logs(backend: Backend) {
         served
             .iter()
             .any(|line| line["fields"]["operation_id"] == "get_user"
-                && line["span"]["key_id"].is_string()
+                && line["fields"]["key_id"].is_string()
                 && line["fields"]["status"] == 404),
         "one structured line per request, with its operation and key: {served:?}"
     );
