@@ -10,9 +10,9 @@
 //!
 //! Only a `GET` may opt in: any other method changes something, and its answer is not a
 //! copy of a resource. The generated route of an opted-in operation asks the middleware
-//! for a stored answer after the request's credentials are verified, so a cached answer is
-//! still authenticated and metered, and the generated `RESPONSE_CACHE` table gives each
-//! opted-in operation's time to live.
+//! for a stored answer after the request's credentials are verified and the request is
+//! validated, so a cached answer is still authenticated and metered, and the generated
+//! `RESPONSE_CACHE` table gives each opted-in operation's time to live.
 
 use anyhow::{Result, bail};
 use serde_json::Value;

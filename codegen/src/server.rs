@@ -511,7 +511,8 @@ impl Operation {
 
         let auth_items = &auth.items;
         let auth_check = &auth.check;
-        // A cached answer is served only to a request whose credentials were verified.
+        // A cached answer is served only to a request whose credentials were verified and
+        // that the document allows (the same path and query may come with bad headers).
         let stored_answer = self.cache_ttl_seconds.map(|_| {
             quote! {
                 if let Some(response) = runtime::stored_response(&request, #op_id).await {
@@ -549,9 +550,9 @@ impl Operation {
             ) -> poem::Result<poem::Response> {
                 runtime::announce_operation(&request, #op_id);
                 #auth_check
-                #stored_answer
                 #bind_input runtime::extract(&mut request, &VALIDATORS, &#spec_ident, limits).await?;
                 #(#extract)*
+                #stored_answer
                 let response = api.#method_ident(&request, #(#arg_names),*).await.map_err(Into::into)?;
                 Ok(poem::IntoResponse::into_response(response))
             }

@@ -53,6 +53,31 @@ pub enum Event {
     KeyChanged,
 }
 
+impl Event {
+    /// The users and tweets whose stored state the event changed: a user's counts and
+    /// tweets on a post or delete, both users' counts on a follow or unfollow, the tweet
+    /// itself on a delete, the profile on a picture change. Key changes touch neither.
+    pub fn changed(&self) -> Vec<Uuid> {
+        match self {
+            Event::TweetCreated { tweet } => vec![tweet.author_id],
+            Event::TweetDeleted {
+                tweet_id,
+                author_id,
+            } => vec![*tweet_id, *author_id],
+            Event::UserFollowed {
+                follower_id,
+                followee_id,
+            }
+            | Event::UserUnfollowed {
+                follower_id,
+                followee_id,
+            } => vec![*follower_id, *followee_id],
+            Event::UserUpdated { user_id } => vec![*user_id],
+            Event::KeyChanged => Vec::new(),
+        }
+    }
+}
+
 /// Where an event happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -184,5 +209,27 @@ impl Events {
         for subscriber in &self.subscribers {
             subscriber.resync();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_names_exactly_what_it_changed() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let followed = Event::UserFollowed {
+            follower_id: a,
+            followee_id: b,
+        };
+        assert_eq!(followed.changed(), vec![a, b]);
+        let deleted = Event::TweetDeleted {
+            tweet_id: a,
+            author_id: b,
+        };
+        assert_eq!(deleted.changed(), vec![a, b]);
+        assert_eq!(Event::UserUpdated { user_id: a }.changed(), vec![a]);
+        assert!(Event::KeyChanged.changed().is_empty());
     }
 }

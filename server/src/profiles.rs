@@ -69,22 +69,9 @@ impl Profiles {
 #[async_trait]
 impl Subscriber for Profiles {
     async fn on_event(&self, event: &Event, _origin: Origin) {
-        match event {
-            Event::TweetCreated { tweet } => self.cache.invalidate(tweet.author_id),
-            Event::TweetDeleted { author_id, .. } => self.cache.invalidate(*author_id),
-            Event::UserFollowed {
-                follower_id,
-                followee_id,
-            }
-            | Event::UserUnfollowed {
-                follower_id,
-                followee_id,
-            } => {
-                self.cache.invalidate(*follower_id);
-                self.cache.invalidate(*followee_id);
-            }
-            Event::UserUpdated { user_id } => self.cache.invalidate(*user_id),
-            Event::KeyChanged => {}
+        // A deleted tweet's id among them marks nothing that exists here.
+        for id in event.changed() {
+            self.cache.invalidate(id);
         }
     }
 

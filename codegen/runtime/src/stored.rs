@@ -4,8 +4,8 @@
 //! The middleware cannot answer from its store by itself: it runs before routing, so it
 //! knows neither the operation nor whether the request's credentials are good. So it puts
 //! a [`StoredResponses`] into the request, and the generated route, *after* it has verified
-//! the credentials (which also meters an API key), asks it with [`stored_response`] for a
-//! kept answer before running the handler. Without a [`StoredResponses`] in the request
+//! the credentials (which also meters an API key) and validated the request, asks it with
+//! [`stored_response`] for a kept answer before running the handler. Without a [`StoredResponses`] in the request
 //! every operation simply runs.
 
 use std::future::Future;

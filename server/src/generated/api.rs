@@ -848,12 +848,12 @@ async fn handle_get_user<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
-    if let Some(response) = runtime::stored_response(&request, "get_user").await {
-        return Ok(response);
-    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits)
         .await?;
     let params: types::GetUserParams = input.params()?;
+    if let Some(response) = runtime::stored_response(&request, "get_user").await {
+        return Ok(response);
+    }
     let response = api.get_user(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
@@ -1960,12 +1960,12 @@ async fn handle_get_tweet<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
-    if let Some(response) = runtime::stored_response(&request, "get_tweet").await {
-        return Ok(response);
-    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TWEET, limits)
         .await?;
     let params: types::GetTweetParams = input.params()?;
+    if let Some(response) = runtime::stored_response(&request, "get_tweet").await {
+        return Ok(response);
+    }
     let response = api.get_tweet(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
@@ -2235,10 +2235,6 @@ async fn handle_list_user_tweets<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
-    if let Some(response) = runtime::stored_response(&request, "list_user_tweets").await
-    {
-        return Ok(response);
-    }
     let mut input = runtime::extract(
             &mut request,
             &VALIDATORS,
@@ -2247,6 +2243,10 @@ async fn handle_list_user_tweets<A: Api>(
         )
         .await?;
     let params: types::ListUserTweetsParams = input.params()?;
+    if let Some(response) = runtime::stored_response(&request, "list_user_tweets").await
+    {
+        return Ok(response);
+    }
     let response = api
         .list_user_tweets(&request, auth, params)
         .await

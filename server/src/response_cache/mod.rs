@@ -8,8 +8,9 @@
 //! It cannot answer by itself, because before routing it knows neither the operation nor
 //! whether the credentials are good; it offers its entries to the generated route
 //! ([`codegen_runtime::StoredResponses`]), which asks after it has verified the
-//! credentials. A cached answer is therefore authenticated, metered and throttled like any
-//! other, and carries its own rate-limit headers.
+//! credentials and validated the request. A cached answer is therefore authenticated,
+//! metered and throttled like any other, a request the document refuses is refused even
+//! when its path is cached, and each answer carries its own rate-limit headers.
 //!
 //! **Key.** Method (only GETs), path, query and the content coding `Accept-Encoding`
 //! negotiates (so `gzip, deflate` and `gzip` share an entry). The caller is
@@ -19,7 +20,7 @@
 //! **Invalidation.** Each entry is filed under the ids in its path (`/v1/users/{id}` and
 //! `/v1/users/{id}/tweets` under the user, `/v1/tweets/{id}` under the tweet), and stored
 //! with their [`versions`] as read before the operation ran. A write's event changes the
-//! versions of exactly the resources it changed ([`changed_resources`]) before the write
+//! versions of exactly the resources it changed ([`Event::changed`]) before the write
 //! is answered, so an entry made before the write is never served after it, on this
 //! instance or (with the versions in Redis) on any other.
 //!
@@ -206,36 +207,12 @@ impl ResponseCache {
         }
     }
 
-    /// Gives the resources `event` changed new versions (see [`changed_resources`]).
+    /// Gives `ids` new versions.
     async fn change(&self, ids: &[Uuid]) {
         if let Err(error) = self.versions.change(ids).await {
             tracing::warn!(%error, "response cache: new versions not written yet; bypassing the cache until they are");
             self.unwritten().extend(ids);
         }
-    }
-}
-
-/// The resources (ids that appear in cached paths) whose answers `event` changes: a
-/// user's profile counts and tweet list on a post or delete, both users' counts on a
-/// follow or unfollow, the tweet itself on a delete, the profile on a picture change.
-fn changed_resources(event: &Event) -> Vec<Uuid> {
-    match event {
-        Event::TweetCreated { tweet } => vec![tweet.author_id],
-        Event::TweetDeleted {
-            tweet_id,
-            author_id,
-        } => vec![*tweet_id, *author_id],
-        Event::UserFollowed {
-            follower_id,
-            followee_id,
-        }
-        | Event::UserUnfollowed {
-            follower_id,
-            followee_id,
-        } => vec![*follower_id, *followee_id],
-        Event::UserUpdated { user_id } => vec![*user_id],
-        // Answers do not depend on the key that asked.
-        Event::KeyChanged => Vec::new(),
     }
 }
 
@@ -247,7 +224,7 @@ impl Subscriber for ResponseCache {
         if origin == Origin::Remote {
             return;
         }
-        let ids = changed_resources(event);
+        let ids = event.changed();
         if !ids.is_empty() {
             self.change(&ids).await;
         }
@@ -490,29 +467,5 @@ mod tests {
         assert!(asks_refresh("max-age=00"));
         assert!(!asks_refresh("max-age=zero"));
         assert!(!asks_refresh(""));
-    }
-
-    #[test]
-    fn writes_change_exactly_the_resources_they_change() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        assert_eq!(
-            changed_resources(&Event::UserFollowed {
-                follower_id: a,
-                followee_id: b
-            }),
-            vec![a, b]
-        );
-        assert_eq!(
-            changed_resources(&Event::TweetDeleted {
-                tweet_id: a,
-                author_id: b
-            }),
-            vec![a, b]
-        );
-        assert_eq!(
-            changed_resources(&Event::UserUpdated { user_id: a }),
-            vec![a]
-        );
-        assert!(changed_resources(&Event::KeyChanged).is_empty());
     }
 }

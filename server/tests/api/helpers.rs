@@ -215,6 +215,19 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// `GET /metrics` with the admin token: the Prometheus text.
+    pub async fn scrape_metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .header("authorization", self.admin_authorization())
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("text")
+    }
+
     /// POSTs `body` to the operator API at `path` with the admin token; the JSON answer.
     pub async fn admin_post(&self, path: &str, body: &Value) -> Value {
         self.http
@@ -357,4 +370,10 @@ impl ChildServer {
             .map(|reader| reader.join().unwrap_or_default())
             .collect()
     }
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+pub fn metric_sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
 }

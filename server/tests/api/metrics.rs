@@ -4,13 +4,7 @@ use serde_json::json;
 
 use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{api_key, assert_problem, http_client, spawn_app};
-
-/// The value of the sample `name{labels}` in a Prometheus text exposition.
-fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
+use crate::helpers::{api_key, assert_problem, http_client, metric_sample, spawn_app};
 
 async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -34,15 +28,7 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
     }
     app.post_json("/v1/users", &json!({"username": "x"})).await;
 
-    let scrape = app
-        .http
-        .get(app.url("/metrics"))
-        .header("authorization", app.admin_authorization())
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(scrape.status(), 200);
-    let text = scrape.text().await.expect("text");
+    let text = app.scrape_metrics().await;
     let plan = app
         .store()
         .key_by_secret_hash(&minitter_server::store::secret_hash(&quota))
@@ -52,7 +38,7 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
         .1
         .id;
     let decisions = |outcome: &str| {
-        sample(
+        metric_sample(
             &text,
             &format!("minitter_gateway_decisions_total{{plan=\"{plan}\",outcome=\"{outcome}\"}}"),
         )
@@ -61,7 +47,7 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
     assert_eq!(decisions("quota_exceeded"), Some(1.0));
     // Labelled by operationId and status class, never by path: the 404s and the 429.
     let requests =
-        |labels: &str| sample(&text, &format!("minitter_http_requests_total{{{labels}}}"));
+        |labels: &str| metric_sample(&text, &format!("minitter_http_requests_total{{{labels}}}"));
     assert!(requests("operation=\"get_user\",status=\"4xx\"").is_some_and(|n| n >= 3.0));
     assert!(requests("operation=\"sign_up\",status=\"4xx\"").is_some_and(|n| n >= 1.0));
     assert!(!text.contains("/v1/users/"), "no raw path in a label");
@@ -72,7 +58,7 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
     // The pool as it was at the scrape: the handler reads no database, and the pool keeps
     // the connections the requests above opened.
     let pool = |state: &str| {
-        sample(
+        metric_sample(
             &text,
             &format!("minitter_db_pool_connections{{state=\"{state}\"}}"),
         )

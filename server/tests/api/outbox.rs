@@ -11,7 +11,7 @@ use uuid::Uuid;
 use minitter_server::store::TweetRecord;
 use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, metric_sample, spawn_app};
 
 const CONSUMER: &str = "tests";
 
@@ -158,20 +158,8 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
 
 /// `minitter_outbox_lag_seconds` of the test's consumer, from `GET /metrics`.
 async fn outbox_lag(app: &TestApp) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .header("authorization", app.admin_authorization())
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
     let name = format!("minitter_outbox_lag_seconds{{consumer=\"{CONSUMER}\"}}");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&name)?.trim().parse().ok())
-        .expect("the consumer's lag")
+    metric_sample(&app.scrape_metrics().await, &name).expect("the consumer's lag")
 }
 
 on_every_backend!(changes_and_their_events_commit_together);

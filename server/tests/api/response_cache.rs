@@ -9,7 +9,9 @@ use minitter_server::store::PlanSettings;
 use minitter_test_support::{Backend, Relay, needs_cluster, on_every_backend, required_env};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, api_key, http_client, key_in_plan, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, api_key, http_client, key_in_plan, metric_sample, spawn_app, spawn_app_with,
+};
 
 /// GET `path` with `client`: the status, `X-Cache` and the JSON body (if any).
 async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String, Value) {
@@ -135,6 +137,25 @@ async fn a_hit_needs_a_good_key_and_counts_against_its_quota(backend: Backend) {
     assert_eq!(get(&app, &stranger, &profile).await.0, 403);
 }
 
+/// A request the document refuses is refused even when its path is cached.
+async fn a_cached_path_still_refuses_a_bad_request(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.sign_up("bob_v", "bob_v@example.com").await;
+    let profile = app.url(&format!("/v1/users/{bob}"));
+    for expected in ["miss", "hit"] {
+        let response = app.http.get(&profile).send().await.expect("get");
+        assert_eq!(header(&response, "x-cache"), expected);
+    }
+    let too_long = app
+        .http
+        .get(&profile)
+        .header("if-none-match", "0".repeat(1001))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(too_long.status(), 400);
+}
+
 /// `Cache-Control: max-age=0` refreshes the entry for a key whose plan allows it, and is
 /// ignored for other keys. (The follow is written to the store directly, without its event,
 /// so that only a refresh can reveal it.)
@@ -256,42 +277,25 @@ async fn a_cache_turned_off_is_bypassed_and_outcomes_are_counted(backend: Backen
     }
     let on = spawn_app(backend).await;
     let bob = on.sign_up("bob_on", "bob_on@example.com").await;
-    let before = scrape(&on).await;
+    let before = on.scrape_metrics().await;
     for _ in 0..3 {
         get(&on, &on.http, &format!("/v1/users/{bob}")).await;
     }
-    let after = scrape(&on).await;
+    let after = on.scrape_metrics().await;
     let counted = |result: &str| {
         let name = format!(
             "minitter_response_cache_lookups_total{{operation=\"get_user\",result=\"{result}\"}}"
         );
-        sample(&after, &name) - sample(&before, &name)
+        let value = |text: &str| metric_sample(text, &name).unwrap_or(0.0);
+        value(&after) - value(&before)
     };
     assert_eq!((counted("miss"), counted("hit")), (1.0, 2.0));
-}
-
-async fn scrape(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .header("authorization", app.admin_authorization())
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text")
-}
-
-/// The value of the sample `name{labels}`, 0 when absent.
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 on_every_backend!(
     no_read_after_an_acknowledged_write_sees_the_copy_it_replaced,
     a_hit_needs_a_good_key_and_counts_against_its_quota,
+    a_cached_path_still_refuses_a_bad_request,
     only_plans_that_allow_it_refresh_a_kept_answer,
     compressed_answers_are_kept_compressed,
     a_hit_answers_conditional_requests,

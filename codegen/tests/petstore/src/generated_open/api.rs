@@ -209,12 +209,12 @@ async fn handle_show_pet_by_id<A: Api>(
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
     runtime::announce_operation(&request, "showPetById");
-    if let Some(response) = runtime::stored_response(&request, "showPetById").await {
-        return Ok(response);
-    }
     let mut input = runtime::extract(&mut request, &VALIDATORS, &SHOW_PET_BY_ID, limits)
         .await?;
     let params: types::ShowPetByIdParams = input.params()?;
+    if let Some(response) = runtime::stored_response(&request, "showPetById").await {
+        return Ok(response);
+    }
     let response = api.show_pet_by_id(&request, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
