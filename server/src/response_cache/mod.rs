@@ -255,14 +255,11 @@ impl Outcome {
     }
 }
 
-/// One GET's dealings with the cache: what the middleware learns before routing, what the
-/// generated route decides after the credentials, and what to store afterwards.
+/// One GET's dealings with the cache: what the generated route decides after the
+/// credentials, and what to store afterwards. Nothing is worked out for a GET whose
+/// operation does not opt in: the route never asks.
 struct Lookup {
     cache: Arc<ResponseCache>,
-    key: String,
-    ids: Vec<Uuid>,
-    /// The request asks for a fresh answer (`Cache-Control: max-age=0` or `no-cache`).
-    asks_refresh: bool,
     /// The key's plan allows refreshing; set when the key is verified.
     may_refresh: AtomicBool,
     decided: Mutex<Option<Decision>>,
@@ -270,32 +267,35 @@ struct Lookup {
 
 struct Decision {
     outcome: Outcome,
-    /// For a miss: how long to keep the answer, and the versions it is made at.
-    store: Option<(Duration, Vec<u64>)>,
+    /// For a miss: the answer's key, how long to keep it, and the versions it is made at.
+    store: Option<(String, Duration, Vec<u64>)>,
+}
+
+/// The entry key of `request`: path, query and the negotiated content coding.
+fn entry_key(request: &Request) -> String {
+    let coding =
+        crate::compression::coding_for(request.header(header::ACCEPT_ENCODING).unwrap_or_default());
+    format!(
+        "{}?{}\n{coding}",
+        request.uri().path(),
+        request.uri().query().unwrap_or_default()
+    )
+}
+
+/// The ids in `request`'s path, under which its entry is filed.
+fn path_ids(request: &Request) -> Vec<Uuid> {
+    request
+        .uri()
+        .path()
+        .split('/')
+        .filter_map(|segment| Uuid::try_parse(segment).ok())
+        .collect()
 }
 
 impl Lookup {
-    fn new(cache: Arc<ResponseCache>, request: &Request) -> Self {
-        let path = request.uri().path();
-        let coding = crate::compression::coding_for(
-            request.header(header::ACCEPT_ENCODING).unwrap_or_default(),
-        );
-        let key = format!(
-            "{path}?{}\n{coding}",
-            request.uri().query().unwrap_or_default()
-        );
-        let ids = path
-            .split('/')
-            .filter_map(|segment| Uuid::try_parse(segment).ok())
-            .collect();
-        let asks_refresh = request
-            .header(header::CACHE_CONTROL)
-            .is_some_and(asks_refresh);
+    fn new(cache: Arc<ResponseCache>) -> Self {
         Self {
             cache,
-            key,
-            ids,
-            asks_refresh,
             may_refresh: AtomicBool::new(false),
             decided: Mutex::new(None),
         }
@@ -305,7 +305,7 @@ impl Lookup {
         &self,
         operation: &'static str,
         outcome: Outcome,
-        store: Option<(Duration, Vec<u64>)>,
+        store: Option<(String, Duration, Vec<u64>)>,
     ) {
         crate::metrics::response_cache(operation, outcome.as_str());
         *self
@@ -314,7 +314,7 @@ impl Lookup {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Decision { outcome, store });
     }
 
-    async fn stored(&self, operation: &'static str) -> Option<Response> {
+    async fn stored(&self, request: &Request, operation: &'static str) -> Option<Response> {
         let ttl = RESPONSE_CACHE
             .iter()
             .find(|(id, _)| *id == operation)
@@ -327,7 +327,8 @@ impl Lookup {
             self.decide(operation, Outcome::Bypass, None);
             return None;
         }
-        let versions = match self.cache.versions.read(&self.ids).await {
+        let ids = path_ids(request);
+        let versions = match self.cache.versions.read(&ids).await {
             Ok(versions) => versions,
             Err(error) => {
                 tracing::warn!(%error, "response cache: versions not readable; bypassing");
@@ -339,14 +340,18 @@ impl Lookup {
                 return None;
             }
         };
-        self.cache.saw(&self.ids, &versions);
-        let refresh = self.asks_refresh && self.may_refresh.load(Ordering::Relaxed);
+        self.cache.saw(&ids, &versions);
+        let refresh = self.may_refresh.load(Ordering::Relaxed)
+            && request
+                .header(header::CACHE_CONTROL)
+                .is_some_and(asks_refresh);
         if refresh {
             // A fresh answer, from the database rather than the record caches.
-            self.cache.forget_records(&self.ids);
+            self.cache.forget_records(&ids);
         }
+        let key = entry_key(request);
         if !refresh
-            && let Some(entry) = entries.get(&self.key)
+            && let Some(entry) = entries.get(&key)
             && entry.versions == versions
             && entry.expires > Instant::now()
         {
@@ -356,7 +361,7 @@ impl Lookup {
             response.set_body(Body::from(entry.body.clone()));
             return Some(response);
         }
-        self.decide(operation, Outcome::Miss, Some((ttl, versions)));
+        self.decide(operation, Outcome::Miss, Some((key, ttl, versions)));
         None
     }
 
@@ -374,7 +379,7 @@ impl Lookup {
             return Ok(response);
         }
         let mut response = match (decided.store, &self.cache.entries) {
-            (Some((ttl, versions)), Some(entries)) => {
+            (Some((key, ttl, versions)), Some(entries)) => {
                 let (parts, body) = response.into_parts();
                 let body = body.into_bytes().await?;
                 let mut headers = HeaderMap::new();
@@ -384,7 +389,7 @@ impl Lookup {
                     }
                 }
                 entries.insert(
-                    self.key.clone(),
+                    key,
                     Arc::new(Entry {
                         body: body.clone(),
                         headers,
@@ -406,10 +411,10 @@ impl Lookup {
 impl ResponseStore for Lookup {
     fn stored<'a>(
         &'a self,
-        _request: &'a Request,
+        request: &'a Request,
         operation: &'static str,
     ) -> Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>> {
-        Box::pin(Lookup::stored(self, operation))
+        Box::pin(Lookup::stored(self, request, operation))
     }
 }
 
@@ -445,7 +450,7 @@ pub async fn serve<E: Endpoint>(
     if request.method() != Method::GET {
         return Ok(next.call(request).await?.into_response());
     }
-    let lookup = Arc::new(Lookup::new(cache, &request));
+    let lookup = Arc::new(Lookup::new(cache));
     request.extensions_mut().insert(StoredResponses(
         Arc::clone(&lookup) as Arc<dyn ResponseStore>
     ));
