@@ -512,10 +512,16 @@ impl Operation {
         let auth_items = &auth.items;
         let auth_check = &auth.check;
         // A cached answer is served only to a request whose credentials were verified and
-        // that the document allows (the same path and query may come with bad headers).
+        // that the document allows (the same path and query may come with bad headers),
+        // and it is named by the parameters as the handler receives them, never by the URI.
+        let params_ref = if self.params.is_empty() {
+            quote! { &() }
+        } else {
+            quote! { &params }
+        };
         let stored_answer = self.cache_ttl_seconds.map(|_| {
             quote! {
-                if let Some(response) = runtime::stored_response(&request, #op_id).await {
+                if let Some(response) = runtime::stored_response(&request, &#spec_ident, #params_ref).await {
                     return Ok(response);
                 }
             }

@@ -5,7 +5,11 @@
 //! tens of milliseconds of CPU. Bearer tokens are HS256 JWTs whose `exp`, `iat`, `iss`,
 //! `aud` and `sub` are all required and checked (RFC 8725): a token with another
 //! algorithm (`none` in any spelling included), another key, another issuer or audience,
-//! a tampered payload or an expiry more than [`LEEWAY_SECONDS`] ago is refused.
+//! a tampered payload or an expiry more than [`LEEWAY_SECONDS`] ago is refused. So is a
+//! token not valid yet: an `nbf` (optional: this server does not issue one) or an `iat`
+//! more than the leeway in the future. This server never issues either, so such a token
+//! was signed by something else holding the key, or by a clock gone wrong, and RFC 7519
+//! says a token must not be accepted before its `nbf`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -20,7 +24,8 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "minitter";
 /// The `aud` of every token this server issues and accepts.
 pub const AUDIENCE: &str = "minitter-api";
-/// Clock skew tolerated when checking `exp`. Small, so an expired token dies promptly.
+/// Clock skew tolerated when checking `exp`, `nbf` and `iat`. Small, so an expired token
+/// dies promptly.
 pub const LEEWAY_SECONDS: u64 = 5;
 
 fn argon2() -> Argon2<'static> {
@@ -106,6 +111,8 @@ impl Tokens {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
+        // Checked when present; `iat`, which the library does not check, is in `verify`.
+        validation.validate_nbf = true;
         Self {
             encoding: Arc::new(EncodingKey::from_secret(bytes)),
             decoding: Arc::new(DecodingKey::from_secret(bytes)),
@@ -138,9 +145,11 @@ impl Tokens {
 
     /// The claims of a valid token, or `None` for any token that is not.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        let now = jsonwebtoken::get_current_timestamp();
+        (claims.iat <= now.saturating_add(LEEWAY_SECONDS)).then_some(claims)
     }
 }
 
@@ -172,6 +181,55 @@ mod tests {
             .expect("valid");
         assert_eq!(claims.sub, "user-1");
         assert!(tokens("j".repeat(32).as_str()).verify(&token).is_none());
+    }
+
+    /// A token signed with `secret` whose claims are this server's, changed by `edit`.
+    fn signed_with(secret: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut claims = serde_json::json!({
+            "sub": "user-1",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        edit(&mut claims);
+        encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let secret = "k".repeat(32);
+        let tokens = tokens(&secret);
+        let now = jsonwebtoken::get_current_timestamp();
+        let beyond_leeway = now + LEEWAY_SECONDS + 60;
+        let within_leeway = now + LEEWAY_SECONDS - 1;
+        let future_nbf = signed_with(&secret, |c| c["nbf"] = beyond_leeway.into());
+        assert!(tokens.verify(&future_nbf).is_none(), "nbf in the future");
+        let future_iat = signed_with(&secret, |c| c["iat"] = beyond_leeway.into());
+        assert!(tokens.verify(&future_iat).is_none(), "iat in the future");
+        // Clock skew within the leeway is tolerated, and a past nbf is fine.
+        let skewed = signed_with(&secret, |c| {
+            c["iat"] = within_leeway.into();
+            c["nbf"] = within_leeway.into();
+        });
+        assert!(tokens.verify(&skewed).is_some(), "within the leeway");
+        let past_nbf = signed_with(&secret, |c| c["nbf"] = (now - 60).into());
+        assert!(tokens.verify(&past_nbf).is_some(), "nbf in the past");
+        // A token as this server issues it (no nbf) still verifies.
+        assert!(tokens.verify(&signed_with(&secret, |_| {})).is_some());
+    }
+
+    #[test]
+    fn a_malformed_nbf_is_refused() {
+        let secret = "k".repeat(32);
+        let token = signed_with(&secret, |c| c["nbf"] = "tomorrow".into());
+        assert!(tokens(&secret).verify(&token).is_none());
     }
 
     #[tokio::test]

@@ -8,10 +8,15 @@
 //! mark ([`Slot::Stale`] or [`Slot::Gone`]), never an empty slot, for the same reason. (A
 //! mark the cache evicted for room is forgotten like any entry; a fill racing that exact
 //! moment could cache a record the mark stood against, until evicted in turn.)
+//!
+//! A cache is only as good as the events that correct it: while this instance may be
+//! missing other instances' events (Redis away), it keeps nothing ([`RecordCache::keep`]),
+//! and every read goes to the database.
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quick_cache::Weighter;
@@ -61,6 +66,8 @@ pub struct RecordCache<K, T> {
     hits: metrics::Counter,
     misses: metrics::Counter,
     cache: Cache<K, Slot<T>, Bytes>,
+    /// False while the events that keep the cache right may be missed: nothing is kept.
+    keeping: AtomicBool,
 }
 
 impl<K, T> RecordCache<K, T>
@@ -77,7 +84,19 @@ where
             hits,
             misses,
             cache: Cache::with_weighter(estimated, budget_bytes, Bytes),
+            keeping: AtomicBool::new(true),
         }
+    }
+
+    fn keeping(&self) -> bool {
+        self.keeping.load(Ordering::Acquire)
+    }
+
+    /// `false`: forget everything and keep nothing (every read loads); `true`: start
+    /// afresh and keep again. Either way what was kept before is dropped.
+    pub fn keep(&self, keep: bool) {
+        self.keeping.store(keep, Ordering::Release);
+        self.cache.clear();
     }
 
     /// The record `id`, from the cache or else from `load` (one caller loads; others
@@ -86,6 +105,10 @@ where
     where
         F: Future<Output = Result<Option<T>, E>>,
     {
+        if !self.keeping() {
+            self.misses.increment(1);
+            return Ok(load().await?.map(Arc::new));
+        }
         // Twice at most: a stale mark is cleared once, then the slot is filled.
         for _ in 0..2 {
             match self.cache.get_value_or_guard_async(id).await {
@@ -117,6 +140,10 @@ where
 
     /// The cached records `ids`, where fresh, in that order.
     pub fn peek_many(&self, ids: &[K]) -> Vec<Option<Arc<T>>> {
+        if !self.keeping() {
+            self.misses.increment(ids.len() as u64);
+            return vec![None; ids.len()];
+        }
         let found: Vec<_> = ids
             .iter()
             .map(|id| match self.cache.get(id) {
@@ -133,6 +160,9 @@ where
     /// Caches a record read elsewhere, unless the slot holds anything (an invalidation
     /// mark wins).
     pub fn fill(&self, id: K, record: Arc<T>) {
+        if !self.keeping() {
+            return;
+        }
         if let GuardResult::Guard(guard) = self.cache.get_value_or_guard(&id, Some(Duration::ZERO))
         {
             let _ = guard.insert(Slot::Fresh(record));
@@ -141,6 +171,9 @@ where
 
     /// Caches a record just written (the writer knows it is current).
     pub fn put(&self, id: K, record: T) {
+        if !self.keeping() {
+            return;
+        }
         self.cache.insert(id, Slot::Fresh(Arc::new(record)));
     }
 
@@ -152,11 +185,6 @@ where
     /// The record no longer exists.
     pub fn gone(&self, id: K) {
         self.cache.insert(id, Slot::Gone);
-    }
-
-    /// Forgets everything (events may have been missed).
-    pub fn clear(&self) {
-        self.cache.clear();
     }
 }
 
@@ -211,6 +239,31 @@ mod tests {
             .await
             .expect("cached");
         assert_eq!(cached.as_deref().map(String::as_str), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn while_not_keeping_every_read_loads_and_nothing_is_kept() {
+        let cache = RecordCache::<u32, String>::new("test", 1 << 20, 64);
+        let load = |text: &'static str| move || async move { Result::Ok(Some(text.to_owned())) };
+        cache.get(&1, load("kept")).await.expect("loaded");
+        cache.keep(false);
+        let read = cache
+            .get(&1, load("from the database"))
+            .await
+            .expect("loaded");
+        assert_eq!(
+            read.as_deref().map(String::as_str),
+            Some("from the database")
+        );
+        cache.put(2, "written".to_owned());
+        cache.fill(3, Arc::new("filled".to_owned()));
+        let read = cache.get(&1, load("again")).await.expect("loaded");
+        assert_eq!(read.as_deref().map(String::as_str), Some("again"));
+        cache.keep(true);
+        assert!(cache.peek_many(&[1, 2, 3]).iter().all(Option::is_none));
+        cache.get(&1, load("kept again")).await.expect("loaded");
+        let read = cache.get(&1, load("not asked")).await.expect("cached");
+        assert_eq!(read.as_deref().map(String::as_str), Some("kept again"));
     }
 
     #[tokio::test]

@@ -74,8 +74,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=65_536))]
     pub response_cache_mib: u64,
 
-    /// Failed logins an account may have in a window before further attempts get 429.
-    #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5,
+    /// Failed logins one client (API key and address) may have on an account in a window
+    /// before its further attempts on it get 429; other clients are not affected.
+    #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_CLIENT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_max_failures_per_client: u64,
+
+    /// Failed logins an account may have in a window from every client together before
+    /// every attempt on it gets 429: the bound on guesses at one password. Above the
+    /// per-client limit, so that one client cannot shut the owner out.
+    #[arg(long, env = "MINITTER_LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub login_max_failures_per_account: u64,
 
@@ -84,7 +92,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub login_max_failures_per_key: u64,
 
-    /// The window failed logins are counted in, in seconds.
+    /// The sliding window failed logins are counted in, in seconds.
     #[arg(long, env = "MINITTER_LOGIN_WINDOW_SECONDS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub login_window_seconds: u64,
@@ -220,9 +228,11 @@ impl Config {
     /// How failed logins are limited.
     pub fn login_limits(&self) -> crate::login::LoginLimits {
         crate::login::LoginLimits {
+            per_client: self.login_max_failures_per_client,
             per_account: self.login_max_failures_per_account,
             per_key: self.login_max_failures_per_key,
             window: std::time::Duration::from_secs(self.login_window_seconds),
+            lease: crate::login::IN_FLIGHT_LEASE,
         }
     }
 

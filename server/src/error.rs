@@ -2,7 +2,8 @@
 //!
 //! Handlers return [`ApiError`] for every failure; store and auth errors convert into it
 //! at the handler boundary. [`render_problems`] is the one place that turns any error —
-//! ours, the generated validator's, or poem's own 404/405 — into an
+//! ours, the generated validator's (400, 413, 415), the request limits' (414, 431), or
+//! poem's own 404/405 — into an
 //! `application/problem+json` response carrying the request id, so that a client sees
 //! the same shape whatever went wrong. Internal causes are logged once, here, and never
 //! shown to the client.
@@ -157,6 +158,9 @@ pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
         let code = match rejected.status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            // The limits on the request's head (`crate::request_limits`).
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_fields_too_large",
             _ => "invalid_request",
         };
         let mut problem = problem(rejected.status, code, rejected.detail.clone(), request_id);

@@ -9,9 +9,12 @@
 //! subscribers as [`Origin::Remote`] a moment later.
 //!
 //! Delivery to other instances is at most once (Redis pub/sub keeps nothing for a
-//! subscriber that is away). When a subscription is made, or made again after Redis was
-//! unreachable, every subscriber is told to [`Subscriber::resync`]: to drop what it may
-//! have missed an event about.
+//! subscriber that is away). So whenever this instance may be missing other instances'
+//! events (before its first subscription, and from the moment a subscription breaks or
+//! stops answering its once-a-second ping) every subscriber is told it is out of sync
+//! ([`Subscriber::set_in_sync`]`(false)`): it drops its copies and keeps none, reading
+//! through to the database, until a new subscription is made and it is told `true`. A
+//! Redis outage therefore costs this instance its caches, never their correctness.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::gateway::redis::{REDIS_TIMEOUT, SharedRedis};
-use crate::store::TweetRecord;
+use crate::store::{DeletedUser, TweetRecord};
 
 /// The Redis channel on which instances announce their events to each other.
 pub const EVENTS_CHANNEL: &str = "minitter:events";
@@ -48,6 +51,11 @@ pub enum Event {
     /// A user's profile changed (their picture).
     #[serde(rename = "user.updated")]
     UserUpdated { user_id: Uuid },
+    /// An operator deleted a user: the user no longer exists, and their tokens are
+    /// refused. It comes last among the events of the deletion
+    /// ([`Event::of_deleted_user`]), which first announce what went with the user.
+    #[serde(rename = "user.deleted")]
+    UserDeleted { user_id: Uuid },
     /// An operator changed API keys or usage plans.
     #[serde(rename = "key.changed")]
     KeyChanged,
@@ -56,7 +64,8 @@ pub enum Event {
 impl Event {
     /// The users and tweets whose stored state the event changed: a user's counts and
     /// tweets on a post or delete, both users' counts on a follow or unfollow, the tweet
-    /// itself on a delete, the profile on a picture change. Key changes touch neither.
+    /// itself on a delete, the profile on a picture change or a deletion (whose tweets and
+    /// edges have events of their own). Key changes touch neither.
     pub fn changed(&self) -> Vec<Uuid> {
         match self {
             Event::TweetCreated { tweet } => vec![tweet.author_id],
@@ -72,9 +81,51 @@ impl Event {
                 follower_id,
                 followee_id,
             } => vec![*follower_id, *followee_id],
-            Event::UserUpdated { user_id } => vec![*user_id],
+            Event::UserUpdated { user_id } | Event::UserDeleted { user_id } => vec![*user_id],
             Event::KeyChanged => Vec::new(),
         }
+    }
+
+    /// The events of a user's deletion, in the order they are written to the outbox and
+    /// published: an unfollow for each follow edge that went (the user's followers first,
+    /// whose home feeds lose the user's tweets, then the users they followed), a
+    /// `tweet.deleted` for each of their tweets, and last `user.deleted`.
+    ///
+    /// A deletion is announced as the changes it is made of, rather than as one event each
+    /// subscriber would have to expand, so that everything that already follows unfollows
+    /// and deletes (the home feeds, the tweet and user caches, the response cache, an
+    /// outbox consumer mirroring tweets) stays right without knowing of user deletion. The
+    /// price is one event per tweet and per edge, which an operator's rare deletion affords.
+    pub fn of_deleted_user(deleted: &DeletedUser) -> Vec<Event> {
+        let user = deleted.id;
+        let lost_followers =
+            deleted
+                .follower_ids
+                .iter()
+                .map(|&follower_id| Event::UserUnfollowed {
+                    follower_id,
+                    followee_id: user,
+                });
+        let dropped_follows =
+            deleted
+                .followee_ids
+                .iter()
+                .map(|&followee_id| Event::UserUnfollowed {
+                    follower_id: user,
+                    followee_id,
+                });
+        let tweets = deleted
+            .tweet_ids
+            .iter()
+            .map(|&tweet_id| Event::TweetDeleted {
+                tweet_id,
+                author_id: user,
+            });
+        lost_followers
+            .chain(dropped_follows)
+            .chain(tweets)
+            .chain(std::iter::once(Event::UserDeleted { user_id: user }))
+            .collect()
     }
 }
 
@@ -93,9 +144,10 @@ pub trait Subscriber: Send + Sync {
     /// Applies `event`. Called in publishing order for this instance's events; must not
     /// wait long (slow work belongs in a task of the subscriber's own).
     async fn on_event(&self, event: &Event, origin: Origin);
-    /// Events from other instances may have been missed: drop whatever they could have
-    /// changed.
-    fn resync(&self);
+    /// `false`: events from other instances may be missed from now on, so drop every copy
+    /// they could change and keep none until told `true`. `true`: they are heard again;
+    /// start afresh (drop whatever was kept around the break).
+    fn set_in_sync(&self, in_sync: bool);
 }
 
 /// The message between instances: the event and the instance that published it.
@@ -164,28 +216,64 @@ impl Events {
     }
 
     /// Delivers the other instances' events to this one's subscribers, until `events` is
-    /// dropped. A lost subscription is made again every second, with a resync.
+    /// dropped. The subscription is pinged every second; a lost or silent one puts the
+    /// subscribers out of sync, and is made again a second later.
     pub async fn relay_from_redis(events: Weak<Self>) {
+        let mut in_sync = true;
         loop {
             let Some(redis) = events.upgrade().and_then(|live| live.redis.clone()) else {
                 return;
             };
-            match redis.client().get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if pubsub.subscribe(EVENTS_CHANNEL).await.is_ok() {
-                        if let Some(live) = events.upgrade() {
-                            live.resync();
-                        }
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            let Some(live) = events.upgrade() else { return };
-                            live.deliver(message.get_payload_bytes()).await;
-                        }
-                    }
+            if in_sync {
+                in_sync = false;
+                if let Some(live) = events.upgrade() {
+                    live.set_in_sync(false);
                 }
-                Err(error) => tracing::warn!(%error, "cannot subscribe to other instances' events"),
+            }
+            let subscribed = tokio::time::timeout(REDIS_TIMEOUT, async {
+                let mut pubsub = redis.client().get_async_pubsub().await?;
+                pubsub.subscribe(EVENTS_CHANNEL).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match subscribed {
+                Ok(Ok(pubsub)) => {
+                    let Some(live) = events.upgrade() else { return };
+                    live.set_in_sync(true);
+                    in_sync = true;
+                    drop(live);
+                    Self::deliver_until_lost(&events, pubsub).await;
+                    tracing::warn!("lost the subscription to other instances' events");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot subscribe to other instances' events");
+                }
+                Err(_) => tracing::warn!("cannot subscribe to other instances' events: timed out"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Delivers messages until the subscription ends or a ping goes unanswered.
+    async fn deliver_until_lost(events: &Weak<Self>, pubsub: redis::aio::PubSub) {
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { return };
+                    let Some(live) = events.upgrade() else { return };
+                    live.deliver(message.get_payload_bytes()).await;
+                }
+                _ = ping.tick() => {
+                    // Subscribed, Redis answers a PING with a `pong` message rather than
+                    // `PONG`: any answer will do.
+                    let pong = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -205,9 +293,9 @@ impl Events {
         }
     }
 
-    fn resync(&self) {
+    fn set_in_sync(&self, in_sync: bool) {
         for subscriber in &self.subscribers {
-            subscriber.resync();
+            subscriber.set_in_sync(in_sync);
         }
     }
 }
@@ -230,6 +318,39 @@ mod tests {
         };
         assert_eq!(deleted.changed(), vec![a, b]);
         assert_eq!(Event::UserUpdated { user_id: a }.changed(), vec![a]);
+        assert_eq!(Event::UserDeleted { user_id: a }.changed(), vec![a]);
         assert!(Event::KeyChanged.changed().is_empty());
+    }
+
+    #[test]
+    fn a_deletion_is_announced_as_what_went_with_the_user_then_the_user() {
+        let [user, fan, idol, tweet] = [(); 4].map(|()| Uuid::now_v7());
+        let deleted = DeletedUser {
+            id: user,
+            tweet_ids: vec![tweet],
+            follower_ids: vec![fan],
+            followee_ids: vec![idol],
+            picture_key: None,
+        };
+        assert_eq!(
+            Event::of_deleted_user(&deleted),
+            vec![
+                Event::UserUnfollowed {
+                    follower_id: fan,
+                    followee_id: user
+                },
+                Event::UserUnfollowed {
+                    follower_id: user,
+                    followee_id: idol
+                },
+                Event::TweetDeleted {
+                    tweet_id: tweet,
+                    author_id: user
+                },
+                Event::UserDeleted { user_id: user },
+            ]
+        );
+        let json = serde_json::to_value(Event::UserDeleted { user_id: user }).expect("json");
+        assert_eq!(json["type"], "user.deleted");
     }
 }

@@ -6,6 +6,17 @@
 //! row changes when they post or delete (their tweet count), follow or are followed
 //! (their counts), or change their picture: each of those is an event, on which the
 //! cached user is marked stale, here and, through Redis, on every other instance.
+//!
+//! Every request that acts as a user asks whether that user still exists
+//! ([`Profiles::exists`]): a bearer token outlives nothing, and an operator may have
+//! deleted its user. That question is asked far more often than any profile is read, and
+//! a user's counts change with every post, so it has a cache of its own ([`Known`]):
+//! whether an id exists changes only when the user is deleted, on `user.deleted`
+//! (`Slot::Gone`, here and on every other instance), so a busy poster's requests stay
+//! cache hits while their profile is read again after each post. An id this cache has not
+//! seen is read from the database, so a row deleted behind the server's back is refused
+//! too, once the id is not cached (the caches start empty, and are emptied whenever
+//! events from other instances may be missed).
 
 use std::sync::Arc;
 
@@ -30,9 +41,21 @@ impl Weight for UserRecord {
     }
 }
 
+/// That a user exists (the entry is the whole record: its key).
+#[derive(Debug, Clone, Copy)]
+pub struct Known;
+
+impl Weight for Known {
+    fn weight(&self) -> u64 {
+        0
+    }
+}
+
 /// Users by id.
 pub struct Profiles {
     cache: RecordCache<Uuid, UserRecord>,
+    /// The ids known to exist, or known not to.
+    known: RecordCache<Uuid, Known>,
 }
 
 impl std::fmt::Debug for Profiles {
@@ -50,10 +73,25 @@ impl crate::response_cache::RecordsById for Profiles {
 }
 
 impl Profiles {
+    /// Caches within about `budget_bytes`: an eighth for the ids (64 bytes each), the
+    /// rest for the records.
     pub fn new(budget_bytes: u64) -> Self {
+        let ids = budget_bytes / 8;
         Self {
-            cache: RecordCache::new("users", budget_bytes, 400),
+            cache: RecordCache::new("users", budget_bytes - ids, 400),
+            known: RecordCache::new("user_ids", ids, 64),
         }
+    }
+
+    /// Whether the user `id` exists, from the cache or else the database.
+    pub async fn exists(&self, store: &SharedStore, id: Uuid) -> Result<bool, StoreError> {
+        let known = self
+            .known
+            .get(&id, || async move {
+                Ok::<_, StoreError>(self.user(store, id).await?.map(|_| Known))
+            })
+            .await?;
+        Ok(known.is_some())
     }
 
     /// The user `id`, from the cache or else the database.
@@ -69,13 +107,19 @@ impl Profiles {
 #[async_trait]
 impl Subscriber for Profiles {
     async fn on_event(&self, event: &Event, _origin: Origin) {
+        if let Event::UserDeleted { user_id } = event {
+            self.cache.gone(*user_id);
+            self.known.gone(*user_id);
+            return;
+        }
         // A deleted tweet's id among them marks nothing that exists here.
         for id in event.changed() {
             self.cache.invalidate(id);
         }
     }
 
-    fn resync(&self) {
-        self.cache.clear();
+    fn set_in_sync(&self, in_sync: bool) {
+        self.cache.keep(in_sync);
+        self.known.keep(in_sync);
     }
 }

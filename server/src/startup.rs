@@ -2,15 +2,22 @@
 //! through [`Application::build`], and [`app`] assembles every route and middleware.
 //!
 //! Middleware, outermost first (in poem a later `.with()` wraps the earlier ones):
-//! 1. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
-//! 2. errors to Problem documents ([`error::render_problems`]);
-//! 3. the response cache, which keeps answers as sent ([`response_cache::serve`]);
-//! 4. compression, both ways ([`compression::compression`]);
-//! 5. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
-//! 6. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
-//! 7. routes: the generated API routes, which check each operation's credentials as the
+//! 1. `nosniff` and a default content security policy on every response, whatever made
+//!    it ([`security_headers::Harden`]);
+//! 2. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
+//! 3. errors to Problem documents ([`error::render_problems`]);
+//! 4. the documented limits on the request target and header fields, 414 and 431
+//!    ([`request_limits::Enforce`]), before anything reads the request;
+//! 5. the response cache, which keeps answers as sent ([`response_cache::serve`]);
+//! 6. compression, both ways ([`compression::compression`]);
+//! 7. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
+//! 8. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
+//! 9. routes: the generated API routes, which check each operation's credentials as the
 //!    document's `security` says (the API key through the gateway) and then take a kept
 //!    answer if the response cache offers one, `/openapi.yaml` and `/docs`.
+//!
+//! The connections are served by [`serve::serve`] rather than poem's `Server`, so that
+//! hyper's own parse limits sit far above those of step 4 (see there why).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{Endpoint, EndpointExt, Response, Server};
+use poem::{Endpoint, EndpointExt, Response};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -42,7 +49,10 @@ use crate::timeline::Timelines;
 use crate::timeline::feed::FeedStore;
 use crate::timeline::memory::MemoryFeeds;
 use crate::timeline::redis::RedisFeeds;
-use crate::{bootstrap, compression, docs, error, etag, gateway, generated, telemetry};
+use crate::{
+    bootstrap, compression, docs, error, etag, gateway, generated, request_limits,
+    security_headers, serve, telemetry,
+};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
 
@@ -202,10 +212,13 @@ impl Application {
     /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> Result<()> {
         tracing::info!(port = self.port, "listening");
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(self.endpoint, shutdown_signal(), Some(SHUTDOWN_GRACE))
-            .await
-            .context("serving")?;
+        serve::serve(
+            self.acceptor,
+            self.endpoint,
+            shutdown_signal(),
+            SHUTDOWN_GRACE,
+        )
+        .await;
         if let Err(error) = self.state.gateway.flush().await {
             tracing::error!(%error, "usage counts could not be written at shutdown");
         }
@@ -261,8 +274,10 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
         .around(etag::conditional_get)
         .around(compression::compression)
         .around(move |next, request| response_cache::serve(Arc::clone(&cache), next, request))
+        .with(request_limits::Enforce)
         .around(error::render_problems)
         .around(move |next, request| telemetry::request_context(next, request, telemetry_enabled))
+        .with(security_headers::Harden)
 }
 
 async fn shutdown_signal() {

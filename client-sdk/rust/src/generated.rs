@@ -272,6 +272,7 @@ pub mod types {
     pub struct ApiKeyUpdate {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
+        ///No NUL character (U+0000).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<ApiKeyUpdateName>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -282,7 +283,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`ApiKeyUpdateName`
+    ///No NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct ApiKeyUpdateName(::std::string::String);
@@ -307,6 +308,11 @@ pub mod types {
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -665,7 +671,7 @@ pub mod types {
                 })
         }
     }
-    ///The name shown beside the username.
+    ///The name shown beside the username. No NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct DisplayName(::std::string::String);
@@ -690,6 +696,11 @@ pub mod types {
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -722,7 +733,7 @@ pub mod types {
                 })
         }
     }
-    ///`Email`
+    ///An email address, without any NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct Email(::std::string::String);
@@ -747,6 +758,11 @@ pub mod types {
             }
             if value.chars().count() < 3usize {
                 return Err("shorter than 3 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -1395,6 +1411,7 @@ pub mod types {
         ///Defaults to true.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
+        ///No NUL character (U+0000).
         pub name: NewApiKeyName,
         pub plan_id: Id,
     }
@@ -1403,7 +1420,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`NewApiKeyName`
+    ///No NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct NewApiKeyName(::std::string::String);
@@ -1428,6 +1445,11 @@ pub mod types {
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -2146,7 +2168,7 @@ progenitor pages only with a plain string.
             Default::default()
         }
     }
-    ///1 to 280 characters (Unicode scalar values, not bytes).
+    ///1 to 280 characters (Unicode scalar values, not bytes), none of them NUL (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct TweetText(::std::string::String);
@@ -2171,6 +2193,11 @@ progenitor pages only with a plain string.
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -2286,8 +2313,10 @@ progenitor pages only with a plain string.
 */
         #[serde(default)]
         pub allow_cache_refresh: bool,
+        ///No NUL character (U+0000).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<UsagePlanInputDescription>,
+        ///No NUL character (U+0000).
         pub name: UsagePlanInputName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
@@ -2299,7 +2328,7 @@ progenitor pages only with a plain string.
             Default::default()
         }
     }
-    ///`UsagePlanInputDescription`
+    ///No NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct UsagePlanInputDescription(::std::string::String);
@@ -2321,6 +2350,11 @@ progenitor pages only with a plain string.
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 500usize {
                 return Err("longer than 500 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -2353,7 +2387,7 @@ progenitor pages only with a plain string.
                 })
         }
     }
-    ///`UsagePlanInputName`
+    ///No NUL character (U+0000).
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct UsagePlanInputName(::std::string::String);
@@ -2378,6 +2412,11 @@ progenitor pages only with a plain string.
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -5926,6 +5965,27 @@ let response = client.rotate_api_key()
     pub fn rotate_api_key(&self) -> builder::RotateApiKey<'_> {
         builder::RotateApiKey::new(self)
     }
+    /**Delete a user
+
+Deletes a user with everything that is theirs: their tweets, their follows in both
+directions (the other users' counts go down with them) and their profile picture.
+Their bearer tokens are refused with 401 from then on, on every instance. Deletion
+cannot be undone; the id is never given to anyone else.
+
+
+Sends a `DELETE` request to `/admin/v1/users/{user_id}`
+
+Arguments:
+- `user_id`: A user's id.
+```ignore
+let response = client.delete_user()
+    .user_id(user_id)
+    .send()
+    .await;
+```*/
+    pub fn delete_user(&self) -> builder::DeleteUser<'_> {
+        builder::DeleteUser::new(self)
+    }
     /**Your API key's plan and usage
 
 The calling key's usage plan, and the requests it made in the current quota period (this one included).
@@ -9260,6 +9320,97 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_user`]
+
+[`Client::delete_user`]: super::Client::delete_user*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteUser<'a> {
+        client: &'a super::Client,
+        user_id: Result<types::Id, String>,
+    }
+    impl<'a> DeleteUser<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                user_id: Err("user_id was not initialized".to_string()),
+            }
+        }
+        pub fn user_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.user_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for user_id failed".to_string());
+            self
+        }
+        ///Sends a `DELETE` request to `/admin/v1/users/{user_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::Problem>> {
+            let Self { client, user_id } = self;
+            let user_id = user_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/admin/v1/users/{}", client.baseurl, encode_path(& user_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_user",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

@@ -395,6 +395,7 @@ retryable! {
     GetUsagePlan: GET => types::UsagePlan, types::Problem;
     UpdateUsagePlan: PUT => types::UsagePlan, types::Problem;
     DeleteUsagePlan: DELETE => (), types::Problem;
+    DeleteUser: DELETE => (), types::Problem;
     ListApiKeys: GET => types::ApiKeyPage, types::Problem;
     CreateApiKey: POST => types::CreatedApiKey, types::Problem;
     GetApiKey: GET => types::ApiKey, types::Problem;

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 pub use operation::{OperationSlot, announce_operation};
 pub use security::{Credential, CredentialIn, Unauthenticated, credential};
-pub use stored::{ResponseStore, StoredResponses, stored_response};
+pub use stored::{RequestKey, ResponseStore, StoredResponses, stored_response};
 
 /// An RFC 9457 `application/problem+json` response: what a generated server answers for
 /// a request it refuses (a server with its own error format renders these errors itself,

@@ -1057,6 +1057,50 @@ pub async fn admin(ctx: &Context<'_>) {
         .await,
         400
     );
+
+    // Deleting a user: their token is refused from then on.
+    let gone = sign_up(&ctx.anonymous, "del_d", "del@example.com").await;
+    let gone_token = log_in(&ctx.anonymous, "del@example.com").await;
+    assert_eq!(
+        refusal(
+            ctx.anonymous
+                .delete_user()
+                .user_id(gone.id.clone())
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    let deleted = admin
+        .delete_user()
+        .user_id(gone.id.clone())
+        .send()
+        .await
+        .expect("delete user");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        refusal(admin.delete_user().user_id(gone.id.clone()).send().await),
+        status(404, "not_found")
+    );
+    assert_eq!(
+        refusal(
+            ctx.server
+                .client_with_token(&gone_token)
+                .get_me()
+                .send()
+                .await
+        ),
+        status(401, "unauthorized")
+    );
+    assert_eq!(
+        ctx.raw_status(
+            ctx.raw
+                .delete(ctx.url("/admin/v1/users/nope"))
+                .header("authorization", &auth)
+        )
+        .await,
+        400
+    );
 }
 
 /// Every `/v1` operation answers 403 without a valid key, and 429 once the key's quota
@@ -1369,16 +1413,16 @@ pub async fn usage(ctx: &Context<'_>) {
 }
 
 /// Every operation that needs the database answers 503 once it is gone. (Warm caches and
-/// home feeds answer some reads without it, so they are dropped first, as after missed
-/// events.)
+/// home feeds answer some reads without it, so they are dropped and kept no more first, as
+/// when events may be missed.)
 pub async fn unavailable(ctx: &Context<'_>) {
     use minitter_server::events::Subscriber;
     let (ada, bob, id) = (&ctx.ada, &ctx.bob, ctx.ada.id.clone());
     let state = &ctx.server.state;
     state.store.close().await;
-    state.profiles.resync();
-    state.timelines.resync();
-    state.response_cache.resync();
+    state.profiles.set_in_sync(false);
+    state.timelines.set_in_sync(false);
+    state.response_cache.set_in_sync(false);
     state.timelines.drop_feeds().await.expect("drop the feeds");
     let down = status(503, "unavailable");
     let sdk = &ctx.anonymous;
@@ -1525,6 +1569,10 @@ pub async fn unavailable(ctx: &Context<'_>) {
     );
     assert_eq!(
         refusal(admin.delete_api_key().key_id(id.clone()).send().await),
+        down
+    );
+    assert_eq!(
+        refusal(admin.delete_user().user_id(id.clone()).send().await),
         down
     );
     assert_eq!(refusal(ctx.anonymous.get_usage().send().await), down);

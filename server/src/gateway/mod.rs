@@ -301,7 +301,8 @@ impl Subscriber for Gateway {
         }
     }
 
-    fn resync(&self) {
+    fn set_in_sync(&self, _in_sync: bool) {
+        // Cached keys live a second at most, so they need no more than a fresh start.
         self.forget_keys();
     }
 }

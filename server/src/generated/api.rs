@@ -175,6 +175,20 @@ pub trait AdminApi: Server {
         auth: RotateApiKeyAuth<Self>,
         params: types::RotateApiKeyParams,
     ) -> impl Future<Output = Result<RotateApiKeyResponse, Self::Error>> + Send;
+    /// `DELETE /admin/v1/users/{user_id}`
+    ///
+    /// Delete a user
+    ///
+    /// Deletes a user with everything that is theirs: their tweets, their follows in both
+    /// directions (the other users' counts go down with them) and their profile picture.
+    /// Their bearer tokens are refused with 401 from then on, on every instance. Deletion
+    /// cannot be undone; the id is never given to anyone else.
+    fn delete_user(
+        &self,
+        request: &poem::Request,
+        auth: DeleteUserAuth<Self>,
+        params: types::DeleteUserParams,
+    ) -> impl Future<Output = Result<DeleteUserResponse, Self::Error>> + Send;
     /// `GET /admin/v1/usage-plans/{plan_id}/usage`
     ///
     /// Usage of a plan's keys per UTC day
@@ -851,7 +865,8 @@ async fn handle_get_user<A: Api>(
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_USER, limits)
         .await?;
     let params: types::GetUserParams = input.params()?;
-    if let Some(response) = runtime::stored_response(&request, "get_user").await {
+    if let Some(response) = runtime::stored_response(&request, &GET_USER, &params).await
+    {
         return Ok(response);
     }
     let response = api.get_user(&request, auth, params).await.map_err(Into::into)?;
@@ -1963,7 +1978,8 @@ async fn handle_get_tweet<A: Api>(
     let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_TWEET, limits)
         .await?;
     let params: types::GetTweetParams = input.params()?;
-    if let Some(response) = runtime::stored_response(&request, "get_tweet").await {
+    if let Some(response) = runtime::stored_response(&request, &GET_TWEET, &params).await
+    {
         return Ok(response);
     }
     let response = api.get_tweet(&request, auth, params).await.map_err(Into::into)?;
@@ -2243,7 +2259,12 @@ async fn handle_list_user_tweets<A: Api>(
         )
         .await?;
     let params: types::ListUserTweetsParams = input.params()?;
-    if let Some(response) = runtime::stored_response(&request, "list_user_tweets").await
+    if let Some(response) = runtime::stored_response(
+            &request,
+            &LIST_USER_TWEETS,
+            &params,
+        )
+        .await
     {
         return Ok(response);
     }
@@ -3772,6 +3793,115 @@ async fn handle_rotate_api_key<A: Api>(
     let response = api.rotate_api_key(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// The verified credentials of `DeleteUser`.
+pub struct DeleteUserAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
+}
+static DELETE_USER: runtime::Operation = runtime::Operation {
+    id: "delete_user",
+    params: &[
+        runtime::Param {
+            name: "user_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `delete_user` may answer with.
+#[derive(Debug)]
+pub enum DeleteUserResponse {
+    /// 204: The user and everything that was theirs were deleted.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for DeleteUserResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_delete_user<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "delete_user");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(DeleteUserAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_USER, limits)
+        .await?;
+    let params: types::DeleteUserParams = input.params()?;
+    let response = api.delete_user(&request, auth, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// The verified credentials of `GetUsage`.
 pub struct GetUsageAuth<S: Server + ?Sized> {
     pub api_key: S::ApiKey,
@@ -4650,6 +4780,22 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                                 handle_get_usage_report(&*api, request, limits).await
                             }
                             _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/admin/v1/users/:user_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "DELETE" => handle_delete_user(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["DELETE"])),
                         }
                     }
                 })

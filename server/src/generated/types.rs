@@ -95,6 +95,7 @@ pub struct ApiKeyPage {
 pub struct ApiKeyUpdate {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
+    ///No NUL character (U+0000).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -160,7 +161,12 @@ pub struct DeleteTweetParams {
 pub struct DeleteUsagePlanParams {
     pub plan_id: Id,
 }
-///The name shown beside the username.
+///`DeleteUserParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct DeleteUserParams {
+    pub user_id: Id,
+}
+///The name shown beside the username. No NUL character (U+0000).
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -201,7 +207,7 @@ impl ::std::str::FromStr for DisplayName {
         Ok(Self(value.to_string()))
     }
 }
-///`Email`
+///An email address, without any NUL character (U+0000).
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -497,6 +503,7 @@ pub struct NewApiKey {
     ///Defaults to true.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
+    ///No NUL character (U+0000).
     pub name: ::std::string::String,
     pub plan_id: Id,
 }
@@ -752,7 +759,7 @@ progenitor pages only with a plain string.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_page: ::std::option::Option<::std::string::String>,
 }
-///1 to 280 characters (Unicode scalar values, not bytes).
+///1 to 280 characters (Unicode scalar values, not bytes), none of them NUL (U+0000).
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -832,8 +839,10 @@ pub struct UsagePlanInput {
 */
     #[serde(default)]
     pub allow_cache_refresh: bool,
+    ///No NUL character (U+0000).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
+    ///No NUL character (U+0000).
     pub name: ::std::string::String,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,

@@ -1,10 +1,17 @@
-//! `admin` tag: the operator API for usage plans and API keys, behind the admin token.
+//! `admin` tag: the operator API for usage plans, API keys and users, behind the admin
+//! token.
+//!
+//! Deleting a user is an operator's act (a partner's app cannot delete its users): the
+//! store deletes the user with their tweets and follows in one transaction that also
+//! writes the events of the deletion to the outbox; those events are then published, so
+//! that every instance's caches and feeds drop what went and every instance refuses the
+//! user's tokens; the picture object goes last (a failure leaves it to the orphan sweep).
 
 use super::Handlers;
 use crate::generated::{
     AdminApi, CreateApiKeyAuth, CreateUsagePlanAuth, DeleteApiKeyAuth, DeleteUsagePlanAuth,
-    GetApiKeyAuth, GetUsagePlanAuth, GetUsageReportAuth, ListApiKeysAuth, ListUsagePlansAuth,
-    RotateApiKeyAuth, UpdateApiKeyAuth, UpdateUsagePlanAuth,
+    DeleteUserAuth, DeleteUserResponse, GetApiKeyAuth, GetUsagePlanAuth, GetUsageReportAuth,
+    ListApiKeysAuth, ListUsagePlansAuth, RotateApiKeyAuth, UpdateApiKeyAuth, UpdateUsagePlanAuth,
 };
 use std::num::NonZeroU64;
 
@@ -26,6 +33,7 @@ use chrono::TimeZone;
 
 const UNKNOWN_PLAN: ApiError = ApiError::NotFound("No usage plan has this id.");
 const UNKNOWN_KEY: ApiError = ApiError::NotFound("No API key has this id.");
+const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
 const PLAN_NOT_FOUND: ApiError = ApiError::Unprocessable {
     code: "unknown_plan",
     detail: "No usage plan has this plan_id.",
@@ -313,6 +321,30 @@ impl AdminApi for Handlers {
         // The change is committed: every instance forgets the keys it cached.
         state.events.publish(Event::KeyChanged).await;
         Ok(RotateApiKeyResponse::Ok(with_secret(rotated)))
+    }
+
+    async fn delete_user(
+        &self,
+        _request: &poem::Request,
+        _auth: DeleteUserAuth<Self>,
+        params: types::DeleteUserParams,
+    ) -> Result<DeleteUserResponse> {
+        let state = &*self.state;
+        let deleted = state
+            .store
+            .delete_user(*params.user_id)
+            .await?
+            .ok_or(UNKNOWN_USER)?;
+        // Committed: what went with the user, then the user, leave every cache and feed.
+        for event in Event::of_deleted_user(&deleted) {
+            state.events.publish(event).await;
+        }
+        if let Some(key) = &deleted.picture_key
+            && let Err(error) = state.pictures.delete(key).await
+        {
+            tracing::warn!(%error, "a deleted user's picture is left for the sweep");
+        }
+        Ok(DeleteUserResponse::NoContent)
     }
 
     async fn get_usage_report(

@@ -10,32 +10,57 @@ use crate::generated::types::{
     self, AccessToken, AccessTokenTokenType, CurrentUser, DisplayName, Email, Username,
 };
 use crate::generated::{CreateTokenResponse, GetMeResponse};
+use crate::login::Client;
 
 const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
 
 impl AuthApi for Handlers {
     async fn create_token(
         &self,
-        _request: &poem::Request,
+        request: &poem::Request,
         auth: CreateTokenAuth<Self>,
         body: types::Credentials,
     ) -> Result<CreateTokenResponse> {
         let state = &*self.state;
-        // Counted before any hashing: past the limit, a guess costs nothing (crate::login).
-        let attempt = state.login.begin(&body.email.0, auth.api_key.id).await?;
-        let user = state.store.user_by_email(&body.email.0).await?;
+        let client = Client {
+            key: auth.api_key.id,
+            address: request.remote_addr().as_socket_addr().map(|a| a.ip()),
+        };
+        // Reserved before any hashing: past a budget, a guess costs nothing (crate::login).
+        let attempt = state.login.begin(&body.email.0, client).await?;
         // An unknown email is checked against a decoy hash, so that it costs the same time
         // as a wrong password and the answer does not reveal which accounts exist.
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = state
-            .hashing
-            .verify(SecretString::from(body.password.0), hash)
-            .await?;
-        let user = match user {
-            Some(user) if matches => user,
-            _ => return Err(BAD_CREDENTIALS),
+        let checked = async {
+            let user = state.store.user_by_email(&body.email.0).await?;
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            let matches = state
+                .hashing
+                .verify(SecretString::from(body.password.0), hash)
+                .await?;
+            Ok::<_, ApiError>(user.filter(|_| matches))
+        }
+        .await;
+        let user = match checked {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                // Counting the failure must work before its answer is given: if it cannot
+                // be counted (Redis is down), the 503 tells the guesser nothing.
+                attempt.failed().await?;
+                return Err(BAD_CREDENTIALS);
+            }
+            Err(error) => {
+                // No answer was checked; the reservation is given back (or its lease ends).
+                if let Err(release) = attempt.abandoned().await {
+                    tracing::warn!(error = %release, "a login reservation was not given back");
+                }
+                return Err(error);
+            }
         };
-        state.login.succeeded(attempt).await?;
+        // The password is right: a reservation not given back only costs the owner a slot
+        // until its lease ends, which is no reason to refuse the login.
+        if let Err(error) = attempt.succeeded().await {
+            tracing::warn!(%error, "a login reservation was not given back");
+        }
         let access_token = state
             .tokens
             .issue(&user.id.to_string())

@@ -72,6 +72,13 @@ impl Server for Handlers {
     async fn verify_bearer_auth(&self, request: &poem::Request, token: &str) -> Result<Uuid> {
         let claims = self.state.tokens.verify(token).ok_or(BAD_TOKEN)?;
         let user: Uuid = claims.sub.parse().map_err(|_| BAD_TOKEN)?;
+        // A token outlives nothing: one whose user no longer exists (an operator deleted
+        // them, or the row went behind the server's back) is refused here, so no
+        // operation ever acts, or writes, as a user who is not there. A cache hit almost
+        // always (crate::profiles).
+        if !self.state.profiles.exists(&self.state.store, user).await? {
+            return Err(BAD_TOKEN);
+        }
         crate::telemetry::identify_user(request, user);
         Ok(user)
     }

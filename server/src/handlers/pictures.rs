@@ -7,6 +7,13 @@
 //!
 //! So the row never names a missing object, and an object no row names — after a crash
 //! between the steps — is removed by [`sweep_orphan_pictures_hourly`].
+//!
+//! An upload is told to be an image by its first bytes and its header only: nothing here
+//! decodes it, so a GIF header followed by HTML is stored and served as `image/gif`. What
+//! keeps a browser from running such a file is the answer's headers, set for every
+//! response by [`crate::security_headers`]: `nosniff`, so the declared image type is
+//! final, and a policy that loads and runs nothing and sandboxes the document, should
+//! the picture be opened as a page.
 
 use super::Handlers;
 use crate::generated::{GetPictureAuth, PicturesApi, PutPictureAuth};
@@ -119,7 +126,10 @@ impl PicturesApi for Handlers {
         let (content_type, extension) = sniff(&body).ok_or(not_an_image)?;
         let size = imagesize::blob_size(&body)
             .map_err(|_| ApiError::UnsupportedMedia("The image's header cannot be read."))?;
-        if size.width == 0 || size.height == 0 || size.width > MAX_SIDE || size.height > MAX_SIDE {
+        // A header that says 0 pixels is no image (PNG and WebP forbid it): 415, as for a
+        // header that cannot be read, before the check of the largest size.
+        let (width, height) = (dimension(size.width)?, dimension(size.height)?);
+        if size.width > MAX_SIDE || size.height > MAX_SIDE {
             return Err(ApiError::Unprocessable {
                 code: "image_too_large",
                 detail: "Pictures are at most 4096 × 4096 pixels.",
@@ -165,8 +175,8 @@ impl PicturesApi for Handlers {
             content_type: content_type
                 .parse::<PictureContentType>()
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
-            width: dimension(size.width)?,
-            height: dimension(size.height)?,
+            width,
+            height,
             size: u64::try_from(picture.size)
                 .ok()
                 .and_then(NonZeroU64::new)

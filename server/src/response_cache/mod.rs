@@ -12,13 +12,19 @@
 //! metered and throttled like any other, a request the document refuses is refused even
 //! when its path is cached, and each answer carries its own rate-limit headers.
 //!
-//! **Key.** Method (only GETs), path, query and the content coding `Accept-Encoding`
-//! negotiates (so `gzip, deflate` and `gzip` share an entry). The caller is
-//! not part of it: the operations that opt in answer the same to every key. An operation
-//! whose answer depends on the caller must not opt in.
+//! **Key.** The generated route names the request by its parameters as the handler
+//! receives them ([`RequestKey`]: decoded, parsed, serialized back; path and query only),
+//! never by the URI's spelling, plus the content coding `Accept-Encoding` negotiates (so
+//! `gzip, deflate` and `gzip` share an entry). Every spelling the router accepts
+//! (percent-encoded or upper-case ids, `limit=020`, reordered or repeated parameters)
+//! therefore shares one entry and one invalidation. Query parameters the document does not
+//! declare are ignored, by the handler and so by the key, rather than refused: a client's
+//! cache-buster must not turn into a 400 on a GET. The caller is not part of the key: the
+//! operations that opt in answer the same to every key. An operation whose answer depends
+//! on the caller must not opt in.
 //!
-//! **Invalidation.** Each entry is filed under the ids in its path (`/v1/users/{id}` and
-//! `/v1/users/{id}/tweets` under the user, `/v1/tweets/{id}` under the tweet), and stored
+//! **Invalidation.** Each entry is filed under the ids among its path parameters
+//! (`get_user` and `list_user_tweets` under the user, `get_tweet` under the tweet), and stored
 //! with their [`versions`] as read before the operation ran. A write's event changes the
 //! versions of exactly the resources it changed ([`Event::changed`]) before the write
 //! is answered, so an entry made before the write is never served after it, on this
@@ -50,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use codegen_runtime::{ResponseStore, StoredResponses};
+use codegen_runtime::{RequestKey, ResponseStore, StoredResponses};
 use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use quick_cache::Weighter;
@@ -230,9 +236,10 @@ impl Subscriber for ResponseCache {
         }
     }
 
-    fn resync(&self) {
-        // Redis came back, perhaps without its data, and events may have been missed:
-        // nothing kept or seen before can be trusted.
+    fn set_in_sync(&self, _in_sync: bool) {
+        // Events may have been missed (or Redis came back, perhaps without its data):
+        // nothing kept or seen before can be trusted. While out of sync, the versions in
+        // Redis still guard every entry (or, unreadable, bypass the cache).
         self.forget_all();
     }
 }
@@ -271,24 +278,18 @@ struct Decision {
     store: Option<(String, Duration, Vec<u64>)>,
 }
 
-/// The entry key of `request`: path, query and the negotiated content coding.
-fn entry_key(request: &Request) -> String {
+/// The entry key of a request: its canonical parameters and the negotiated content coding.
+fn entry_key(request: &Request, key: &RequestKey) -> String {
     let coding =
         crate::compression::coding_for(request.header(header::ACCEPT_ENCODING).unwrap_or_default());
-    format!(
-        "{}?{}\n{coding}",
-        request.uri().path(),
-        request.uri().query().unwrap_or_default()
-    )
+    format!("{}\n{coding}", key.text)
 }
 
-/// The ids in `request`'s path, under which its entry is filed.
-fn path_ids(request: &Request) -> Vec<Uuid> {
-    request
-        .uri()
-        .path()
-        .split('/')
-        .filter_map(|segment| Uuid::try_parse(segment).ok())
+/// The ids among a request's path parameters, under which its entry is filed.
+fn path_ids(key: &RequestKey) -> Vec<Uuid> {
+    key.path_values
+        .iter()
+        .filter_map(|value| Uuid::try_parse(value).ok())
         .collect()
 }
 
@@ -314,7 +315,8 @@ impl Lookup {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Decision { outcome, store });
     }
 
-    async fn stored(&self, request: &Request, operation: &'static str) -> Option<Response> {
+    async fn stored(&self, request: &Request, key: RequestKey) -> Option<Response> {
+        let operation = key.operation;
         let ttl = RESPONSE_CACHE
             .iter()
             .find(|(id, _)| *id == operation)
@@ -327,7 +329,7 @@ impl Lookup {
             self.decide(operation, Outcome::Bypass, None);
             return None;
         }
-        let ids = path_ids(request);
+        let ids = path_ids(&key);
         let versions = match self.cache.versions.read(&ids).await {
             Ok(versions) => versions,
             Err(error) => {
@@ -349,7 +351,7 @@ impl Lookup {
             // A fresh answer, from the database rather than the record caches.
             self.cache.forget_records(&ids);
         }
-        let key = entry_key(request);
+        let key = entry_key(request, &key);
         if !refresh
             && let Some(entry) = entries.get(&key)
             && entry.versions == versions
@@ -412,9 +414,9 @@ impl ResponseStore for Lookup {
     fn stored<'a>(
         &'a self,
         request: &'a Request,
-        operation: &'static str,
+        key: RequestKey,
     ) -> Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>> {
-        Box::pin(Lookup::stored(self, request, operation))
+        Box::pin(Lookup::stored(self, request, key))
     }
 }
 

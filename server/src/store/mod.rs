@@ -88,6 +88,11 @@ pub trait UserStore {
     ) -> Result<Option<String>, StoreError>;
     /// Every picture object a user points at, for the orphan sweep.
     async fn picture_keys(&self) -> Result<HashSet<String>, StoreError>;
+    /// Deletes a user with their tweets, their follows both ways (moving the other users'
+    /// counters) and their Idempotency-Key records, in one transaction that also adds the
+    /// events of the deletion to the outbox ([`Event::of_deleted_user`]). `None` when
+    /// there is no such user. The picture object is the caller's to delete, after.
+    async fn delete_user(&self, id: Uuid) -> Result<Option<DeletedUser>, StoreError>;
 }
 
 /// Follow edges, and the follower/following counters they keep exact.

@@ -44,6 +44,21 @@ pub struct NewUserRecord {
     pub password_hash: String,
 }
 
+/// What deleting a user took with them: whom the events of the deletion name, and the
+/// picture object to delete once the rows are gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedUser {
+    pub id: Uuid,
+    /// Their tweets, deleted with them.
+    pub tweet_ids: Vec<Uuid>,
+    /// The users who followed them (each now follows one user fewer).
+    pub follower_ids: Vec<Uuid>,
+    /// The users they followed (each now has one follower fewer).
+    pub followee_ids: Vec<Uuid>,
+    /// The key of their picture object, if they had one.
+    pub picture_key: Option<String>,
+}
+
 /// What a follow or unfollow did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EdgeChange {

@@ -602,8 +602,8 @@ impl Subscriber for Timelines {
         }
     }
 
-    fn resync(&self) {
-        self.tweets.clear();
-        self.followers.clear();
+    fn set_in_sync(&self, in_sync: bool) {
+        self.tweets.keep(in_sync);
+        self.followers.keep(in_sync);
     }
 }

@@ -86,8 +86,9 @@ impl TweetCache {
         self.cache.invalidate(id);
     }
 
-    /// Forgets everything (deletes may have been missed).
-    pub fn clear(&self) {
-        self.cache.clear();
+    /// Whether to keep tweets at all ([`RecordCache::keep`]): not while deletes may be
+    /// missed.
+    pub fn keep(&self, keep: bool) {
+        self.cache.keep(keep);
     }
 }

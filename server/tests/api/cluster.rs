@@ -373,7 +373,78 @@ async fn home_timelines_survive_a_redis_outage() {
     }
 }
 
+/// While an instance cannot hear the others' events (its Redis is away), it keeps no
+/// copies: a follow made through another instance shows in its next reads of the profile,
+/// rather than the count it had cached before the outage.
+async fn an_instance_cut_off_from_the_events_serves_no_copy_they_would_have_corrected() {
+    let redis_url = required_env("MINITTER_TEST_REDIS_URL");
+    let writer = spawn_app_with(Backend::Postgres, |config| {
+        config.redis_url = Some(redis_url.clone().into());
+    })
+    .await;
+    let relay = Relay::to(minitter_test_support::address_of(&redis_url)).await;
+    let through_relay = minitter_test_support::with_port(&redis_url, relay.port());
+    let reader = writer
+        .sibling(|config| config.redis_url = Some(through_relay.clone().into()))
+        .await;
+    let bob = writer.sign_up("bob_cut", "bob_cut@example.com").await;
+    writer.sign_up("ada_cut", "ada_cut@example.com").await;
+    let ada_token = format!("Bearer {}", writer.log_in("ada_cut@example.com").await);
+    let profile = format!("/v1/users/{bob}");
+    // The reader has bob's profile in its users cache.
+    for _ in 0..2 {
+        let user = reader.get_json(&profile, None).await;
+        assert_eq!(user["follower_count"], 0);
+    }
+
+    relay.cut();
+    let followed = writer
+        .http
+        .put(writer.url(&format!("/v1/me/following/{bob}")))
+        .header("authorization", &ada_token)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(followed.status(), 204);
+    // Noticing a closed subscription is immediate; a silent one takes its ping (~1.5 s).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let user = reader.get_json(&profile, None).await;
+        if user["follower_count"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reader still serves its copy from before the outage: {user}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let user = reader.get_json(&profile, None).await;
+        assert_eq!(
+            user["follower_count"], 1,
+            "a copy from before the outage came back"
+        );
+    }
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = reader.http.get(reader.url(&profile)).send().await;
+        let response = response.expect("profile");
+        let x_cache = response.headers().get("x-cache").cloned();
+        let user: Value = response.json().await.expect("json");
+        assert_eq!(user["follower_count"], 1);
+        if x_cache.is_some_and(|value| value == "hit") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the caches did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 needs_cluster!(
+    an_instance_cut_off_from_the_events_serves_no_copy_they_would_have_corrected,
     home_timelines_survive_a_redis_outage,
     caches_and_feeds_follow_writes_made_through_other_instances,
     three_instances_together_admit_exactly_the_quota,

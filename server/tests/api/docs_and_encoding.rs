@@ -133,9 +133,79 @@ async fn an_unknown_content_encoding_is_415(backend: Backend) {
     );
 }
 
+async fn swagger_ui_runs_under_a_policy_of_its_own_origin_and_cannot_be_framed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for file in [
+        "/docs/",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let response = app.http.get(app.url(file)).send().await.expect("request");
+        assert_eq!(response.status(), 200, "{file}");
+        let headers = response.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{file}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{file}");
+        let policy = headers["content-security-policy"].to_str().expect("ascii");
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        for expected in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(directives.contains(&expected), "{file}: {policy}");
+        }
+        // Inline style only by its hash, inline script not at all.
+        assert!(
+            directives.iter().any(|d| d.starts_with("style-src 'self'")),
+            "{file}: {policy}"
+        );
+        assert!(!policy.contains("unsafe"), "{file}: {policy}");
+    }
+    // The online validator badge would load an image from swagger.io (and tell it the
+    // document's address): it is off.
+    let init = app
+        .http
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("js");
+    assert!(init.contains(r#""validatorUrl": "none""#), "{init}");
+}
+
+async fn every_other_answer_is_nosniff_data_that_loads_nothing_and_cannot_be_framed(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let answers = [
+        app.http.get(app.url("/healthz")).send(),
+        app.http.get(app.url("/openapi.yaml")).send(),
+        app.http.get(app.url("/v1/nothing-here")).send(),
+        app.http.get(app.url("/v1/me")).send(),
+        app.http.delete(app.url("/v1/users")).send(),
+        app.http.get(app.url("/docs")).send(),
+    ];
+    for answer in answers {
+        let response = answer.await.expect("request");
+        let what = format!("{} {}", response.url().path(), response.status());
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(
+            headers["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'; sandbox",
+            "{what}"
+        );
+    }
+}
+
 on_every_backend!(
     the_spec_is_served_byte_for_byte,
     swagger_ui_is_served_for_the_spec,
+    swagger_ui_runs_under_a_policy_of_its_own_origin_and_cannot_be_framed,
+    every_other_answer_is_nosniff_data_that_loads_nothing_and_cannot_be_framed,
     responses_are_gzipped_when_asked_and_vary_on_accept_encoding,
     brotli_is_preferred_when_equally_acceptable_and_identity_means_none,
     a_gzipped_request_body_is_accepted,

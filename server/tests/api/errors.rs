@@ -224,6 +224,94 @@ async fn readiness_reports_the_database(backend: Backend) {
     assert_eq!(body, json!({"status": "ok"}));
 }
 
+/// The request head's limits (`minitter_server::request_limits`), as a client meets them.
+const MAX_TARGET_BYTES: usize = 8 * 1024;
+const MAX_HEADER_FIELDS: usize = 100;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+async fn a_request_target_over_8_kib_is_a_414_problem(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Far below hyper's own limit (64 KiB), which answers with an empty body.
+    for target in [
+        format!("/healthz?pad={}", "a".repeat(MAX_TARGET_BYTES)),
+        format!("/v1/{}", "a".repeat(MAX_TARGET_BYTES)),
+        format!("/v1/{}", "a".repeat(40_000)),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&target))
+            .send()
+            .await
+            .expect("request");
+        let problem = assert_problem(response, 414, "uri_too_long").await;
+        assert!(
+            problem["detail"].as_str().expect("detail").contains("8192"),
+            "{problem}"
+        );
+    }
+}
+
+async fn too_many_header_fields_are_a_431_problem(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // hyper alone answers more than 100 fields with an empty 431.
+    for count in [MAX_HEADER_FIELDS + 1, 500] {
+        let mut request = app.http.get(app.url("/healthz"));
+        for i in 0..count {
+            request = request.header(format!("x-field-{i}"), "1");
+        }
+        let response = request.send().await.expect("request");
+        let problem = assert_problem(response, 431, "header_fields_too_large").await;
+        assert!(
+            problem["detail"].as_str().expect("detail").contains("100"),
+            "{problem}"
+        );
+    }
+}
+
+async fn header_fields_over_16_kib_together_are_a_431_problem_naming_the_largest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let one_big = app
+        .http
+        .get(app.url("/v1/me"))
+        .header("x-big", "b".repeat(MAX_HEADER_BYTES))
+        .send()
+        .await
+        .expect("request");
+    let problem = assert_problem(one_big, 431, "header_fields_too_large").await;
+    assert_eq!(problem["errors"][0]["in"], "header");
+    assert_eq!(problem["errors"][0]["pointer"], "/x-big");
+    // The value is never echoed.
+    assert!(!problem.to_string().contains("bbbb"));
+
+    let mut many = app.http.get(app.url("/healthz"));
+    for i in 0..20 {
+        many = many.header(format!("x-part-{i}"), "p".repeat(1000));
+    }
+    let response = many.send().await.expect("request");
+    assert_problem(response, 431, "header_fields_too_large").await;
+}
+
+async fn a_request_just_within_the_head_limits_is_served(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // reqwest adds a few fields of its own (host, accept, x-api-key).
+    let mut request = app.http.get(app.url("/healthz"));
+    for i in 0..90 {
+        request = request.header(format!("x-field-{i}"), "v".repeat(150));
+    }
+    let response = request.send().await.expect("request");
+    assert_eq!(response.status(), 200);
+
+    // A target of 8 KiB reaches the router (which has no such route).
+    let target = format!("/v1/{}", "a".repeat(MAX_TARGET_BYTES - "/v1/".len()));
+    let response = app
+        .http
+        .get(app.url(&target))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(response, 404, "not_found").await;
+}
+
 on_every_backend!(
     sign_up_with_three_invalid_fields_lists_all_three_with_pointers,
     a_rejected_sign_up_creates_nothing,
@@ -236,4 +324,8 @@ on_every_backend!(
     a_wrong_content_type_is_415,
     every_response_carries_a_request_id_and_a_well_formed_incoming_one_is_kept,
     readiness_reports_the_database,
+    a_request_target_over_8_kib_is_a_414_problem,
+    too_many_header_fields_are_a_431_problem,
+    header_fields_over_16_kib_together_are_a_431_problem_naming_the_largest,
+    a_request_just_within_the_head_limits_is_served,
 );

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cluster;
+mod deleted_users;
 mod docs_and_encoding;
 mod durability;
 mod errors;

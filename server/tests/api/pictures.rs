@@ -209,6 +209,52 @@ async fn oversized_pictures_are_refused_by_bytes_and_by_pixels(backend: Backend)
     assert!(stored_files(&app).is_empty());
 }
 
+async fn a_picture_of_no_pixels_is_refused_as_no_image(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada = ada(&app).await;
+    for (width, height) in [(0, 0), (0, 10), (10, 0)] {
+        let problem = assert_problem(
+            upload(&app, &ada, png(width, height)).await,
+            415,
+            "unsupported_media_type",
+        )
+        .await;
+        assert_eq!(
+            problem["detail"], "The image has no pixels.",
+            "{width} × {height}"
+        );
+    }
+    assert!(stored_files(&app).is_empty());
+}
+
+async fn a_picture_is_served_so_that_no_browser_runs_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada = ada(&app).await;
+    // A valid GIF header (1 × 1) followed by a page: accepted by its first bytes.
+    let mut polyglot = b"GIF89a\x01\x00\x01\x00".to_vec();
+    polyglot.extend_from_slice(b"<html><body><script>alert(document.domain)</script></html>");
+    let stored = upload(&app, &ada, polyglot.clone()).await;
+    assert_eq!(stored.status(), 200);
+
+    let served = app
+        .http
+        .get(app.url(&format!("/v1/users/{}/picture", ada.id)))
+        .send()
+        .await
+        .expect("request");
+    let headers = served.headers();
+    assert_eq!(headers["content-type"], "image/gif");
+    // The declared type is final: no browser sniffs the HTML in it.
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    // Opened as a page anyway, it loads and runs nothing, in an origin of its own.
+    let policy = headers["content-security-policy"].to_str().expect("ascii");
+    let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+    for expected in ["default-src 'none'", "sandbox", "frame-ancestors 'none'"] {
+        assert!(directives.contains(&expected), "{policy}");
+    }
+    assert_eq!(served.bytes().await.expect("body").to_vec(), polyglot);
+}
+
 /// A server storing pictures in a fresh bucket of the test S3 server, through a relay.
 async fn s3_app(presign: bool) -> (TestApp, Relay) {
     let endpoint = minitter_test_support::required_env("MINITTER_TEST_S3_ENDPOINT");
@@ -338,6 +384,8 @@ on_every_backend!(
     only_images_by_their_bytes_are_accepted,
     oversized_pictures_are_refused_by_bytes_and_by_pixels,
     the_sweep_removes_old_objects_no_user_points_at,
+    a_picture_of_no_pixels_is_refused_as_no_image,
+    a_picture_is_served_so_that_no_browser_runs_it,
 );
 
 needs_s3!(

@@ -292,7 +292,72 @@ async fn a_cache_turned_off_is_bypassed_and_outcomes_are_counted(backend: Backen
     assert_eq!((counted("miss"), counted("hit")), (1.0, 2.0));
 }
 
+/// `id` with every character percent-encoded: a spelling the router decodes to `id`.
+fn percent_encoded(id: &str) -> String {
+    id.bytes().map(|byte| format!("%{byte:02X}")).collect()
+}
+
+/// The spellings of a path with one id that reach the same handler call: as is,
+/// percent-encoded in full or in part, and in upper case.
+fn spellings(path: impl Fn(&str) -> String, id: &str) -> Vec<String> {
+    vec![
+        path(id),
+        path(&percent_encoded(id)),
+        path(&format!("{}{}", percent_encoded(&id[..2]), &id[2..])),
+        path(&id.to_uppercase()),
+    ]
+}
+
+/// The cache names an answer by the parameters the handler saw, so every spelling of a
+/// request the router accepts (encoded or upper-case ids; extra, repeated, reordered or
+/// zero-padded query parameters) shares one entry, and a write invalidates it whichever
+/// spelling filled it.
+async fn every_spelling_of_a_cached_request_is_one_entry_that_writes_invalidate(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (bob, ada, bob_token) = bob_and_ada(&app).await;
+    let tweet = post_tweet(&app, &bob_token, "spelled many ways").await;
+    let tweet_paths = spellings(|id| format!("/v1/tweets/{id}"), &tweet);
+    let profiles = spellings(|id| format!("/v1/users/{id}"), &bob);
+    let mut lists = spellings(|id| format!("/v1/users/{id}/tweets?limit=20"), &bob);
+    for query in [
+        "limit=020",
+        "limit=20&limit=5",
+        "unknown=1&limit=20",
+        "limit=20&unknown=2",
+    ] {
+        lists.push(format!("/v1/users/{bob}/tweets?{query}"));
+    }
+    for paths in [&tweet_paths, &profiles, &lists] {
+        let (status, x_cache, first) = get(&app, &app.http, &paths[0]).await;
+        assert_eq!((status, x_cache.as_str()), (200, "miss"), "{}", paths[0]);
+        for path in &paths[1..] {
+            let (status, x_cache, body) = get(&app, &app.http, path).await;
+            assert_eq!((status, x_cache.as_str()), (200, "hit"), "{path}");
+            assert_eq!(body, first, "{path}");
+        }
+    }
+
+    follow(&app, &ada, &bob).await;
+    for path in &profiles {
+        let (_, _, user) = get(&app, &app.http, path).await;
+        assert_eq!(user["follower_count"], 1, "{path} after the follow");
+    }
+    delete_tweet(&app, &bob_token, &tweet).await;
+    for path in &tweet_paths {
+        assert_eq!(
+            get(&app, &app.http, path).await.0,
+            404,
+            "{path} after the delete"
+        );
+    }
+    for path in &lists {
+        let (_, _, page) = get(&app, &app.http, path).await;
+        assert_eq!(page["items"], json!([]), "{path} after the delete");
+    }
+}
+
 on_every_backend!(
+    every_spelling_of_a_cached_request_is_one_entry_that_writes_invalidate,
     no_read_after_an_acknowledged_write_sees_the_copy_it_replaced,
     a_hit_needs_a_good_key_and_counts_against_its_quota,
     a_cached_path_still_refuses_a_bad_request,

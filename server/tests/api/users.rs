@@ -120,7 +120,76 @@ async fn the_password_is_stored_only_as_an_argon2id_hash(backend: Backend) {
     }
 }
 
+/// PostgreSQL cannot store a NUL character in text, so the document refuses it in every
+/// string that is stored: a 400 naming the field, never a 500, and nothing written, on
+/// SQLite as on PostgreSQL.
+async fn a_nul_character_in_stored_text_is_a_400_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_up("nul_author", "nul_author@example.com").await;
+    let bearer = format!("Bearer {}", app.log_in("nul_author@example.com").await);
+    let admin = app.admin_authorization();
+    let plan = app
+        .admin_post("/admin/v1/usage-plans", &json!({"name": "nul"}))
+        .await;
+    let plan_id = plan["id"].as_str().expect("plan id").to_owned();
+    let nul = "a\u{0}b";
+    let cases = [
+        (
+            "/v1/users",
+            None,
+            json!({"username": "nul_user", "email": "nul@example.com", "password": PASSWORD, "display_name": nul}),
+            "/display_name",
+        ),
+        (
+            "/v1/users",
+            None,
+            json!({"username": "nul_mail", "email": format!("n{nul}@example.com"), "password": PASSWORD}),
+            "/email",
+        ),
+        (
+            "/v1/auth/token",
+            None,
+            json!({"email": format!("n{nul}@example.com"), "password": PASSWORD}),
+            "/email",
+        ),
+        ("/v1/tweets", Some(&bearer), json!({"text": nul}), "/text"),
+        (
+            "/admin/v1/usage-plans",
+            Some(&admin),
+            json!({"name": nul}),
+            "/name",
+        ),
+        (
+            "/admin/v1/usage-plans",
+            Some(&admin),
+            json!({"name": "ok", "description": nul}),
+            "/description",
+        ),
+        (
+            "/admin/v1/api-keys",
+            Some(&admin),
+            json!({"name": nul, "plan_id": plan_id}),
+            "/name",
+        ),
+    ];
+    for (path, authorization, body, pointer) in cases {
+        let mut request = app.http.post(app.url(path)).json(&body);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let problem =
+            assert_problem(request.send().await.expect("post"), 400, "invalid_request").await;
+        assert_eq!(
+            problem["errors"][0]["pointer"], pointer,
+            "{path}: {problem}"
+        );
+    }
+    let tweets = app.get_json("/v1/timeline", Some(&bearer)).await;
+    assert_eq!(tweets["items"], json!([]), "no tweet was stored");
+}
+
 on_every_backend!(
+    a_nul_character_in_stored_text_is_a_400_naming_the_field,
     sign_up_answers_201_with_location_and_the_profile,
     emails_and_usernames_are_unique_whatever_their_case,
     the_display_name_defaults_to_the_username,

@@ -438,6 +438,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A user's id.
+                 * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a user
+         * @description Deletes a user with everything that is theirs: their tweets, their follows in both
+         *     directions (the other users' counts go down with them) and their profile picture.
+         *     Their bearer tokens are refused with 401 from then on, on every instance. Deletion
+         *     cannot be undone; the id is never given to anyone else.
+         */
+        delete: operations["delete_user"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/usage": {
         parameters: {
             query?: never;
@@ -551,12 +580,13 @@ export interface components {
          */
         Username: string;
         /**
-         * @description The name shown beside the username.
+         * @description The name shown beside the username. No NUL character (U+0000).
          * @example Ada Lovelace
          */
         DisplayName: string;
         /**
          * Format: email
+         * @description An email address, without any NUL character (U+0000).
          * @example ada@example.com
          */
         Email: string;
@@ -623,7 +653,7 @@ export interface components {
             text: components["schemas"]["TweetText"];
         };
         /**
-         * @description 1 to 280 characters (Unicode scalar values, not bytes).
+         * @description 1 to 280 characters (Unicode scalar values, not bytes), none of them NUL (U+0000).
          * @example Hello, Minitter!
          */
         TweetText: string;
@@ -653,7 +683,9 @@ export interface components {
             next_page?: string | null;
         };
         UsagePlanInput: {
+            /** @description No NUL character (U+0000). */
             name: string;
+            /** @description No NUL character (U+0000). */
             description?: string;
             throttle?: components["schemas"]["Throttle"];
             quota?: components["schemas"]["Quota"];
@@ -699,6 +731,7 @@ export interface components {
             next_page?: string | null;
         };
         NewApiKey: {
+            /** @description No NUL character (U+0000). */
             name: string;
             plan_id: components["schemas"]["Id"];
             /** @description Defaults to true. */
@@ -706,6 +739,7 @@ export interface components {
         };
         /** @description The fields to change; absent fields stay as they are. */
         ApiKeyUpdate: {
+            /** @description No NUL character (U+0000). */
             name?: string;
             plan_id?: components["schemas"]["Id"];
             enabled?: boolean;
@@ -2395,6 +2429,34 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["CreatedApiKey"];
                 };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    delete_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A user's id.
+                 * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user and everything that was theirs were deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];

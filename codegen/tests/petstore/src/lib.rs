@@ -225,11 +225,12 @@ mod tests {
         fn stored<'a>(
             &'a self,
             _request: &'a poem::Request,
-            operation: &'static str,
+            key: codegen_runtime::RequestKey,
         ) -> std::pin::Pin<Box<dyn Future<Output = Option<poem::Response>> + Send + 'a>> {
-            Box::pin(
-                async move { Some(poem::Response::builder().body(format!("kept {operation}"))) },
-            )
+            Box::pin(async move {
+                let answer = format!("kept {} {:?}", key.text, key.path_values);
+                Some(poem::Response::builder().body(answer))
+            })
         }
     }
 
@@ -246,7 +247,11 @@ mod tests {
         };
         let mut kept = app.get_response(offered("/pets/7")).await;
         let text = kept.take_body().into_string().await.expect("text");
-        assert_eq!(text, "kept showPetById");
+        assert_eq!(text, "kept showPetById\npetId=\"7\" [\"7\"]");
+        // The key is what the handler would receive, not the URI's spelling.
+        let mut kept = app.get_response(offered("/pets/%37?unknown=1")).await;
+        let same = kept.take_body().into_string().await.expect("text");
+        assert_eq!(same, text);
         let mut ran = app.get_response(offered("/pets")).await;
         let text = ran.take_body().into_string().await.expect("text");
         assert_eq!(text, "[]", "listPets does not opt in, so its handler runs");

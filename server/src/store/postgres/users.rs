@@ -4,16 +4,24 @@
 //! `lower(...)` (see `migrations/postgres/0001_users.sql`), so a sign-up race between two
 //! instances is settled by the index, and the name of the violated index says which field
 //! was taken. Email lookups compare `lower(email) = lower($1)`, the indexed expression.
+//!
+//! Deleting a user deletes what references them first (follows both ways, tweets,
+//! Idempotency-Key records) in the same transaction, rather than through `ON DELETE
+//! CASCADE`: the counters of the users on the other end of each edge move with it, and
+//! the outbox gets the events of exactly the rows that went.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
 
-use super::{PgStore, retry};
-use crate::store::{NewUserRecord, PictureRecord, StoreError, UserRecord, UserStore, now_millis};
+use super::{PgStore, outbox, retry};
+use crate::events::Event;
+use crate::store::{
+    DeletedUser, NewUserRecord, PictureRecord, StoreError, UserRecord, UserStore, now_millis,
+};
 
 /// The columns [`UserRecord`] is read from, as `u.<column>` so that joins can use them
 /// (a macro, so that `concat!` builds whole statements at compile time).
@@ -148,6 +156,107 @@ impl UserStore for PgStore {
             .map(|row| row.try_get("picture_key"))
             .collect::<Result<_, _>>()?)
     }
+
+    async fn delete_user(&self, id: Uuid) -> Result<Option<DeletedUser>, StoreError> {
+        let pool = &self.pool;
+        retry(move || async move {
+            let mut tx = pool.begin().await?;
+            // FOR UPDATE conflicts with the KEY SHARE lock that inserting a follow or a
+            // tweet takes on the user it references: one that began first commits before
+            // the deletes below run (and they see it), one that begins later waits and then
+            // fails its foreign key. So no row can be left referencing the user.
+            let Some(user) = sqlx::query("SELECT picture_key FROM users WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let picture_key: Option<String> = user.try_get("picture_key")?;
+            // The counters move for exactly the edges this transaction deleted: an unfollow
+            // racing it deletes each edge once, and whichever loses sees no row.
+            let follower_ids: Vec<Uuid> = sqlx::query_scalar(
+                "DELETE FROM follows WHERE followee_id = $1 RETURNING follower_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let followee_ids: Vec<Uuid> = sqlx::query_scalar(
+                "DELETE FROM follows WHERE follower_id = $1 RETURNING followee_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            uncount_edges(&mut tx, &follower_ids, &followee_ids).await?;
+            let tweet_ids: Vec<Uuid> =
+                sqlx::query_scalar("DELETE FROM tweets WHERE author_id = $1 RETURNING id")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let deleted = DeletedUser {
+                id,
+                tweet_ids,
+                follower_ids,
+                followee_ids,
+                picture_key,
+            };
+            for event in Event::of_deleted_user(&deleted) {
+                outbox::add(&mut tx, &event).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(deleted))
+        })
+        .await
+    }
+}
+
+/// Takes one from the `following_count` of each of `followers` and from the
+/// `follower_count` of each of `followees` (a user in both loses one of each). The rows
+/// are locked in id order first, the order follows and unfollows lock them in
+/// (follows.rs), so that this meets them without deadlocking; one that slips through
+/// re-runs the transaction.
+async fn uncount_edges(
+    conn: &mut PgConnection,
+    followers: &[Uuid],
+    followees: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    let mut deltas: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    for id in followers {
+        deltas.entry(*id).or_default().0 += 1;
+    }
+    for id in followees {
+        deltas.entry(*id).or_default().1 += 1;
+    }
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = deltas.keys().copied().collect();
+    let following: Vec<i64> = deltas.values().map(|d| d.0).collect();
+    let followers: Vec<i64> = deltas.values().map(|d| d.1).collect();
+    sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE users u SET following_count = u.following_count - d.following,
+                            follower_count = u.follower_count - d.followers
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS d (id, following, followers)
+         WHERE u.id = d.id",
+    )
+    .bind(&ids)
+    .bind(&following)
+    .bind(&followers)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// A user from the columns of [`user_columns`].

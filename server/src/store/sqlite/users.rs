@@ -1,4 +1,9 @@
 //! The `users` table and the picture columns on it.
+//!
+//! Deleting a user deletes what references them first (follows both ways, tweets,
+//! Idempotency-Key records) in the same transaction, rather than through `ON DELETE
+//! CASCADE`: the counters of the users on the other end of each edge move with it, and
+//! the outbox gets the events of exactly the rows that went.
 
 use std::collections::HashSet;
 
@@ -7,8 +12,11 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::{SqliteStore, text, uuid};
-use crate::store::{NewUserRecord, PictureRecord, StoreError, UserRecord, UserStore, now_millis};
+use super::{SqliteStore, outbox, text, uuid};
+use crate::events::Event;
+use crate::store::{
+    DeletedUser, NewUserRecord, PictureRecord, StoreError, UserRecord, UserStore, now_millis,
+};
 
 /// The columns [`UserRecord`] is read from, as `u.<column>` so that joins can use them
 /// (a macro, so that `concat!` can build whole statements at compile time).
@@ -126,6 +134,81 @@ impl UserStore for SqliteStore {
             .map(|row| row.try_get("picture_key").map_err(StoreError::from))
             .collect()
     }
+
+    async fn delete_user(&self, id: Uuid) -> Result<Option<DeletedUser>, StoreError> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        // Writes first, so that the transaction takes the write lock at once (see
+        // follows.rs). The counters on the other end move for exactly the edges deleted.
+        let follower_ids = ids(
+            sqlx::query("DELETE FROM follows WHERE followee_id = ? RETURNING follower_id")
+                .bind(text(id))
+                .fetch_all(&mut *tx)
+                .await?,
+            "follower_id",
+        )?;
+        let followee_ids = ids(
+            sqlx::query("DELETE FROM follows WHERE follower_id = ? RETURNING followee_id")
+                .bind(text(id))
+                .fetch_all(&mut *tx)
+                .await?,
+            "followee_id",
+        )?;
+        for (others, sql) in [
+            (
+                &follower_ids,
+                "UPDATE users SET following_count = following_count - 1 WHERE id = ?",
+            ),
+            (
+                &followee_ids,
+                "UPDATE users SET follower_count = follower_count - 1 WHERE id = ?",
+            ),
+        ] {
+            for other in others {
+                sqlx::query(sql)
+                    .bind(text(*other))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let tweet_ids = ids(
+            sqlx::query("DELETE FROM tweets WHERE author_id = ? RETURNING id")
+                .bind(text(id))
+                .fetch_all(&mut *tx)
+                .await?,
+            "id",
+        )?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE user_id = ?")
+            .bind(text(id))
+            .execute(&mut *tx)
+            .await?;
+        let Some(user) = sqlx::query("DELETE FROM users WHERE id = ? RETURNING picture_key")
+            .bind(text(id))
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            // No such user (so nothing else was deleted either); dropping the transaction
+            // rolls it back.
+            return Ok(None);
+        };
+        let deleted = DeletedUser {
+            id,
+            tweet_ids,
+            follower_ids,
+            followee_ids,
+            picture_key: user.try_get("picture_key")?,
+        };
+        for event in Event::of_deleted_user(&deleted) {
+            outbox::add(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(deleted))
+    }
+}
+
+/// The UUIDs in `column` of `rows`.
+fn ids(rows: Vec<SqliteRow>, column: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+    rows.iter().map(|row| uuid(row, column)).collect()
 }
 
 /// A user from a row that has the [`user_columns`].

@@ -212,7 +212,9 @@ async fn handle_show_pet_by_id<A: Api>(
     let mut input = runtime::extract(&mut request, &VALIDATORS, &SHOW_PET_BY_ID, limits)
         .await?;
     let params: types::ShowPetByIdParams = input.params()?;
-    if let Some(response) = runtime::stored_response(&request, "showPetById").await {
+    if let Some(response) = runtime::stored_response(&request, &SHOW_PET_BY_ID, &params)
+        .await
+    {
         return Ok(response);
     }
     let response = api.show_pet_by_id(&request, params).await.map_err(Into::into)?;
