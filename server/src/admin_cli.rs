@@ -9,7 +9,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::store::{KeyChanges, KeyWrite, NewKey, PlanSettings};
+use crate::infra::store::{KeyChanges, KeyWrite, NewKey, PlanSettings};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {

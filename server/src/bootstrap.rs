@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::store::{KeyWrite, NewKey, PlanSettings, Store};
+use crate::infra::store::{KeyWrite, NewKey, PlanSettings, Store};
 
 /// Creates the default plan and a demo key on an empty database, and says so on stderr
 /// (once: the secret is not kept anywhere it could be printed again).

@@ -12,9 +12,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use secrecy::SecretString;
 
-/// Minitter API server.
+/// The server's settings (the binary's command line flattens them beside its commands).
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
 pub struct Config {
     /// A file of `MINITTER_*=value` lines, read before flags and environment.
     #[arg(long, env = "MINITTER_CONFIG")]
@@ -188,26 +187,14 @@ pub struct Config {
     /// Unset: nothing is exported. Batching and headers follow the standard `OTEL_BSP_*`
     /// and `OTEL_EXPORTER_OTLP_HEADERS` variables.
     #[arg(long, env = "MINITTER_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<crate::otel::OtlpEndpoint>,
-
-    /// Without a command, the server runs.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// What the binary does instead of serving.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Manage usage plans and API keys in the data directory's database.
-    #[command(subcommand)]
-    Admin(crate::admin_cli::AdminCommand),
+    pub otlp_endpoint: Option<crate::infra::otel::OtlpEndpoint>,
 }
 
 impl Config {
     /// The database connection pool's settings.
-    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+    pub fn pool_settings(&self) -> crate::infra::store::PoolSettings {
         let seconds = |s: u32| std::time::Duration::from_secs(u64::from(s));
-        crate::store::PoolSettings {
+        crate::infra::store::PoolSettings {
             max_connections: self.database_max_connections,
             acquire_timeout: seconds(self.database_acquire_timeout_seconds),
             statement_timeout: seconds(self.database_statement_timeout_seconds),
@@ -215,9 +202,9 @@ impl Config {
     }
 
     /// How timelines are kept.
-    pub fn timeline_settings(&self) -> crate::timeline::TimelineSettings {
-        crate::timeline::TimelineSettings {
-            feed_capacity: crate::timeline::feed::FEED_CAPACITY,
+    pub fn timeline_settings(&self) -> crate::services::timeline::TimelineSettings {
+        crate::services::timeline::TimelineSettings {
+            feed_capacity: crate::services::timeline::feed::FEED_CAPACITY,
             fan_out_limit: self.feed_fan_out_limit,
             feed_memory_bytes: self.feed_memory_mib << 20,
             tweet_cache_bytes: self.tweet_cache_mib << 20,
@@ -226,20 +213,20 @@ impl Config {
     }
 
     /// How failed logins are limited.
-    pub fn login_limits(&self) -> crate::login::LoginLimits {
-        crate::login::LoginLimits {
+    pub fn login_limits(&self) -> crate::services::login::LoginLimits {
+        crate::services::login::LoginLimits {
             per_client: self.login_max_failures_per_client,
             per_account: self.login_max_failures_per_account,
             per_key: self.login_max_failures_per_key,
             window: std::time::Duration::from_secs(self.login_window_seconds),
-            lease: crate::login::IN_FLIGHT_LEASE,
+            lease: crate::services::login::IN_FLIGHT_LEASE,
         }
     }
 
     /// Opens and migrates the configured database.
-    pub async fn open_store(&self) -> Result<crate::store::SharedStore> {
+    pub async fn open_store(&self) -> Result<crate::infra::store::SharedStore> {
         use secrecy::ExposeSecret;
-        crate::store::open(
+        crate::infra::store::open(
             self.database_url.as_ref().map(|url| url.expose_secret()),
             &self.data_dir,
             &self.pool_settings(),
@@ -248,10 +235,11 @@ impl Config {
     }
 
     /// Reads the config file named by `--config` or `MINITTER_CONFIG` into the
-    /// environment, then parses flags and environment.
+    /// environment, so that parsing the flags (`Config` alone, or inside the binary's
+    /// command line) sees its settings as variables.
     ///
     /// Must run before any other thread starts: it may set environment variables.
-    pub fn load() -> Result<Self> {
+    pub fn read_config_file() -> Result<()> {
         let args: Vec<String> = std::env::args().collect();
         let from_flag = args.iter().enumerate().find_map(|(i, arg)| {
             arg.strip_prefix("--config=")
@@ -265,7 +253,7 @@ impl Config {
         if let Some(path) = from_flag.or_else(|| std::env::var("MINITTER_CONFIG").ok()) {
             dotenvy::from_path(&path).with_context(|| format!("reading config file {path}"))?;
         }
-        Ok(Self::parse())
+        Ok(())
     }
 
     /// Defaults for a server in `data_dir`, as if started with no flags.

@@ -1,10 +1,11 @@
 //! The `minitter-server` binary: configuration, logging, then the one startup path (or an
 //! operator's `admin` command).
 
-use minitter_server::admin_cli;
-use minitter_server::config::{Command, Config};
+use clap::Parser;
+use minitter_server::admin_cli::{self, AdminCommand};
+use minitter_server::config::Config;
+use minitter_server::http::telemetry;
 use minitter_server::startup::Application;
-use minitter_server::telemetry;
 
 /// mimalloc rather than the system allocator: a compressed response allocates a few
 /// hundred KiB of encoder state and frees it at once, which glibc hands back to the kernel
@@ -13,9 +14,29 @@ use minitter_server::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Minitter API server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What the binary does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Manage usage plans and API keys in the data directory's database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
 fn main() -> anyhow::Result<()> {
-    // Before the runtime starts any thread: loading the config file sets variables.
-    let config = Config::load()?;
+    // Before the runtime starts any thread: the config file sets variables.
+    Config::read_config_file()?;
+    let Cli { config, command } = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     // Inside the runtime: exported spans are sent by a task on it.
     let telemetry = {
@@ -23,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         telemetry::init(config.log_json, config.otlp_endpoint.as_ref())?
     };
     let outcome = runtime.block_on(async {
-        match config.command.clone() {
+        match command {
             Some(Command::Admin(command)) => admin_cli::run(command, &config).await,
             None => Application::build(config).await?.run_until_stopped().await,
         }

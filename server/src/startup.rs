@@ -31,28 +31,29 @@ use poem::{Endpoint, EndpointExt, Response};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::Tokens;
-use crate::blob::BlobStore;
-use crate::blob::local::LocalDir;
-use crate::blob::s3::{S3, S3Settings};
 use crate::config::Config;
-use crate::events::{Events, Subscriber};
-use crate::gateway::Gateway;
-use crate::gateway::redis::SharedRedis;
 use crate::handlers::Handlers;
-use crate::login::{Hashing, LoginGuard};
-use crate::pagination::PageTokens;
-use crate::profiles::Profiles;
-use crate::response_cache::{self, RecordsById, ResponseCache};
-use crate::state::AppState;
-use crate::timeline::Timelines;
-use crate::timeline::feed::FeedStore;
-use crate::timeline::memory::MemoryFeeds;
-use crate::timeline::redis::RedisFeeds;
-use crate::{
-    bootstrap, compression, docs, error, etag, gateway, generated, request_limits,
-    security_headers, serve, telemetry,
+use crate::http::pagination::PageTokens;
+use crate::http::{
+    compression, docs, error, etag, request_limits, security_headers, serve, telemetry,
 };
+use crate::infra::blob::BlobStore;
+use crate::infra::blob::local::LocalDir;
+use crate::infra::blob::s3::{S3, S3Settings};
+use crate::infra::redis::SharedRedis;
+use crate::services::auth::Tokens;
+use crate::services::events::{Events, Subscriber};
+use crate::services::gateway;
+use crate::services::gateway::Gateway;
+use crate::services::login::{Hashing, LoginGuard};
+use crate::services::profiles::Profiles;
+use crate::services::response_cache::{self, RecordsById, ResponseCache};
+use crate::services::timeline::Timelines;
+use crate::services::timeline::feed::FeedStore;
+use crate::services::timeline::memory::MemoryFeeds;
+use crate::services::timeline::redis::RedisFeeds;
+use crate::state::AppState;
+use crate::{bootstrap, generated};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
 
@@ -110,7 +111,7 @@ impl Application {
         // telemetry nothing is installed, so that every metric of the process (the gateway's
         // and the caches' too) records into the facade's no-op recorder.
         if !config.benchmark_without_telemetry {
-            crate::metrics::handle();
+            crate::infra::metrics::handle();
         }
         let gateway = match &config.redis_url {
             None => Gateway::in_process(Arc::clone(&store)),

@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
-use crate::auth::Tokens;
-use crate::blob::BlobStore;
-use crate::events::Events;
-use crate::gateway::Gateway;
-use crate::login::{Hashing, LoginGuard};
-use crate::pagination::PageTokens;
-use crate::profiles::Profiles;
-use crate::response_cache::ResponseCache;
-use crate::store::SharedStore;
-use crate::timeline::Timelines;
+use crate::http::pagination::PageTokens;
+use crate::infra::blob::BlobStore;
+use crate::infra::store::SharedStore;
+use crate::services::auth::Tokens;
+use crate::services::events::Events;
+use crate::services::gateway::Gateway;
+use crate::services::login::{Hashing, LoginGuard};
+use crate::services::profiles::Profiles;
+use crate::services::response_cache::ResponseCache;
+use crate::services::timeline::Timelines;
 
 /// What every request handler shares.
 #[derive(Debug)]

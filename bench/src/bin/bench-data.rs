@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{Duration, Utc};
 use clap::Parser;
-use minitter_server::store::{NewUserRecord, PoolSettings, TweetRecord};
+use minitter_server::infra::store::{NewUserRecord, PoolSettings, TweetRecord};
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::rngs::StdRng;
@@ -44,7 +44,7 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let path = args.data_dir.join("minitter.db");
     anyhow::ensure!(!path.exists(), "{} exists already", path.display());
-    let store = minitter_server::store::open(
+    let store = minitter_server::infra::store::open(
         args.database_url.as_deref(),
         &args.data_dir,
         &PoolSettings::default(),
@@ -54,7 +54,8 @@ async fn main() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let started = std::time::Instant::now();
 
-    let hash = minitter_server::auth::hash_password("bench password".to_owned().into()).await?;
+    let hash =
+        minitter_server::services::auth::hash_password("bench password".to_owned().into()).await?;
     let ids: Vec<uuid::Uuid> = (0..args.users).map(|_| uuid::Uuid::now_v7()).collect();
     let users: Vec<(uuid::Uuid, NewUserRecord)> = ids
         .iter()

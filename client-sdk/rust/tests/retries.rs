@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use minitter_client::{ClientBuilder, Error, ProblemExt, RetryPolicy, Retryable, RetryingClient};
 use minitter_server::config::Config;
+use minitter_server::infra::store::{KeyWrite, PlanSettings};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
-use minitter_server::store::{KeyWrite, PlanSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -89,7 +89,7 @@ impl TestServer {
 
 /// A key in a plan without throttle or quota, made through the store.
 pub async fn unlimited_key(state: &AppState) -> String {
-    use minitter_server::store::{KeyWrite, PlanSettings};
+    use minitter_server::infra::store::{KeyWrite, PlanSettings};
     let settings = PlanSettings {
         name: "contract tests".into(),
         description: None,

@@ -1106,7 +1106,7 @@ pub async fn admin(ctx: &Context<'_>) {
 /// Every `/v1` operation answers 403 without a valid key, and 429 once the key's quota
 /// is spent.
 pub async fn gateway(ctx: &Context<'_>) {
-    use minitter_server::store::{KeyWrite, NewKey, PlanSettings};
+    use minitter_server::infra::store::{KeyWrite, NewKey, PlanSettings};
     let store = &ctx.server.state.store;
     let settings = PlanSettings {
         name: "one a day".into(),
@@ -1416,7 +1416,7 @@ pub async fn usage(ctx: &Context<'_>) {
 /// home feeds answer some reads without it, so they are dropped and kept no more first, as
 /// when events may be missed.)
 pub async fn unavailable(ctx: &Context<'_>) {
-    use minitter_server::events::Subscriber;
+    use minitter_server::services::events::Subscriber;
     let (ada, bob, id) = (&ctx.ada, &ctx.bob, ctx.ada.id.clone());
     let state = &ctx.server.state;
     state.store.close().await;

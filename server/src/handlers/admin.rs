@@ -16,9 +16,7 @@ use crate::generated::{
 use std::num::NonZeroU64;
 
 use super::{page_cursor, page_limit};
-use crate::error::{ApiError, Result};
-use crate::events::Event;
-use crate::gateway::limits::Period;
+use crate::domain::events::Event;
 use crate::generated::GetUsageReportResponse;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::generated::{
@@ -26,9 +24,11 @@ use crate::generated::{
     GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
     RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
 };
-use crate::store::{
+use crate::http::error::{ApiError, Result};
+use crate::infra::store::{
     KeyChanges, KeyRecord, KeyWrite, NewKey, PlanDeletion, PlanRecord, PlanSettings,
 };
+use crate::services::gateway::limits::Period;
 use chrono::TimeZone;
 
 const UNKNOWN_PLAN: ApiError = ApiError::NotFound("No usage plan has this id.");

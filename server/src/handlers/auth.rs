@@ -4,13 +4,12 @@ use super::Handlers;
 use crate::generated::{AuthApi, CreateTokenAuth, GetMeAuth};
 use secrecy::SecretString;
 
-use super::BAD_TOKEN;
-use crate::error::{ApiError, Result};
 use crate::generated::types::{
     self, AccessToken, AccessTokenTokenType, CurrentUser, DisplayName, Email, Username,
 };
 use crate::generated::{CreateTokenResponse, GetMeResponse};
-use crate::login::Client;
+use crate::http::error::{ApiError, Result};
+use crate::services::login::Client;
 
 const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
 
@@ -26,7 +25,7 @@ impl AuthApi for Handlers {
             key: auth.api_key.id,
             address: request.remote_addr().as_socket_addr().map(|a| a.ip()),
         };
-        // Reserved before any hashing: past a budget, a guess costs nothing (crate::login).
+        // Reserved before any hashing: past a budget, a guess costs nothing (crate::services::login).
         let attempt = state.login.begin(&body.email.0, client).await?;
         // An unknown email is checked against a decoy hash, so that it costs the same time
         // as a wrong password and the answer does not reveal which accounts exist.
@@ -84,7 +83,11 @@ impl AuthApi for Handlers {
         let state = &*self.state;
         let user_id = auth.bearer_auth;
         // A valid token for a user who no longer exists is as good as no token.
-        let user = state.store.user_by_id(user_id).await?.ok_or(BAD_TOKEN)?;
+        let user = state
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(ApiError::BAD_TOKEN)?;
         Ok(GetMeResponse::Ok(CurrentUser {
             id: types::Id(user.id),
             username: Username(user.username),

@@ -3,8 +3,7 @@
 use super::Handlers;
 use super::users::public_profile;
 use super::{UNKNOWN_USER, page_cursor, page_limit, require_user};
-use crate::error::{ApiError, Result};
-use crate::events::Event;
+use crate::domain::events::Event;
 use crate::generated::types::{self};
 use crate::generated::{
     FollowUserAuth, FollowsApi, ListFollowersAuth, ListFollowingAuth, UnfollowUserAuth,
@@ -12,8 +11,9 @@ use crate::generated::{
 use crate::generated::{
     FollowUserResponse, ListFollowersResponse, ListFollowingResponse, UnfollowUserResponse,
 };
+use crate::http::error::{ApiError, Result};
+use crate::infra::store::EdgeChange;
 use crate::state::AppState;
-use crate::store::EdgeChange;
 
 /// Which end of a user's follow edges a list shows.
 #[derive(Clone, Copy)]

@@ -7,9 +7,9 @@ use std::time::Duration;
 use poem::http::StatusCode;
 
 use super::request_id;
-use crate::error::{RETRY_AFTER_SECONDS, Result, problem};
 use crate::generated::types::{HealthStatus, HealthStatusStatus};
 use crate::generated::{GetHealthResponse, GetReadinessResponse};
+use crate::http::error::{RETRY_AFTER_SECONDS, Result, problem};
 
 /// A readiness check that takes longer than this counts as a failure.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);

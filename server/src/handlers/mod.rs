@@ -26,12 +26,12 @@ use uuid::Uuid;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, Result};
-use crate::gateway::ActiveKey;
 use crate::generated::Server;
-use crate::pagination::DEFAULT_LIMIT;
+use crate::http::error::{ApiError, Result};
+use crate::http::pagination::DEFAULT_LIMIT;
+use crate::http::request_id::RequestId;
+use crate::services::gateway::ActiveKey;
 use crate::state::AppState;
-use crate::telemetry::RequestId;
 
 /// The server's implementation of the contract.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ impl Handlers {
 /// the handler what they return.
 impl Server for Handlers {
     type Error = ApiError;
-    /// The calling key, admitted by its plan (see [`crate::gateway`]).
+    /// The calling key, admitted by its plan (see [`crate::services::gateway`]).
     type ApiKey = ActiveKey;
     /// The user a valid bearer token was issued to.
     type BearerAuth = Uuid;
@@ -62,24 +62,24 @@ impl Server for Handlers {
             return Ok(ActiveKey::unmetered());
         }
         let key = self.state.gateway.admit(secret, request).await?;
-        crate::telemetry::identify_key(request, key.id);
+        crate::http::telemetry::identify_key(request, key.id);
         if key.may_refresh_cache {
-            crate::response_cache::allow_refresh(request);
+            crate::services::response_cache::allow_refresh(request);
         }
         Ok(key)
     }
 
     async fn verify_bearer_auth(&self, request: &poem::Request, token: &str) -> Result<Uuid> {
-        let claims = self.state.tokens.verify(token).ok_or(BAD_TOKEN)?;
-        let user: Uuid = claims.sub.parse().map_err(|_| BAD_TOKEN)?;
+        let claims = self.state.tokens.verify(token).ok_or(ApiError::BAD_TOKEN)?;
+        let user: Uuid = claims.sub.parse().map_err(|_| ApiError::BAD_TOKEN)?;
         // A token outlives nothing: one whose user no longer exists (an operator deleted
         // them, or the row went behind the server's back) is refused here, so no
         // operation ever acts, or writes, as a user who is not there. A cache hit almost
-        // always (crate::profiles).
+        // always (crate::services::profiles).
         if !self.state.profiles.exists(&self.state.store, user).await? {
-            return Err(BAD_TOKEN);
+            return Err(ApiError::BAD_TOKEN);
         }
-        crate::telemetry::identify_user(request, user);
+        crate::http::telemetry::identify_user(request, user);
         Ok(user)
     }
 
@@ -90,7 +90,7 @@ impl Server for Handlers {
         if bool::from(presented[..].ct_eq(&self.state.admin_token_hash[..])) {
             Ok(Operator)
         } else {
-            Err(BAD_ADMIN_TOKEN)
+            Err(ApiError::BAD_ADMIN_TOKEN)
         }
     }
 }
@@ -100,12 +100,6 @@ impl Server for Handlers {
 pub struct Operator;
 
 pub use pictures::{sweep_orphan_pictures_hourly, sweep_orphans};
-
-pub(crate) const BAD_TOKEN: ApiError =
-    ApiError::Unauthorized("The bearer token is missing or invalid.");
-pub(crate) const BAD_ADMIN_TOKEN: ApiError =
-    ApiError::Unauthorized("The admin token is missing or wrong.");
-pub(crate) const NO_KEY: ApiError = ApiError::Forbidden("A valid, enabled x-api-key is required.");
 
 const UNKNOWN_USER: ApiError = ApiError::NotFound("No user has this id.");
 

@@ -11,7 +11,7 @@
 //! An upload is told to be an image by its first bytes and its header only: nothing here
 //! decodes it, so a GIF header followed by HTML is stored and served as `image/gif`. What
 //! keeps a browser from running such a file is the answer's headers, set for every
-//! response by [`crate::security_headers`]: `nosniff`, so the declared image type is
+//! response by [`crate::http::security_headers`]: `nosniff`, so the declared image type is
 //! final, and a policy that loads and runs nothing and sandboxes the document, should
 //! the picture be opened as a page.
 
@@ -23,11 +23,11 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, Result};
 use crate::generated::types::{Picture, PictureContentType};
 use crate::generated::{GetPictureResponse, PutPictureResponse};
+use crate::http::error::{ApiError, Result};
+use crate::infra::store::PictureRecord;
 use crate::state::AppState;
-use crate::store::PictureRecord;
 
 /// The largest width and height accepted: a guard against decompression bombs, checked
 /// from the header before anything decodes the image.
@@ -163,7 +163,7 @@ impl PicturesApi for Handlers {
                 return Err(error.into());
             }
         };
-        let updated = crate::events::Event::UserUpdated { user_id: me };
+        let updated = crate::domain::events::Event::UserUpdated { user_id: me };
         state.events.publish(updated).await;
         if let Some(old) = old
             && let Err(error) = state.pictures.delete(&old).await

@@ -10,15 +10,15 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{page_cursor, page_limit, require_user};
-use crate::error::{ApiError, Result};
-use crate::events::Event;
+use crate::domain::events::Event;
 use crate::generated::types::{self, NewTweet};
 use crate::generated::{
     CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
     ListUserTweetsResponse,
 };
+use crate::http::error::{ApiError, Result};
+use crate::infra::store::{Claim, Deletion, Page, StoredResponse, TweetRecord};
 use crate::state::AppState;
-use crate::store::{Claim, Deletion, Page, StoredResponse, TweetRecord};
 
 const UNKNOWN_TWEET: ApiError = ApiError::NotFound("No tweet has this id.");
 

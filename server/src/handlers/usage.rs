@@ -2,11 +2,11 @@
 
 use super::Handlers;
 use super::admin::to_api_plan;
-use crate::error::{ApiError, Result};
-use crate::gateway::limits::Period;
 use crate::generated::GetUsageResponse;
 use crate::generated::types::{self, KeyUsage};
 use crate::generated::{GetUsageAuth, UsageApi};
+use crate::http::error::{ApiError, Result};
+use crate::services::gateway::limits::Period;
 
 impl UsageApi for Handlers {
     async fn get_usage(

@@ -4,10 +4,10 @@ use super::Handlers;
 use crate::generated::{GetUserAuth, SignUpAuth, UsersApi};
 use secrecy::SecretString;
 
-use crate::error::{ApiError, Result};
 use crate::generated::types::{self, DisplayName, Username};
 use crate::generated::{GetUserResponse, SignUpResponse};
-use crate::store::{NewUserRecord, UserRecord};
+use crate::http::error::{ApiError, Result};
+use crate::infra::store::{NewUserRecord, UserRecord};
 
 /// The fields of a user that anyone may see.
 pub fn public_profile(record: &UserRecord) -> types::User {

@@ -1,7 +1,7 @@
 //! The operator API: the admin token, secrets shown once, and the development bootstrap.
 
+use minitter_server::infra::store::secret_hash;
 use minitter_server::startup::Application;
-use minitter_server::store::secret_hash;
 use serde_json::{Value, json};
 
 use minitter_test_support::{Backend, TestDatabase, on_every_backend};

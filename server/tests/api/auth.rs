@@ -10,9 +10,9 @@ use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use minitter_server::error::ApiError;
-use minitter_server::gateway::redis::SharedRedis;
-use minitter_server::login::{Client, LoginGuard, LoginLimits};
+use minitter_server::http::error::ApiError;
+use minitter_server::infra::redis::SharedRedis;
+use minitter_server::services::login::{Client, LoginGuard, LoginLimits};
 use minitter_test_support::{Backend, on_every_backend, required_env};
 
 use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
@@ -177,7 +177,7 @@ on_every_backend!(
     a_tampered_payload_is_refused,
 );
 
-// Login throttling (crate::login): budgets of wrong passwords per client, per account and
+// Login throttling (crate::services::login): budgets of wrong passwords per client, per account and
 // per key, in sliding windows, counting outcomes only. Each test runs with the budgets in
 // the server's process (on both databases) and in Redis (two instances sharing it), and
 // uses emails of its own, since Redis outlives a test.

@@ -224,7 +224,7 @@ async fn readiness_reports_the_database(backend: Backend) {
     assert_eq!(body, json!({"status": "ok"}));
 }
 
-/// The request head's limits (`minitter_server::request_limits`), as a client meets them.
+/// The request head's limits (`minitter_server::http::request_limits`), as a client meets them.
 const MAX_TARGET_BYTES: usize = 8 * 1024;
 const MAX_HEADER_FIELDS: usize = 100;
 const MAX_HEADER_BYTES: usize = 16 * 1024;

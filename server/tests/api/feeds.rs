@@ -9,13 +9,16 @@
 
 use std::sync::Arc;
 
-use minitter_server::events::{Event, Events, Subscriber};
-use minitter_server::gateway::redis::SharedRedis;
-use minitter_server::store::{Deletion, EdgeChange, NewUserRecord, SharedStore, TweetRecord};
-use minitter_server::timeline::feed::FeedStore;
-use minitter_server::timeline::memory::MemoryFeeds;
-use minitter_server::timeline::redis::RedisFeeds;
-use minitter_server::timeline::{TimelineSettings, Timelines};
+use minitter_server::domain::events::Event;
+use minitter_server::infra::redis::SharedRedis;
+use minitter_server::infra::store::{
+    Deletion, EdgeChange, NewUserRecord, SharedStore, TweetRecord,
+};
+use minitter_server::services::events::{Events, Subscriber};
+use minitter_server::services::timeline::feed::FeedStore;
+use minitter_server::services::timeline::memory::MemoryFeeds;
+use minitter_server::services::timeline::redis::RedisFeeds;
+use minitter_server::services::timeline::{TimelineSettings, Timelines};
 use minitter_test_support::{Backend, TestDatabase, needs_cluster, on_every_backend, required_env};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -48,9 +51,10 @@ impl World {
     async fn new(backend: Backend, feeds: Arc<dyn FeedStore>) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
         let database = TestDatabase::create(backend).await;
-        let store = minitter_server::store::open(database.url(), dir.path(), &Default::default())
-            .await
-            .expect("open the store");
+        let store =
+            minitter_server::infra::store::open(database.url(), dir.path(), &Default::default())
+                .await
+                .expect("open the store");
         let timelines = Timelines::start(Arc::clone(&store), feeds, &settings());
         let events = Events::new(vec![Arc::clone(&timelines) as Arc<dyn Subscriber>], None);
         Self {
@@ -148,7 +152,7 @@ impl World {
                 .timeline(reader, cursor, limit)
                 .await
                 .expect("page");
-            let ids = |page: &minitter_server::store::Page<TweetRecord, Uuid>| {
+            let ids = |page: &minitter_server::infra::store::Page<TweetRecord, Uuid>| {
                 page.items.iter().map(|tweet| tweet.id).collect::<Vec<_>>()
             };
             assert_eq!(

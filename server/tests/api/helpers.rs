@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use minitter_server::config::Config;
+use minitter_server::infra::store::{KeyWrite, PlanSettings, Store};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
-use minitter_server::store::{KeyWrite, PlanSettings, Store};
 use minitter_test_support::{Backend, TestDatabase};
 use serde_json::{Value, json};
 

@@ -31,7 +31,7 @@ async fn metrics_count_requests_by_operation_and_gateway_decisions_by_plan(backe
     let text = app.scrape_metrics().await;
     let plan = app
         .store()
-        .key_by_secret_hash(&minitter_server::store::secret_hash(&quota))
+        .key_by_secret_hash(&minitter_server::infra::store::secret_hash(&quota))
         .await
         .expect("lookup")
         .expect("the key")
@@ -73,7 +73,7 @@ on_every_backend!(metrics_count_requests_by_operation_and_gateway_decisions_by_p
 /// renamed metric cannot leave a panel silently empty.
 #[test]
 fn the_dashboard_queries_only_metrics_the_server_exports() {
-    use minitter_server::metrics;
+    use minitter_server::infra::metrics;
     let exported = [
         metrics::REQUESTS,
         metrics::LATENCY,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use minitter_server::store::TweetRecord;
+use minitter_server::infra::store::TweetRecord;
 use minitter_test_support::{Backend, on_every_backend};
 
 use crate::helpers::{TestApp, metric_sample, spawn_app};

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use minitter_server::store::PlanSettings;
+use minitter_server::infra::store::PlanSettings;
 use minitter_test_support::{Backend, Relay, needs_cluster, on_every_backend, required_env};
 use serde_json::{Value, json};
 

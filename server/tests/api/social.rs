@@ -327,7 +327,7 @@ async fn concurrent_retries_with_one_idempotency_key_create_one_tweet(backend: B
 }
 
 async fn the_timeline_reaches_tweets_far_older_than_its_first_window(backend: Backend) {
-    use minitter_server::store::TweetRecord;
+    use minitter_server::infra::store::TweetRecord;
 
     let app = spawn_app(backend).await;
     let (_, ada) = user(&app, "ada").await;

@@ -1,0 +1,376 @@
+//! Persistence: one repository interface, one module per database.
+//!
+//! The interface is a handful of traits, one per area ([`UserStore`], [`FollowStore`],
+//! [`TweetStore`], [`GatewayStore`], [`ImportStore`]), gathered by [`Store`]; the rest of
+//! the server holds an `Arc<dyn Store>` ([`SharedStore`]) and never sees SQL. Traits per
+//! area rather than one big one so that each backend's SQL for an area sits in one file,
+//! beside the function that runs it (`sqlite/users.rs`, `postgres/users.rs`, ...), and a
+//! caller imports only the area it uses. A trait object rather than a generic parameter
+//! so that handlers, the gateway and the tests stay free of type parameters; the cost is
+//! one boxed future per query, which is nothing beside the query.
+//!
+//! Each backend writes its own dialect (no `sqlx::Any`, no SQL rewriting), has its own
+//! migrations (`migrations/sqlite`, `migrations/postgres`) and sorts its own driver
+//! errors into [`StoreError`]: a taken unique value ([`StoreError::Conflict`]), a
+//! database that is not answering ([`StoreError::Unavailable`], a 503), or a bug.
+//!
+//! - [`sqlite`]: the embedded default, one file in the data directory.
+//! - [`postgres`]: for several instances behind a load balancer.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+// The records every backend returns are the domain's (`crate::domain::records`); the store
+// speaks them, so they are named here too.
+pub use crate::domain::records::*;
+
+use crate::domain::events::Event;
+
+/// The store every request shares.
+pub type SharedStore = Arc<dyn Store>;
+
+/// The whole repository interface, and the life cycle of the connection pool.
+#[async_trait]
+pub trait Store:
+    UserStore
+    + FollowStore
+    + TweetStore
+    + GatewayStore
+    + ImportStore
+    + OutboxStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Whether the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes every connection; later calls fail as [`StoreError::Unavailable`].
+    async fn close(&self);
+    /// The connection pool now: connections open, and of those idle.
+    fn pool_usage(&self) -> PoolUsage;
+}
+
+/// How much of the connection pool is in use, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// Users and their pictures.
+#[async_trait]
+pub trait UserStore {
+    /// Inserts a user; a taken username or email (compared case-insensitively) is a
+    /// [`StoreError::Conflict`] naming it.
+    async fn create_user(&self, new: NewUserRecord) -> Result<UserRecord, StoreError>;
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
+    /// The user with this email, compared case-insensitively.
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Points a user at a new picture; returns the key of the one it replaces.
+    async fn set_picture(
+        &self,
+        user_id: Uuid,
+        picture: &PictureRecord,
+    ) -> Result<Option<String>, StoreError>;
+    /// Every picture object a user points at, for the orphan sweep.
+    async fn picture_keys(&self) -> Result<HashSet<String>, StoreError>;
+    /// Deletes a user with their tweets, their follows both ways (moving the other users'
+    /// counters) and their Idempotency-Key records, in one transaction that also adds the
+    /// events of the deletion to the outbox ([`Event::of_deleted_user`]). `None` when
+    /// there is no such user. The picture object is the caller's to delete, after.
+    async fn delete_user(&self, id: Uuid) -> Result<Option<DeletedUser>, StoreError>;
+}
+
+/// Follow edges, and the follower/following counters they keep exact.
+#[async_trait]
+pub trait FollowStore {
+    /// Makes `follower` follow `followee`. Idempotent; counters move only on a change,
+    /// in the same transaction as the edge.
+    async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError>;
+    /// Makes `follower` stop following `followee`. Idempotent.
+    async fn unfollow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError>;
+    /// The users who follow `user`, most recent follow first, after the edge `before`.
+    async fn followers(
+        &self,
+        user: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<UserRecord, i64>, StoreError>;
+    /// The users `user` follows, most recent follow first, after the edge `before`.
+    async fn following(
+        &self,
+        user: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<UserRecord, i64>, StoreError>;
+    /// The ids of at most `limit` users who follow `user`, in no particular order (the
+    /// fan-out of a post; a full `limit` tells the caller the author is popular).
+    async fn follower_ids(&self, user: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+    /// The ids of every user `user` follows (a home feed's filter).
+    async fn followee_ids(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError>;
+}
+
+/// Tweets, timelines and Idempotency-Key records
+/// (draft-ietf-httpapi-idempotency-key-header).
+///
+/// A key is claimed before the request runs and completed in the same transaction as the
+/// tweet it protects ([`StoredResponse`]). A claim left incomplete is taken over after
+/// [`IDEMPOTENCY_ABANDONED_AFTER_SECONDS`]; a key is kept for
+/// [`IDEMPOTENCY_KEPT_FOR_SECONDS`], or until its tweet is deleted.
+#[async_trait]
+pub trait TweetStore {
+    /// Stores a tweet and counts it; with `replay`, also completes its idempotency record
+    /// in the same transaction, so the two are durable together or not at all.
+    async fn insert_tweet(
+        &self,
+        tweet: &TweetRecord,
+        replay: Option<StoredResponse<'_>>,
+    ) -> Result<(), StoreError>;
+    async fn tweet(&self, id: Uuid) -> Result<Option<TweetRecord>, StoreError>;
+    /// Those of the tweets `ids` that exist, in no particular order.
+    async fn tweets_by_ids(&self, ids: &[Uuid]) -> Result<Vec<TweetRecord>, StoreError>;
+    /// Deletes a tweet if `author_id` wrote it, and forgets its idempotency key.
+    async fn delete_tweet(&self, id: Uuid, author_id: Uuid) -> Result<Deletion, StoreError>;
+    /// A user's tweets, newest first, older than the tweet `before`.
+    async fn tweets_by(
+        &self,
+        author_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<TweetRecord, Uuid>, StoreError>;
+    /// The tweets of `reader` and of everyone they follow, newest first, older than the
+    /// tweet `before`.
+    async fn timeline(
+        &self,
+        reader: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<TweetRecord, Uuid>, StoreError>;
+    /// Claims `key` for a request whose body hashes to `request_hash`.
+    async fn claim_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Claim, StoreError>;
+    /// Forgets an incomplete claim, so that a retry of a failed request can run.
+    async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError>;
+}
+
+/// Usage plans, API keys and usage counts, for the operator API and the gateway.
+#[async_trait]
+pub trait GatewayStore {
+    async fn create_plan(&self, settings: PlanSettings) -> Result<PlanRecord, StoreError>;
+    async fn plan(&self, id: Uuid) -> Result<Option<PlanRecord>, StoreError>;
+    /// Plans, newest first, older than the plan `before`.
+    async fn plans(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<PlanRecord, Uuid>, StoreError>;
+    /// Replaces a plan's settings; `None` when there is no such plan.
+    async fn update_plan(
+        &self,
+        id: Uuid,
+        settings: PlanSettings,
+    ) -> Result<Option<PlanRecord>, StoreError>;
+    /// Deletes a plan that no key uses.
+    async fn delete_plan(&self, id: Uuid) -> Result<PlanDeletion, StoreError>;
+    /// Whether any plan exists (a fresh database gets a default plan in development).
+    async fn has_plans(&self) -> Result<bool, StoreError>;
+
+    /// Creates a key in `plan_id`; returns it with its secret, which is stored only hashed.
+    async fn create_key(
+        &self,
+        name: &str,
+        plan_id: Uuid,
+        enabled: bool,
+    ) -> Result<KeyWrite<NewKey>, StoreError>;
+    async fn key(&self, id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
+    /// Keys, newest first, older than the key `before`.
+    async fn keys(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<KeyRecord, Uuid>, StoreError>;
+    /// The ids of the keys now in a plan.
+    async fn keys_in_plan(&self, plan_id: Uuid) -> Result<Vec<Uuid>, StoreError>;
+    /// Applies `changes` to a key.
+    async fn update_key(
+        &self,
+        id: Uuid,
+        changes: KeyChanges,
+    ) -> Result<KeyWrite<KeyRecord>, StoreError>;
+    /// Gives a key a new secret; the old one stops matching at once.
+    async fn rotate_key(&self, id: Uuid) -> Result<Option<NewKey>, StoreError>;
+    /// Deletes a key; `false` when there is none.
+    async fn delete_key(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// The key whose secret hashes to `secret_hash` ([`secret_hash`]), with its plan and
+    /// the stored hash (for a constant-time comparison by the caller).
+    async fn key_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<(KeyRecord, PlanRecord, String)>, StoreError>;
+
+    /// Requests a key made on UTC days `from..`.
+    async fn usage_since(&self, key_id: Uuid, from: NaiveDate) -> Result<u64, StoreError>;
+    /// Adds counts of admitted requests, and marks the keys used, in one transaction.
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError>;
+    /// A key's admitted requests per UTC day, for days `from..=to` that have any.
+    async fn usage_by_day(
+        &self,
+        key_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, u64)>, StoreError>;
+}
+
+/// The outbox: the events that must never be lost, which the writes of tweets and follows
+/// add in their own transaction ([`OutboxEvent`]), read by consumers from a position each
+/// keeps in the database.
+#[async_trait]
+pub trait OutboxStore {
+    /// Up to `limit` events after `consumer`'s position, oldest first (none it could skip
+    /// past: only those of transactions older than any still running).
+    async fn outbox_after(
+        &self,
+        consumer: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Records that `consumer` handled everything up to `position`.
+    async fn advance_outbox(
+        &self,
+        consumer: &str,
+        position: OutboxPosition,
+    ) -> Result<(), StoreError>;
+    /// Every consumer with a position, and when the oldest event it has not handled was
+    /// written (`None` when it has handled them all): how far behind it is.
+    async fn outbox_backlog(
+        &self,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError>;
+}
+
+/// Bulk loading, for the benchmark data generator: many rows per transaction, counters
+/// recomputed once at the end. Not used by the API.
+#[async_trait]
+pub trait ImportStore {
+    async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError>;
+    /// Inserts follow edges `(follower, followee)`; duplicates are skipped.
+    async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError>;
+    async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError>;
+    /// Recomputes every user's counters from the rows, and refreshes planner statistics.
+    async fn recount(&self) -> Result<(), StoreError>;
+}
+
+/// The event a write adds to the outbox, as JSON with its `type`: the same shape as the
+/// `crate::domain::events::Event` published after the commit.
+pub fn outbox_event(event: &Event) -> String {
+    // Serialising plain records to JSON cannot fail.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; `field` names the column.
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    /// The database did not answer (closed pool, timeout, I/O, a restarting server).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or corrupt data.
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // Each backend knows which of its own codes mean "try again later".
+            sqlx::Error::Database(db) => {
+                sqlite::is_transient(db.as_ref()) || postgres::is_transient(db.as_ref())
+            }
+            _ => false,
+        };
+        if unavailable {
+            Self::Unavailable(error)
+        } else {
+            Self::Other(error)
+        }
+    }
+}
+
+/// Connection pool settings, the same for both backends.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it gets a 503.
+    pub acquire_timeout: Duration,
+    /// The longest a statement may run (PostgreSQL's `statement_timeout`; SQLite has
+    /// none, and waits at most this long for a lock).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The variable that chooses the database; named in every error about it.
+pub const DATABASE_URL_VARIABLE: &str = "MINITTER_DATABASE_URL";
+
+/// Opens and migrates the database `url` names: unset means `minitter.db` in the data
+/// directory, `sqlite://…` another SQLite file, `postgres://…` (or `postgresql://…`) a
+/// PostgreSQL database. A malformed URL or another scheme is an error naming the variable.
+pub async fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    settings: &PoolSettings,
+) -> anyhow::Result<SharedStore> {
+    let Some(url) = url else {
+        return Ok(Arc::new(
+            sqlite::SqliteStore::open_file(&data_dir.join("minitter.db"), settings).await?,
+        ));
+    };
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("sqlite") => Ok(Arc::new(
+            sqlite::SqliteStore::open_url(url, settings).await?,
+        )),
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(postgres::PgStore::open(url, settings).await?))
+        }
+        _ => anyhow::bail!(
+            "{DATABASE_URL_VARIABLE} must start with sqlite:// or postgres:// \
+             (it is {})",
+            scheme.map_or_else(|| "not a URL".to_owned(), |s| format!("a {s}:// URL"))
+        ),
+    }
+}

@@ -1,0 +1,480 @@
+//! The response cache: whole answers of the GETs that opt in with `x-minitter-cache` in
+//! `openapi.yaml` (the generated `RESPONSE_CACHE` lists them with their time to live), as
+//! API Gateway's stage cache keeps them, so a hot profile or tweet costs no database
+//! query, no JSON and no compression.
+//!
+//! **Where it sits.** The middleware runs outside compression and `ETag`, so what it keeps
+//! is the answer as sent: one entry per path, query and content coding, with its `ETag`.
+//! It cannot answer by itself, because before routing it knows neither the operation nor
+//! whether the credentials are good; it offers its entries to the generated route
+//! ([`codegen_runtime::StoredResponses`]), which asks after it has verified the
+//! credentials and validated the request. A cached answer is therefore authenticated,
+//! metered and throttled like any other, a request the document refuses is refused even
+//! when its path is cached, and each answer carries its own rate-limit headers.
+//!
+//! **Key.** The generated route names the request by its parameters as the handler
+//! receives them ([`RequestKey`]: decoded, parsed, serialized back; path and query only),
+//! never by the URI's spelling, plus the content coding `Accept-Encoding` negotiates (so
+//! `gzip, deflate` and `gzip` share an entry). Every spelling the router accepts
+//! (percent-encoded or upper-case ids, `limit=020`, reordered or repeated parameters)
+//! therefore shares one entry and one invalidation. Query parameters the document does not
+//! declare are ignored, by the handler and so by the key, rather than refused: a client's
+//! cache-buster must not turn into a 400 on a GET. The caller is not part of the key: the
+//! operations that opt in answer the same to every key. An operation whose answer depends
+//! on the caller must not opt in.
+//!
+//! **Invalidation.** Each entry is filed under the ids among its path parameters
+//! (`get_user` and `list_user_tweets` under the user, `get_tweet` under the tweet), and stored
+//! with their [`versions`] as read before the operation ran. A write's event changes the
+//! versions of exactly the resources it changed ([`Event::changed`]) before the write
+//! is answered, so an entry made before the write is never served after it, on this
+//! instance or (with the versions in Redis) on any other.
+//!
+//! **The caches behind it.** With the versions in Redis, an instance can learn of another's
+//! write from a version before that write's event reaches it, and the operation it is
+//! about to run would read the record caches the event has not yet corrected. So before a
+//! miss runs the operation, every id whose version is not the one this instance last saw is
+//! forgotten by the record caches ([`RecordsById`]), and the answer is made from the
+//! database.
+//!
+//! **Refresh.** `Cache-Control: max-age=0` (or `no-cache`) from a key whose plan has
+//! `allow_cache_refresh` runs the operation from the database (the record caches forget the
+//! ids in the path) and replaces the entry; from other keys it is ignored, not refused.
+//!
+//! **`X-Cache`** on each 200 of an operation that opts in: `hit`, `miss` (ran and stored)
+//! or `bypass` (ran; the cache was neither read nor filled: it is off, or the versions in
+//! Redis could not be read, or a write's new versions have not reached Redis yet).
+
+mod versions;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use codegen_runtime::{RequestKey, ResponseStore, StoredResponses};
+use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use quick_cache::Weighter;
+use uuid::Uuid;
+
+use crate::domain::events::Event;
+use crate::generated::RESPONSE_CACHE;
+use crate::infra::redis::SharedRedis;
+use crate::services::events::{Origin, Subscriber};
+use versions::{LocalVersions, RedisVersions, Versions};
+
+/// The header that says how the cache took part.
+const X_CACHE: &str = "x-cache";
+
+/// A cache of records by id behind the cached operations (users, tweets).
+pub trait RecordsById: Send + Sync {
+    /// Reads `ids` from the database next time: they changed on another instance.
+    fn forget(&self, ids: &[Uuid]);
+}
+
+/// Kept answers, and the versions of the resources they show.
+pub struct ResponseCache {
+    /// `None` when the cache is off (a budget of 0).
+    entries: Option<quick_cache::sync::Cache<String, Arc<Entry>, EntryBytes>>,
+    versions: Box<dyn Versions>,
+    /// The record caches behind the cached operations, told to forget what another
+    /// instance changed and what a refresh asks for afresh.
+    records: Vec<Arc<dyn RecordsById>>,
+    /// With shared versions: the version of each id this instance last saw.
+    seen: Option<quick_cache::sync::Cache<Uuid, u64>>,
+    /// Resources whose new versions could not be written (Redis did not answer): until
+    /// they are, this instance neither reads nor fills the cache.
+    unwritten: Mutex<HashSet<Uuid>>,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache").finish_non_exhaustive()
+    }
+}
+
+/// One kept answer.
+struct Entry {
+    body: Bytes,
+    /// The representation headers: `Content-Type`, `Content-Encoding` and `ETag`.
+    headers: HeaderMap,
+    /// The versions of the ids in the path, read before the operation ran.
+    versions: Vec<u64>,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct EntryBytes;
+
+impl Weighter<String, Arc<Entry>> for EntryBytes {
+    fn weight(&self, key: &String, entry: &Arc<Entry>) -> u64 {
+        // The cache's own bookkeeping and the headers, roughly, plus key and body.
+        (256 + key.len() + entry.body.len()) as u64
+    }
+}
+
+impl ResponseCache {
+    /// A cache of `budget_bytes` (0: off), with its versions in Redis when there is one,
+    /// in front of `records`.
+    pub fn new(
+        budget_bytes: u64,
+        redis: Option<SharedRedis>,
+        records: Vec<Arc<dyn RecordsById>>,
+    ) -> Self {
+        // An answer of a few hundred bytes is typical (a profile, a tweet).
+        let typical = 1024;
+        let entries = (budget_bytes > 0).then(|| {
+            quick_cache::sync::Cache::with_weighter(
+                usize::try_from(budget_bytes / typical)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+                budget_bytes,
+                EntryBytes,
+            )
+        });
+        let ids = usize::try_from(budget_bytes / 256).unwrap_or(usize::MAX);
+        let (versions, seen): (Box<dyn Versions>, _) = match redis {
+            Some(redis) => (
+                Box::new(RedisVersions::new(redis)),
+                Some(quick_cache::sync::Cache::new(ids.max(1))),
+            ),
+            None => (Box::new(LocalVersions::new(ids)), None),
+        };
+        Self {
+            entries,
+            versions,
+            records,
+            seen,
+            unwritten: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes the versions that could not be written when their change committed, about
+    /// once a second, until the cache is dropped.
+    pub async fn write_versions_every_second(cache: Weak<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(cache) = cache.upgrade() else { return };
+            let ids: Vec<Uuid> = cache.unwritten().iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            if cache.versions.change(&ids).await.is_ok() {
+                let mut unwritten = cache.unwritten();
+                for id in &ids {
+                    unwritten.remove(id);
+                }
+            }
+        }
+    }
+
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Has the record caches forget the ids whose version is not the one last seen here.
+    fn saw(&self, ids: &[Uuid], versions: &[u64]) {
+        let Some(seen) = &self.seen else { return };
+        let changed: Vec<Uuid> = ids
+            .iter()
+            .zip(versions)
+            .filter(|&(id, version)| seen.get(id) != Some(*version))
+            .map(|(id, _)| *id)
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.forget_records(&changed);
+        for (id, version) in ids.iter().zip(versions) {
+            seen.insert(*id, *version);
+        }
+    }
+
+    fn forget_records(&self, ids: &[Uuid]) {
+        for cache in &self.records {
+            cache.forget(ids);
+        }
+    }
+
+    /// Forgets every kept answer and every version seen.
+    fn forget_all(&self) {
+        if let Some(entries) = &self.entries {
+            entries.clear();
+        }
+        if let Some(seen) = &self.seen {
+            seen.clear();
+        }
+    }
+
+    /// Gives `ids` new versions.
+    async fn change(&self, ids: &[Uuid]) {
+        if let Err(error) = self.versions.change(ids).await {
+            tracing::warn!(%error, "response cache: new versions not written yet; bypassing the cache until they are");
+            self.unwritten().extend(ids);
+        }
+    }
+}
+
+#[async_trait]
+impl Subscriber for ResponseCache {
+    async fn on_event(&self, event: &Event, origin: Origin) {
+        // The instance that made the change has written the versions where every
+        // instance reads them before it answered; another instance has nothing to do.
+        if origin == Origin::Remote {
+            return;
+        }
+        let ids = event.changed();
+        if !ids.is_empty() {
+            self.change(&ids).await;
+        }
+    }
+
+    fn set_in_sync(&self, _in_sync: bool) {
+        // Events may have been missed (or Redis came back, perhaps without its data):
+        // nothing kept or seen before can be trusted. While out of sync, the versions in
+        // Redis still guard every entry (or, unreadable, bypass the cache).
+        self.forget_all();
+    }
+}
+
+/// How the cache took part in one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// One GET's dealings with the cache: what the generated route decides after the
+/// credentials, and what to store afterwards. Nothing is worked out for a GET whose
+/// operation does not opt in: the route never asks.
+struct Lookup {
+    cache: Arc<ResponseCache>,
+    /// The key's plan allows refreshing; set when the key is verified.
+    may_refresh: AtomicBool,
+    decided: Mutex<Option<Decision>>,
+}
+
+struct Decision {
+    outcome: Outcome,
+    /// For a miss: the answer's key, how long to keep it, and the versions it is made at.
+    store: Option<(String, Duration, Vec<u64>)>,
+}
+
+/// The entry key of a request: its canonical parameters and the negotiated content coding.
+fn entry_key(request: &Request, key: &RequestKey) -> String {
+    let coding = crate::http::compression::coding_for(
+        request.header(header::ACCEPT_ENCODING).unwrap_or_default(),
+    );
+    format!("{}\n{coding}", key.text)
+}
+
+/// The ids among a request's path parameters, under which its entry is filed.
+fn path_ids(key: &RequestKey) -> Vec<Uuid> {
+    key.path_values
+        .iter()
+        .filter_map(|value| Uuid::try_parse(value).ok())
+        .collect()
+}
+
+impl Lookup {
+    fn new(cache: Arc<ResponseCache>) -> Self {
+        Self {
+            cache,
+            may_refresh: AtomicBool::new(false),
+            decided: Mutex::new(None),
+        }
+    }
+
+    fn decide(
+        &self,
+        operation: &'static str,
+        outcome: Outcome,
+        store: Option<(String, Duration, Vec<u64>)>,
+    ) {
+        crate::infra::metrics::response_cache(operation, outcome.as_str());
+        *self
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Decision { outcome, store });
+    }
+
+    async fn stored(&self, request: &Request, key: RequestKey) -> Option<Response> {
+        let operation = key.operation;
+        let ttl = RESPONSE_CACHE
+            .iter()
+            .find(|(id, _)| *id == operation)
+            .map(|(_, ttl)| Duration::from_secs(*ttl))?;
+        let Some(entries) = &self.cache.entries else {
+            self.decide(operation, Outcome::Bypass, None);
+            return None;
+        };
+        if !self.cache.unwritten().is_empty() {
+            self.decide(operation, Outcome::Bypass, None);
+            return None;
+        }
+        let ids = path_ids(&key);
+        let versions = match self.cache.versions.read(&ids).await {
+            Ok(versions) => versions,
+            Err(error) => {
+                tracing::warn!(%error, "response cache: versions not readable; bypassing");
+                // Other instances cannot write new versions either, and this one will not
+                // hear of their writes meanwhile: nothing kept or seen so far can be
+                // trusted later.
+                self.cache.forget_all();
+                self.decide(operation, Outcome::Bypass, None);
+                return None;
+            }
+        };
+        self.cache.saw(&ids, &versions);
+        let refresh = self.may_refresh.load(Ordering::Relaxed)
+            && request
+                .header(header::CACHE_CONTROL)
+                .is_some_and(asks_refresh);
+        if refresh {
+            // A fresh answer, from the database rather than the record caches.
+            self.cache.forget_records(&ids);
+        }
+        let key = entry_key(request, &key);
+        if !refresh
+            && let Some(entry) = entries.get(&key)
+            && entry.versions == versions
+            && entry.expires > Instant::now()
+        {
+            self.decide(operation, Outcome::Hit, None);
+            let mut response = Response::builder().status(StatusCode::OK).finish();
+            response.headers_mut().extend(entry.headers.clone());
+            response.set_body(Body::from(entry.body.clone()));
+            return Some(response);
+        }
+        self.decide(operation, Outcome::Miss, Some((key, ttl, versions)));
+        None
+    }
+
+    /// Stores a missed 200 and says how the cache took part.
+    async fn finish(&self, response: Response) -> poem::Result<Response> {
+        let decided = self
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(decided) = decided else {
+            return Ok(response);
+        };
+        if response.status() != StatusCode::OK {
+            return Ok(response);
+        }
+        let mut response = match (decided.store, &self.cache.entries) {
+            (Some((key, ttl, versions)), Some(entries)) => {
+                let (parts, body) = response.into_parts();
+                let body = body.into_bytes().await?;
+                let mut headers = HeaderMap::new();
+                for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::ETAG] {
+                    if let Some(value) = parts.headers.get(&name) {
+                        headers.insert(name, value.clone());
+                    }
+                }
+                entries.insert(
+                    key,
+                    Arc::new(Entry {
+                        body: body.clone(),
+                        headers,
+                        versions,
+                        expires: Instant::now() + ttl,
+                    }),
+                );
+                Response::from_parts(parts, Body::from(body))
+            }
+            _ => response,
+        };
+        response
+            .headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static(decided.outcome.as_str()));
+        Ok(response)
+    }
+}
+
+impl ResponseStore for Lookup {
+    fn stored<'a>(
+        &'a self,
+        request: &'a Request,
+        key: RequestKey,
+    ) -> Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>> {
+        Box::pin(Lookup::stored(self, request, key))
+    }
+}
+
+/// Whether a `Cache-Control` request header asks for a fresh answer.
+fn asks_refresh(cache_control: &str) -> bool {
+    cache_control.split(',').any(|directive| {
+        let directive: String = directive
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        directive == "no-cache"
+            || directive
+                .strip_prefix("max-age=")
+                .and_then(|seconds| seconds.parse::<u64>().ok())
+                == Some(0)
+    })
+}
+
+/// Lets this request refresh the cache: its key's plan allows it.
+pub fn allow_refresh(request: &Request) {
+    if let Some(lookup) = request.extensions().get::<Arc<Lookup>>() {
+        lookup.may_refresh.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Middleware: offers kept answers to the routes and keeps their 200s.
+pub async fn serve<E: Endpoint>(
+    cache: Arc<ResponseCache>,
+    next: E,
+    mut request: Request,
+) -> poem::Result<Response> {
+    if request.method() != Method::GET {
+        return Ok(next.call(request).await?.into_response());
+    }
+    let lookup = Arc::new(Lookup::new(cache));
+    request.extensions_mut().insert(StoredResponses(
+        Arc::clone(&lookup) as Arc<dyn ResponseStore>
+    ));
+    request.extensions_mut().insert(Arc::clone(&lookup));
+    let response = next.call(request).await?.into_response();
+    lookup.finish(response).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_zero_and_no_cache_ask_for_a_refresh() {
+        assert!(asks_refresh("max-age=0"));
+        assert!(asks_refresh("no-store, max-age = 0"));
+        assert!(asks_refresh("No-Cache"));
+        assert!(!asks_refresh("max-age=60"));
+        assert!(asks_refresh("max-age=00"));
+        assert!(!asks_refresh("max-age=zero"));
+        assert!(!asks_refresh(""));
+    }
+}
