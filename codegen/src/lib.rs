@@ -14,10 +14,15 @@
 //!   [`response_cache`]), validate and dispatch (see [`security`]);
 //! - `request_schemas.json`: the JSON Schemas every request is validated against,
 //!   translated from the document (see [`schema`]).
+//!
+//! The client output is progenitor's, followed by the per-operation facts an SDK's
+//! hand-written runtime needs (see [`sdk`]); the same facts can be written as a
+//! TypeScript table.
 
 pub mod client;
 pub mod response_cache;
 pub mod schema;
+pub mod sdk;
 pub mod security;
 pub mod server;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use codegen::{Document, GeneratedFile, client, server};
+use codegen::{Document, GeneratedFile, client, sdk, server};
 
 /// Generate a poem server skeleton and a progenitor client from an OpenAPI 3.0 document.
 #[derive(Debug, Parser)]
@@ -19,6 +19,13 @@ struct Args {
     /// The file the progenitor client is written to.
     #[arg(long)]
     client_out: Option<PathBuf>,
+    /// The type every client carries for its hand-written `ClientHooks` (which become
+    /// required); an empty value generates the plain progenitor client.
+    #[arg(long, default_value = "crate::ClientConfig")]
+    client_inner: String,
+    /// The file the TypeScript table of operation facts is written to.
+    #[arg(long)]
+    ts_operations_out: Option<PathBuf>,
     /// Write nothing; fail if any output differs from what is committed.
     #[arg(long)]
     check: bool,
@@ -37,7 +44,13 @@ fn main() -> Result<()> {
         }
     }
     if let Some(path) = &args.client_out {
-        outputs.push((path.clone(), client::generate(&document)?));
+        let options = client::ClientOptions {
+            inner_type: Some(args.client_inner.clone()).filter(|inner| !inner.is_empty()),
+        };
+        outputs.push((path.clone(), client::generate(&document, &options)?));
+    }
+    if let Some(path) = &args.ts_operations_out {
+        outputs.push((path.clone(), sdk::typescript(&sdk::operations(&document)?)?));
     }
 
     if args.check {

@@ -5401,6 +5401,7 @@ Version: 1.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
+    pub(crate) inner: crate::ClientConfig,
 }
 impl Client {
     /// Create a new client.
@@ -5408,7 +5409,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str) -> Self {
+    pub fn new(baseurl: &str, inner: crate::ClientConfig) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -5416,7 +5417,7 @@ impl Client {
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
-        Self::new_with_client(baseurl, client.build().unwrap())
+        Self::new_with_client(baseurl, client.build().unwrap(), inner)
     }
     /// Construct a new client with an existing `reqwest::Client`,
     /// allowing more control over its configuration.
@@ -5424,14 +5425,19 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
+    pub fn new_with_client(
+        baseurl: &str,
+        client: reqwest::Client,
+        inner: crate::ClientConfig,
+    ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
             client,
+            inner,
         }
     }
 }
-impl ClientInfo<()> for Client {
+impl ClientInfo<crate::ClientConfig> for Client {
     fn api_version() -> &'static str {
         "1.0.0"
     }
@@ -5441,11 +5447,17 @@ impl ClientInfo<()> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &() {
-        &()
+    fn inner(&self) -> &crate::ClientConfig {
+        &self.inner
     }
 }
-impl ClientHooks<()> for &Client {}
+const _: () = {
+    #[allow(dead_code)]
+    fn assert_client_hooks()
+    where
+        Client: ClientHooks<crate::ClientConfig>,
+    {}
+};
 impl Client {
     /**Prometheus metrics
 
@@ -9919,4 +9931,761 @@ pub mod builder {
 /// Items consumers will typically use such as the Client.
 pub mod prelude {
     pub use self::super::Client;
+}
+/// What the document says about each operation, for the SDK's hand-written
+/// runtime: which operations take an `Idempotency-Key` (and so may be retried
+/// after a lost response), which take `If-None-Match`, which are paginated.
+pub mod operations {
+    use super::{builder, types, ByteStream, Error, ResponseValue};
+    /// The facts about one operation, read from the document.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Operation {
+        /// The `operationId`.
+        pub id: &'static str,
+        /// The HTTP method, upper case.
+        pub method: &'static str,
+        /// The path template, as written in the document.
+        pub path: &'static str,
+        /// The name of the operation's `Idempotency-Key` header parameter, as the
+        /// document spells it, when it takes one.
+        pub idempotency_key: Option<&'static str>,
+        /// Whether the operation takes an `If-None-Match` header parameter.
+        pub if_none_match: bool,
+        /// Whether the operation is paginated (it has a `stream()`).
+        pub paginated: bool,
+    }
+    /// `GET /metrics` (`get_metrics`).
+    pub const GET_METRICS: Operation = Operation {
+        id: "get_metrics",
+        method: "GET",
+        path: "/metrics",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /healthz` (`get_health`).
+    pub const GET_HEALTH: Operation = Operation {
+        id: "get_health",
+        method: "GET",
+        path: "/healthz",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /readyz` (`get_readiness`).
+    pub const GET_READINESS: Operation = Operation {
+        id: "get_readiness",
+        method: "GET",
+        path: "/readyz",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `POST /v1/users` (`sign_up`).
+    pub const SIGN_UP: Operation = Operation {
+        id: "sign_up",
+        method: "POST",
+        path: "/v1/users",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/users/{user_id}` (`get_user`).
+    pub const GET_USER: Operation = Operation {
+        id: "get_user",
+        method: "GET",
+        path: "/v1/users/{user_id}",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// `POST /v1/auth/token` (`create_token`).
+    pub const CREATE_TOKEN: Operation = Operation {
+        id: "create_token",
+        method: "POST",
+        path: "/v1/auth/token",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/me` (`get_me`).
+    pub const GET_ME: Operation = Operation {
+        id: "get_me",
+        method: "GET",
+        path: "/v1/me",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `PUT /v1/me/following/{user_id}` (`follow_user`).
+    pub const FOLLOW_USER: Operation = Operation {
+        id: "follow_user",
+        method: "PUT",
+        path: "/v1/me/following/{user_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `DELETE /v1/me/following/{user_id}` (`unfollow_user`).
+    pub const UNFOLLOW_USER: Operation = Operation {
+        id: "unfollow_user",
+        method: "DELETE",
+        path: "/v1/me/following/{user_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/users/{user_id}/followers` (`list_followers`).
+    pub const LIST_FOLLOWERS: Operation = Operation {
+        id: "list_followers",
+        method: "GET",
+        path: "/v1/users/{user_id}/followers",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `GET /v1/users/{user_id}/following` (`list_following`).
+    pub const LIST_FOLLOWING: Operation = Operation {
+        id: "list_following",
+        method: "GET",
+        path: "/v1/users/{user_id}/following",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `POST /v1/tweets` (`create_tweet`).
+    pub const CREATE_TWEET: Operation = Operation {
+        id: "create_tweet",
+        method: "POST",
+        path: "/v1/tweets",
+        idempotency_key: Some("Idempotency-Key"),
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/tweets/{tweet_id}` (`get_tweet`).
+    pub const GET_TWEET: Operation = Operation {
+        id: "get_tweet",
+        method: "GET",
+        path: "/v1/tweets/{tweet_id}",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// `DELETE /v1/tweets/{tweet_id}` (`delete_tweet`).
+    pub const DELETE_TWEET: Operation = Operation {
+        id: "delete_tweet",
+        method: "DELETE",
+        path: "/v1/tweets/{tweet_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/users/{user_id}/tweets` (`list_user_tweets`).
+    pub const LIST_USER_TWEETS: Operation = Operation {
+        id: "list_user_tweets",
+        method: "GET",
+        path: "/v1/users/{user_id}/tweets",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `GET /v1/timeline` (`get_timeline`).
+    pub const GET_TIMELINE: Operation = Operation {
+        id: "get_timeline",
+        method: "GET",
+        path: "/v1/timeline",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `GET /admin/v1/usage-plans` (`list_usage_plans`).
+    pub const LIST_USAGE_PLANS: Operation = Operation {
+        id: "list_usage_plans",
+        method: "GET",
+        path: "/admin/v1/usage-plans",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `POST /admin/v1/usage-plans` (`create_usage_plan`).
+    pub const CREATE_USAGE_PLAN: Operation = Operation {
+        id: "create_usage_plan",
+        method: "POST",
+        path: "/admin/v1/usage-plans",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /admin/v1/usage-plans/{plan_id}` (`get_usage_plan`).
+    pub const GET_USAGE_PLAN: Operation = Operation {
+        id: "get_usage_plan",
+        method: "GET",
+        path: "/admin/v1/usage-plans/{plan_id}",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// `PUT /admin/v1/usage-plans/{plan_id}` (`update_usage_plan`).
+    pub const UPDATE_USAGE_PLAN: Operation = Operation {
+        id: "update_usage_plan",
+        method: "PUT",
+        path: "/admin/v1/usage-plans/{plan_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `DELETE /admin/v1/usage-plans/{plan_id}` (`delete_usage_plan`).
+    pub const DELETE_USAGE_PLAN: Operation = Operation {
+        id: "delete_usage_plan",
+        method: "DELETE",
+        path: "/admin/v1/usage-plans/{plan_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /admin/v1/api-keys` (`list_api_keys`).
+    pub const LIST_API_KEYS: Operation = Operation {
+        id: "list_api_keys",
+        method: "GET",
+        path: "/admin/v1/api-keys",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `POST /admin/v1/api-keys` (`create_api_key`).
+    pub const CREATE_API_KEY: Operation = Operation {
+        id: "create_api_key",
+        method: "POST",
+        path: "/admin/v1/api-keys",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /admin/v1/api-keys/{key_id}` (`get_api_key`).
+    pub const GET_API_KEY: Operation = Operation {
+        id: "get_api_key",
+        method: "GET",
+        path: "/admin/v1/api-keys/{key_id}",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// `DELETE /admin/v1/api-keys/{key_id}` (`delete_api_key`).
+    pub const DELETE_API_KEY: Operation = Operation {
+        id: "delete_api_key",
+        method: "DELETE",
+        path: "/admin/v1/api-keys/{key_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `PATCH /admin/v1/api-keys/{key_id}` (`update_api_key`).
+    pub const UPDATE_API_KEY: Operation = Operation {
+        id: "update_api_key",
+        method: "PATCH",
+        path: "/admin/v1/api-keys/{key_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `POST /admin/v1/api-keys/{key_id}/rotate` (`rotate_api_key`).
+    pub const ROTATE_API_KEY: Operation = Operation {
+        id: "rotate_api_key",
+        method: "POST",
+        path: "/admin/v1/api-keys/{key_id}/rotate",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `DELETE /admin/v1/users/{user_id}` (`delete_user`).
+    pub const DELETE_USER: Operation = Operation {
+        id: "delete_user",
+        method: "DELETE",
+        path: "/admin/v1/users/{user_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/usage` (`get_usage`).
+    pub const GET_USAGE: Operation = Operation {
+        id: "get_usage",
+        method: "GET",
+        path: "/v1/usage",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /admin/v1/usage-plans/{plan_id}/usage` (`get_usage_report`).
+    pub const GET_USAGE_REPORT: Operation = Operation {
+        id: "get_usage_report",
+        method: "GET",
+        path: "/admin/v1/usage-plans/{plan_id}/usage",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// `PUT /v1/me/picture` (`put_picture`).
+    pub const PUT_PICTURE: Operation = Operation {
+        id: "put_picture",
+        method: "PUT",
+        path: "/v1/me/picture",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/users/{user_id}/picture` (`get_picture`).
+    pub const GET_PICTURE: Operation = Operation {
+        id: "get_picture",
+        method: "GET",
+        path: "/v1/users/{user_id}/picture",
+        idempotency_key: None,
+        if_none_match: true,
+        paginated: false,
+    };
+    /// Every operation, in document order.
+    pub const ALL: &[Operation] = &[
+        GET_METRICS,
+        GET_HEALTH,
+        GET_READINESS,
+        SIGN_UP,
+        GET_USER,
+        CREATE_TOKEN,
+        GET_ME,
+        FOLLOW_USER,
+        UNFOLLOW_USER,
+        LIST_FOLLOWERS,
+        LIST_FOLLOWING,
+        CREATE_TWEET,
+        GET_TWEET,
+        DELETE_TWEET,
+        LIST_USER_TWEETS,
+        GET_TIMELINE,
+        LIST_USAGE_PLANS,
+        CREATE_USAGE_PLAN,
+        GET_USAGE_PLAN,
+        UPDATE_USAGE_PLAN,
+        DELETE_USAGE_PLAN,
+        LIST_API_KEYS,
+        CREATE_API_KEY,
+        GET_API_KEY,
+        DELETE_API_KEY,
+        UPDATE_API_KEY,
+        ROTATE_API_KEY,
+        DELETE_USER,
+        GET_USAGE,
+        GET_USAGE_REPORT,
+        PUT_PICTURE,
+        GET_PICTURE,
+    ];
+    /// The operation with this `operationId`.
+    pub fn find(id: &str) -> Option<&'static Operation> {
+        ALL.iter().find(|operation| operation.id == id)
+    }
+    /// A builder of one operation: the facts about it, and its `send`.
+    pub trait OperationBuilder: Sized {
+        /// The operation this builder sends.
+        const OPERATION: Operation;
+        /// The body of a success response.
+        type Ok;
+        /// The body of a declared error response.
+        type Err;
+        /// Sends the request (the builder's own `send`).
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send;
+    }
+    /// The builders of operations that take `If-None-Match`.
+    pub trait ConditionalBuilder: OperationBuilder {}
+    impl<'a> OperationBuilder for builder::GetMetrics<'a> {
+        const OPERATION: Operation = GET_METRICS;
+        type Ok = ByteStream;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetMetrics::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetHealth<'a> {
+        const OPERATION: Operation = GET_HEALTH;
+        type Ok = types::HealthStatus;
+        type Err = ();
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetHealth::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetReadiness<'a> {
+        const OPERATION: Operation = GET_READINESS;
+        type Ok = types::HealthStatus;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetReadiness::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::SignUp<'a> {
+        const OPERATION: Operation = SIGN_UP;
+        type Ok = types::User;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::SignUp::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetUser<'a> {
+        const OPERATION: Operation = GET_USER;
+        type Ok = types::User;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetUser::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetUser<'a> {}
+    impl<'a> OperationBuilder for builder::CreateToken<'a> {
+        const OPERATION: Operation = CREATE_TOKEN;
+        type Ok = types::AccessToken;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateToken::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetMe<'a> {
+        const OPERATION: Operation = GET_ME;
+        type Ok = types::CurrentUser;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetMe::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::FollowUser<'a> {
+        const OPERATION: Operation = FOLLOW_USER;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::FollowUser::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::UnfollowUser<'a> {
+        const OPERATION: Operation = UNFOLLOW_USER;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::UnfollowUser::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListFollowers<'a> {
+        const OPERATION: Operation = LIST_FOLLOWERS;
+        type Ok = types::UserPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListFollowers::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListFollowing<'a> {
+        const OPERATION: Operation = LIST_FOLLOWING;
+        type Ok = types::UserPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListFollowing::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::CreateTweet<'a> {
+        const OPERATION: Operation = CREATE_TWEET;
+        type Ok = types::Tweet;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateTweet::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetTweet<'a> {
+        const OPERATION: Operation = GET_TWEET;
+        type Ok = types::Tweet;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetTweet::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetTweet<'a> {}
+    impl<'a> OperationBuilder for builder::DeleteTweet<'a> {
+        const OPERATION: Operation = DELETE_TWEET;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::DeleteTweet::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListUserTweets<'a> {
+        const OPERATION: Operation = LIST_USER_TWEETS;
+        type Ok = types::TweetPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListUserTweets::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetTimeline<'a> {
+        const OPERATION: Operation = GET_TIMELINE;
+        type Ok = types::TweetPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetTimeline::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListUsagePlans<'a> {
+        const OPERATION: Operation = LIST_USAGE_PLANS;
+        type Ok = types::UsagePlanPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListUsagePlans::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::CreateUsagePlan<'a> {
+        const OPERATION: Operation = CREATE_USAGE_PLAN;
+        type Ok = types::UsagePlan;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateUsagePlan::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetUsagePlan<'a> {
+        const OPERATION: Operation = GET_USAGE_PLAN;
+        type Ok = types::UsagePlan;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetUsagePlan::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetUsagePlan<'a> {}
+    impl<'a> OperationBuilder for builder::UpdateUsagePlan<'a> {
+        const OPERATION: Operation = UPDATE_USAGE_PLAN;
+        type Ok = types::UsagePlan;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::UpdateUsagePlan::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::DeleteUsagePlan<'a> {
+        const OPERATION: Operation = DELETE_USAGE_PLAN;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::DeleteUsagePlan::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListApiKeys<'a> {
+        const OPERATION: Operation = LIST_API_KEYS;
+        type Ok = types::ApiKeyPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListApiKeys::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::CreateApiKey<'a> {
+        const OPERATION: Operation = CREATE_API_KEY;
+        type Ok = types::CreatedApiKey;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateApiKey::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetApiKey<'a> {
+        const OPERATION: Operation = GET_API_KEY;
+        type Ok = types::ApiKey;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetApiKey::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetApiKey<'a> {}
+    impl<'a> OperationBuilder for builder::DeleteApiKey<'a> {
+        const OPERATION: Operation = DELETE_API_KEY;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::DeleteApiKey::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::UpdateApiKey<'a> {
+        const OPERATION: Operation = UPDATE_API_KEY;
+        type Ok = types::ApiKey;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::UpdateApiKey::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::RotateApiKey<'a> {
+        const OPERATION: Operation = ROTATE_API_KEY;
+        type Ok = types::CreatedApiKey;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::RotateApiKey::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::DeleteUser<'a> {
+        const OPERATION: Operation = DELETE_USER;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::DeleteUser::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetUsage<'a> {
+        const OPERATION: Operation = GET_USAGE;
+        type Ok = types::KeyUsage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetUsage::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetUsageReport<'a> {
+        const OPERATION: Operation = GET_USAGE_REPORT;
+        type Ok = types::UsageReport;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetUsageReport::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetUsageReport<'a> {}
+    impl<'a> OperationBuilder for builder::PutPicture<'a> {
+        const OPERATION: Operation = PUT_PICTURE;
+        type Ok = types::Picture;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::PutPicture::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetPicture<'a> {
+        const OPERATION: Operation = GET_PICTURE;
+        type Ok = ByteStream;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetPicture::send(self)
+        }
+    }
+    impl<'a> ConditionalBuilder for builder::GetPicture<'a> {}
 }

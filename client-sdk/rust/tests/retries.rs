@@ -1,116 +1,22 @@
 //! The SDK's retries against the real server, run in this process on port 0 with a fresh
-//! SQLite database: throttling answered by waiting for `Retry-After`, a lost response to
-//! a post retried with the same `Idempotency-Key` (one tweet), and a per-attempt timeout
-//! against a server that never answers.
+//! SQLite database, all through the generated `send()` and `stream()`: throttling
+//! answered by waiting for `Retry-After` (and seen in `tracing`), a whole timeline
+//! streamed through a tiny plan, a lost response to a post retried with the same
+//! `Idempotency-Key` (one tweet), and a per-attempt timeout against a server that never
+//! answers.
+
+mod support;
+mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use minitter_client::{ClientBuilder, Error, ProblemExt, RetryPolicy, Retryable, RetryingClient};
-use minitter_server::config::Config;
-use minitter_server::infra::store::{KeyWrite, PlanSettings};
-use minitter_server::startup::Application;
-use minitter_server::state::AppState;
+use futures::TryStreamExt;
+use minitter_client::{ClientBuilder, Error, ProblemExt, RetryPolicy};
+use support::{PASSWORD, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Server {
-    base_url: String,
-    state: Arc<AppState>,
-    /// A key of a plan without limits.
-    api_key: String,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let mut config = Config::for_data_dir(data_dir.path());
-        config.bind = "127.0.0.1:0".parse().expect("an address");
-        config.database_url = None;
-        config.redis_url = None;
-        config.jwt_secret = None;
-        config.admin_token = None;
-        config.s3_bucket = None;
-        config.production = false;
-        let app = Application::build(config).await.expect("the server builds");
-        let base_url = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state();
-        tokio::spawn(app.run_until_stopped());
-        let mut server = Self {
-            base_url,
-            state,
-            api_key: String::new(),
-            _data_dir: data_dir,
-        };
-        server.api_key = server.key(None).await;
-        server
-    }
-
-    /// A key of a new plan with this throttle (requests per second, burst).
-    async fn key(&self, throttle: Option<(f64, i64)>) -> String {
-        let store = self.state.store.as_ref();
-        let settings = PlanSettings {
-            name: "sdk retries".into(),
-            description: None,
-            throttle,
-            quota: None,
-            allow_cache_refresh: false,
-        };
-        let plan = store.create_plan(settings).await.expect("a plan");
-        match store
-            .create_key("sdk retries", plan.id, true)
-            .await
-            .expect("a key")
-        {
-            KeyWrite::Done(key) => key.secret,
-            other => panic!("no key: {other:?}"),
-        }
-    }
-
-    /// Signs a user up and logs them in: their id and bearer token.
-    async fn user(&self, username: &str) -> (uuid::Uuid, String) {
-        let client = ClientBuilder::new(&self.base_url)
-            .api_key(&self.api_key)
-            .build()
-            .expect("a client");
-        let email = format!("{username}@example.com");
-        let user = client
-            .sign_up()
-            .body_map(|b| {
-                b.username(username)
-                    .email(email.as_str())
-                    .password(PASSWORD)
-            })
-            .send()
-            .await
-            .expect("sign-up");
-        let token = client
-            .create_token()
-            .body_map(|b| b.email(email.as_str()).password(PASSWORD))
-            .send()
-            .await
-            .expect("log-in");
-        (*user.id, token.access_token.as_str().to_owned())
-    }
-
-    async fn tweet_count(&self, user: uuid::Uuid) -> i64 {
-        let client = ClientBuilder::new(&self.base_url)
-            .api_key(&self.api_key)
-            .build()
-            .expect("a client");
-        let user = client
-            .get_user()
-            .user_id(user)
-            .send()
-            .await
-            .expect("the user");
-        user.tweet_count
-    }
-}
 
 /// A policy with short backoffs, so that only `Retry-After` makes a test slow.
 fn quick() -> RetryPolicy {
@@ -121,6 +27,7 @@ fn quick() -> RetryPolicy {
 
 #[tokio::test]
 async fn throttled_calls_wait_for_retry_after_and_succeed() {
+    let attempts = trace::capture();
     let server = Server::start().await;
     let (user, _) = server.user("throttled").await;
     // One request, then one more every half second.
@@ -128,13 +35,15 @@ async fn throttled_calls_wait_for_retry_after_and_succeed() {
     let client = ClientBuilder::new(&server.base_url)
         .api_key(&key)
         .retry_policy(quick())
-        .build_with_retries()
+        .build()
         .expect("a client");
 
     let started = Instant::now();
     for _ in 0..4 {
         let fetched = client
-            .send(client.get_user().user_id(user))
+            .get_user()
+            .user_id(user)
+            .send()
             .await
             .expect("retried until the bucket refills");
         assert_eq!(*fetched.id, user);
@@ -145,11 +54,18 @@ async fn throttled_calls_wait_for_retry_after_and_succeed() {
         "{:?}",
         started.elapsed()
     );
+    // Each attempt is a span, and each retry an event in it.
+    let spans = attempts.spans("get_user");
+    let throttled = spans.iter().filter(|s| s.status == Some(429)).count();
+    assert!(throttled >= 3, "{spans:?}");
+    assert_eq!(spans.iter().filter(|s| s.status == Some(200)).count(), 4);
+    assert!(spans.iter().any(|s| s.attempt == 2), "{spans:?}");
+    assert_eq!(attempts.retries("get_user"), throttled);
 
-    let impatient = RetryingClient::new(client.client().clone(), RetryPolicy::disabled());
+    let impatient = client.with_retry_policy(RetryPolicy::disabled());
     let mut refusals = Vec::new();
     for _ in 0..4 {
-        if let Err(error) = impatient.send(impatient.get_user().user_id(user)).await {
+        if let Err(error) = impatient.get_user().user_id(user).send().await {
             refusals.push((
                 error.status().map(|s| s.as_u16()),
                 error.problem().map(|p| p.code.to_string()),
@@ -160,6 +76,55 @@ async fn throttled_calls_wait_for_retry_after_and_succeed() {
     for refusal in refusals {
         assert_eq!(refusal, (Some(429), Some("throttled".to_owned())));
     }
+}
+
+#[tokio::test]
+async fn a_whole_timeline_streams_through_a_tiny_plan() {
+    let attempts = trace::capture();
+    let server = Server::start().await;
+    let (_, token) = server.user("streamer").await;
+    let author = ClientBuilder::new(&server.base_url)
+        .api_key(&server.api_key)
+        .bearer_token(&token)
+        .build()
+        .expect("a client");
+    for n in 0..6 {
+        author
+            .create_tweet()
+            .body_map(|b| b.text(format!("tweet {n}")))
+            .send()
+            .await
+            .expect("a tweet");
+    }
+    // Two requests a second, so the pages of two tweets run into the throttle.
+    let key = server.key(Some((2.0, 1))).await;
+    let reader = ClientBuilder::new(&server.base_url)
+        .api_key(&key)
+        .bearer_token(&token)
+        .retry_policy(quick())
+        .build()
+        .expect("a client");
+
+    let tweets: Vec<_> = reader
+        .get_timeline()
+        .limit(2u32)
+        .stream()
+        .try_collect()
+        .await
+        .expect("every page, through the throttling");
+
+    let texts: Vec<&str> = tweets.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "tweet 5", "tweet 4", "tweet 3", "tweet 2", "tweet 1", "tweet 0"
+        ]
+    );
+    let spans = attempts.spans("get_timeline");
+    assert!(
+        spans.iter().any(|s| s.status == Some(429)),
+        "the stream was never throttled: {spans:?}"
+    );
 }
 
 /// A proxy to `upstream` that forwards the first connection's request, waits for the
@@ -223,47 +188,62 @@ async fn a_post_whose_response_is_lost_is_retried_into_one_tweet() {
             .api_key(&server.api_key)
             .bearer_token(&token)
             .retry_policy(quick())
-            .build_with_retries()
+            .build()
             .expect("a client")
     };
 
-    // post_tweet: the first attempt's response is lost, the retry replays it.
+    // The generated send: the first attempt's response is lost, and the retry, with the
+    // Idempotency-Key the SDK added, gets the first attempt's tweet replayed.
     let (url, connections) = lossy_proxy(&server.base_url).await;
     let client = through(&url);
     let tweet = client
-        .post_tweet("exactly once")
+        .create_tweet()
+        .body_map(|b| b.text("exactly once"))
+        .send()
         .await
         .expect("the retry succeeds");
     assert_eq!(tweet.text.as_str(), "exactly once");
     assert_eq!(connections.load(Ordering::SeqCst), 2);
     assert_eq!(server.tweet_count(user).await, 1);
     let stored = client
-        .send(client.get_tweet().tweet_id(*tweet.id))
+        .get_tweet()
+        .tweet_id(*tweet.id)
+        .send()
         .await
         .expect("the tweet");
     assert_eq!(stored.id, tweet.id);
 
-    // The generated builder, sent with retries, gets a key of its own too.
+    // A key the caller chose is the one sent, and replayed.
     let (url, connections) = lossy_proxy(&server.base_url).await;
     let client = through(&url);
+    let key = minitter_client::new_idempotency_key();
     let tweet = client
         .create_tweet()
+        .idempotency_key(key.as_str())
         .body_map(|b| b.text("once more"))
-        .send_with_retries(client.policy())
+        .send()
         .await
         .expect("the retry succeeds");
-    assert_eq!(tweet.text.as_str(), "once more");
     assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.tweet_count(user).await, 2);
+    let again = through(&server.base_url)
+        .create_tweet()
+        .idempotency_key(key.as_str())
+        .body_map(|b| b.text("once more"))
+        .send()
+        .await
+        .expect("a replay");
+    assert_eq!(again.id, tweet.id, "the server knew the caller's key");
     assert_eq!(server.tweet_count(user).await, 2);
 
     // Without retries the caller sees the lost connection, though the tweet was made:
     // why a retry must carry the same key.
     let (url, _) = lossy_proxy(&server.base_url).await;
-    let client = through(&url);
+    let client = through(&url).with_retry_policy(RetryPolicy::disabled());
     let lost = client
         .create_tweet()
         .body_map(|b| b.text("lost"))
-        .send_with_retries(&RetryPolicy::disabled())
+        .send()
         .await
         .expect_err("the response is lost");
     assert!(matches!(lost, Error::CommunicationError(_)), "{lost:?}");
@@ -299,12 +279,13 @@ async fn each_attempt_times_out_and_the_retries_are_bounded() {
         .api_key("mk_unused")
         .timeout(Duration::from_millis(300))
         .retry_policy(quick())
-        .build_with_retries()
+        .build()
         .expect("a client");
 
     let started = Instant::now();
     let error = client
-        .send(client.get_health())
+        .get_health()
+        .send()
         .await
         .expect_err("nobody answers");
     let elapsed = started.elapsed();
@@ -320,11 +301,13 @@ async fn each_attempt_times_out_and_the_retries_are_bounded() {
     // A POST without an Idempotency-Key may have been received: it is not sent again.
     let started = Instant::now();
     let error = client
-        .send(client.sign_up().body_map(|b| {
+        .sign_up()
+        .body_map(|b| {
             b.username("nobody")
                 .email("nobody@example.com")
                 .password(PASSWORD)
-        }))
+        })
+        .send()
         .await
         .expect_err("nobody answers");
     assert!(

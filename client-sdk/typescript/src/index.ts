@@ -6,24 +6,28 @@
  * body is checked by `tsc` against the spec. This file is the small hand-written part:
  * a constructor that sends the credentials, errors as a typed {@link Problem}, an
  * async iterator over every paginated operation (the Rust SDK's `*_stream()`), and
- * retries with backoff, a timeout per attempt and automatic idempotency keys for
- * `POST /v1/tweets` (see `./retry.ts`).
+ * retries with backoff, a timeout per attempt and automatic idempotency keys for the
+ * operations whose document entry takes one (see `./retry.ts`; the facts come from
+ * `./generated/operations.ts`, written by codegen from the same document).
  */
 import createFetchClient, { type Client } from "openapi-fetch";
 
+import { operations as operationFacts } from "./generated/operations.js";
 import type { components, operations, paths } from "./generated/schema.js";
-import { type RetryOptions, resilientFetch } from "./retry.js";
+import { DEFAULT_RETRY, idempotencyKeys, type RetryOptions, resilientFetch } from "./retry.js";
 
 export {
   backoffMs,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUT_MS,
+  idempotencyKeys,
   type ResilienceOptions,
   resilientFetch,
   type RetryOptions,
   retryAfterMs,
 } from "./retry.js";
 
+export { type Operation, operations as operationFacts } from "./generated/operations.js";
 export type { components, operations, paths };
 export type Problem = components["schemas"]["Problem"];
 export type User = components["schemas"]["User"];
@@ -57,7 +61,7 @@ export interface ClientOptions {
    * most for `Retry-After` by default; `{ maxRetries: 0 }` turns them off. Only requests
    * that are safe to replay are retried after a failure that leaves their fate unknown:
    * `GET`, `HEAD`, `PUT`, `DELETE`, and `POST`/`PATCH` with an `Idempotency-Key`
-   * (`POST /v1/tweets` gets one automatically).
+   * (added automatically to the operations that take one, such as `POST /v1/tweets`).
    */
   retry?: RetryOptions;
   /** How long one attempt may take, in milliseconds (default 30 000). */
@@ -103,6 +107,8 @@ export class MinitterClient {
       headers,
       fetch: resilientFetch(options.fetch ?? globalThis.fetch, { retry: options.retry, timeoutMs: options.timeoutMs }),
     });
+    // A key only matters to a retry: with retries off, requests go as the caller wrote them.
+    if ((options.retry?.maxRetries ?? DEFAULT_RETRY.maxRetries) > 0) this.api.use(idempotencyKeys(operationFacts));
   }
 
   /** The same client, acting as the user this token belongs to. */

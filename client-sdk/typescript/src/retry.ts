@@ -16,14 +16,22 @@
  *
  * Nothing else is: a 400, 401, 403, 404, 422… would fail again.
  *
- * `POST /v1/tweets` gets an `Idempotency-Key` (`crypto.randomUUID()`) when the caller sent
- * none, and every attempt sends the same key, so a retried post creates one tweet.
+ * A request to an operation that takes an `Idempotency-Key` gets one
+ * (`crypto.randomUUID()`) when the caller sent none, from {@link idempotencyKeys}, and
+ * every attempt sends the same key, so a retried post creates one tweet. Which operations
+ * take the key is read from the OpenAPI document by codegen (`./generated/operations.ts`),
+ * not listed here: an operation added to the document with that header is retried
+ * safely with no change to this file.
  *
  * Between attempts it waits for the server's `Retry-After` (seconds or an HTTP date) when
  * there is one, else for exponential backoff with full jitter: a random delay between 0
  * and `min(maxDelayMs, baseDelayMs × 2^retry)`. A `Retry-After` longer than
  * `maxRetryAfterMs` (60 s) ends the retries at once, and the response is returned.
  */
+
+import type { Middleware } from "openapi-fetch";
+
+import type { Operation } from "./generated/operations.js";
 
 export interface RetryOptions {
   /** Retries after the first attempt; 0 disables retrying. Default 2. */
@@ -69,9 +77,24 @@ export function retryAfterMs(value: string | null, now: number = Date.now()): nu
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** Whether a POST to this URL gets an automatic `Idempotency-Key`. */
-function needsIdempotencyKey(method: string, url: string): boolean {
-  return method === "POST" && new URL(url).pathname.endsWith("/v1/tweets");
+/**
+ * An openapi-fetch middleware that gives a request a fresh `Idempotency-Key` when its
+ * operation takes one (by the document's facts: `method` and path template) and the
+ * caller sent none. It runs once per call, before {@link resilientFetch}'s attempts, so
+ * every attempt sends the same key.
+ */
+export function idempotencyKeys(operations: readonly Operation[]): Middleware {
+  const keyed = new Map<string, string>();
+  for (const operation of operations) {
+    if (operation.idempotencyKey !== null) keyed.set(`${operation.method} ${operation.path}`, operation.idempotencyKey);
+  }
+  return {
+    onRequest({ request, schemaPath }) {
+      const header = keyed.get(`${request.method} ${schemaPath}`);
+      if (header !== undefined && !request.headers.has(header)) request.headers.set(header, crypto.randomUUID());
+      return request;
+    },
+  };
 }
 
 /** The error's network code (`ECONNREFUSED`…), wherever undici put it. */
@@ -131,9 +154,6 @@ export function resilientFetch(inner: typeof fetch, options: ResilienceOptions =
   return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const original = new Request(input, init);
     const headers = new Headers(original.headers);
-    if (needsIdempotencyKey(original.method, original.url) && !headers.has("idempotency-key")) {
-      headers.set("idempotency-key", crypto.randomUUID());
-    }
     const safety: Safety = headers.has("idempotency-key")
       ? "idempotency-key"
       : IDEMPOTENT_METHODS.has(original.method)

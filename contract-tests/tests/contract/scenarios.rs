@@ -1122,7 +1122,8 @@ pub async fn gateway(ctx: &Context<'_>) {
         panic!("no key");
     };
     let build = |key: Option<&str>, bearer: Option<&str>| {
-        let mut builder = minitter_client::ClientBuilder::new(&ctx.server.base_url);
+        let mut builder = minitter_client::ClientBuilder::new(&ctx.server.base_url)
+            .retry_policy(minitter_client::RetryPolicy::disabled());
         if let Some(key) = key {
             builder = builder.api_key(key);
         }

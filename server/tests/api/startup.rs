@@ -25,8 +25,22 @@ async fn production_without_a_jwt_secret_refuses_to_start() {
 async fn a_short_jwt_secret_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = config_in(dir.path()).await;
-    config.jwt_secret = Some(SecretString::from("too short".to_owned()));
-    assert!(Application::build(config).await.is_err());
+    config.jwt_secret = Some(SecretString::from(
+        "31 bytes, one short of 256 bits".to_owned(),
+    ));
+    let error = Application::build(config).await.err().expect("refused");
+    assert_eq!(
+        error.to_string(),
+        "MINITTER_JWT_SECRET must be at least 32 bytes"
+    );
+    // At the minimum it is accepted.
+    let mut config = config_in(dir.path()).await;
+    config.jwt_secret = Some(SecretString::from(
+        "32 bytes: exactly 256 bits long!".to_owned(),
+    ));
+    Application::build(config)
+        .await
+        .expect("a 32-byte secret is enough");
 }
 
 #[tokio::test]

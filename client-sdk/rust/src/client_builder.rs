@@ -1,22 +1,24 @@
-//! Hand-written conveniences over the generated client.
+//! [`ClientBuilder`]: the one place a partner configures a client (credentials, timeout,
+//! retries), so that the generated constructors' `reqwest::Client` and inner value need
+//! not be assembled by hand.
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, InvalidHeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue, InvalidHeaderValue};
 
-use crate::{Client, Error, RetryPolicy, RetryingClient, types::Problem};
+use crate::{Client, ClientConfig, RetryPolicy};
 
 /// How long one attempt may take by default, from sending the request to reading the
 /// whole response.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Builds a [`Client`] that sends credentials with every request, and gives each
-/// request (each attempt, when retried) at most [`ClientBuilder::timeout`].
-/// [`ClientBuilder::build_with_retries`] builds a [`RetryingClient`] instead.
+/// Builds a [`Client`] that sends credentials with every request, retries as its
+/// [`RetryPolicy`] allows (see [`crate::retry`]), and gives each attempt at most
+/// [`ClientBuilder::timeout`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = minitter_client::ClientBuilder::new("http://127.0.0.1:8080")
+/// let client = minitter_client::ClientBuilder::new("https://api.example.com")
 ///     .api_key("mk_...")
 ///     .bearer_token("eyJ...")
 ///     .build()?;
@@ -31,10 +33,13 @@ pub struct ClientBuilder {
     bearer_token: Option<String>,
     timeout: Duration,
     retry_policy: RetryPolicy,
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    root_certificates: Vec<reqwest::Certificate>,
 }
 
 impl ClientBuilder {
-    /// A client for the API at `base_url` (for example `http://127.0.0.1:8080`).
+    /// A client for the API at `base_url` (for example `https://api.example.com` or
+    /// `http://127.0.0.1:8080`).
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
@@ -42,6 +47,8 @@ impl ClientBuilder {
             bearer_token: None,
             timeout: DEFAULT_TIMEOUT,
             retry_policy: RetryPolicy::default(),
+            #[cfg(any(feature = "rustls", feature = "native-tls"))]
+            root_certificates: Vec::new(),
         }
     }
 
@@ -52,7 +59,8 @@ impl ClientBuilder {
         self
     }
 
-    /// A user's token from `create_token`, sent as `Authorization: Bearer …`.
+    /// A user's token from `create_token`, sent as `Authorization: Bearer …`
+    /// ([`Client::with_bearer_token`] switches users later without a new pool).
     #[must_use]
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
@@ -69,23 +77,25 @@ impl ClientBuilder {
         self
     }
 
-    /// The retries of [`ClientBuilder::build_with_retries`]'s client
-    /// ([`RetryPolicy::default`] unless set).
+    /// The retries of every call ([`RetryPolicy::default`] unless set;
+    /// [`RetryPolicy::disabled`] turns them off).
     #[must_use]
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry_policy = policy;
         self
     }
 
-    /// Builds a client whose [`RetryingClient::send`] retries as the policy allows (see
-    /// [`crate::retry`]). Fails only as [`ClientBuilder::build`] does.
-    pub fn build_with_retries(self) -> Result<RetryingClient, BuildError> {
-        let policy = self.retry_policy.clone();
-        Ok(RetryingClient::new(self.build()?, policy))
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    /// Trusts this certificate authority for `https://` as well as the platform's own
+    /// (for a private CA, or a test certificate).
+    #[must_use]
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> Self {
+        self.root_certificates.push(certificate);
+        self
     }
 
-    /// Builds the generated client, which sends each request once. Fails only if a
-    /// credential is not a valid header value.
+    /// Builds the client. Fails if a credential is not a valid header value, or if the
+    /// HTTP client cannot be built.
     pub fn build(self) -> Result<Client, BuildError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = self.api_key {
@@ -93,17 +103,21 @@ impl ClientBuilder {
             value.set_sensitive(true);
             headers.insert("x-api-key", value);
         }
+        let mut config = ClientConfig::default().retry_policy(self.retry_policy);
         if let Some(token) = self.bearer_token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+            config = config.bearer_token(&token)?;
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
-            .timeout(self.timeout)
-            .build()
-            .map_err(BuildError::Http)?;
-        Ok(Client::new_with_client(&self.base_url, http))
+            .timeout(self.timeout);
+        #[cfg(any(feature = "rustls", feature = "native-tls"))]
+        let http = if self.root_certificates.is_empty() {
+            http
+        } else {
+            http.tls_certs_merge(self.root_certificates)
+        };
+        let http = http.build().map_err(BuildError::Http)?;
+        Ok(Client::new_with_client(&self.base_url, http, config))
     }
 }
 
@@ -112,7 +126,7 @@ impl ClientBuilder {
 pub enum BuildError {
     /// A credential contains characters a header cannot carry.
     InvalidCredential(InvalidHeaderValue),
-    /// The HTTP client could not be built (for example, no TLS backend).
+    /// The HTTP client could not be built.
     Http(reqwest::Error),
 }
 
@@ -131,19 +145,11 @@ impl std::fmt::Display for BuildError {
     }
 }
 
-impl std::error::Error for BuildError {}
-
-/// The typed RFC 9457 problem of an error response.
-pub trait ProblemExt {
-    /// The problem document, when the server answered with a declared error status.
-    fn problem(&self) -> Option<&Problem>;
-}
-
-impl ProblemExt for Error<Problem> {
-    fn problem(&self) -> Option<&Problem> {
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::ErrorResponse(response) => Some(response.as_ref()),
-            _ => None,
+            Self::InvalidCredential(e) => Some(e),
+            Self::Http(e) => Some(e),
         }
     }
 }
