@@ -16,7 +16,14 @@ use anyhow::{Context, Result};
 use progenitor_impl::{GenerationSettings, Generator, HooksMode, InterfaceStyle, TagStyle};
 use quote::quote;
 
-use crate::{Document, render, sdk};
+use serde_json::Value;
+
+use crate::{Document, open_enum, render, schema, sdk};
+
+/// Where the generated `types` module is reachable from anywhere in the crate: the
+/// generated file is expected to be the crate root or glob re-exported there (`pub use
+/// generated::*`), as progenitor's own output assumes for its `types::` paths.
+const TYPES_PATH: &str = "crate::types";
 
 /// How the client is generated.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +35,7 @@ pub struct ClientOptions {
 }
 
 /// Generates the progenitor client for `document` as one Rust file, with the
-/// `operations` module of [`sdk::rust_module`] appended.
+/// `operations` module of [`sdk::rust::module`] appended.
 pub fn generate(document: &Document, options: &ClientOptions) -> Result<String> {
     let mut settings = GenerationSettings::default();
     settings
@@ -42,16 +49,140 @@ pub fn generate(document: &Document, options: &ClientOptions) -> Result<String> 
             .with_inner_type(quote! { #inner })
             .with_hooks(HooksMode::Expected);
     }
+    // Open enums replace the string newtypes progenitor would make; they are added to the
+    // `types` module below.
+    let open_enums = open_enum::read(&document.raw)?;
+    for open in &open_enums {
+        settings.with_replacement(
+            &open.name,
+            format!("{TYPES_PATH}::{}", open.name),
+            std::iter::empty(),
+        );
+    }
     let mut generator = Generator::new(&settings);
     let tokens = generator
-        .generate_tokens(&document.typed)
+        .generate_tokens(&without_value_constraints(document)?)
         .context("progenitor refused the document")?;
-    let client: syn::File =
+    let mut client: syn::File =
         syn::parse2(tokens).context("progenitor's output is not a Rust file")?;
+    add_str_conversions(&mut client)?;
+    if !open_enums.is_empty() {
+        add_to_types_module(&mut client, &open_enums)?;
+    }
     let facts = sdk::operations(document)?;
-    let operations = sdk::rust_module(&facts, &client)?;
+    let operations = sdk::rust::module(&facts, &client)?;
     render(quote! {
         #client
         #operations
     })
+}
+
+/// The document with every schema's value constraints (lengths, patterns) removed, as
+/// the server's types are generated (see [`schema::without_value_constraints`]).
+///
+/// The server validates every request against the full document and answers a `400`
+/// Problem that lists every violation with a JSON pointer. Constrained newtypes in the
+/// client would refuse some of the same values first, one at a time, as a bare string —
+/// two shapes for one mistake, and a client that refuses what a newer server accepts. So
+/// the server is the one validator, as with the AWS, Stripe and GitHub SDKs; the client's
+/// types keep the shapes, enums and integer widths. (A builder still refuses a body
+/// whose required field was never set: that is a mistake in the calling code.)
+fn without_value_constraints(document: &Document) -> Result<openapiv3::OpenAPI> {
+    fn relax(value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                for (key, child) in object.iter_mut() {
+                    if key == "schema" {
+                        *child = schema::without_value_constraints(child);
+                    } else {
+                        relax(child);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(relax),
+            _ => {}
+        }
+    }
+    let mut raw = document.raw.clone();
+    relax(&mut raw);
+    if let Some(Value::Object(schemas)) = raw.pointer_mut("/components/schemas") {
+        for schema in schemas.values_mut() {
+            *schema = schema::without_value_constraints(schema);
+        }
+    }
+    serde_json::from_value(raw).context("the relaxed document is not OpenAPI 3.0")
+}
+
+/// Adds `From<&str>` to every string newtype of the client's `types` module that lacks a
+/// conversion from `&str`.
+///
+/// typify gives an unconstrained string newtype (`Username(String)`) only `From<String>`,
+/// so a builder setter (`T: TryInto<Username>`) would refuse `"ada"`; with value
+/// constraints removed (see [`without_value_constraints`]) every named string schema is
+/// such a newtype. The conversion cannot fail, so it is `From`.
+fn add_str_conversions(client: &mut syn::File) -> Result<()> {
+    let types = types_module(client)?;
+    let is_string =
+        |ty: &syn::Type| quote!(#ty).to_string() == quote!(::std::string::String).to_string();
+    let mut from_str: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for item in types.iter() {
+        if let syn::Item::Impl(block) = item
+            && let Some((_, trait_path, _)) = &block.trait_
+            && let Some(last) = trait_path.segments.last()
+            && (last.ident == "From" || last.ident == "TryFrom")
+            && quote!(#last).to_string().contains("& str")
+        {
+            let self_ty = &block.self_ty;
+            from_str.insert(quote!(#self_ty).to_string());
+        }
+    }
+    let mut added = Vec::new();
+    for item in types.iter() {
+        let syn::Item::Struct(newtype) = item else {
+            continue;
+        };
+        let syn::Fields::Unnamed(fields) = &newtype.fields else {
+            continue;
+        };
+        let ident = &newtype.ident;
+        if fields.unnamed.len() != 1
+            || !is_string(&fields.unnamed[0].ty)
+            || from_str.contains(&ident.to_string())
+        {
+            continue;
+        }
+        added.push(syn::parse_quote! {
+            impl ::std::convert::From<&str> for #ident {
+                fn from(value: &str) -> Self {
+                    Self(value.to_owned())
+                }
+            }
+        });
+    }
+    types.extend(added);
+    Ok(())
+}
+
+/// The items of the client's `pub mod types`.
+fn types_module(client: &mut syn::File) -> Result<&mut Vec<syn::Item>> {
+    client
+        .items
+        .iter_mut()
+        .find_map(|item| match item {
+            syn::Item::Mod(module) if module.ident == "types" => module.content.as_mut(),
+            _ => None,
+        })
+        .map(|(_, items)| items)
+        .context("progenitor's output has no `types` module")
+}
+
+/// Appends the open enums' items to the client's `pub mod types`.
+fn add_to_types_module(client: &mut syn::File, open_enums: &[open_enum::OpenEnum]) -> Result<()> {
+    let types = types_module(client)?;
+    for open in open_enums {
+        let items: syn::File =
+            syn::parse2(open_enum::rust(open)).context("an open enum is not Rust")?;
+        types.extend(items.items);
+    }
+    Ok(())
 }

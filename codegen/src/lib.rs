@@ -15,11 +15,18 @@
 //! - `request_schemas.json`: the JSON Schemas every request is validated against,
 //!   translated from the document (see [`schema`]).
 //!
+//! The server generator, and the contract tests and spec rules in `contract-tests/`, walk
+//! the raw document through [`model`]: its operations with method, path, `operationId` and
+//! tags, their parameters, bodies and responses, `$ref`s followed. (The SDK facts in
+//! [`sdk`] still read the typed `openapiv3` view.)
+//!
 //! The client output is progenitor's, followed by the per-operation facts an SDK's
 //! hand-written runtime needs (see [`sdk`]); the same facts can be written as a
 //! TypeScript table.
 
 pub mod client;
+pub mod model;
+pub mod open_enum;
 pub mod response_cache;
 pub mod schema;
 pub mod sdk;

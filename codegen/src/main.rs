@@ -50,7 +50,7 @@ fn main() -> Result<()> {
         outputs.push((path.clone(), client::generate(&document, &options)?));
     }
     if let Some(path) = &args.ts_operations_out {
-        outputs.push((path.clone(), sdk::typescript(&sdk::operations(&document)?)?));
+        outputs.push((path.clone(), sdk::typescript::file(&document)?));
     }
 
     if args.check {

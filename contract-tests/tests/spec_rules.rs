@@ -2,40 +2,23 @@
 //! cannot quietly break them: bounds on every value, closed request objects, complete
 //! operations, and errors that progenitor can type.
 
+use codegen::Document;
+use codegen::model::{self, is_binary};
 use serde_json::Value;
 
-fn document() -> Value {
+fn document() -> Document {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
         .expect("spec");
-    serde_yaml_ng::from_str(&text).expect("yaml")
+    Document::parse(&text).expect("an OpenAPI 3.0 document")
 }
 
 /// A media type needs an example unless it is raw bytes (an image has none to write).
 fn needs_example(media: &Value) -> bool {
-    let binary = media.pointer("/schema/format").and_then(Value::as_str) == Some("binary");
-    !binary && media.get("example").is_none() && media.get("examples").is_none()
-}
-
-/// The operations of a path item (its other keys are shared parameters and the like).
-fn operations(item: &Value) -> impl Iterator<Item = (&String, &Value)> {
-    const METHODS: [&str; 8] = [
-        "get", "put", "post", "delete", "options", "head", "patch", "trace",
-    ];
-    item.as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| METHODS.contains(&key.as_str()))
+    !is_binary(media) && media.get("example").is_none() && media.get("examples").is_none()
 }
 
 fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
-    match value
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix('#'))
-    {
-        Some(pointer) => resolve(doc, doc.pointer(pointer).expect("reference resolves")),
-        None => value,
-    }
+    model::resolve(doc, value).expect("reference resolves")
 }
 
 /// Calls `visit(path, schema)` on `schema` and every schema nested in it, following refs
@@ -132,8 +115,8 @@ fn every_schema(doc: &Value) -> Vec<(String, Value)> {
 fn every_string_array_and_integer_is_bounded() {
     let doc = document();
     let mut unbounded = Vec::new();
-    for (path, schema) in every_schema(&doc) {
-        walk(&doc, &path, &schema, false, &mut |path, schema| {
+    for (path, schema) in every_schema(&doc.raw) {
+        walk(&doc.raw, &path, &schema, false, &mut |path, schema| {
             let missing = match schema.get("type").and_then(Value::as_str) {
                 Some("string")
                     if schema.get("format").and_then(Value::as_str) == Some("binary") =>
@@ -169,31 +152,27 @@ fn every_string_array_and_integer_is_bounded() {
 fn objects_that_clients_send_admit_no_unknown_properties() {
     let doc = document();
     let mut open = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in item.as_object().expect("item") {
-            let Some(body) = op.get("requestBody") else {
+    for op in doc.operations().expect("operations") {
+        let Some(body) = op.request_body().expect("request body") else {
+            continue;
+        };
+        for (media, content) in body["content"].as_object().expect("content") {
+            let Some(schema) = content.get("schema") else {
                 continue;
             };
-            for (media, content) in resolve(&doc, body)["content"].as_object().expect("content") {
-                let Some(schema) = content.get("schema") else {
-                    continue;
-                };
-                walk(
-                    &doc,
-                    &format!("{method} {path} {media}"),
-                    schema,
-                    true,
-                    &mut |at, schema| {
-                        let is_object =
-                            schema.get("type").and_then(Value::as_str) == Some("object");
-                        if is_object
-                            && schema.get("additionalProperties") != Some(&Value::Bool(false))
-                        {
-                            open.push(at.to_owned());
-                        }
-                    },
-                );
-            }
+            walk(
+                &doc.raw,
+                &format!("{} {} {media}", op.method, op.path),
+                schema,
+                true,
+                &mut |at, schema| {
+                    let is_object = schema.get("type").and_then(Value::as_str) == Some("object");
+                    if is_object && schema.get("additionalProperties") != Some(&Value::Bool(false))
+                    {
+                        open.push(at.to_owned());
+                    }
+                },
+            );
         }
     }
     assert!(
@@ -207,46 +186,40 @@ fn objects_that_clients_send_admit_no_unknown_properties() {
 fn every_operation_is_complete() {
     let doc = document();
     let mut gaps = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in operations(item) {
-            let at = format!("{} {path}", method.to_uppercase());
-            for field in ["operationId", "summary", "tags", "security"] {
-                if op.get(field).is_none() {
-                    gaps.push(format!("{at}: no {field}"));
-                }
+    for op in doc.operations().expect("operations") {
+        let at = format!("{} {}", op.method.to_uppercase(), op.path);
+        for field in ["operationId", "summary", "tags", "security"] {
+            if op.value.get(field).is_none() {
+                gaps.push(format!("{at}: no {field}"));
             }
-            for (status, response) in op["responses"].as_object().expect("responses") {
-                let response = resolve(&doc, response);
-                if status == "201" && response.pointer("/headers/Location").is_none() {
-                    gaps.push(format!("{at} 201: no Location header"));
-                }
-                if status.starts_with(['4', '5']) {
-                    let content = response["content"].as_object().cloned().unwrap_or_default();
-                    let problem = serde_json::json!({"$ref": "#/components/schemas/Problem"});
-                    for media in ["application/problem+json", "application/json"] {
-                        if content.get(media).and_then(|m| m.get("schema")) != Some(&problem) {
-                            gaps.push(format!("{at} {status}: {media} is not the Problem schema"));
-                        }
+        }
+        for (status, response) in op.responses().expect("responses") {
+            if status == "201" && response.pointer("/headers/Location").is_none() {
+                gaps.push(format!("{at} 201: no Location header"));
+            }
+            if status.starts_with(['4', '5']) {
+                let content = response["content"].as_object().cloned().unwrap_or_default();
+                let problem = serde_json::json!({"$ref": "#/components/schemas/Problem"});
+                for media in ["application/problem+json", "application/json"] {
+                    if content.get(media).and_then(|m| m.get("schema")) != Some(&problem) {
+                        gaps.push(format!("{at} {status}: {media} is not the Problem schema"));
                     }
                 }
-                if status.starts_with('2')
-                    && let Some(content) = response.get("content").and_then(Value::as_object)
-                    && content.values().any(needs_example)
-                {
-                    gaps.push(format!("{at} {status}: no example"));
-                }
             }
-            if let Some(body) = op.get("requestBody") {
-                let content = resolve(&doc, body)["content"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                if content.len() != 1 {
-                    gaps.push(format!("{at}: a request body needs exactly one media type"));
-                }
-                if content.values().any(needs_example) {
-                    gaps.push(format!("{at}: request body has no example"));
-                }
+            if status.starts_with('2')
+                && let Some(content) = response.get("content").and_then(Value::as_object)
+                && content.values().any(needs_example)
+            {
+                gaps.push(format!("{at} {status}: no example"));
+            }
+        }
+        if let Some(body) = op.request_body().expect("request body") {
+            let content = body["content"].as_object().cloned().unwrap_or_default();
+            if content.len() != 1 {
+                gaps.push(format!("{at}: a request body needs exactly one media type"));
+            }
+            if content.values().any(needs_example) {
+                gaps.push(format!("{at}: request body has no example"));
             }
         }
     }

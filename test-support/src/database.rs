@@ -47,8 +47,12 @@ impl TestDatabase {
                     .expect("create a schema for the test");
                 let _ = connection.close().await;
                 let separator = if server.contains('?') { '&' } else { '?' };
+                // The schema's name is also the connections' `application_name`, so that
+                // dropping it can end whatever the test left open (see `Drop`).
                 Self {
-                    url: Some(format!("{server}{separator}options[search_path]={schema}")),
+                    url: Some(format!(
+                        "{server}{separator}options[search_path]={schema}&application_name={schema}"
+                    )),
                     schema: Some((server, schema)),
                 }
             }
@@ -68,7 +72,10 @@ impl Drop for TestDatabase {
             return;
         };
         // Drop may run inside the test's runtime, which cannot be blocked on: the schema
-        // is dropped from a thread with a runtime of its own.
+        // is dropped from a thread with a runtime of its own. That blocks the test's
+        // thread, so a server still running in the test (a task mid-transaction on a
+        // current-thread runtime) can never commit, and `DROP SCHEMA` would wait for its
+        // locks forever: the test's own connections are ended first.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -76,6 +83,13 @@ impl Drop for TestDatabase {
                 .expect("a runtime");
             runtime.block_on(async {
                 let mut connection = PgConnection::connect(&server).await?;
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&schema)
+                .execute(&mut connection)
+                .await?;
                 sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
                     .execute(&mut connection)
                     .await?;

@@ -44,7 +44,7 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let path = args.data_dir.join("minitter.db");
     anyhow::ensure!(!path.exists(), "{} exists already", path.display());
-    let store = minitter_server::infra::store::open(
+    let store = minitter_server::infra::store::open_bulk(
         args.database_url.as_deref(),
         &args.data_dir,
         &PoolSettings::default(),

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .send()
         .await?;
     let token = client
-        .create_token()
+        .log_in()
         .body_map(|b| b.email(email.as_str()).password(PASSWORD))
         .send()
         .await?;
@@ -96,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
     match missing {
         Err(error) => match error.problem() {
-            Some(problem) => println!("{} {}", problem.status, *problem.code),
+            Some(problem) => println!("{} {}", problem.status, problem.code),
             None => return Err(error.into()),
         },
         Ok(_) => return Err("an unknown tweet was found".into()),

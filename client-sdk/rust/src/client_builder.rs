@@ -59,7 +59,7 @@ impl ClientBuilder {
         self
     }
 
-    /// A user's token from `create_token`, sent as `Authorization: Bearer …`
+    /// A user's token from `log_in`, sent as `Authorization: Bearer …`
     /// ([`Client::with_bearer_token`] switches users later without a new pool).
     #[must_use]
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {

@@ -43,7 +43,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: minitter_client::Client) -> Result<(), Box<dyn std::error::Error>> {
     /// let token = client
-    ///     .create_token()
+    ///     .log_in()
     ///     .body_map(|b| b.email("ada@example.com").password("correct horse battery staple"))
     ///     .send()
     ///     .await?;

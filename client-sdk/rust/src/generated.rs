@@ -10,119 +10,14 @@ pub mod types {
     ///`AccessToken`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct AccessToken {
-        ///An HS256 JWT to send as `Authorization: Bearer <token>`.
-        pub access_token: AccessTokenAccessToken,
+        pub access_token: Jwt,
         ///Seconds until the token expires.
         pub expires_in: ::std::num::NonZeroU64,
-        pub token_type: AccessTokenTokenType,
+        pub token_type: TokenType,
     }
     impl AccessToken {
         pub fn builder() -> builder::AccessToken {
             Default::default()
-        }
-    }
-    ///An HS256 JWT to send as `Authorization: Bearer <token>`.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct AccessTokenAccessToken(::std::string::String);
-    impl ::std::ops::Deref for AccessTokenAccessToken {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<AccessTokenAccessToken> for ::std::string::String {
-        fn from(value: AccessTokenAccessToken) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for AccessTokenAccessToken {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 4096usize {
-                return Err("longer than 4096 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for AccessTokenAccessToken {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for AccessTokenAccessToken {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for AccessTokenAccessToken {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`AccessTokenTokenType`
-    #[derive(
-        ::serde::Deserialize,
-        ::serde::Serialize,
-        Clone,
-        Copy,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd
-    )]
-    pub enum AccessTokenTokenType {
-        Bearer,
-    }
-    impl ::std::fmt::Display for AccessTokenTokenType {
-        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-            match *self {
-                Self::Bearer => f.write_str("Bearer"),
-            }
-        }
-    }
-    impl ::std::str::FromStr for AccessTokenTokenType {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            match value {
-                "Bearer" => Ok(Self::Bearer),
-                _ => Err("invalid value".into()),
-            }
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for AccessTokenTokenType {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for AccessTokenTokenType {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
         }
     }
     ///An API key, without its secret.
@@ -135,68 +30,13 @@ pub mod types {
         pub last_used_at: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
         >,
-        pub name: ApiKeyName,
+        pub name: KeyName,
         pub plan_id: Id,
-        ///The first characters of the secret, to recognise a key by.
-        pub prefix: ApiKeyPrefix,
+        pub prefix: KeyPrefix,
     }
     impl ApiKey {
         pub fn builder() -> builder::ApiKey {
             Default::default()
-        }
-    }
-    ///`ApiKeyName`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ApiKeyName(::std::string::String);
-    impl ::std::ops::Deref for ApiKeyName {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ApiKeyName> for ::std::string::String {
-        fn from(value: ApiKeyName) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ApiKeyName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ApiKeyName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///A page of API keys, newest first.
@@ -212,58 +52,45 @@ pub mod types {
             Default::default()
         }
     }
-    ///The first characters of the secret, to recognise a key by.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    ///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct ApiKeyPrefix(::std::string::String);
-    impl ::std::ops::Deref for ApiKeyPrefix {
+    pub struct ApiKeySecret(pub ::std::string::String);
+    impl ::std::ops::Deref for ApiKeySecret {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
             &self.0
         }
     }
-    impl ::std::convert::From<ApiKeyPrefix> for ::std::string::String {
-        fn from(value: ApiKeyPrefix) -> Self {
+    impl ::std::convert::From<ApiKeySecret> for ::std::string::String {
+        fn from(value: ApiKeySecret) -> Self {
             value.0
         }
     }
-    impl ::std::str::FromStr for ApiKeyPrefix {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 16usize {
-                return Err("longer than 16 characters".into());
-            }
+    impl ::std::convert::From<::std::string::String> for ApiKeySecret {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for ApiKeySecret {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for ApiKeySecret {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ApiKeyPrefix {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ApiKeyPrefix {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ApiKeyPrefix {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///The fields to change; absent fields stay as they are.
@@ -272,9 +99,8 @@ pub mod types {
     pub struct ApiKeyUpdate {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
-        ///No NUL character (U+0000).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub name: ::std::option::Option<ApiKeyUpdateName>,
+        pub name: ::std::option::Option<KeyName>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub plan_id: ::std::option::Option<Id>,
     }
@@ -283,123 +109,45 @@ pub mod types {
             Default::default()
         }
     }
-    ///No NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    ///A `Cache-Control` value, such as `max-age=0`.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct ApiKeyUpdateName(::std::string::String);
-    impl ::std::ops::Deref for ApiKeyUpdateName {
+    pub struct CacheDirectives(pub ::std::string::String);
+    impl ::std::ops::Deref for CacheDirectives {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
             &self.0
         }
     }
-    impl ::std::convert::From<ApiKeyUpdateName> for ::std::string::String {
-        fn from(value: ApiKeyUpdateName) -> Self {
+    impl ::std::convert::From<CacheDirectives> for ::std::string::String {
+        fn from(value: CacheDirectives) -> Self {
             value.0
         }
     }
-    impl ::std::str::FromStr for ApiKeyUpdateName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
+    impl ::std::convert::From<::std::string::String> for CacheDirectives {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for CacheDirectives {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for CacheDirectives {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ApiKeyUpdateName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ApiKeyUpdateName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ApiKeyUpdateName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`CreateTweetIdempotencyKey`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct CreateTweetIdempotencyKey(::std::string::String);
-    impl ::std::ops::Deref for CreateTweetIdempotencyKey {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<CreateTweetIdempotencyKey> for ::std::string::String {
-        fn from(value: CreateTweetIdempotencyKey) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for CreateTweetIdempotencyKey {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 255usize {
-                return Err("longer than 255 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for CreateTweetIdempotencyKey {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for CreateTweetIdempotencyKey {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for CreateTweetIdempotencyKey {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///An API key with its secret, which is shown in this response only.
@@ -412,177 +160,14 @@ pub mod types {
         pub last_used_at: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
         >,
-        pub name: CreatedApiKeyName,
+        pub name: KeyName,
         pub plan_id: Id,
-        pub prefix: CreatedApiKeyPrefix,
-        ///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
-        pub secret: CreatedApiKeySecret,
+        pub prefix: KeyPrefix,
+        pub secret: ApiKeySecret,
     }
     impl CreatedApiKey {
         pub fn builder() -> builder::CreatedApiKey {
             Default::default()
-        }
-    }
-    ///`CreatedApiKeyName`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct CreatedApiKeyName(::std::string::String);
-    impl ::std::ops::Deref for CreatedApiKeyName {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<CreatedApiKeyName> for ::std::string::String {
-        fn from(value: CreatedApiKeyName) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for CreatedApiKeyName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for CreatedApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for CreatedApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for CreatedApiKeyName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`CreatedApiKeyPrefix`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct CreatedApiKeyPrefix(::std::string::String);
-    impl ::std::ops::Deref for CreatedApiKeyPrefix {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<CreatedApiKeyPrefix> for ::std::string::String {
-        fn from(value: CreatedApiKeyPrefix) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for CreatedApiKeyPrefix {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 16usize {
-                return Err("longer than 16 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for CreatedApiKeyPrefix {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for CreatedApiKeyPrefix {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for CreatedApiKeyPrefix {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct CreatedApiKeySecret(::std::string::String);
-    impl ::std::ops::Deref for CreatedApiKeySecret {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<CreatedApiKeySecret> for ::std::string::String {
-        fn from(value: CreatedApiKeySecret) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for CreatedApiKeySecret {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 64usize {
-                return Err("longer than 64 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for CreatedApiKeySecret {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for CreatedApiKeySecret {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for CreatedApiKeySecret {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`Credentials`
@@ -606,9 +191,8 @@ pub mod types {
         pub follower_count: i64,
         pub following_count: i64,
         pub id: Id,
-        ///Where the profile picture is; absent when there is none.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub picture_url: ::std::option::Option<CurrentUserPictureUrl>,
+        pub picture_url: ::std::option::Option<PictureUrl>,
         pub tweet_count: i64,
         pub username: Username,
     }
@@ -617,64 +201,20 @@ pub mod types {
             Default::default()
         }
     }
-    ///Where the profile picture is; absent when there is none.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct CurrentUserPictureUrl(::std::string::String);
-    impl ::std::ops::Deref for CurrentUserPictureUrl {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<CurrentUserPictureUrl> for ::std::string::String {
-        fn from(value: CurrentUserPictureUrl) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for CurrentUserPictureUrl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for CurrentUserPictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for CurrentUserPictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for CurrentUserPictureUrl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///The name shown beside the username. No NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct DisplayName(::std::string::String);
+    pub struct DisplayName(pub ::std::string::String);
     impl ::std::ops::Deref for DisplayName {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -686,57 +226,36 @@ pub mod types {
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for DisplayName {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for DisplayName {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for DisplayName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 50usize {
-                return Err("longer than 50 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for DisplayName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for DisplayName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for DisplayName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///An email address, without any NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct Email(::std::string::String);
+    pub struct Email(pub ::std::string::String);
     impl ::std::ops::Deref for Email {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -748,496 +267,64 @@ pub mod types {
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for Email {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for Email {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for Email {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 254usize {
-                return Err("longer than 254 characters".into());
-            }
-            if value.chars().count() < 3usize {
-                return Err("shorter than 3 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for Email {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for Email {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for Email {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetApiKeyIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    ///An `If-None-Match` value, one or more entity tags (`"abc"`, `W/"abc"`) or `*`.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct GetApiKeyIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetApiKeyIfNoneMatch {
+    pub struct EntityTags(pub ::std::string::String);
+    impl ::std::ops::Deref for EntityTags {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
             &self.0
         }
     }
-    impl ::std::convert::From<GetApiKeyIfNoneMatch> for ::std::string::String {
-        fn from(value: GetApiKeyIfNoneMatch) -> Self {
+    impl ::std::convert::From<EntityTags> for ::std::string::String {
+        fn from(value: EntityTags) -> Self {
             value.0
         }
     }
-    impl ::std::str::FromStr for GetApiKeyIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
+    impl ::std::convert::From<::std::string::String> for EntityTags {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for EntityTags {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for EntityTags {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for GetApiKeyIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetApiKeyIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetApiKeyIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetPictureIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetPictureIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetPictureIfNoneMatch {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetPictureIfNoneMatch> for ::std::string::String {
-        fn from(value: GetPictureIfNoneMatch) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetPictureIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetPictureIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetPictureIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetPictureIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetTweetCacheControl`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetTweetCacheControl(::std::string::String);
-    impl ::std::ops::Deref for GetTweetCacheControl {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetTweetCacheControl> for ::std::string::String {
-        fn from(value: GetTweetCacheControl) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetTweetCacheControl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetTweetCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetTweetCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetTweetCacheControl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetTweetIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetTweetIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetTweetIfNoneMatch {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetTweetIfNoneMatch> for ::std::string::String {
-        fn from(value: GetTweetIfNoneMatch) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetTweetIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetTweetIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetTweetIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetTweetIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetUsagePlanIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetUsagePlanIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetUsagePlanIfNoneMatch {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetUsagePlanIfNoneMatch> for ::std::string::String {
-        fn from(value: GetUsagePlanIfNoneMatch) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetUsagePlanIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetUsagePlanIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetUsagePlanIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetUsagePlanIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetUsageReportIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetUsageReportIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetUsageReportIfNoneMatch {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetUsageReportIfNoneMatch> for ::std::string::String {
-        fn from(value: GetUsageReportIfNoneMatch) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetUsageReportIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetUsageReportIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetUsageReportIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetUsageReportIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetUserCacheControl`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetUserCacheControl(::std::string::String);
-    impl ::std::ops::Deref for GetUserCacheControl {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetUserCacheControl> for ::std::string::String {
-        fn from(value: GetUserCacheControl) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetUserCacheControl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetUserCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetUserCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetUserCacheControl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`GetUserIfNoneMatch`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct GetUserIfNoneMatch(::std::string::String);
-    impl ::std::ops::Deref for GetUserIfNoneMatch {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<GetUserIfNoneMatch> for ::std::string::String {
-        fn from(value: GetUserIfNoneMatch) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for GetUserIfNoneMatch {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for GetUserIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for GetUserIfNoneMatch {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for GetUserIfNoneMatch {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`HealthStatus`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-    pub struct HealthStatus {
-        pub status: HealthStatusStatus,
-    }
-    impl HealthStatus {
-        pub fn builder() -> builder::HealthStatus {
-            Default::default()
-        }
-    }
-    ///`HealthStatusStatus`
+    ///`HealthState`
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -1250,18 +337,18 @@ pub mod types {
         PartialEq,
         PartialOrd
     )]
-    pub enum HealthStatusStatus {
+    pub enum HealthState {
         #[serde(rename = "ok")]
         Ok,
     }
-    impl ::std::fmt::Display for HealthStatusStatus {
+    impl ::std::fmt::Display for HealthState {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
             match *self {
                 Self::Ok => f.write_str("ok"),
             }
         }
     }
-    impl ::std::str::FromStr for HealthStatusStatus {
+    impl ::std::str::FromStr for HealthState {
         type Err = self::error::ConversionError;
         fn from_str(
             value: &str,
@@ -1272,7 +359,7 @@ pub mod types {
             }
         }
     }
-    impl ::std::convert::TryFrom<&str> for HealthStatusStatus {
+    impl ::std::convert::TryFrom<&str> for HealthState {
         type Error = self::error::ConversionError;
         fn try_from(
             value: &str,
@@ -1280,12 +367,22 @@ pub mod types {
             value.parse()
         }
     }
-    impl ::std::convert::TryFrom<::std::string::String> for HealthStatusStatus {
+    impl ::std::convert::TryFrom<::std::string::String> for HealthState {
         type Error = self::error::ConversionError;
         fn try_from(
             value: ::std::string::String,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///`HealthStatus`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct HealthStatus {
+        pub status: HealthState,
+    }
+    impl HealthStatus {
+        pub fn builder() -> builder::HealthStatus {
+            Default::default()
         }
     }
     ///A UUIDv7, time-ordered and not enumerable.
@@ -1331,6 +428,170 @@ pub mod types {
             value.parse()
         }
     }
+    ///A unique key (such as a UUID) that makes a retried request safe.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct IdempotencyKey(pub ::std::string::String);
+    impl ::std::ops::Deref for IdempotencyKey {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<IdempotencyKey> for ::std::string::String {
+        fn from(value: IdempotencyKey) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for IdempotencyKey {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for IdempotencyKey {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for IdempotencyKey {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    ///An HS256 JWT to send as `Authorization: Bearer <token>`.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct Jwt(pub ::std::string::String);
+    impl ::std::ops::Deref for Jwt {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Jwt> for ::std::string::String {
+        fn from(value: Jwt) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for Jwt {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for Jwt {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for Jwt {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    ///No NUL character (U+0000).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct KeyName(pub ::std::string::String);
+    impl ::std::ops::Deref for KeyName {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<KeyName> for ::std::string::String {
+        fn from(value: KeyName) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for KeyName {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for KeyName {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for KeyName {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    ///The first characters of the secret, to recognise a key by.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct KeyPrefix(pub ::std::string::String);
+    impl ::std::ops::Deref for KeyPrefix {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<KeyPrefix> for ::std::string::String {
+        fn from(value: KeyPrefix) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for KeyPrefix {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for KeyPrefix {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for KeyPrefix {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
     ///`KeyUsage`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct KeyUsage {
@@ -1350,60 +611,6 @@ pub mod types {
             Default::default()
         }
     }
-    ///`ListUserTweetsCacheControl`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ListUserTweetsCacheControl(::std::string::String);
-    impl ::std::ops::Deref for ListUserTweetsCacheControl {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ListUserTweetsCacheControl> for ::std::string::String {
-        fn from(value: ListUserTweetsCacheControl) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ListUserTweetsCacheControl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ListUserTweetsCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ListUserTweetsCacheControl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ListUserTweetsCacheControl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///`NewApiKey`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -1411,75 +618,12 @@ pub mod types {
         ///Defaults to true.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
-        ///No NUL character (U+0000).
-        pub name: NewApiKeyName,
+        pub name: KeyName,
         pub plan_id: Id,
     }
     impl NewApiKey {
         pub fn builder() -> builder::NewApiKey {
             Default::default()
-        }
-    }
-    ///No NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct NewApiKeyName(::std::string::String);
-    impl ::std::ops::Deref for NewApiKeyName {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<NewApiKeyName> for ::std::string::String {
-        fn from(value: NewApiKeyName) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for NewApiKeyName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for NewApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for NewApiKeyName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for NewApiKeyName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`NewTweet`
@@ -1509,9 +653,19 @@ pub mod types {
         }
     }
     ///Between 8 and 128 characters; stored only as an argon2id hash.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct Password(::std::string::String);
+    pub struct Password(pub ::std::string::String);
     impl ::std::ops::Deref for Password {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -1523,46 +677,20 @@ pub mod types {
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for Password {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for Password {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for Password {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 128usize {
-                return Err("longer than 128 characters".into());
-            }
-            if value.chars().count() < 8usize {
-                return Err("shorter than 8 characters".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for Password {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for Password {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for Password {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`Picture`
@@ -1572,7 +700,6 @@ pub mod types {
         pub height: ::std::num::NonZeroU32,
         ///Bytes.
         pub size: ::std::num::NonZeroU64,
-        ///Where to get it.
         pub url: PictureUrl,
         pub width: ::std::num::NonZeroU32,
     }
@@ -1644,10 +771,20 @@ pub mod types {
             value.parse()
         }
     }
-    ///Where to get it.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    ///Where a profile picture is.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct PictureUrl(::std::string::String);
+    pub struct PictureUrl(pub ::std::string::String);
     impl ::std::ops::Deref for PictureUrl {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -1659,401 +796,130 @@ pub mod types {
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for PictureUrl {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for PictureUrl {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for PictureUrl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for PictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
+    ///No NUL character (U+0000).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct PlanDescription(pub ::std::string::String);
+    impl ::std::ops::Deref for PlanDescription {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
         }
     }
-    impl ::std::convert::TryFrom<::std::string::String> for PictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
+    impl ::std::convert::From<PlanDescription> for ::std::string::String {
+        fn from(value: PlanDescription) -> Self {
+            value.0
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for PictureUrl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
+    impl ::std::convert::From<::std::string::String> for PlanDescription {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for PlanDescription {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for PlanDescription {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    ///No NUL character (U+0000).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct PlanName(pub ::std::string::String);
+    impl ::std::ops::Deref for PlanName {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PlanName> for ::std::string::String {
+        fn from(value: PlanName) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for PlanName {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for PlanName {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for PlanName {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
         }
     }
     ///An RFC 9457 problem document.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Problem {
-        ///A stable, machine-readable error code.
-        pub code: ProblemCode,
+        pub code: crate::types::ProblemCode,
         ///An explanation of this occurrence of the problem.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub detail: ::std::option::Option<ProblemDetail>,
+        pub detail: ::std::option::Option<::std::string::String>,
         ///Every violation found in the request.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<Violation>,
         ///A URI reference that identifies this occurrence.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub instance: ::std::option::Option<ProblemInstance>,
+        pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` header.
-        pub request_id: ProblemRequestId,
+        pub request_id: ::std::string::String,
         ///The HTTP status code.
         pub status: i32,
         ///A short summary of the problem type.
-        pub title: ProblemTitle,
+        pub title: ::std::string::String,
         ///A URI reference that identifies the problem type.
         #[serde(rename = "type")]
-        pub type_: ProblemType,
+        pub type_: ::std::string::String,
     }
     impl Problem {
         pub fn builder() -> builder::Problem {
             Default::default()
-        }
-    }
-    ///A stable, machine-readable error code.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemCode(::std::string::String);
-    impl ::std::ops::Deref for ProblemCode {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemCode> for ::std::string::String {
-        fn from(value: ProblemCode) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemCode {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 64usize {
-                return Err("longer than 64 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[a-z][a-z0-9_]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[a-z][a-z0-9_]*$\"".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemCode {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemCode {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemCode {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///An explanation of this occurrence of the problem.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemDetail(::std::string::String);
-    impl ::std::ops::Deref for ProblemDetail {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemDetail> for ::std::string::String {
-        fn from(value: ProblemDetail) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemDetail {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 2000usize {
-                return Err("longer than 2000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemDetail {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemDetail {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemDetail {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///A URI reference that identifies this occurrence.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemInstance(::std::string::String);
-    impl ::std::ops::Deref for ProblemInstance {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemInstance> for ::std::string::String {
-        fn from(value: ProblemInstance) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemInstance {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 2048usize {
-                return Err("longer than 2048 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemInstance {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemInstance {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemInstance {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///The id of the request, as in the `X-Request-Id` header.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemRequestId(::std::string::String);
-    impl ::std::ops::Deref for ProblemRequestId {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemRequestId> for ::std::string::String {
-        fn from(value: ProblemRequestId) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemRequestId {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 64usize {
-                return Err("longer than 64 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemRequestId {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemRequestId {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemRequestId {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///A short summary of the problem type.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemTitle(::std::string::String);
-    impl ::std::ops::Deref for ProblemTitle {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemTitle> for ::std::string::String {
-        fn from(value: ProblemTitle) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemTitle {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemTitle {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///A URI reference that identifies the problem type.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ProblemType(::std::string::String);
-    impl ::std::ops::Deref for ProblemType {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ProblemType> for ::std::string::String {
-        fn from(value: ProblemType) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ProblemType {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 2048usize {
-                return Err("longer than 2048 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ProblemType {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ProblemType {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ProblemType {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///Requests per key per UTC day, ISO week (from Monday) or calendar month.
@@ -2140,6 +1006,56 @@ pub mod types {
             Default::default()
         }
     }
+    ///`TokenType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum TokenType {
+        Bearer,
+    }
+    impl ::std::fmt::Display for TokenType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Bearer => f.write_str("Bearer"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TokenType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "Bearer" => Ok(Self::Bearer),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TokenType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TokenType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`Tweet`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Tweet {
@@ -2169,9 +1085,19 @@ progenitor pages only with a plain string.
         }
     }
     ///1 to 280 characters (Unicode scalar values, not bytes), none of them NUL (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct TweetText(::std::string::String);
+    pub struct TweetText(pub ::std::string::String);
     impl ::std::ops::Deref for TweetText {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -2183,51 +1109,20 @@ progenitor pages only with a plain string.
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for TweetText {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for TweetText {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for TweetText {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 280usize {
-                return Err("longer than 280 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for TweetText {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for TweetText {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for TweetText {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`UsagePlan`
@@ -2237,9 +1132,9 @@ progenitor pages only with a plain string.
         pub allow_cache_refresh: bool,
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub description: ::std::option::Option<UsagePlanDescription>,
+        pub description: ::std::option::Option<PlanDescription>,
         pub id: Id,
-        pub name: UsagePlanName,
+        pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -2248,60 +1143,6 @@ progenitor pages only with a plain string.
     impl UsagePlan {
         pub fn builder() -> builder::UsagePlan {
             Default::default()
-        }
-    }
-    ///`UsagePlanDescription`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct UsagePlanDescription(::std::string::String);
-    impl ::std::ops::Deref for UsagePlanDescription {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<UsagePlanDescription> for ::std::string::String {
-        fn from(value: UsagePlanDescription) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for UsagePlanDescription {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 500usize {
-                return Err("longer than 500 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for UsagePlanDescription {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for UsagePlanDescription {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for UsagePlanDescription {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`UsagePlanInput`
@@ -2313,11 +1154,9 @@ progenitor pages only with a plain string.
 */
         #[serde(default)]
         pub allow_cache_refresh: bool,
-        ///No NUL character (U+0000).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub description: ::std::option::Option<UsagePlanInputDescription>,
-        ///No NUL character (U+0000).
-        pub name: UsagePlanInputName,
+        pub description: ::std::option::Option<PlanDescription>,
+        pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -2326,181 +1165,6 @@ progenitor pages only with a plain string.
     impl UsagePlanInput {
         pub fn builder() -> builder::UsagePlanInput {
             Default::default()
-        }
-    }
-    ///No NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct UsagePlanInputDescription(::std::string::String);
-    impl ::std::ops::Deref for UsagePlanInputDescription {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<UsagePlanInputDescription> for ::std::string::String {
-        fn from(value: UsagePlanInputDescription) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for UsagePlanInputDescription {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 500usize {
-                return Err("longer than 500 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for UsagePlanInputDescription {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for UsagePlanInputDescription {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for UsagePlanInputDescription {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///No NUL character (U+0000).
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct UsagePlanInputName(::std::string::String);
-    impl ::std::ops::Deref for UsagePlanInputName {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<UsagePlanInputName> for ::std::string::String {
-        fn from(value: UsagePlanInputName) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for UsagePlanInputName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[^\\u0000]*$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[^\\u0000]*$\"".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for UsagePlanInputName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for UsagePlanInputName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for UsagePlanInputName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`UsagePlanName`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct UsagePlanName(::std::string::String);
-    impl ::std::ops::Deref for UsagePlanName {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<UsagePlanName> for ::std::string::String {
-        fn from(value: UsagePlanName) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for UsagePlanName {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100usize {
-                return Err("longer than 100 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for UsagePlanName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for UsagePlanName {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for UsagePlanName {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///A page of usage plans, newest first.
@@ -2541,9 +1205,8 @@ progenitor pages only with a plain string.
         pub follower_count: i64,
         pub following_count: i64,
         pub id: Id,
-        ///Where the profile picture is; absent when there is none.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub picture_url: ::std::option::Option<UserPictureUrl>,
+        pub picture_url: ::std::option::Option<PictureUrl>,
         pub tweet_count: i64,
         pub username: Username,
     }
@@ -2567,64 +1230,20 @@ progenitor pages only with a plain string.
             Default::default()
         }
     }
-    ///Where the profile picture is; absent when there is none.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct UserPictureUrl(::std::string::String);
-    impl ::std::ops::Deref for UserPictureUrl {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<UserPictureUrl> for ::std::string::String {
-        fn from(value: UserPictureUrl) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for UserPictureUrl {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for UserPictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for UserPictureUrl {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for UserPictureUrl {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     #[serde(transparent)]
-    pub struct Username(::std::string::String);
+    pub struct Username(pub ::std::string::String);
     impl ::std::ops::Deref for Username {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
@@ -2636,51 +1255,20 @@ progenitor pages only with a plain string.
             value.0
         }
     }
+    impl ::std::convert::From<::std::string::String> for Username {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for Username {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
     impl ::std::str::FromStr for Username {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 30usize {
-                return Err("longer than 30 characters".into());
-            }
-            if value.chars().count() < 3usize {
-                return Err("shorter than 3 characters".into());
-            }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[A-Za-z0-9_]{3,30}$").unwrap() });
-            if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[A-Za-z0-9_]{3,30}$\"".into());
-            }
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for Username {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for Username {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for Username {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///One way in which a request breaks this document.
@@ -2689,9 +1277,9 @@ progenitor pages only with a plain string.
         ///The part of the request the pointer points into.
         #[serde(rename = "in")]
         pub in_: ViolationIn,
-        pub message: ViolationMessage,
+        pub message: ::std::string::String,
         ///An RFC 6901 JSON pointer to the offending value, in the body or in the object of parameters.
-        pub pointer: ViolationPointer,
+        pub pointer: ::std::string::String,
     }
     impl Violation {
         pub fn builder() -> builder::Violation {
@@ -2761,130 +1349,16 @@ progenitor pages only with a plain string.
             value.parse()
         }
     }
-    ///`ViolationMessage`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ViolationMessage(::std::string::String);
-    impl ::std::ops::Deref for ViolationMessage {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ViolationMessage> for ::std::string::String {
-        fn from(value: ViolationMessage) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ViolationMessage {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1000usize {
-                return Err("longer than 1000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ViolationMessage {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ViolationMessage {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ViolationMessage {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///An RFC 6901 JSON pointer to the offending value, in the body or in the object of parameters.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-    #[serde(transparent)]
-    pub struct ViolationPointer(::std::string::String);
-    impl ::std::ops::Deref for ViolationPointer {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ViolationPointer> for ::std::string::String {
-        fn from(value: ViolationPointer) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ViolationPointer {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 1024usize {
-                return Err("longer than 1024 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ViolationPointer {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ViolationPointer {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ViolationPointer {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     /// Types for composing complex structures.
     pub mod builder {
         #[derive(Clone, Debug)]
         pub struct AccessToken {
-            access_token: ::std::result::Result<
-                super::AccessTokenAccessToken,
-                ::std::string::String,
-            >,
+            access_token: ::std::result::Result<super::Jwt, ::std::string::String>,
             expires_in: ::std::result::Result<
                 ::std::num::NonZeroU64,
                 ::std::string::String,
             >,
-            token_type: ::std::result::Result<
-                super::AccessTokenTokenType,
-                ::std::string::String,
-            >,
+            token_type: ::std::result::Result<super::TokenType, ::std::string::String>,
         }
         impl ::std::default::Default for AccessToken {
             fn default() -> Self {
@@ -2898,7 +1372,7 @@ progenitor pages only with a plain string.
         impl AccessToken {
             pub fn access_token<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::AccessTokenAccessToken>,
+                T: ::std::convert::TryInto<super::Jwt>,
                 T::Error: ::std::fmt::Display,
             {
                 self.access_token = value
@@ -2922,7 +1396,7 @@ progenitor pages only with a plain string.
             }
             pub fn token_type<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::AccessTokenTokenType>,
+                T: ::std::convert::TryInto<super::TokenType>,
                 T::Error: ::std::fmt::Display,
             {
                 self.token_type = value
@@ -2966,9 +1440,9 @@ progenitor pages only with a plain string.
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
-            name: ::std::result::Result<super::ApiKeyName, ::std::string::String>,
+            name: ::std::result::Result<super::KeyName, ::std::string::String>,
             plan_id: ::std::result::Result<super::Id, ::std::string::String>,
-            prefix: ::std::result::Result<super::ApiKeyPrefix, ::std::string::String>,
+            prefix: ::std::result::Result<super::KeyPrefix, ::std::string::String>,
         }
         impl ::std::default::Default for ApiKey {
             fn default() -> Self {
@@ -3034,7 +1508,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ApiKeyName>,
+                T: ::std::convert::TryInto<super::KeyName>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -3058,7 +1532,7 @@ progenitor pages only with a plain string.
             }
             pub fn prefix<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ApiKeyPrefix>,
+                T: ::std::convert::TryInto<super::KeyPrefix>,
                 T::Error: ::std::fmt::Display,
             {
                 self.prefix = value
@@ -3169,7 +1643,7 @@ progenitor pages only with a plain string.
                 ::std::string::String,
             >,
             name: ::std::result::Result<
-                ::std::option::Option<super::ApiKeyUpdateName>,
+                ::std::option::Option<super::KeyName>,
                 ::std::string::String,
             >,
             plan_id: ::std::result::Result<
@@ -3201,9 +1675,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<
-                    ::std::option::Option<super::ApiKeyUpdateName>,
-                >,
+                T: ::std::convert::TryInto<::std::option::Option<super::KeyName>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -3259,16 +1731,10 @@ progenitor pages only with a plain string.
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
-            name: ::std::result::Result<super::CreatedApiKeyName, ::std::string::String>,
+            name: ::std::result::Result<super::KeyName, ::std::string::String>,
             plan_id: ::std::result::Result<super::Id, ::std::string::String>,
-            prefix: ::std::result::Result<
-                super::CreatedApiKeyPrefix,
-                ::std::string::String,
-            >,
-            secret: ::std::result::Result<
-                super::CreatedApiKeySecret,
-                ::std::string::String,
-            >,
+            prefix: ::std::result::Result<super::KeyPrefix, ::std::string::String>,
+            secret: ::std::result::Result<super::ApiKeySecret, ::std::string::String>,
         }
         impl ::std::default::Default for CreatedApiKey {
             fn default() -> Self {
@@ -3335,7 +1801,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::CreatedApiKeyName>,
+                T: ::std::convert::TryInto<super::KeyName>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -3359,7 +1825,7 @@ progenitor pages only with a plain string.
             }
             pub fn prefix<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::CreatedApiKeyPrefix>,
+                T: ::std::convert::TryInto<super::KeyPrefix>,
                 T::Error: ::std::fmt::Display,
             {
                 self.prefix = value
@@ -3371,7 +1837,7 @@ progenitor pages only with a plain string.
             }
             pub fn secret<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::CreatedApiKeySecret>,
+                T: ::std::convert::TryInto<super::ApiKeySecret>,
                 T::Error: ::std::fmt::Display,
             {
                 self.secret = value
@@ -3486,7 +1952,7 @@ progenitor pages only with a plain string.
             following_count: ::std::result::Result<i64, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
             picture_url: ::std::result::Result<
-                ::std::option::Option<super::CurrentUserPictureUrl>,
+                ::std::option::Option<super::PictureUrl>,
                 ::std::string::String,
             >,
             tweet_count: ::std::result::Result<i64, ::std::string::String>,
@@ -3588,9 +2054,7 @@ progenitor pages only with a plain string.
             }
             pub fn picture_url<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<
-                    ::std::option::Option<super::CurrentUserPictureUrl>,
-                >,
+                T: ::std::convert::TryInto<::std::option::Option<super::PictureUrl>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.picture_url = value
@@ -3660,10 +2124,7 @@ progenitor pages only with a plain string.
         }
         #[derive(Clone, Debug)]
         pub struct HealthStatus {
-            status: ::std::result::Result<
-                super::HealthStatusStatus,
-                ::std::string::String,
-            >,
+            status: ::std::result::Result<super::HealthState, ::std::string::String>,
         }
         impl ::std::default::Default for HealthStatus {
             fn default() -> Self {
@@ -3675,7 +2136,7 @@ progenitor pages only with a plain string.
         impl HealthStatus {
             pub fn status<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::HealthStatusStatus>,
+                T: ::std::convert::TryInto<super::HealthState>,
                 T::Error: ::std::fmt::Display,
             {
                 self.status = value
@@ -3836,7 +2297,7 @@ progenitor pages only with a plain string.
                 ::std::option::Option<bool>,
                 ::std::string::String,
             >,
-            name: ::std::result::Result<super::NewApiKeyName, ::std::string::String>,
+            name: ::std::result::Result<super::KeyName, ::std::string::String>,
             plan_id: ::std::result::Result<super::Id, ::std::string::String>,
         }
         impl ::std::default::Default for NewApiKey {
@@ -3863,7 +2324,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::NewApiKeyName>,
+                T: ::std::convert::TryInto<super::KeyName>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -4149,9 +2610,12 @@ progenitor pages only with a plain string.
         }
         #[derive(Clone, Debug)]
         pub struct Problem {
-            code: ::std::result::Result<super::ProblemCode, ::std::string::String>,
+            code: ::std::result::Result<
+                crate::types::ProblemCode,
+                ::std::string::String,
+            >,
             detail: ::std::result::Result<
-                ::std::option::Option<super::ProblemDetail>,
+                ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
             errors: ::std::result::Result<
@@ -4159,16 +2623,16 @@ progenitor pages only with a plain string.
                 ::std::string::String,
             >,
             instance: ::std::result::Result<
-                ::std::option::Option<super::ProblemInstance>,
+                ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
             request_id: ::std::result::Result<
-                super::ProblemRequestId,
+                ::std::string::String,
                 ::std::string::String,
             >,
             status: ::std::result::Result<i32, ::std::string::String>,
-            title: ::std::result::Result<super::ProblemTitle, ::std::string::String>,
-            type_: ::std::result::Result<super::ProblemType, ::std::string::String>,
+            title: ::std::result::Result<::std::string::String, ::std::string::String>,
+            type_: ::std::result::Result<::std::string::String, ::std::string::String>,
         }
         impl ::std::default::Default for Problem {
             fn default() -> Self {
@@ -4187,7 +2651,7 @@ progenitor pages only with a plain string.
         impl Problem {
             pub fn code<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ProblemCode>,
+                T: ::std::convert::TryInto<crate::types::ProblemCode>,
                 T::Error: ::std::fmt::Display,
             {
                 self.code = value
@@ -4199,7 +2663,7 @@ progenitor pages only with a plain string.
             }
             pub fn detail<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ProblemDetail>>,
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.detail = value
@@ -4223,9 +2687,7 @@ progenitor pages only with a plain string.
             }
             pub fn instance<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<
-                    ::std::option::Option<super::ProblemInstance>,
-                >,
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.instance = value
@@ -4237,7 +2699,7 @@ progenitor pages only with a plain string.
             }
             pub fn request_id<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ProblemRequestId>,
+                T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
                 self.request_id = value
@@ -4261,7 +2723,7 @@ progenitor pages only with a plain string.
             }
             pub fn title<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ProblemTitle>,
+                T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
                 self.title = value
@@ -4273,7 +2735,7 @@ progenitor pages only with a plain string.
             }
             pub fn type_<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ProblemType>,
+                T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
                 self.type_ = value
@@ -4597,11 +3059,11 @@ progenitor pages only with a plain string.
                 ::std::string::String,
             >,
             description: ::std::result::Result<
-                ::std::option::Option<super::UsagePlanDescription>,
+                ::std::option::Option<super::PlanDescription>,
                 ::std::string::String,
             >,
             id: ::std::result::Result<super::Id, ::std::string::String>,
-            name: ::std::result::Result<super::UsagePlanName, ::std::string::String>,
+            name: ::std::result::Result<super::PlanName, ::std::string::String>,
             quota: ::std::result::Result<
                 ::std::option::Option<super::Quota>,
                 ::std::string::String,
@@ -4656,7 +3118,7 @@ progenitor pages only with a plain string.
             pub fn description<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
-                    ::std::option::Option<super::UsagePlanDescription>,
+                    ::std::option::Option<super::PlanDescription>,
                 >,
                 T::Error: ::std::fmt::Display,
             {
@@ -4679,7 +3141,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::UsagePlanName>,
+                T: ::std::convert::TryInto<super::PlanName>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -4747,13 +3209,10 @@ progenitor pages only with a plain string.
         pub struct UsagePlanInput {
             allow_cache_refresh: ::std::result::Result<bool, ::std::string::String>,
             description: ::std::result::Result<
-                ::std::option::Option<super::UsagePlanInputDescription>,
+                ::std::option::Option<super::PlanDescription>,
                 ::std::string::String,
             >,
-            name: ::std::result::Result<
-                super::UsagePlanInputName,
-                ::std::string::String,
-            >,
+            name: ::std::result::Result<super::PlanName, ::std::string::String>,
             quota: ::std::result::Result<
                 ::std::option::Option<super::Quota>,
                 ::std::string::String,
@@ -4792,7 +3251,7 @@ progenitor pages only with a plain string.
             pub fn description<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
-                    ::std::option::Option<super::UsagePlanInputDescription>,
+                    ::std::option::Option<super::PlanDescription>,
                 >,
                 T::Error: ::std::fmt::Display,
             {
@@ -4805,7 +3264,7 @@ progenitor pages only with a plain string.
             }
             pub fn name<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::UsagePlanInputName>,
+                T: ::std::convert::TryInto<super::PlanName>,
                 T::Error: ::std::fmt::Display,
             {
                 self.name = value
@@ -5050,7 +3509,7 @@ progenitor pages only with a plain string.
             following_count: ::std::result::Result<i64, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
             picture_url: ::std::result::Result<
-                ::std::option::Option<super::UserPictureUrl>,
+                ::std::option::Option<super::PictureUrl>,
                 ::std::string::String,
             >,
             tweet_count: ::std::result::Result<i64, ::std::string::String>,
@@ -5139,7 +3598,7 @@ progenitor pages only with a plain string.
             }
             pub fn picture_url<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::UserPictureUrl>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::PictureUrl>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.picture_url = value
@@ -5272,14 +3731,8 @@ progenitor pages only with a plain string.
         #[derive(Clone, Debug)]
         pub struct Violation {
             in_: ::std::result::Result<super::ViolationIn, ::std::string::String>,
-            message: ::std::result::Result<
-                super::ViolationMessage,
-                ::std::string::String,
-            >,
-            pointer: ::std::result::Result<
-                super::ViolationPointer,
-                ::std::string::String,
-            >,
+            message: ::std::result::Result<::std::string::String, ::std::string::String>,
+            pointer: ::std::result::Result<::std::string::String, ::std::string::String>,
         }
         impl ::std::default::Default for Violation {
             fn default() -> Self {
@@ -5305,7 +3758,7 @@ progenitor pages only with a plain string.
             }
             pub fn message<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ViolationMessage>,
+                T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
                 self.message = value
@@ -5317,7 +3770,7 @@ progenitor pages only with a plain string.
             }
             pub fn pointer<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ViolationPointer>,
+                T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
                 self.pointer = value
@@ -5380,6 +3833,258 @@ progenitor pages only with a plain string.
             fn from(value: String) -> Self {
                 Self(value.into())
             }
+        }
+    }
+    impl ::std::convert::From<&str> for ApiKeySecret {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for CacheDirectives {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for DisplayName {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for Email {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for EntityTags {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for IdempotencyKey {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for Jwt {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for KeyName {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for KeyPrefix {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for Password {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for PictureUrl {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for PlanDescription {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for PlanName {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for TweetText {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for Username {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    /**A stable, machine-readable error code. `x-extensible-enum` lists the codes the
+server uses today; a later version may add codes, so a client must accept any
+other value (the SDKs keep it as `Other` / a plain string).
+*/
+    ///
+    /// The values the document lists are variants; any other value (one added to the
+    /// API after this code was generated) is kept in `Other`. Make one from a string
+    /// with `From`, so that a listed value always becomes its variant.
+    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ProblemCode {
+        ///`invalid_request`
+        InvalidRequest,
+        ///`unauthorized`
+        Unauthorized,
+        ///`forbidden`
+        Forbidden,
+        ///`not_found`
+        NotFound,
+        ///`method_not_allowed`
+        MethodNotAllowed,
+        ///`conflict`
+        Conflict,
+        ///`in_use`
+        InUse,
+        ///`request_in_flight`
+        RequestInFlight,
+        ///`payload_too_large`
+        PayloadTooLarge,
+        ///`uri_too_long`
+        UriTooLong,
+        ///`unsupported_media_type`
+        UnsupportedMediaType,
+        ///`idempotency_key_reused`
+        IdempotencyKeyReused,
+        ///`cannot_follow_self`
+        CannotFollowSelf,
+        ///`image_too_large`
+        ImageTooLarge,
+        ///`unknown_plan`
+        UnknownPlan,
+        ///`invalid_date_range`
+        InvalidDateRange,
+        ///`header_fields_too_large`
+        HeaderFieldsTooLarge,
+        ///`throttled`
+        Throttled,
+        ///`quota_exceeded`
+        QuotaExceeded,
+        ///`login_throttled`
+        LoginThrottled,
+        ///`internal`
+        Internal,
+        ///`unavailable`
+        Unavailable,
+        /// A value the document does not list.
+        Other(::std::string::String),
+    }
+    impl ProblemCode {
+        /// Every value the document lists.
+        pub const KNOWN: &'static [&'static str] = &[
+            "invalid_request",
+            "unauthorized",
+            "forbidden",
+            "not_found",
+            "method_not_allowed",
+            "conflict",
+            "in_use",
+            "request_in_flight",
+            "payload_too_large",
+            "uri_too_long",
+            "unsupported_media_type",
+            "idempotency_key_reused",
+            "cannot_follow_self",
+            "image_too_large",
+            "unknown_plan",
+            "invalid_date_range",
+            "header_fields_too_large",
+            "throttled",
+            "quota_exceeded",
+            "login_throttled",
+            "internal",
+            "unavailable",
+        ];
+        /// The value as written on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::InvalidRequest => "invalid_request",
+                Self::Unauthorized => "unauthorized",
+                Self::Forbidden => "forbidden",
+                Self::NotFound => "not_found",
+                Self::MethodNotAllowed => "method_not_allowed",
+                Self::Conflict => "conflict",
+                Self::InUse => "in_use",
+                Self::RequestInFlight => "request_in_flight",
+                Self::PayloadTooLarge => "payload_too_large",
+                Self::UriTooLong => "uri_too_long",
+                Self::UnsupportedMediaType => "unsupported_media_type",
+                Self::IdempotencyKeyReused => "idempotency_key_reused",
+                Self::CannotFollowSelf => "cannot_follow_self",
+                Self::ImageTooLarge => "image_too_large",
+                Self::UnknownPlan => "unknown_plan",
+                Self::InvalidDateRange => "invalid_date_range",
+                Self::HeaderFieldsTooLarge => "header_fields_too_large",
+                Self::Throttled => "throttled",
+                Self::QuotaExceeded => "quota_exceeded",
+                Self::LoginThrottled => "login_throttled",
+                Self::Internal => "internal",
+                Self::Unavailable => "unavailable",
+                Self::Other(value) => value,
+            }
+        }
+        /// Whether the document lists this value.
+        pub fn is_known(&self) -> bool {
+            !matches!(self, Self::Other(_))
+        }
+    }
+    impl ::std::convert::From<&str> for ProblemCode {
+        fn from(value: &str) -> Self {
+            match value {
+                "invalid_request" => Self::InvalidRequest,
+                "unauthorized" => Self::Unauthorized,
+                "forbidden" => Self::Forbidden,
+                "not_found" => Self::NotFound,
+                "method_not_allowed" => Self::MethodNotAllowed,
+                "conflict" => Self::Conflict,
+                "in_use" => Self::InUse,
+                "request_in_flight" => Self::RequestInFlight,
+                "payload_too_large" => Self::PayloadTooLarge,
+                "uri_too_long" => Self::UriTooLong,
+                "unsupported_media_type" => Self::UnsupportedMediaType,
+                "idempotency_key_reused" => Self::IdempotencyKeyReused,
+                "cannot_follow_self" => Self::CannotFollowSelf,
+                "image_too_large" => Self::ImageTooLarge,
+                "unknown_plan" => Self::UnknownPlan,
+                "invalid_date_range" => Self::InvalidDateRange,
+                "header_fields_too_large" => Self::HeaderFieldsTooLarge,
+                "throttled" => Self::Throttled,
+                "quota_exceeded" => Self::QuotaExceeded,
+                "login_throttled" => Self::LoginThrottled,
+                "internal" => Self::Internal,
+                "unavailable" => Self::Unavailable,
+                other => Self::Other(other.to_owned()),
+            }
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for ProblemCode {
+        fn from(value: ::std::string::String) -> Self {
+            Self::from(value.as_str())
+        }
+    }
+    impl ::std::str::FromStr for ProblemCode {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self::from(value))
+        }
+    }
+    impl ::std::fmt::Display for ProblemCode {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+    impl ::serde::Serialize for ProblemCode {
+        fn serialize<S: ::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> ::std::result::Result<S::Ok, S::Error> {
+            serializer.serialize_str(self.as_str())
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ProblemCode {
+        fn deserialize<D: ::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> ::std::result::Result<Self, D::Error> {
+            ::std::string::String::deserialize(deserializer).map(Self::from)
         }
     }
 }
@@ -5557,13 +4262,13 @@ not reveal which accounts exist.
 Sends a `POST` request to `/v1/auth/token`
 
 ```ignore
-let response = client.create_token()
+let response = client.log_in()
     .body(body)
     .send()
     .await;
 ```*/
-    pub fn create_token(&self) -> builder::CreateToken<'_> {
-        builder::CreateToken::new(self)
+    pub fn log_in(&self) -> builder::LogIn<'_> {
+        builder::LogIn::new(self)
     }
     /**Get the logged-in user
 
@@ -6072,7 +4777,9 @@ Sends a `GET` request to `/v1/users/{user_id}/picture`
 
 Arguments:
 - `user_id`: A user's id.
-- `if_none_match`: The `ETag` of the copy you have.
+- `if_none_match`: The `ETag` of the copy you have: when it is still current the answer is a 304 with
+no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+
 ```ignore
 let response = client.get_picture()
     .user_id(user_id)
@@ -6373,8 +5080,8 @@ pub mod builder {
     pub struct GetUser<'a> {
         client: &'a super::Client,
         user_id: Result<types::Id, String>,
-        cache_control: Result<Option<types::GetUserCacheControl>, String>,
-        if_none_match: Result<Option<types::GetUserIfNoneMatch>, String>,
+        cache_control: Result<Option<types::CacheDirectives>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetUser<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -6396,27 +5103,26 @@ pub mod builder {
         }
         pub fn cache_control<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetUserCacheControl>,
+            V: std::convert::TryInto<types::CacheDirectives>,
         {
             self.cache_control = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetUserCacheControl` for cache_control failed"
+                    "conversion to `CacheDirectives` for cache_control failed"
                         .to_string()
                 });
             self
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetUserIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetUserIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -6503,15 +5209,15 @@ pub mod builder {
             }
         }
     }
-    /**Builder for [`Client::create_token`]
+    /**Builder for [`Client::log_in`]
 
-[`Client::create_token`]: super::Client::create_token*/
+[`Client::log_in`]: super::Client::log_in*/
     #[derive(Debug, Clone)]
-    pub struct CreateToken<'a> {
+    pub struct LogIn<'a> {
         client: &'a super::Client,
         body: Result<types::builder::Credentials, String>,
     }
-    impl<'a> CreateToken<'a> {
+    impl<'a> LogIn<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
@@ -6569,7 +5275,7 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
-                operation_id: "create_token",
+                operation_id: "log_in",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -7287,7 +5993,7 @@ pub mod builder {
     #[derive(Debug, Clone)]
     pub struct CreateTweet<'a> {
         client: &'a super::Client,
-        idempotency_key: Result<Option<types::CreateTweetIdempotencyKey>, String>,
+        idempotency_key: Result<Option<types::IdempotencyKey>, String>,
         body: Result<types::builder::NewTweet, String>,
     }
     impl<'a> CreateTweet<'a> {
@@ -7300,13 +6006,13 @@ pub mod builder {
         }
         pub fn idempotency_key<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::CreateTweetIdempotencyKey>,
+            V: std::convert::TryInto<types::IdempotencyKey>,
         {
             self.idempotency_key = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `CreateTweetIdempotencyKey` for idempotency_key failed"
+                    "conversion to `IdempotencyKey` for idempotency_key failed"
                         .to_string()
                 });
             self
@@ -7444,8 +6150,8 @@ pub mod builder {
     pub struct GetTweet<'a> {
         client: &'a super::Client,
         tweet_id: Result<types::Id, String>,
-        cache_control: Result<Option<types::GetTweetCacheControl>, String>,
-        if_none_match: Result<Option<types::GetTweetIfNoneMatch>, String>,
+        cache_control: Result<Option<types::CacheDirectives>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetTweet<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -7467,27 +6173,26 @@ pub mod builder {
         }
         pub fn cache_control<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetTweetCacheControl>,
+            V: std::convert::TryInto<types::CacheDirectives>,
         {
             self.cache_control = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetTweetCacheControl` for cache_control failed"
+                    "conversion to `CacheDirectives` for cache_control failed"
                         .to_string()
                 });
             self
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetTweetIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetTweetIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -7687,7 +6392,7 @@ pub mod builder {
         user_id: Result<types::Id, String>,
         limit: Result<Option<::std::num::NonZeroU32>, String>,
         page_token: Result<Option<::std::string::String>, String>,
-        cache_control: Result<Option<types::ListUserTweetsCacheControl>, String>,
+        cache_control: Result<Option<types::CacheDirectives>, String>,
     }
     impl<'a> ListUserTweets<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -7736,13 +6441,13 @@ pub mod builder {
         }
         pub fn cache_control<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::ListUserTweetsCacheControl>,
+            V: std::convert::TryInto<types::CacheDirectives>,
         {
             self.cache_control = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `ListUserTweetsCacheControl` for cache_control failed"
+                    "conversion to `CacheDirectives` for cache_control failed"
                         .to_string()
                 });
             self
@@ -8314,7 +7019,7 @@ pub mod builder {
     pub struct GetUsagePlan<'a> {
         client: &'a super::Client,
         plan_id: Result<types::Id, String>,
-        if_none_match: Result<Option<types::GetUsagePlanIfNoneMatch>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetUsagePlan<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -8335,14 +7040,13 @@ pub mod builder {
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetUsagePlanIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetUsagePlanIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -8931,7 +7635,7 @@ pub mod builder {
     pub struct GetApiKey<'a> {
         client: &'a super::Client,
         key_id: Result<types::Id, String>,
-        if_none_match: Result<Option<types::GetApiKeyIfNoneMatch>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetApiKey<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -8952,14 +7656,13 @@ pub mod builder {
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetApiKeyIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetApiKeyIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -9534,7 +8237,7 @@ pub mod builder {
         end_date: Result<::chrono::naive::NaiveDate, String>,
         key_id: Result<Option<types::Id>, String>,
         start_date: Result<::chrono::naive::NaiveDate, String>,
-        if_none_match: Result<Option<types::GetUsageReportIfNoneMatch>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetUsageReport<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -9592,14 +8295,13 @@ pub mod builder {
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetUsageReportIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetUsageReportIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -9823,7 +8525,7 @@ pub mod builder {
     pub struct GetPicture<'a> {
         client: &'a super::Client,
         user_id: Result<types::Id, String>,
-        if_none_match: Result<Option<types::GetPictureIfNoneMatch>, String>,
+        if_none_match: Result<Option<types::EntityTags>, String>,
     }
     impl<'a> GetPicture<'a> {
         pub fn new(client: &'a super::Client) -> Self {
@@ -9844,14 +8546,13 @@ pub mod builder {
         }
         pub fn if_none_match<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::GetPictureIfNoneMatch>,
+            V: std::convert::TryInto<types::EntityTags>,
         {
             self.if_none_match = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `GetPictureIfNoneMatch` for if_none_match failed"
-                        .to_string()
+                    "conversion to `EntityTags` for if_none_match failed".to_string()
                 });
             self
         }
@@ -9999,9 +8700,9 @@ pub mod operations {
         if_none_match: true,
         paginated: false,
     };
-    /// `POST /v1/auth/token` (`create_token`).
-    pub const CREATE_TOKEN: Operation = Operation {
-        id: "create_token",
+    /// `POST /v1/auth/token` (`log_in`).
+    pub const LOG_IN: Operation = Operation {
+        id: "log_in",
         method: "POST",
         path: "/v1/auth/token",
         idempotency_key: None,
@@ -10249,7 +8950,7 @@ pub mod operations {
         GET_READINESS,
         SIGN_UP,
         GET_USER,
-        CREATE_TOKEN,
+        LOG_IN,
         GET_ME,
         FOLLOW_USER,
         UNFOLLOW_USER,
@@ -10359,8 +9060,8 @@ pub mod operations {
         }
     }
     impl<'a> ConditionalBuilder for builder::GetUser<'a> {}
-    impl<'a> OperationBuilder for builder::CreateToken<'a> {
-        const OPERATION: Operation = CREATE_TOKEN;
+    impl<'a> OperationBuilder for builder::LogIn<'a> {
+        const OPERATION: Operation = LOG_IN;
         type Ok = types::AccessToken;
         type Err = types::Problem;
         fn send(
@@ -10368,7 +9069,7 @@ pub mod operations {
         ) -> impl ::std::future::Future<
             Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
         > + Send {
-            builder::CreateToken::send(self)
+            builder::LogIn::send(self)
         }
     }
     impl<'a> OperationBuilder for builder::GetMe<'a> {

@@ -5,18 +5,22 @@
  * never edited) and the requests are made by openapi-fetch, so every path, parameter and
  * body is checked by `tsc` against the spec. This file is the small hand-written part:
  * a constructor that sends the credentials, errors as a typed {@link Problem}, an
- * async iterator over every paginated operation (the Rust SDK's `*_stream()`), and
- * retries with backoff, a timeout per attempt and automatic idempotency keys for the
- * operations whose document entry takes one (see `./retry.ts`; the facts come from
- * `./generated/operations.ts`, written by codegen from the same document).
+ * async iterator over every paginated operation (the Rust SDK's `*_stream()`), retries
+ * with backoff, a timeout per attempt, a hook per attempt and automatic idempotency keys
+ * for the operations whose document entry takes one (see `./retry.ts`; the facts come
+ * from `./generated/operations.ts`, written by codegen from the same document), a
+ * conditional read's `304` as a typed outcome ({@link conditional}), and the rate limits
+ * of every response ({@link rateLimit}, `./rate-limit.ts`).
  */
 import createFetchClient, { type Client } from "openapi-fetch";
 
-import { operations as operationFacts } from "./generated/operations.js";
+import { operations as operationFacts, type ProblemCode } from "./generated/operations.js";
 import type { components, operations, paths } from "./generated/schema.js";
-import { DEFAULT_RETRY, idempotencyKeys, type RetryOptions, resilientFetch } from "./retry.js";
+import { RateLimit } from "./rate-limit.js";
+import { type Attempt, DEFAULT_RETRY, idempotencyKeys, type RetryOptions, resilientFetch, tagOperations } from "./retry.js";
 
 export {
+  type Attempt,
   backoffMs,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUT_MS,
@@ -25,11 +29,25 @@ export {
   resilientFetch,
   type RetryOptions,
   retryAfterMs,
+  tagOperations,
 } from "./retry.js";
+export { RateLimit, type RateLimitPolicy } from "./rate-limit.js";
 
 export { type Operation, operations as operationFacts } from "./generated/operations.js";
 export type { components, operations, paths };
-export type Problem = components["schemas"]["Problem"];
+
+// The `code`s the document lists for a `Problem` (its `x-extensible-enum`), as codegen
+// writes them: `KnownProblemCode` is their union, and `ProblemCode` is that or any newer string.
+export { type KnownProblemCode, knownProblemCodes, type ProblemCode } from "./generated/operations.js";
+/**
+ * An RFC 9457 problem document: what every refusal carries. A `400` lists every invalid
+ * field in `errors`, each with a JSON pointer. The SDK does not validate requests itself,
+ * so a value the schema refuses (a too-long tweet, an invalid email) is refused by the
+ * server, always in this one shape.
+ */
+export type Problem = Omit<components["schemas"]["Problem"], "code"> & { code: ProblemCode };
+/** One way in which a request breaks the document (an entry of {@link Problem.errors}). */
+export type Violation = components["schemas"]["Violation"];
 export type User = components["schemas"]["User"];
 export type CurrentUser = components["schemas"]["CurrentUser"];
 export type Tweet = components["schemas"]["Tweet"];
@@ -39,11 +57,37 @@ export type Picture = components["schemas"]["Picture"];
 export class MinitterError extends Error {
   constructor(
     readonly status: number,
+    /** The problem document, when the server answered with one (every declared error status). */
     readonly problem: Problem | undefined,
+    /** The response (its body already read), for its headers. */
+    readonly response?: Response,
   ) {
     super(problem ? `${status} ${problem.code}: ${problem.detail ?? problem.title}` : `HTTP ${status}`);
     this.name = "MinitterError";
   }
+
+  /** The rate limits the refusal reported (a `429` reports what is left: nothing). */
+  get rateLimit(): RateLimit | undefined {
+    return this.response === undefined ? undefined : RateLimit.fromHeaders(this.response.headers);
+  }
+
+  /** The `Retry-After` of a `429` or `503`, in seconds. */
+  get retryAfterSeconds(): number | undefined {
+    const value = this.response?.headers.get("retry-after");
+    return value !== null && value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
+  }
+}
+
+/**
+ * The rate limits a response reports (`RateLimit-Policy` and `RateLimit`, else
+ * `X-RateLimit-*`): its quota and throttle, each with `limit`, `remaining` and
+ * `resetSeconds`. Give it a `Response`, its `Headers`, anything with a `response` (what
+ * `client.api` calls resolve to, a {@link Success} or {@link Conditional}), or a
+ * {@link MinitterError}. `undefined` for an unkeyed operation such as `GET /healthz`.
+ */
+export function rateLimit(from: Response | Headers | { readonly response?: Response | undefined }): RateLimit | undefined {
+  const headers = from instanceof Headers ? from : from instanceof Response ? from.headers : from.response?.headers;
+  return headers === undefined ? undefined : RateLimit.fromHeaders(headers);
 }
 
 export interface ClientOptions {
@@ -66,28 +110,97 @@ export interface ClientOptions {
   retry?: RetryOptions;
   /** How long one attempt may take, in milliseconds (default 30 000). */
   timeoutMs?: number;
+  /**
+   * Called after every attempt of every call (each page of an iteration included), with
+   * the operation, the attempt's number, its status or error, and the wait before the
+   * next attempt when there is one: to log or count retries.
+   */
+  onAttempt?: (attempt: Attempt) => void | Promise<void>;
 }
 
-type Page<T> = { items: T[]; next_page?: string | null };
+/** One page of a keyset-paginated list. */
+export type Page<T> = { items: T[]; next_page?: string | null };
+
+/** What a `client.api` call resolves to (openapi-fetch's result), for {@link unwrap} and friends. */
+export type Call<T> = Promise<{ data?: T; error?: unknown; response: Response }>;
+
+/** A successful response: its body, and the response for its headers. */
+export interface Success<T> {
+  readonly value: T;
+  readonly response: Response;
+  /** The response's rate limits (see {@link rateLimit}). */
+  readonly rateLimit: RateLimit | undefined;
+}
+
+/**
+ * The outcome of a conditional read (a `GET` sent with `If-None-Match`): the `ETag` to
+ * send next time, and either the current value or "not modified" (a `304`, no body).
+ */
+export type Conditional<T> =
+  | (Success<T> & { readonly notModified: false; readonly etag: string | undefined })
+  | {
+      readonly notModified: true;
+      readonly etag: string | undefined;
+      readonly response: Response;
+      readonly rateLimit: RateLimit | undefined;
+    };
 
 /** Resolves to the response body of a successful call; throws {@link MinitterError} otherwise. */
-export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+export async function unwrap<T>(call: Call<T>): Promise<T> {
+  return (await unwrapResponse(call)).value;
+}
+
+/**
+ * Like {@link unwrap}, with the response: `{ value, response, rateLimit }`. Throws
+ * {@link MinitterError} for an error status.
+ */
+export async function unwrapResponse<T>(call: Call<T>): Promise<Success<T>> {
   const { data, error, response } = await call;
-  if (!response.ok) {
-    throw new MinitterError(response.status, isProblem(error) ? error : undefined);
-  }
-  return data as T;
+  if (!response.ok) throw new MinitterError(response.status, isProblem(error) ? error : undefined, response);
+  return { value: data as T, response, rateLimit: RateLimit.fromHeaders(response.headers) };
+}
+
+/**
+ * A conditional read, with the `304` as a typed outcome rather than an error:
+ *
+ * ```ts
+ * const first = await conditional(client.api.GET("/v1/users/{user_id}", { params: { path: { user_id } } }));
+ * const again = await conditional(
+ *   client.api.GET("/v1/users/{user_id}", { params: { path: { user_id }, header: { "If-None-Match": first.etag } } }),
+ * );
+ * if (again.notModified) … else again.value
+ * ```
+ *
+ * For the operations that take `If-None-Match` (`tsc` refuses the header on the others):
+ * a user, a tweet, a picture, and the operator's plans, keys and usage reports. Throws
+ * {@link MinitterError} for an error status.
+ */
+export async function conditional<T>(call: Call<T>): Promise<Conditional<T>> {
+  const { data, error, response } = await call;
+  const etag = response.headers.get("etag") ?? undefined;
+  const limits = RateLimit.fromHeaders(response.headers);
+  if (response.status === 304) return { notModified: true, etag, response, rateLimit: limits };
+  if (!response.ok) throw new MinitterError(response.status, isProblem(error) ? error : undefined, response);
+  return { notModified: false, etag, value: data as T, response, rateLimit: limits };
 }
 
 function isProblem(value: unknown): value is Problem {
   return typeof value === "object" && value !== null && "code" in value && "status" in value;
 }
 
-/** Yields every item of a keyset-paginated list, fetching pages as they are needed. */
-async function* paginate<T>(fetchPage: (pageToken: string | undefined) => Promise<Page<T>>): AsyncGenerator<T> {
+/**
+ * Yields every item of a keyset-paginated list, fetching pages as they are needed:
+ * `fetchPage({})` for the first, then `fetchPage({ page_token })` with each page's
+ * `next_page` (spread it into the call's `query`). The conveniences (`timeline()`…) are
+ * built on it; use it for the other lists, such as the operator's `GET /admin/v1/api-keys`.
+ * Each page is one call, retried like any other.
+ */
+export async function* paginate<T>(
+  fetchPage: (page: { page_token?: string }) => Promise<Page<T>>,
+): AsyncGenerator<T> {
   let token: string | undefined;
   do {
-    const page = await fetchPage(token);
+    const page = await fetchPage(token === undefined ? {} : { page_token: token });
     yield* page.items;
     token = page.next_page ?? undefined;
   } while (token !== undefined);
@@ -105,15 +218,28 @@ export class MinitterClient {
     this.api = createFetchClient<paths>({
       baseUrl: options.baseUrl,
       headers,
-      fetch: resilientFetch(options.fetch ?? globalThis.fetch, { retry: options.retry, timeoutMs: options.timeoutMs }),
+      fetch: resilientFetch(options.fetch ?? globalThis.fetch, {
+        retry: options.retry,
+        timeoutMs: options.timeoutMs,
+        onAttempt: options.onAttempt,
+      }),
     });
     // A key only matters to a retry: with retries off, requests go as the caller wrote them.
     if ((options.retry?.maxRetries ?? DEFAULT_RETRY.maxRetries) > 0) this.api.use(idempotencyKeys(operationFacts));
+    this.api.use(tagOperations(operationFacts));
   }
 
-  /** The same client, acting as the user this token belongs to. */
+  /**
+   * The same client, acting as the user this token belongs to. Cheap: Node's `fetch`
+   * shares one connection pool among all clients.
+   */
   withBearerToken(bearerToken: string): MinitterClient {
     return new MinitterClient({ ...this.options, bearerToken });
+  }
+
+  /** The same client with other retry options; `{ maxRetries: 0 }` sends every request once. */
+  withRetry(retry: RetryOptions): MinitterClient {
+    return new MinitterClient({ ...this.options, retry });
   }
 
   /**
@@ -136,23 +262,23 @@ export class MinitterClient {
       params: { path: { user_id: userId } },
       parseAs: "arrayBuffer",
     });
-    if (!response.ok) throw new MinitterError(response.status, isProblem(error) ? error : undefined);
+    if (!response.ok) throw new MinitterError(response.status, isProblem(error) ? error : undefined, response);
     return { contentType: response.headers.get("content-type") ?? "", bytes: new Uint8Array(data as ArrayBuffer) };
   }
 
   /** The logged-in user's timeline, newest first, across all pages. */
   timeline(query: { limit?: number } = {}): AsyncGenerator<Tweet> {
-    return paginate((page_token) =>
-      unwrap(this.api.GET("/v1/timeline", { params: { query: { ...query, ...(page_token ? { page_token } : {}) } } })),
+    return paginate((page) =>
+      unwrap(this.api.GET("/v1/timeline", { params: { query: { ...query, ...page } } })),
     );
   }
 
   /** A user's tweets, newest first, across all pages. */
   userTweets(userId: string, query: { limit?: number } = {}): AsyncGenerator<Tweet> {
-    return paginate((page_token) =>
+    return paginate((page) =>
       unwrap(
         this.api.GET("/v1/users/{user_id}/tweets", {
-          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+          params: { path: { user_id: userId }, query: { ...query, ...page } },
         }),
       ),
     );
@@ -160,10 +286,10 @@ export class MinitterClient {
 
   /** A user's followers, most recent follow first, across all pages. */
   followers(userId: string, query: { limit?: number } = {}): AsyncGenerator<User> {
-    return paginate((page_token) =>
+    return paginate((page) =>
       unwrap(
         this.api.GET("/v1/users/{user_id}/followers", {
-          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+          params: { path: { user_id: userId }, query: { ...query, ...page } },
         }),
       ),
     );
@@ -171,10 +297,10 @@ export class MinitterClient {
 
   /** The users a user follows, most recent follow first, across all pages. */
   following(userId: string, query: { limit?: number } = {}): AsyncGenerator<User> {
-    return paginate((page_token) =>
+    return paginate((page) =>
       unwrap(
         this.api.GET("/v1/users/{user_id}/following", {
-          params: { path: { user_id: userId }, query: { ...query, ...(page_token ? { page_token } : {}) } },
+          params: { path: { user_id: userId }, query: { ...query, ...page } },
         }),
       ),
     );

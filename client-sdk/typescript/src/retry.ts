@@ -27,11 +27,16 @@
  * there is one, else for exponential backoff with full jitter: a random delay between 0
  * and `min(maxDelayMs, baseDelayMs × 2^retry)`. A `Retry-After` longer than
  * `maxRetryAfterMs` (60 s) ends the retries at once, and the response is returned.
+ *
+ * Every attempt is reported to `onAttempt` when one is given (the operation, the attempt's
+ * number, its status or error, and the wait before the next attempt when there is one):
+ * the counterpart of the Rust SDK's `minitter_client.attempt` tracing span.
  */
 
 import type { Middleware } from "openapi-fetch";
 
 import type { Operation } from "./generated/operations.js";
+import { RateLimit } from "./rate-limit.js";
 
 export interface RetryOptions {
   /** Retries after the first attempt; 0 disables retrying. Default 2. */
@@ -44,10 +49,35 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
+/** One attempt of a call, as {@link ResilienceOptions.onAttempt} sees it once it is over. */
+export interface Attempt {
+  /** The `operationId` (such as `get_timeline`), when the call was made through a client's `api`. */
+  readonly operation: string | undefined;
+  /** 1 for the first attempt, 2 for the first retry… */
+  readonly attempt: number;
+  /** The HTTP method. */
+  readonly method: string;
+  /** The request's URL. */
+  readonly url: string;
+  /** The response's status, when there was a response. */
+  readonly status: number | undefined;
+  /** What the attempt threw (a network failure, a timeout), when there was no response. */
+  readonly error: unknown;
+  /** The rate limits the response reported (each page of an iteration included). */
+  readonly rateLimit: RateLimit | undefined;
+  /** How long the SDK waits before the next attempt, or `undefined` when this one was the last. */
+  readonly retryInMs: number | undefined;
+}
+
 export interface ResilienceOptions {
   retry?: RetryOptions | undefined;
   /** How long one attempt may take, from sending the request to reading the whole response. Default 30000. */
   timeoutMs?: number | undefined;
+  /**
+   * Called after every attempt (the first one included), before the SDK waits for the
+   * next one: to log, count or trace retries. It is awaited; if it throws, the call fails.
+   */
+  onAttempt?: ((attempt: Attempt) => void | Promise<void>) | undefined;
 }
 
 export const DEFAULT_RETRY: Required<RetryOptions> = {
@@ -97,6 +127,26 @@ export function idempotencyKeys(operations: readonly Operation[]): Middleware {
   };
 }
 
+/** The operation of each request that {@link tagOperations} saw, for {@link Attempt.operation}. */
+const operationOfRequest = new WeakMap<Request, string>();
+
+/**
+ * An openapi-fetch middleware that records which operation (by the document's facts:
+ * `method` and path template) each request belongs to, so that {@link resilientFetch}
+ * can name it in {@link Attempt.operation}. `createClient` installs it last.
+ */
+export function tagOperations(operations: readonly Operation[]): Middleware {
+  const ids = new Map<string, string>();
+  for (const operation of operations) ids.set(`${operation.method} ${operation.path}`, operation.id);
+  return {
+    onRequest({ request, schemaPath }) {
+      const id = ids.get(`${request.method} ${schemaPath}`);
+      if (id !== undefined) operationOfRequest.set(request, id);
+      return request;
+    },
+  };
+}
+
 /** The error's network code (`ECONNREFUSED`…), wherever undici put it. */
 function networkCode(error: unknown): string | undefined {
   let current: unknown = error;
@@ -138,7 +188,24 @@ async function shouldRetryResponse(response: Response, safety: Safety): Promise<
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or rejects with the signal's reason as soon as the caller gives up. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const abort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", abort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", abort, { once: true });
+  });
+}
 
 /**
  * A `fetch` that retries as described in this module, with a timeout per attempt.
@@ -150,8 +217,10 @@ export function resilientFetch(inner: typeof fetch, options: ResilienceOptions =
     if (value !== undefined) retry[name as keyof RetryOptions] = value;
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const onAttempt = options.onAttempt;
 
   return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const operation = input instanceof Request ? operationOfRequest.get(input) : undefined;
     const original = new Request(input, init);
     const headers = new Headers(original.headers);
     const safety: Safety = headers.has("idempotency-key")
@@ -171,19 +240,39 @@ export function resilientFetch(inner: typeof fetch, options: ResilienceOptions =
         signal: AbortSignal.any([original.signal, AbortSignal.timeout(timeoutMs)]),
       });
       const last = attempt >= retry.maxRetries;
+      const report = async (response: Response | undefined, error: unknown, retryInMs: number | undefined) => {
+        if (onAttempt === undefined) return;
+        await onAttempt({
+          operation,
+          attempt: attempt + 1,
+          method: original.method,
+          url: original.url,
+          status: response?.status,
+          error,
+          rateLimit: response && RateLimit.fromHeaders(response.headers),
+          retryInMs,
+        });
+      };
       let response: Response;
       try {
         response = await inner(request);
       } catch (error) {
-        if (last || !shouldRetryError(error, safety, original.signal)) throw error;
-        await sleep(backoffMs(attempt, retry));
+        const retrying = !last && shouldRetryError(error, safety, original.signal);
+        const wait = retrying ? backoffMs(attempt, retry) : undefined;
+        await report(undefined, error, wait);
+        if (wait === undefined) throw error;
+        await sleep(wait, original.signal);
         continue;
       }
-      if (last || !(await shouldRetryResponse(response, safety))) return response;
-      const wait = retryAfterMs(response.headers.get("retry-after"));
-      if (wait !== undefined && wait > retry.maxRetryAfterMs) return response;
+      let wait: number | undefined;
+      if (!last && (await shouldRetryResponse(response, safety))) {
+        const asked = retryAfterMs(response.headers.get("retry-after"));
+        wait = asked === undefined ? backoffMs(attempt, retry) : asked > retry.maxRetryAfterMs ? undefined : asked;
+      }
+      await report(response, undefined, wait);
+      if (wait === undefined) return response;
       await response.body?.cancel();
-      await sleep(wait ?? backoffMs(attempt, retry));
+      await sleep(wait, original.signal);
     }
   };
 }

@@ -2,7 +2,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { createClient, MinitterError, type MinitterClient, unwrap } from "../src/index.js";
+import {
+  createClient,
+  type KnownProblemCode,
+  knownProblemCodes,
+  MinitterError,
+  type MinitterClient,
+  unwrap,
+} from "../src/index.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
 const PASSWORD = "correct horse battery staple";
@@ -30,10 +37,20 @@ async function refusal(call: Promise<unknown>): Promise<[number, string | undefi
     await call;
   } catch (error) {
     assert.ok(error instanceof MinitterError, `not a MinitterError: ${error}`);
-    return [error.status, error.problem?.code];
+    const code = error.problem?.code;
+    assert.ok(code === undefined || (knownProblemCodes as readonly string[]).includes(code), `an unlisted code: ${code}`);
+    return [error.status, code];
   }
   assert.fail("the call should have failed");
 }
+
+test("a problem's code is typed by the document's list, and open to newer codes", () => {
+  const known: KnownProblemCode = "cannot_follow_self";
+  // @ts-expect-error: not a code the document lists
+  const unknown: KnownProblemCode = "no_such_code";
+  const problem: MinitterError["problem"] = { type: "about:blank", title: "t", status: 418, code: "a_newer_code", request_id: "r" };
+  assert.deepEqual([known, unknown, problem?.code], ["cannot_follow_self", "no_such_code", "a_newer_code"]);
+});
 
 test("health and readiness", async () => {
   assert.deepEqual(await unwrap(anonymous.api.GET("/healthz")), { status: "ok" });
@@ -70,6 +87,24 @@ test("errors are typed problems: 400 with every violation, 401, 404, 409", async
     ),
     [409, "conflict"],
   );
+});
+
+test("every invalid request is refused in one shape: a 400 problem listing each violation", async () => {
+  const { client } = await signUp("validator");
+  const refusals: MinitterError[] = [];
+  for (const call of [
+    unwrap(client.api.POST("/v1/tweets", { body: { text: "x".repeat(281) } })),
+    unwrap(anonymous.api.POST("/v1/users", { body: { username: "a", email: "nope", password: "short" } })),
+  ]) {
+    const error = await call.catch((error: unknown) => error);
+    assert.ok(error instanceof MinitterError, `not a MinitterError: ${error}`);
+    refusals.push(error);
+  }
+  const [tweet, user] = refusals;
+  assert.deepEqual([tweet?.status, tweet?.problem?.code], [400, user?.problem?.code]);
+  assert.deepEqual(tweet?.problem?.errors?.map((v) => [v.in, v.pointer]), [["body", "/text"]]);
+  assert.deepEqual([...new Set(user?.problem?.errors?.map((v) => v.pointer))], ["/email", "/password", "/username"]);
+  assert.ok(tweet?.problem?.request_id, "a request id to quote");
 });
 
 test("follow, post, and walk the timeline page by page", async () => {

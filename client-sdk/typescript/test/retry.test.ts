@@ -1,11 +1,13 @@
 // The SDK's retries against the real server: throttling answered by waiting for
-// Retry-After, a lost response to a post retried with the same Idempotency-Key (one
-// tweet), and a timeout per attempt against a server that never answers.
+// Retry-After, a whole timeline iterated through a tiny plan (every page retried, each
+// attempt seen by the hook), a lost response to a post retried with the same
+// Idempotency-Key (one tweet), a timeout per attempt against a server that never
+// answers, and the caller's deadline across attempts and waits.
 import assert from "node:assert/strict";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 
-import { createClient, MinitterError, retryAfterMs, unwrap } from "../src/index.js";
+import { type Attempt, createClient, MinitterError, retryAfterMs, unwrap } from "../src/index.js";
 import { planKey, type RunningServer, startServer } from "./support/server.js";
 
 const PASSWORD = "correct horse battery staple";
@@ -109,6 +111,70 @@ test("a throttled burst waits for Retry-After and succeeds; without retries it g
   }
   assert.ok(refusals.length > 0, "the burst was never throttled");
   for (const refusal of refusals) assert.deepEqual(refusal, [429, "throttled"]);
+});
+
+test("a whole timeline iterates to the end through a tiny plan; without retries it stops at a 429", async () => {
+  const { token } = await signUp("streamer");
+  const author = createClient({ baseUrl: server.baseUrl, apiKey: server.apiKey, bearerToken: token });
+  for (let n = 0; n < 6; n++) await unwrap(author.api.POST("/v1/tweets", { body: { text: `tweet ${n}` } }));
+  // Two requests a second, so the pages of two tweets run into the throttle.
+  const key = await planKey(server.baseUrl, server.adminToken, { throttle: { rate_limit: 2, burst_limit: 1 } });
+  const attempts: Attempt[] = [];
+  const reader = createClient({
+    baseUrl: server.baseUrl,
+    apiKey: key,
+    bearerToken: token,
+    retry: QUICK,
+    onAttempt: (attempt) => {
+      attempts.push(attempt);
+    },
+  });
+
+  const texts: string[] = [];
+  for await (const tweet of reader.timeline({ limit: 2 })) texts.push(tweet.text);
+
+  assert.deepEqual(texts, ["tweet 5", "tweet 4", "tweet 3", "tweet 2", "tweet 1", "tweet 0"]);
+  assert.ok(attempts.length > 0 && attempts.every((a) => a.operation === "get_timeline" && a.method === "GET"));
+  const throttled = attempts.filter((a) => a.status === 429);
+  assert.ok(throttled.length > 0, `the iteration was never throttled: ${JSON.stringify(attempts)}`);
+  for (const attempt of throttled) {
+    assert.ok(attempt.retryInMs !== undefined && attempt.retryInMs >= 1000, "a 429 waits for its Retry-After");
+    assert.equal(attempt.rateLimit?.throttle?.remaining, 0, "the hook sees each page's rate limits");
+  }
+  assert.ok(attempts.some((a) => a.attempt > 1 && a.status === 200), "a retry succeeded");
+  assert.ok(attempts.some((a) => a.url.includes("page_token=")), "a later page was fetched");
+
+  // With retries off, the first throttled page ends the iteration with a typed 429.
+  const impatient = reader.withRetry({ maxRetries: 0 });
+  const seen: string[] = [];
+  const refused = await (async () => {
+    try {
+      for (let round = 0; round < 5; round++) for await (const tweet of impatient.timeline({ limit: 2 })) seen.push(tweet.id);
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  })();
+  assert.ok(refused instanceof MinitterError, `not a MinitterError: ${refused}`);
+  assert.deepEqual([refused.status, refused.problem?.code], [429, "throttled"]);
+  assert.ok(refused.retryAfterSeconds !== undefined && refused.retryAfterSeconds >= 1);
+  assert.equal(refused.rateLimit?.throttle?.remaining, 0);
+});
+
+test("the caller's signal is a deadline across attempts and their waits", async () => {
+  const { user } = await signUp("hurried");
+  const key = await planKey(server.baseUrl, server.adminToken, { throttle: { rate_limit: 0.1, burst_limit: 1 } });
+  const client = createClient({ baseUrl: server.baseUrl, apiKey: key, retry: { maxRetries: 5 } });
+  const path = { params: { path: { user_id: user.id } } };
+  await unwrap(client.api.GET("/v1/users/{user_id}", path)); // the bucket is now empty for ten seconds
+
+  const started = Date.now();
+  await assert.rejects(
+    unwrap(client.api.GET("/v1/users/{user_id}", { ...path, signal: AbortSignal.timeout(500) })),
+    (error: unknown) => error instanceof DOMException && error.name === "TimeoutError",
+  );
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 450 && elapsed < 2000, `${elapsed} ms: the wait for Retry-After was cut short`);
 });
 
 test("a post whose response is lost is retried with the same key: one tweet", async () => {

@@ -4,14 +4,15 @@
 // `fixtures/widgets-operations.ts` (`npm run generate`; `npm run check-generated` fails
 // if it is stale); given only those facts, the SDK's middleware and retrying fetch, wired
 // as `createClient` wires them for Minitter's document, add a key to the widget and
-// replay it after a 503, and send the gadget (which the server may have made) once.
+// replay it after a 503 (the per-attempt hook naming it `create_widget`), and send the
+// gadget (which the server may have made) once.
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { after, before, test } from "node:test";
 
 import createFetchClient from "openapi-fetch";
 
-import { idempotencyKeys, operationFacts, resilientFetch } from "../src/index.js";
+import { type Attempt, idempotencyKeys, operationFacts, resilientFetch, tagOperations } from "../src/index.js";
 import { operations as widgetOperations } from "./fixtures/widgets-operations.js";
 
 /** The fixture's paths, as openapi-typescript would type them. */
@@ -56,12 +57,21 @@ after(() => {
   server.close();
 });
 
+/** Every attempt the widgets client made, as its `onAttempt` hook saw it. */
+const attempts: Attempt[] = [];
+
 function widgetsClient() {
   const client = createFetchClient<WidgetPaths>({
     baseUrl,
-    fetch: resilientFetch(globalThis.fetch, { retry: { baseDelayMs: 10, maxDelayMs: 20 } }),
+    fetch: resilientFetch(globalThis.fetch, {
+      retry: { baseDelayMs: 10, maxDelayMs: 20 },
+      onAttempt: (attempt) => {
+        attempts.push(attempt);
+      },
+    }),
   });
   client.use(idempotencyKeys(widgetOperations));
+  client.use(tagOperations(widgetOperations));
   return client;
 }
 
@@ -73,6 +83,14 @@ test("an operation that takes an Idempotency-Key is replayed after a 503 with on
   assert.equal(keys.length, 2, "the 503 was retried");
   assert.notEqual(keys[0], "", "a key was added");
   assert.equal(keys[0], keys[1], "every attempt sends the same key");
+  // The hook names the operation by the document's operationId.
+  assert.deepEqual(
+    attempts.filter((a) => a.operation === "create_widget").map((a) => [a.attempt, a.status, a.retryInMs !== undefined]),
+    [
+      [1, 503, true],
+      [2, 201, false],
+    ],
+  );
 });
 
 test("an operation without one is sent once, and its 503 returned", async () => {

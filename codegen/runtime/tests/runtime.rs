@@ -828,9 +828,14 @@ async fn a_content_type_with_parameters_or_in_another_case_matches() {
             .method(Method::POST)
             .header(header::CONTENT_TYPE, content_type)
             .body(r#"{"a":1}"#);
-        run(&mut request, &JSON_BLOB)
+        let mut input = run(&mut request, &JSON_BLOB)
             .await
             .unwrap_or_else(|error| panic!("{content_type} is refused: {error}"));
+        assert_eq!(
+            input.json_body::<Value>().expect("the body"),
+            json!({"a": 1}),
+            "{content_type}: the body is read as JSON"
+        );
     }
 }
 
@@ -1532,12 +1537,151 @@ async fn response_helpers_set_status_type_and_headers() {
     assert!(response.headers().get("x-bad").is_none());
 }
 
-#[test]
-fn the_generated_petstore_schemas_compile_and_validate() {
-    let document = include_str!("../../tests/petstore/src/generated/request_schemas.json");
-    let _ = Validators::compile(document);
-    let document = include_str!("../../../server/src/generated/request_schemas.json");
-    let _ = Validators::compile(document);
+/// A JSON body the document requires, for the operations of the generated documents.
+const JSON_BODY: Option<Body> = Some(Body {
+    media_type: "application/json",
+    json: true,
+    required: true,
+});
+
+/// The generated documents compile, and what they compile to decides: a request they
+/// allow is let through unchanged, one they forbid is refused at the right pointers.
+#[tokio::test]
+async fn the_generated_petstore_schemas_compile_and_validate() {
+    static CREATE_PETS: Operation = Operation {
+        id: "createPets",
+        params: &[],
+        body: JSON_BODY,
+    };
+    static LIST_PETS: Operation = Operation {
+        id: "listPets",
+        params: &[param("limit", Location::Query, Scalar::Integer, false)],
+        body: None,
+    };
+    let petstore = Validators::compile(include_str!(
+        "../../tests/petstore/src/generated/request_schemas.json"
+    ));
+
+    let pet = json!({"id": 7, "name": "Rex", "tag": "dog"});
+    let mut request = json_request("/pets", &pet.to_string());
+    let mut input = extract(&mut request, &petstore, &CREATE_PETS, LIMITS)
+        .await
+        .expect("a valid pet is accepted");
+    assert_eq!(input.json_body::<Value>().expect("the body"), pet);
+
+    // `id` must be an integer and `name` is required (through the `Pet` definition).
+    let mut request = json_request("/pets", r#"{"id": "seven", "tag": "dog"}"#);
+    let rejected = refusal(extract(&mut request, &petstore, &CREATE_PETS, LIMITS).await);
+    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        places(&rejected),
+        [(Location::Body, "/id"), (Location::Body, "/name")]
+    );
+    assert_eq!(
+        message_at(&rejected, Location::Body, "/id"),
+        "must be of type integer"
+    );
+    assert_eq!(
+        message_at(&rejected, Location::Body, "/name"),
+        "is required"
+    );
+
+    let query = |uri: &str| {
+        Request::builder()
+            .uri(uri.parse().expect("a valid URI"))
+            .finish()
+    };
+    let mut input = extract(&mut query("/pets?limit=100"), &petstore, &LIST_PETS, LIMITS)
+        .await
+        .expect("the largest page is accepted");
+    assert_eq!(
+        input.params::<Value>().expect("the params"),
+        json!({"limit": 100})
+    );
+    let rejected =
+        refusal(extract(&mut query("/pets?limit=101"), &petstore, &LIST_PETS, LIMITS).await);
+    assert_eq!(places(&rejected), [(Location::Query, "/limit")]);
+    assert_eq!(rejected.violations[0].message, "must be at most 100");
+}
+
+/// The same for the server's own document: `sign_up`'s body and `get_timeline`'s query.
+#[tokio::test]
+async fn the_generated_minitter_schemas_compile_and_validate() {
+    static SIGN_UP: Operation = Operation {
+        id: "sign_up",
+        params: &[],
+        body: JSON_BODY,
+    };
+    static GET_TIMELINE: Operation = Operation {
+        id: "get_timeline",
+        params: &[
+            param("limit", Location::Query, Scalar::Integer, false),
+            param("page_token", Location::Query, Scalar::String, false),
+        ],
+        body: None,
+    };
+    let minitter = Validators::compile(include_str!(
+        "../../../server/src/generated/request_schemas.json"
+    ));
+
+    let user = json!({
+        "username": "ada_l",
+        "email": "ada@example.com",
+        "password": "correct horse battery staple",
+    });
+    let mut request = json_request("/v1/users", &user.to_string());
+    let mut input = extract(&mut request, &minitter, &SIGN_UP, LIMITS)
+        .await
+        .expect("a valid sign-up is accepted");
+    assert_eq!(input.json_body::<Value>().expect("the body"), user);
+
+    let mut request = json_request(
+        "/v1/users",
+        r#"{"username": "ada_l", "email": "ada@example.com", "password": "short", "admin": true}"#,
+    );
+    let rejected = refusal(extract(&mut request, &minitter, &SIGN_UP, LIMITS).await);
+    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        places(&rejected),
+        [(Location::Body, "/admin"), (Location::Body, "/password")]
+    );
+    assert_eq!(
+        message_at(&rejected, Location::Body, "/admin"),
+        "is not a known property"
+    );
+    assert_eq!(
+        message_at(&rejected, Location::Body, "/password"),
+        "must be at least 8 characters long"
+    );
+
+    let query = |uri: &str| {
+        Request::builder()
+            .uri(uri.parse().expect("a valid URI"))
+            .finish()
+    };
+    let mut input = extract(
+        &mut query("/v1/timeline?limit=100"),
+        &minitter,
+        &GET_TIMELINE,
+        LIMITS,
+    )
+    .await
+    .expect("the largest page is accepted");
+    assert_eq!(
+        input.params::<Value>().expect("the params"),
+        json!({"limit": 100})
+    );
+    let rejected = refusal(
+        extract(
+            &mut query("/v1/timeline?limit=0"),
+            &minitter,
+            &GET_TIMELINE,
+            LIMITS,
+        )
+        .await,
+    );
+    assert_eq!(places(&rejected), [(Location::Query, "/limit")]);
+    assert_eq!(rejected.violations[0].message, "must be at least 1");
 }
 
 #[test]

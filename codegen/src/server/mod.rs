@@ -22,12 +22,20 @@ use self::emit::emit_routes;
 use self::model::Model;
 use crate::schema::without_value_constraints;
 use crate::security::{self, Scheme};
-use crate::{Document, GeneratedFile, HEADER, render};
+use crate::{Document, GeneratedFile, HEADER, open_enum, render};
 
 /// Generates the server files for `document`.
 pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
     let model = Model::read(&document.raw)?;
-    let mut types = TypeSpace::new(TypeSpaceSettings::default().with_type_mod("types"));
+    let open_enums = open_enum::read(&document.raw)?;
+    let mut settings = TypeSpaceSettings::default();
+    settings.with_type_mod("types");
+    // typify would make each open enum a string newtype; the enum emitted below (in the
+    // same file, so a bare name resolves) takes its place.
+    for open in &open_enums {
+        settings.with_replacement(&open.name, &open.name, std::iter::empty());
+    }
+    let mut types = TypeSpace::new(&settings);
     let definitions = model
         .definitions
         .iter()
@@ -76,10 +84,13 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
     let tag_idents: Vec<_> = by_tag.keys().map(|tag| security::tag_trait(tag)).collect();
 
     let type_stream = types.to_stream();
+    let open_enum_items = open_enums.iter().map(open_enum::rust);
     let types_file = render(quote! {
         //! The document's schemas as Rust types (typify).
         #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, unused_imports, dead_code, missing_docs)]
         #type_stream
+
+        #(#open_enum_items)*
     })?;
 
     let api_file = render(quote! {

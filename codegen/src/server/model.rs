@@ -1,4 +1,6 @@
 //! The model: the parts of the OpenAPI document the server is generated from, read once.
+//! The document is walked through the shared [`crate::model`] (operations, parameters,
+//! bodies and responses with their references followed); this adds what the server needs.
 //!
 //! Every `$ref` outside schemas is resolved here and every schema translated to JSON
 //! Schema, so that emission never looks at the raw document again; and every shape the
@@ -12,13 +14,11 @@ use anyhow::{Context, Result, bail};
 use heck::ToSnakeCase;
 use serde_json::{Map, Value, json};
 
+pub(super) use crate::model::is_json;
+use crate::model::{self, json_schema_definitions, resolve};
 use crate::response_cache;
 use crate::schema::{DEFINITIONS, to_json_schema};
 use crate::security::{self, Requirement, Scheme};
-
-const METHODS: &[&str] = &[
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
 
 /// The parts of the document the server needs, with every `$ref` outside schemas resolved
 /// and every schema translated to JSON Schema.
@@ -77,31 +77,12 @@ pub(super) struct Header {
 
 impl Model {
     pub(super) fn read(raw: &Value) -> Result<Self> {
-        let definitions = raw
-            .pointer("/components/schemas")
-            .and_then(Value::as_object)
-            .map(|schemas| {
-                schemas
-                    .iter()
-                    .map(|(name, schema)| (name.clone(), to_json_schema(schema)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let definitions = json_schema_definitions(raw);
         let schemes = Scheme::read_all(raw)?;
-        let mut operations = Vec::new();
-        let paths = raw.get("paths").and_then(Value::as_object);
-        for (path, item) in paths.into_iter().flatten() {
-            let item = resolve(raw, item)?;
-            let shared = item.get("parameters").and_then(Value::as_array);
-            for method in METHODS {
-                let Some(operation) = item.get(*method) else {
-                    continue;
-                };
-                operations.push(Operation::read(
-                    raw, path, method, operation, shared, &schemes,
-                )?);
-            }
-        }
+        let operations = model::operations(raw)?
+            .iter()
+            .map(|operation| Operation::read(raw, operation, &schemes))
+            .collect::<Result<_>>()?;
         Ok(Self {
             definitions,
             schemes,
@@ -160,22 +141,15 @@ pub(super) fn object_schema(params: &[&Param]) -> Value {
 }
 
 impl Operation {
-    fn read(
-        raw: &Value,
-        path: &str,
-        method: &str,
-        op: &Value,
-        shared: Option<&Vec<Value>>,
-        schemes: &[Scheme],
-    ) -> Result<Self> {
-        let id = op
-            .get("operationId")
-            .and_then(Value::as_str)
-            .with_context(|| format!("{method} {path} has no operationId"))?
+    fn read(raw: &Value, operation: &model::Operation<'_>, schemes: &[Scheme]) -> Result<Self> {
+        let (path, op) = (operation.path, operation.value);
+        let id = operation
+            .id()
+            .with_context(|| format!("{} {path} has no operationId", operation.method))?
             .to_owned();
         let requirement = Requirement::read(raw, op, &id, schemes)?;
         let tag = security::tag_of(op);
-        let method = method.to_ascii_uppercase();
+        let method = operation.method.to_ascii_uppercase();
         let cache_ttl_seconds = response_cache::ttl_seconds(op, &id, &method)?;
         let doc = [op.get("summary"), op.get("description")]
             .into_iter()
@@ -185,26 +159,20 @@ impl Operation {
             .join("\n\n");
 
         let mut params: Vec<Param> = Vec::new();
-        let own = op.get("parameters").and_then(Value::as_array);
-        for param in shared
-            .into_iter()
-            .flatten()
-            .chain(own.into_iter().flatten())
-        {
-            let param = resolve(raw, param)?;
-            let name = str_field(param, "name")?.to_owned();
-            let location = match str_field(param, "in")? {
+        for param in operation.parameters()? {
+            let name = param.name.to_owned();
+            let location = match param.location {
                 "path" => "path",
                 "query" => "query",
                 "header" => "header",
                 other => bail!("{id}: parameters in {other} are not supported"),
             };
             let schema = param
+                .value
                 .get("schema")
                 .with_context(|| format!("{id}: parameter {name} has no schema"))?;
-            let required = location == "path" || param.get("required") == Some(&Value::Bool(true));
-            // An operation's own parameter overrides a path-level one of the same name.
-            params.retain(|p| !(p.name == name && p.location == location));
+            let required =
+                location == "path" || param.value.get("required") == Some(&Value::Bool(true));
             params.push(Param {
                 name,
                 location,
@@ -219,10 +187,9 @@ impl Operation {
             }
         }
 
-        let body = match op.get("requestBody") {
+        let body = match operation.request_body()? {
             None => None,
             Some(body) => {
-                let body = resolve(raw, body)?;
                 let content = body
                     .get("content")
                     .and_then(Value::as_object)
@@ -241,12 +208,7 @@ impl Operation {
 
         let mut responses = Vec::new();
         let mut middleware_headers = std::collections::BTreeSet::new();
-        let declared = op
-            .get("responses")
-            .and_then(Value::as_object)
-            .with_context(|| format!("{id}: no responses"))?;
-        for (status, response) in declared {
-            let response = resolve(raw, response)?;
+        for (status, response) in operation.responses()? {
             let content = response.get("content").and_then(Value::as_object);
             let first = content.and_then(|c| c.iter().next());
             let mut headers = Vec::new();
@@ -273,7 +235,7 @@ impl Operation {
                 });
             }
             responses.push(Response {
-                status: status.clone(),
+                status: status.to_owned(),
                 description: response
                     .get("description")
                     .and_then(Value::as_str)
@@ -302,11 +264,6 @@ impl Operation {
             responses,
         })
     }
-}
-
-pub(super) fn is_json(media_type: &str) -> bool {
-    let essence = media_type.split(';').next().unwrap_or_default().trim();
-    essence == "application/json" || essence.ends_with("+json")
 }
 
 /// The JSON type a parameter's text converts to, and whether it is an array.
@@ -357,30 +314,4 @@ fn follow<'a>(schema: &'a Value, definitions: &'a BTreeMap<String, Value>) -> &'
         }
     }
     current
-}
-
-/// Follows a `$ref` to a component (parameter, response, request body, header, path).
-fn resolve<'a>(raw: &'a Value, value: &'a Value) -> Result<&'a Value> {
-    let mut current = value;
-    for _ in 0..16 {
-        match current.get("$ref").and_then(Value::as_str) {
-            Some(reference) => {
-                let pointer = reference
-                    .strip_prefix('#')
-                    .with_context(|| format!("only local references are supported: {reference}"))?;
-                current = raw
-                    .pointer(pointer)
-                    .with_context(|| format!("unresolved reference {reference}"))?;
-            }
-            None => return Ok(current),
-        }
-    }
-    bail!("reference cycle")
-}
-
-fn str_field<'a>(value: &'a Value, field: &str) -> Result<&'a str> {
-    value
-        .get(field)
-        .and_then(Value::as_str)
-        .with_context(|| format!("missing {field}"))
 }

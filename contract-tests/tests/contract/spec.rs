@@ -4,13 +4,15 @@
 
 use std::collections::BTreeSet;
 
+use codegen::Document;
+use codegen::model::{is_binary, is_json, json_schema_definitions};
 use codegen::schema::{DEFINITIONS, to_json_schema};
 use serde_json::{Map, Value};
 
 use crate::harness::Exchange;
 
 pub struct Contract {
-    raw: Value,
+    document: Document,
     definitions: Value,
     operations: Vec<Operation>,
 }
@@ -19,6 +21,7 @@ struct Operation {
     id: String,
     method: String,
     segments: Vec<String>,
+    /// The responses by status key, each resolved.
     responses: Map<String, Value>,
 }
 
@@ -26,32 +29,27 @@ impl Contract {
     pub fn load() -> Self {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
         let text = std::fs::read_to_string(path).expect("openapi.yaml");
-        let raw: Value = serde_yaml_ng::from_str(&text).expect("openapi.yaml is YAML");
-        let definitions: Map<String, Value> = raw
-            .pointer("/components/schemas")
-            .and_then(Value::as_object)
-            .map(|s| {
-                s.iter()
-                    .map(|(k, v)| (k.clone(), to_json_schema(v)))
-                    .collect()
+        let document = Document::parse(&text).expect("openapi.yaml is an OpenAPI document");
+        let definitions = json_schema_definitions(&document.raw).into_iter().collect();
+        let operations = document
+            .operations()
+            .expect("operations")
+            .iter()
+            .filter_map(|op| {
+                let responses = op.responses().expect("responses");
+                Some(Operation {
+                    id: op.id()?.to_owned(),
+                    method: op.method.to_ascii_uppercase(),
+                    segments: op.path.split('/').map(str::to_owned).collect(),
+                    responses: responses
+                        .into_iter()
+                        .map(|(status, response)| (status.to_owned(), response.clone()))
+                        .collect(),
+                })
             })
-            .unwrap_or_default();
-        let mut operations = Vec::new();
-        for (path, item) in raw["paths"].as_object().expect("paths") {
-            for (method, op) in item.as_object().expect("path item") {
-                let Some(id) = op.get("operationId").and_then(Value::as_str) else {
-                    continue;
-                };
-                operations.push(Operation {
-                    id: id.to_owned(),
-                    method: method.to_ascii_uppercase(),
-                    segments: path.split('/').map(str::to_owned).collect(),
-                    responses: op["responses"].as_object().expect("responses").clone(),
-                });
-            }
-        }
+            .collect();
         Self {
-            raw: raw.clone(),
+            document,
             definitions: Value::Object(definitions),
             operations,
         }
@@ -92,7 +90,6 @@ impl Contract {
                 op.id
             )]);
         };
-        let response = self.resolve(response);
         let mut problems = Vec::new();
         let content_type = exchange
             .headers
@@ -115,12 +112,8 @@ impl Contract {
                     op.id
                 )),
                 Some(media) => {
-                    let binary =
-                        media.pointer("/schema/format").and_then(Value::as_str) == Some("binary");
-                    let json =
-                        content_type == "application/json" || content_type.ends_with("+json");
-                    if let Some(schema) = media.get("schema").filter(|_| !binary) {
-                        let instance = if json {
+                    if let Some(schema) = media.get("schema").filter(|_| !is_binary(media)) {
+                        let instance = if is_json(content_type) {
                             serde_json::from_slice(&exchange.body)
                                 .map_err(|e| format!("{} {key}: body is not JSON: {e}", op.id))
                         } else {
@@ -146,7 +139,7 @@ impl Contract {
             .into_iter()
             .flatten()
         {
-            let header = self.resolve(header);
+            let header = self.document.resolve(header).expect("header reference");
             if header.get("required") == Some(&Value::Bool(true))
                 && !exchange.headers.contains_key(name.as_str())
             {
@@ -173,17 +166,6 @@ impl Contract {
             .iter_errors(instance)
             .map(|error| format!("{id} {key}: {} at {}", error, error.instance_path()))
             .collect()
-    }
-
-    fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
-        match value
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-        {
-            Some(pointer) => self.raw.pointer(pointer).unwrap_or(value),
-            None => value,
-        }
     }
 }
 

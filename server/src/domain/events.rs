@@ -8,6 +8,36 @@ use uuid::Uuid;
 
 use crate::domain::records::{DeletedUser, TweetRecord};
 
+/// What a write did, with the events it added to the outbox in the same transaction.
+///
+/// The store builds each event once, where it makes the change; the caller publishes
+/// exactly these after the commit ([`crate::services::events::Events::publish_all`]),
+/// so the outbox and the bus can never tell two versions of one change.
+#[derive(Debug)]
+#[must_use = "a committed write's events must be published"]
+pub struct Written<T> {
+    pub outcome: T,
+    pub events: Vec<Event>,
+}
+
+impl<T> Written<T> {
+    /// A write that changed nothing (and so has no event).
+    pub fn unchanged(outcome: T) -> Self {
+        Self {
+            outcome,
+            events: Vec::new(),
+        }
+    }
+
+    /// A write and its one event.
+    pub fn with(outcome: T, event: Event) -> Self {
+        Self {
+            outcome,
+            events: vec![event],
+        }
+    }
+}
+
 /// Something that changed, after it committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]

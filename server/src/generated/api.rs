@@ -213,12 +213,12 @@ pub trait AuthApi: Server {
     /// Exchanges an email and password for a short-lived bearer token (an HS256 JWT).
     /// A wrong email and a wrong password get the same 401, so that the answer does
     /// not reveal which accounts exist.
-    fn create_token(
+    fn log_in(
         &self,
         request: &poem::Request,
-        auth: CreateTokenAuth<Self>,
+        auth: LogInAuth<Self>,
         body: types::Credentials,
-    ) -> impl Future<Output = Result<CreateTokenResponse, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<LogInResponse, Self::Error>> + Send;
     /// `GET /v1/me`
     ///
     /// Get the logged-in user
@@ -872,12 +872,12 @@ async fn handle_get_user<A: Api>(
     let response = api.get_user(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
-/// The verified credentials of `CreateToken`.
-pub struct CreateTokenAuth<S: Server + ?Sized> {
+/// The verified credentials of `LogIn`.
+pub struct LogInAuth<S: Server + ?Sized> {
     pub api_key: S::ApiKey,
 }
-static CREATE_TOKEN: runtime::Operation = runtime::Operation {
-    id: "create_token",
+static LOG_IN: runtime::Operation = runtime::Operation {
+    id: "log_in",
     params: &[],
     body: Some(runtime::Body {
         media_type: "application/json",
@@ -885,9 +885,9 @@ static CREATE_TOKEN: runtime::Operation = runtime::Operation {
         required: true,
     }),
 };
-/// The responses `create_token` may answer with.
+/// The responses `log_in` may answer with.
 #[derive(Debug)]
-pub enum CreateTokenResponse {
+pub enum LogInResponse {
     /// 200: A bearer token for the user.
     Ok(types::AccessToken),
     /// 400: The request does not match this document; `errors[]` lists every violation.
@@ -912,7 +912,7 @@ pub enum CreateTokenResponse {
     /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable { body: types::Problem, retry_after: i64 },
 }
-impl poem::IntoResponse for CreateTokenResponse {
+impl poem::IntoResponse for LogInResponse {
     fn into_response(self) -> poem::Response {
         match self {
             Self::Ok(body) => {
@@ -987,16 +987,16 @@ impl poem::IntoResponse for CreateTokenResponse {
         }
     }
 }
-async fn handle_create_token<A: Api>(
+async fn handle_log_in<A: Api>(
     api: &A,
     mut request: poem::Request,
     limits: runtime::Limits,
 ) -> poem::Result<poem::Response> {
-    runtime::announce_operation(&request, "create_token");
+    runtime::announce_operation(&request, "log_in");
     let auth = 'auth: {
         let request = &request;
         if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
-            break 'auth Some(CreateTokenAuth {
+            break 'auth Some(LogInAuth {
                 api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
             });
         }
@@ -1006,10 +1006,9 @@ async fn handle_create_token<A: Api>(
         let schemes = [("apiKey", &API_KEY_SCHEME)];
         return Err(runtime::Unauthenticated::new(&request, &schemes).into());
     };
-    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_TOKEN, limits)
-        .await?;
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &LOG_IN, limits).await?;
     let body: types::Credentials = input.json_body()?;
-    let response = api.create_token(&request, auth, body).await.map_err(Into::into)?;
+    let response = api.log_in(&request, auth, body).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
 /// The verified credentials of `GetMe`.
@@ -4475,7 +4474,7 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "create_token",
+        "log_in",
         &[
             "ratelimit",
             "ratelimit-policy",
@@ -4858,7 +4857,7 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                     let api = Arc::clone(&api);
                     async move {
                         match request.method().as_str() {
-                            "POST" => handle_create_token(&*api, request, limits).await,
+                            "POST" => handle_log_in(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["POST"])),
                         }
                     }

@@ -12,61 +12,10 @@
 ///`AccessToken`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct AccessToken {
-    ///An HS256 JWT to send as `Authorization: Bearer <token>`.
-    pub access_token: ::std::string::String,
+    pub access_token: Jwt,
     ///Seconds until the token expires.
     pub expires_in: ::std::num::NonZeroU64,
-    pub token_type: AccessTokenTokenType,
-}
-///`AccessTokenTokenType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd
-)]
-pub enum AccessTokenTokenType {
-    Bearer,
-}
-impl ::std::fmt::Display for AccessTokenTokenType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Bearer => f.write_str("Bearer"),
-        }
-    }
-}
-impl ::std::str::FromStr for AccessTokenTokenType {
-    type Err = self::error::ConversionError;
-    fn from_str(
-        value: &str,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "Bearer" => Ok(Self::Bearer),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for AccessTokenTokenType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: &str,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for AccessTokenTokenType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
+    pub token_type: TokenType,
 }
 ///An API key, without its secret.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -76,10 +25,9 @@ pub struct ApiKey {
     pub id: Id,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-    pub name: ::std::string::String,
+    pub name: KeyName,
     pub plan_id: Id,
-    ///The first characters of the secret, to recognise a key by.
-    pub prefix: ::std::string::String,
+    pub prefix: KeyPrefix,
 }
 ///A page of API keys, newest first.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -89,17 +37,98 @@ pub struct ApiKeyPage {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_page: ::std::option::Option<::std::string::String>,
 }
+///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct ApiKeySecret(pub ::std::string::String);
+impl ::std::ops::Deref for ApiKeySecret {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ApiKeySecret> for ::std::string::String {
+    fn from(value: ApiKeySecret) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for ApiKeySecret {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for ApiKeySecret {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for ApiKeySecret {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
 ///The fields to change; absent fields stay as they are.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyUpdate {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
-    ///No NUL character (U+0000).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub name: ::std::option::Option<::std::string::String>,
+    pub name: ::std::option::Option<KeyName>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub plan_id: ::std::option::Option<Id>,
+}
+///A `Cache-Control` value, such as `max-age=0`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct CacheDirectives(pub ::std::string::String);
+impl ::std::ops::Deref for CacheDirectives {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<CacheDirectives> for ::std::string::String {
+    fn from(value: CacheDirectives) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for CacheDirectives {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for CacheDirectives {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for CacheDirectives {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
 }
 ///`CreateTweetParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
@@ -108,7 +137,7 @@ pub struct CreateTweetParams {
         rename = "Idempotency-Key",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub idempotency_key: ::std::option::Option<::std::string::String>,
+    pub idempotency_key: ::std::option::Option<IdempotencyKey>,
 }
 ///An API key with its secret, which is shown in this response only.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -118,11 +147,10 @@ pub struct CreatedApiKey {
     pub id: Id,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-    pub name: ::std::string::String,
+    pub name: KeyName,
     pub plan_id: Id,
-    pub prefix: ::std::string::String,
-    ///Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits).
-    pub secret: ::std::string::String,
+    pub prefix: KeyPrefix,
+    pub secret: ApiKeySecret,
 }
 ///`Credentials`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -140,9 +168,8 @@ pub struct CurrentUser {
     pub follower_count: i64,
     pub following_count: i64,
     pub id: Id,
-    ///Where the profile picture is; absent when there is none.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub picture_url: ::std::option::Option<::std::string::String>,
+    pub picture_url: ::std::option::Option<PictureUrl>,
     pub tweet_count: i64,
     pub username: Username,
 }
@@ -248,6 +275,47 @@ impl ::std::str::FromStr for Email {
         Ok(Self(value.to_string()))
     }
 }
+///An `If-None-Match` value, one or more entity tags (`"abc"`, `W/"abc"`) or `*`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct EntityTags(pub ::std::string::String);
+impl ::std::ops::Deref for EntityTags {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<EntityTags> for ::std::string::String {
+    fn from(value: EntityTags) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for EntityTags {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for EntityTags {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for EntityTags {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
 ///`FollowUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct FollowUserParams {
@@ -260,7 +328,7 @@ pub struct GetApiKeyParams {
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     pub key_id: Id,
 }
 ///`GetPictureParams`
@@ -270,7 +338,7 @@ pub struct GetPictureParams {
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     pub user_id: Id,
 }
 ///`GetTimelineParams`
@@ -288,12 +356,12 @@ pub struct GetTweetParams {
         rename = "Cache-Control",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub cache_control: ::std::option::Option<::std::string::String>,
+    pub cache_control: ::std::option::Option<CacheDirectives>,
     #[serde(
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     pub tweet_id: Id,
 }
 ///`GetUsagePlanParams`
@@ -303,7 +371,7 @@ pub struct GetUsagePlanParams {
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     pub plan_id: Id,
 }
 ///`GetUsageReportParams`
@@ -314,7 +382,7 @@ pub struct GetUsageReportParams {
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub key_id: ::std::option::Option<Id>,
     pub plan_id: Id,
@@ -327,20 +395,15 @@ pub struct GetUserParams {
         rename = "Cache-Control",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub cache_control: ::std::option::Option<::std::string::String>,
+    pub cache_control: ::std::option::Option<CacheDirectives>,
     #[serde(
         rename = "If-None-Match",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub if_none_match: ::std::option::Option<::std::string::String>,
+    pub if_none_match: ::std::option::Option<EntityTags>,
     pub user_id: Id,
 }
-///`HealthStatus`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
-pub struct HealthStatus {
-    pub status: HealthStatusStatus,
-}
-///`HealthStatusStatus`
+///`HealthState`
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -353,18 +416,18 @@ pub struct HealthStatus {
     PartialEq,
     PartialOrd
 )]
-pub enum HealthStatusStatus {
+pub enum HealthState {
     #[serde(rename = "ok")]
     Ok,
 }
-impl ::std::fmt::Display for HealthStatusStatus {
+impl ::std::fmt::Display for HealthState {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
             Self::Ok => f.write_str("ok"),
         }
     }
 }
-impl ::std::str::FromStr for HealthStatusStatus {
+impl ::std::str::FromStr for HealthState {
     type Err = self::error::ConversionError;
     fn from_str(
         value: &str,
@@ -375,7 +438,7 @@ impl ::std::str::FromStr for HealthStatusStatus {
         }
     }
 }
-impl ::std::convert::TryFrom<&str> for HealthStatusStatus {
+impl ::std::convert::TryFrom<&str> for HealthState {
     type Error = self::error::ConversionError;
     fn try_from(
         value: &str,
@@ -383,13 +446,18 @@ impl ::std::convert::TryFrom<&str> for HealthStatusStatus {
         value.parse()
     }
 }
-impl ::std::convert::TryFrom<::std::string::String> for HealthStatusStatus {
+impl ::std::convert::TryFrom<::std::string::String> for HealthState {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///`HealthStatus`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct HealthStatus {
+    pub status: HealthState,
 }
 ///A UUIDv7, time-ordered and not enumerable.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -432,6 +500,170 @@ impl ::std::convert::TryFrom<String> for Id {
     type Error = <::uuid::Uuid as ::std::str::FromStr>::Err;
     fn try_from(value: String) -> ::std::result::Result<Self, Self::Error> {
         value.parse()
+    }
+}
+///A unique key (such as a UUID) that makes a retried request safe.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct IdempotencyKey(pub ::std::string::String);
+impl ::std::ops::Deref for IdempotencyKey {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IdempotencyKey> for ::std::string::String {
+    fn from(value: IdempotencyKey) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for IdempotencyKey {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for IdempotencyKey {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///An HS256 JWT to send as `Authorization: Bearer <token>`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct Jwt(pub ::std::string::String);
+impl ::std::ops::Deref for Jwt {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Jwt> for ::std::string::String {
+    fn from(value: Jwt) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for Jwt {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for Jwt {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for Jwt {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///No NUL character (U+0000).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct KeyName(pub ::std::string::String);
+impl ::std::ops::Deref for KeyName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<KeyName> for ::std::string::String {
+    fn from(value: KeyName) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for KeyName {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for KeyName {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for KeyName {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///The first characters of the secret, to recognise a key by.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct KeyPrefix(pub ::std::string::String);
+impl ::std::ops::Deref for KeyPrefix {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<KeyPrefix> for ::std::string::String {
+    fn from(value: KeyPrefix) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for KeyPrefix {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for KeyPrefix {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
     }
 }
 ///`KeyUsage`
@@ -489,7 +721,7 @@ pub struct ListUserTweetsParams {
         rename = "Cache-Control",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub cache_control: ::std::option::Option<::std::string::String>,
+    pub cache_control: ::std::option::Option<CacheDirectives>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<::std::num::NonZeroU32>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -503,8 +735,7 @@ pub struct NewApiKey {
     ///Defaults to true.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
-    ///No NUL character (U+0000).
-    pub name: ::std::string::String,
+    pub name: KeyName,
     pub plan_id: Id,
 }
 ///`NewTweet`
@@ -571,8 +802,7 @@ pub struct Picture {
     pub height: ::std::num::NonZeroU32,
     ///Bytes.
     pub size: ::std::num::NonZeroU64,
-    ///Where to get it.
-    pub url: ::std::string::String,
+    pub url: PictureUrl,
     pub width: ::std::num::NonZeroU32,
 }
 ///`PictureContentType`
@@ -638,11 +868,133 @@ impl ::std::convert::TryFrom<::std::string::String> for PictureContentType {
         value.parse()
     }
 }
+///Where a profile picture is.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct PictureUrl(pub ::std::string::String);
+impl ::std::ops::Deref for PictureUrl {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PictureUrl> for ::std::string::String {
+    fn from(value: PictureUrl) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for PictureUrl {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for PictureUrl {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for PictureUrl {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///No NUL character (U+0000).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct PlanDescription(pub ::std::string::String);
+impl ::std::ops::Deref for PlanDescription {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PlanDescription> for ::std::string::String {
+    fn from(value: PlanDescription) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for PlanDescription {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for PlanDescription {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for PlanDescription {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+///No NUL character (U+0000).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct PlanName(pub ::std::string::String);
+impl ::std::ops::Deref for PlanName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PlanName> for ::std::string::String {
+    fn from(value: PlanName) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for PlanName {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for PlanName {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for PlanName {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
 ///An RFC 9457 problem document.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct Problem {
-    ///A stable, machine-readable error code.
-    pub code: ::std::string::String,
+    pub code: ProblemCode,
     ///An explanation of this occurrence of the problem.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub detail: ::std::option::Option<::std::string::String>,
@@ -741,6 +1093,56 @@ pub struct Throttle {
     ///Requests per second; may be fractional (0.5 is one request every 2 seconds).
     pub rate_limit: f64,
 }
+///`TokenType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum TokenType {
+    Bearer,
+}
+impl ::std::fmt::Display for TokenType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Bearer => f.write_str("Bearer"),
+        }
+    }
+}
+impl ::std::str::FromStr for TokenType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Bearer" => Ok(Self::Bearer),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TokenType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TokenType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`Tweet`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct Tweet {
@@ -822,9 +1224,9 @@ pub struct UsagePlan {
     pub allow_cache_refresh: bool,
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub description: ::std::option::Option<::std::string::String>,
+    pub description: ::std::option::Option<PlanDescription>,
     pub id: Id,
-    pub name: ::std::string::String,
+    pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -839,11 +1241,9 @@ pub struct UsagePlanInput {
 */
     #[serde(default)]
     pub allow_cache_refresh: bool,
-    ///No NUL character (U+0000).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub description: ::std::option::Option<::std::string::String>,
-    ///No NUL character (U+0000).
-    pub name: ::std::string::String,
+    pub description: ::std::option::Option<PlanDescription>,
+    pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -877,9 +1277,8 @@ pub struct User {
     pub follower_count: i64,
     pub following_count: i64,
     pub id: Id,
-    ///Where the profile picture is; absent when there is none.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub picture_url: ::std::option::Option<::std::string::String>,
+    pub picture_url: ::std::option::Option<PictureUrl>,
     pub tweet_count: i64,
     pub username: Username,
 }
@@ -1037,5 +1436,182 @@ pub mod error {
         fn from(value: String) -> Self {
             Self(value.into())
         }
+    }
+}
+/**A stable, machine-readable error code. `x-extensible-enum` lists the codes the
+server uses today; a later version may add codes, so a client must accept any
+other value (the SDKs keep it as `Other` / a plain string).
+*/
+///
+/// The values the document lists are variants; any other value (one added to the
+/// API after this code was generated) is kept in `Other`. Make one from a string
+/// with `From`, so that a listed value always becomes its variant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemCode {
+    ///`invalid_request`
+    InvalidRequest,
+    ///`unauthorized`
+    Unauthorized,
+    ///`forbidden`
+    Forbidden,
+    ///`not_found`
+    NotFound,
+    ///`method_not_allowed`
+    MethodNotAllowed,
+    ///`conflict`
+    Conflict,
+    ///`in_use`
+    InUse,
+    ///`request_in_flight`
+    RequestInFlight,
+    ///`payload_too_large`
+    PayloadTooLarge,
+    ///`uri_too_long`
+    UriTooLong,
+    ///`unsupported_media_type`
+    UnsupportedMediaType,
+    ///`idempotency_key_reused`
+    IdempotencyKeyReused,
+    ///`cannot_follow_self`
+    CannotFollowSelf,
+    ///`image_too_large`
+    ImageTooLarge,
+    ///`unknown_plan`
+    UnknownPlan,
+    ///`invalid_date_range`
+    InvalidDateRange,
+    ///`header_fields_too_large`
+    HeaderFieldsTooLarge,
+    ///`throttled`
+    Throttled,
+    ///`quota_exceeded`
+    QuotaExceeded,
+    ///`login_throttled`
+    LoginThrottled,
+    ///`internal`
+    Internal,
+    ///`unavailable`
+    Unavailable,
+    /// A value the document does not list.
+    Other(::std::string::String),
+}
+impl ProblemCode {
+    /// Every value the document lists.
+    pub const KNOWN: &'static [&'static str] = &[
+        "invalid_request",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "conflict",
+        "in_use",
+        "request_in_flight",
+        "payload_too_large",
+        "uri_too_long",
+        "unsupported_media_type",
+        "idempotency_key_reused",
+        "cannot_follow_self",
+        "image_too_large",
+        "unknown_plan",
+        "invalid_date_range",
+        "header_fields_too_large",
+        "throttled",
+        "quota_exceeded",
+        "login_throttled",
+        "internal",
+        "unavailable",
+    ];
+    /// The value as written on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::InUse => "in_use",
+            Self::RequestInFlight => "request_in_flight",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::CannotFollowSelf => "cannot_follow_self",
+            Self::ImageTooLarge => "image_too_large",
+            Self::UnknownPlan => "unknown_plan",
+            Self::InvalidDateRange => "invalid_date_range",
+            Self::HeaderFieldsTooLarge => "header_fields_too_large",
+            Self::Throttled => "throttled",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::LoginThrottled => "login_throttled",
+            Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+            Self::Other(value) => value,
+        }
+    }
+    /// Whether the document lists this value.
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Other(_))
+    }
+}
+impl ::std::convert::From<&str> for ProblemCode {
+    fn from(value: &str) -> Self {
+        match value {
+            "invalid_request" => Self::InvalidRequest,
+            "unauthorized" => Self::Unauthorized,
+            "forbidden" => Self::Forbidden,
+            "not_found" => Self::NotFound,
+            "method_not_allowed" => Self::MethodNotAllowed,
+            "conflict" => Self::Conflict,
+            "in_use" => Self::InUse,
+            "request_in_flight" => Self::RequestInFlight,
+            "payload_too_large" => Self::PayloadTooLarge,
+            "uri_too_long" => Self::UriTooLong,
+            "unsupported_media_type" => Self::UnsupportedMediaType,
+            "idempotency_key_reused" => Self::IdempotencyKeyReused,
+            "cannot_follow_self" => Self::CannotFollowSelf,
+            "image_too_large" => Self::ImageTooLarge,
+            "unknown_plan" => Self::UnknownPlan,
+            "invalid_date_range" => Self::InvalidDateRange,
+            "header_fields_too_large" => Self::HeaderFieldsTooLarge,
+            "throttled" => Self::Throttled,
+            "quota_exceeded" => Self::QuotaExceeded,
+            "login_throttled" => Self::LoginThrottled,
+            "internal" => Self::Internal,
+            "unavailable" => Self::Unavailable,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for ProblemCode {
+    fn from(value: ::std::string::String) -> Self {
+        Self::from(value.as_str())
+    }
+}
+impl ::std::str::FromStr for ProblemCode {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for ProblemCode {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ProblemCode {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
     }
 }

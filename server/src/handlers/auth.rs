@@ -1,25 +1,25 @@
 //! `auth` tag: logging in, and the logged-in user.
 
 use super::Handlers;
-use crate::generated::{AuthApi, CreateTokenAuth, GetMeAuth};
+use crate::generated::{AuthApi, GetMeAuth, LogInAuth};
 use secrecy::SecretString;
 
 use crate::generated::types::{
-    self, AccessToken, AccessTokenTokenType, CurrentUser, DisplayName, Email, Username,
+    self, AccessToken, CurrentUser, DisplayName, Email, TokenType, Username,
 };
-use crate::generated::{CreateTokenResponse, GetMeResponse};
+use crate::generated::{GetMeResponse, LogInResponse};
 use crate::http::error::{ApiError, Result};
 use crate::services::login::Client;
 
 const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized("The email or password is wrong.");
 
 impl AuthApi for Handlers {
-    async fn create_token(
+    async fn log_in(
         &self,
         request: &poem::Request,
-        auth: CreateTokenAuth<Self>,
+        auth: LogInAuth<Self>,
         body: types::Credentials,
-    ) -> Result<CreateTokenResponse> {
+    ) -> Result<LogInResponse> {
         let state = &*self.state;
         let client = Client {
             key: auth.api_key.id,
@@ -64,9 +64,9 @@ impl AuthApi for Handlers {
             .tokens
             .issue(&user.id.to_string())
             .map_err(ApiError::Internal)?;
-        Ok(CreateTokenResponse::Ok(AccessToken {
-            access_token,
-            token_type: AccessTokenTokenType::Bearer,
+        Ok(LogInResponse::Ok(AccessToken {
+            access_token: access_token.into(),
+            token_type: TokenType::Bearer,
             expires_in: state
                 .tokens
                 .ttl_seconds()
@@ -99,7 +99,7 @@ impl AuthApi for Handlers {
             picture_url: user
                 .picture
                 .as_ref()
-                .map(|_| super::pictures::picture_url(user.id)),
+                .map(|_| super::pictures::picture_url(user.id).into()),
             tweet_count: user.tweet_count,
         }))
     }

@@ -3,7 +3,7 @@
 use super::Handlers;
 use super::users::public_profile;
 use super::{UNKNOWN_USER, page_cursor, page_limit, require_user};
-use crate::domain::events::Event;
+use crate::generated::types::ProblemCode;
 use crate::generated::types::{self};
 use crate::generated::{
     FollowUserAuth, FollowsApi, ListFollowersAuth, ListFollowingAuth, UnfollowUserAuth,
@@ -61,21 +61,15 @@ impl FollowsApi for Handlers {
         let followee = *params.user_id;
         if followee == me {
             return Err(ApiError::Unprocessable {
-                code: "cannot_follow_self",
+                code: ProblemCode::CannotFollowSelf,
                 detail: "You cannot follow yourself.",
             });
         }
-        match state.store.follow(me, followee).await? {
+        let written = state.store.follow(me, followee).await?;
+        state.events.publish_all(written.events).await;
+        match written.outcome {
             EdgeChange::UnknownUser => Err(UNKNOWN_USER),
-            EdgeChange::Changed => {
-                let followed = Event::UserFollowed {
-                    follower_id: me,
-                    followee_id: followee,
-                };
-                state.events.publish(followed).await;
-                Ok(FollowUserResponse::NoContent)
-            }
-            EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
+            EdgeChange::Changed | EdgeChange::Unchanged => Ok(FollowUserResponse::NoContent),
         }
     }
 
@@ -89,13 +83,8 @@ impl FollowsApi for Handlers {
         let me = auth.bearer_auth;
         let followee = *params.user_id;
         require_user(state, followee).await?;
-        if state.store.unfollow(me, followee).await? == EdgeChange::Changed {
-            let unfollowed = Event::UserUnfollowed {
-                follower_id: me,
-                followee_id: followee,
-            };
-            state.events.publish(unfollowed).await;
-        }
+        let written = state.store.unfollow(me, followee).await?;
+        state.events.publish_all(written.events).await;
         Ok(UnfollowUserResponse::NoContent)
     }
 

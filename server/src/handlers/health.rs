@@ -7,7 +7,8 @@ use std::time::Duration;
 use poem::http::StatusCode;
 
 use super::request_id;
-use crate::generated::types::{HealthStatus, HealthStatusStatus};
+use crate::generated::types::ProblemCode;
+use crate::generated::types::{HealthState, HealthStatus};
 use crate::generated::{GetHealthResponse, GetReadinessResponse};
 use crate::http::error::{RETRY_AFTER_SECONDS, Result, problem};
 
@@ -17,7 +18,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 impl HealthApi for Handlers {
     async fn get_health(&self, _request: &poem::Request) -> Result<GetHealthResponse> {
         Ok(GetHealthResponse::Ok(HealthStatus {
-            status: HealthStatusStatus::Ok,
+            status: HealthState::Ok,
         }))
     }
 
@@ -26,14 +27,19 @@ impl HealthApi for Handlers {
         let ping = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await;
         if let Ok(Ok(())) = ping {
             return Ok(GetReadinessResponse::Ok(HealthStatus {
-                status: HealthStatusStatus::Ok,
+                status: HealthState::Ok,
             }));
         }
         tracing::warn!(?ping, "readiness check failed");
         let status = StatusCode::SERVICE_UNAVAILABLE;
         let detail = "The database is unavailable.".to_owned();
         Ok(GetReadinessResponse::ServiceUnavailable {
-            body: problem(status, "unavailable", detail, &request_id(request)),
+            body: problem(
+                status,
+                ProblemCode::Unavailable,
+                detail,
+                &request_id(request),
+            ),
             retry_after: RETRY_AFTER_SECONDS.try_into().unwrap_or(1),
         })
     }

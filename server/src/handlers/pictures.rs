@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::generated::types::ProblemCode;
 use crate::generated::types::{Picture, PictureContentType};
 use crate::generated::{GetPictureResponse, PutPictureResponse};
 use crate::http::error::{ApiError, Result};
@@ -131,7 +132,7 @@ impl PicturesApi for Handlers {
         let (width, height) = (dimension(size.width)?, dimension(size.height)?);
         if size.width > MAX_SIDE || size.height > MAX_SIDE {
             return Err(ApiError::Unprocessable {
-                code: "image_too_large",
+                code: ProblemCode::ImageTooLarge,
                 detail: "Pictures are at most 4096 × 4096 pixels.",
             });
         }
@@ -171,7 +172,7 @@ impl PicturesApi for Handlers {
             tracing::warn!(%error, "a replaced picture is left for the sweep");
         }
         Ok(PutPictureResponse::Ok(Picture {
-            url: picture_url(me),
+            url: picture_url(me).into(),
             content_type: content_type
                 .parse::<PictureContentType>()
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,

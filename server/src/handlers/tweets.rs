@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{page_cursor, page_limit, require_user};
-use crate::domain::events::Event;
+use crate::generated::types::ProblemCode;
 use crate::generated::types::{self, NewTweet};
 use crate::generated::{
     CreateTweetResponse, DeleteTweetResponse, GetTimelineResponse, GetTweetResponse,
@@ -84,10 +84,9 @@ impl TweetsApi for Handlers {
         let me = auth.bearer_auth;
         let Some(key) = params.idempotency_key else {
             let tweet = TweetRecord::new(me, body.text.0);
-            state.store.insert_tweet(&tweet, None).await?;
-            let response = created(&tweet);
-            state.events.publish(Event::TweetCreated { tweet }).await;
-            return response;
+            let written = state.store.insert_tweet(&tweet, None).await?;
+            state.events.publish_all(written.events).await;
+            return created(&tweet);
         };
 
         match state
@@ -98,7 +97,7 @@ impl TweetsApi for Handlers {
             Claim::Claimed => {}
             Claim::Mismatch => {
                 return Err(ApiError::Unprocessable {
-                    code: "idempotency_key_reused",
+                    code: ProblemCode::IdempotencyKeyReused,
                     detail: "This Idempotency-Key was used with a different request body.",
                 });
             }
@@ -116,14 +115,17 @@ impl TweetsApi for Handlers {
             location: &location,
             body: &stored_body,
         };
-        if let Err(error) = state.store.insert_tweet(&tweet, Some(stored)).await {
-            // Nothing was written: free the key so that a retry can run.
-            if let Err(release) = state.store.release_idempotency_key(me, &key).await {
-                tracing::warn!(error = %release, "could not release an idempotency key");
+        let written = match state.store.insert_tweet(&tweet, Some(stored)).await {
+            Ok(written) => written,
+            Err(error) => {
+                // Nothing was written: free the key so that a retry can run.
+                if let Err(release) = state.store.release_idempotency_key(me, &key).await {
+                    tracing::warn!(error = %release, "could not release an idempotency key");
+                }
+                return Err(error.into());
             }
-            return Err(error.into());
-        }
-        state.events.publish(Event::TweetCreated { tweet }).await;
+        };
+        state.events.publish_all(written.events).await;
         Ok(CreateTweetResponse::Created {
             body: response,
             location,
@@ -154,15 +156,10 @@ impl TweetsApi for Handlers {
         let state = &*self.state;
         let me = auth.bearer_auth;
         let tweet_id = *params.tweet_id;
-        match state.store.delete_tweet(tweet_id, me).await? {
-            Deletion::Deleted => {
-                let deleted = Event::TweetDeleted {
-                    tweet_id,
-                    author_id: me,
-                };
-                state.events.publish(deleted).await;
-                Ok(DeleteTweetResponse::NoContent)
-            }
+        let written = state.store.delete_tweet(tweet_id, me).await?;
+        state.events.publish_all(written.events).await;
+        match written.outcome {
+            Deletion::Deleted => Ok(DeleteTweetResponse::NoContent),
             Deletion::NotTheAuthor => {
                 Err(ApiError::Forbidden("Only the author may delete a tweet."))
             }

@@ -22,7 +22,7 @@ pub fn public_profile(record: &UserRecord) -> types::User {
         picture_url: record
             .picture
             .as_ref()
-            .map(|_| super::pictures::picture_url(record.id)),
+            .map(|_| super::pictures::picture_url(record.id).into()),
     }
 }
 

@@ -11,7 +11,7 @@
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
-use crate::generated::types::{Problem, Violation as ProblemViolation, ViolationIn};
+use crate::generated::types::{Problem, ProblemCode, Violation as ProblemViolation, ViolationIn};
 use crate::http::request_id::RequestId;
 use codegen_runtime::{Location, MethodNotAllowed, RejectedRequest, Unauthenticated, Violation};
 
@@ -59,7 +59,7 @@ pub enum ApiError {
     /// 422: well-formed, but it cannot be done.
     #[error("{detail}")]
     Unprocessable {
-        code: &'static str,
+        code: ProblemCode,
         detail: &'static str,
     },
     /// 503: a dependency is down; the client should retry after `Retry-After`.
@@ -97,35 +97,35 @@ impl ApiError {
     /// A `/v1` call without an enabled API key.
     pub const NO_KEY: Self = Self::Forbidden("A valid, enabled x-api-key is required.");
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ProblemCode {
         match self {
-            Self::InvalidPageToken => "invalid_request",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict { .. } => "conflict",
-            Self::InUse(_) => "in_use",
-            Self::RequestInFlight => "request_in_flight",
-            Self::Unprocessable { code, .. } => code,
-            Self::UnsupportedMedia(_) => "unsupported_media_type",
-            Self::Throttled { .. } => "throttled",
-            Self::LoginThrottled { .. } => "login_throttled",
-            Self::QuotaExceeded { .. } => "quota_exceeded",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::InvalidPageToken => ProblemCode::InvalidRequest,
+            Self::Unauthorized(_) => ProblemCode::Unauthorized,
+            Self::Forbidden(_) => ProblemCode::Forbidden,
+            Self::NotFound(_) => ProblemCode::NotFound,
+            Self::Conflict { .. } => ProblemCode::Conflict,
+            Self::InUse(_) => ProblemCode::InUse,
+            Self::RequestInFlight => ProblemCode::RequestInFlight,
+            Self::Unprocessable { code, .. } => code.clone(),
+            Self::UnsupportedMedia(_) => ProblemCode::UnsupportedMediaType,
+            Self::Throttled { .. } => ProblemCode::Throttled,
+            Self::LoginThrottled { .. } => ProblemCode::LoginThrottled,
+            Self::QuotaExceeded { .. } => ProblemCode::QuotaExceeded,
+            Self::Unavailable(_) => ProblemCode::Unavailable,
+            Self::Internal(_) => ProblemCode::Internal,
         }
     }
 }
 
 /// Builds a Problem document for `status`.
-pub fn problem(status: StatusCode, code: &str, detail: String, request_id: &str) -> Problem {
+pub fn problem(status: StatusCode, code: ProblemCode, detail: String, request_id: &str) -> Problem {
     Problem {
         type_: "about:blank".to_owned(),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: i32::from(status.as_u16()),
         detail: Some(detail),
         instance: None,
-        code: code.to_owned(),
+        code,
         request_id: request_id.to_owned(),
         errors: Vec::new(),
     }
@@ -163,12 +163,12 @@ pub async fn render_problems<E: Endpoint>(next: E, request: Request) -> poem::Re
 pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
     if let Some(rejected) = error.downcast_ref::<RejectedRequest>() {
         let code = match rejected.status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
             // The limits on the request's head (`crate::http::request_limits`).
-            StatusCode::URI_TOO_LONG => "uri_too_long",
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_fields_too_large",
-            _ => "invalid_request",
+            StatusCode::URI_TOO_LONG => ProblemCode::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ProblemCode::HeaderFieldsTooLarge,
+            _ => ProblemCode::InvalidRequest,
         };
         let mut problem = problem(rejected.status, code, rejected.detail.clone(), request_id);
         problem.errors = rejected
@@ -182,7 +182,7 @@ pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
         let status = StatusCode::METHOD_NOT_ALLOWED;
         let problem = problem(
             status,
-            "method_not_allowed",
+            ProblemCode::MethodNotAllowed,
             not_allowed.to_string(),
             request_id,
         );
@@ -201,12 +201,18 @@ pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
     // poem's own errors: unknown route, unreadable body, and the like.
     let status = error.status();
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "No route matches this path.".to_owned()),
+        StatusCode::NOT_FOUND => (
+            ProblemCode::NotFound,
+            "No route matches this path.".to_owned(),
+        ),
         s if s.is_server_error() => {
             tracing::error!(request_id, error = %error, "internal error");
-            ("internal", "An internal error occurred.".to_owned())
+            (
+                ProblemCode::Internal,
+                "An internal error occurred.".to_owned(),
+            )
         }
-        _ => ("invalid_request", error.to_string()),
+        _ => (ProblemCode::InvalidRequest, error.to_string()),
     };
     problem_response(&problem(status, code, detail, request_id))
 }

@@ -22,6 +22,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::generated::types::ProblemCode;
 use crate::http::error::{problem, problem_response};
 use crate::http::request_id::RequestId;
 
@@ -172,7 +173,7 @@ pub async fn request_context<E: Endpoint>(
             let status = StatusCode::INTERNAL_SERVER_ERROR;
             problem_response(&problem(
                 status,
-                "internal",
+                ProblemCode::Internal,
                 "An internal error occurred.".into(),
                 &id,
             ))

@@ -86,6 +86,14 @@ impl Events {
         }
     }
 
+    /// Announces the events of a committed write
+    /// ([`Written`](crate::domain::events::Written)), in order.
+    pub async fn publish_all(&self, events: Vec<Event>) {
+        for event in events {
+            self.publish(event).await;
+        }
+    }
+
     /// Announces a committed change: to this instance's subscribers, in order, then to the
     /// other instances. A failure to reach Redis is logged; the others resync when their
     /// subscription breaks, and their caches' lifetimes bound what they miss meanwhile.

@@ -328,8 +328,9 @@ async fn delete_row_behind_the_servers_back(app: &TestApp, backend: Backend, id:
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .expect("open the database");
+            // Ids are 16-byte BLOBs (migrations/sqlite/0008_uuid_blobs.sql).
             sqlx::query("DELETE FROM users WHERE id = ?")
-                .bind(id)
+                .bind(id.parse::<uuid::Uuid>().expect("a uuid"))
                 .execute(&mut conn)
                 .await
                 .expect("delete");

@@ -9,11 +9,8 @@
 
 use std::sync::Arc;
 
-use minitter_server::domain::events::Event;
 use minitter_server::infra::redis::SharedRedis;
-use minitter_server::infra::store::{
-    Deletion, EdgeChange, NewUserRecord, SharedStore, TweetRecord,
-};
+use minitter_server::infra::store::{NewUserRecord, SharedStore, TweetRecord};
 use minitter_server::services::events::{Events, Subscriber};
 use minitter_server::services::timeline::feed::FeedStore;
 use minitter_server::services::timeline::memory::MemoryFeeds;
@@ -87,53 +84,28 @@ impl World {
 
     async fn post(&self, author: Uuid, text: &str) -> TweetRecord {
         let tweet = TweetRecord::new(author, text.to_owned());
-        self.store.insert_tweet(&tweet, None).await.expect("post");
-        self.events
-            .publish(Event::TweetCreated {
-                tweet: tweet.clone(),
-            })
-            .await;
+        let written = self.store.insert_tweet(&tweet, None).await.expect("post");
+        self.events.publish_all(written.events).await;
         tweet
     }
 
     async fn follow(&self, follower: Uuid, followee: Uuid) {
-        if self.store.follow(follower, followee).await.expect("follow") == EdgeChange::Changed {
-            self.events
-                .publish(Event::UserFollowed {
-                    follower_id: follower,
-                    followee_id: followee,
-                })
-                .await;
-        }
+        let written = self.store.follow(follower, followee).await.expect("follow");
+        self.events.publish_all(written.events).await;
     }
 
     async fn unfollow(&self, follower: Uuid, followee: Uuid) {
-        if self
-            .store
-            .unfollow(follower, followee)
-            .await
-            .expect("unfollow")
-            == EdgeChange::Changed
-        {
-            self.events
-                .publish(Event::UserUnfollowed {
-                    follower_id: follower,
-                    followee_id: followee,
-                })
-                .await;
-        }
+        let written = self.store.unfollow(follower, followee).await;
+        self.events
+            .publish_all(written.expect("unfollow").events)
+            .await;
     }
 
     async fn delete(&self, tweet: &TweetRecord) {
-        let deleted = self.store.delete_tweet(tweet.id, tweet.author_id).await;
-        if deleted.expect("delete") == Deletion::Deleted {
-            self.events
-                .publish(Event::TweetDeleted {
-                    tweet_id: tweet.id,
-                    author_id: tweet.author_id,
-                })
-                .await;
-        }
+        let written = self.store.delete_tweet(tweet.id, tweet.author_id).await;
+        self.events
+            .publish_all(written.expect("delete").events)
+            .await;
     }
 
     /// Pages through `reader`'s timeline both ways, asserting every page is the same.

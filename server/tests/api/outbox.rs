@@ -88,7 +88,8 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
     assert_eq!(again.status(), 204, "following again changes nothing");
     // A transaction that fails (the same tweet id twice) leaves no event.
     let duplicate = TweetRecord::new(ada, "once".into());
-    app.store()
+    let _unpublished = app
+        .store()
         .insert_tweet(&duplicate, None)
         .await
         .expect("first insert");

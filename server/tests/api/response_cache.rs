@@ -166,7 +166,8 @@ async fn only_plans_that_allow_it_refresh_a_kept_answer(backend: Backend) {
     let profile = format!("/v1/users/{bob}");
     assert_eq!(get(&app, &app.http, &profile).await.1, "miss");
     let ids = |id: &str| id.parse::<uuid::Uuid>().expect("uuid");
-    app.store()
+    let _unpublished = app
+        .store()
         .follow(ids(&ada), ids(&bob))
         .await
         .expect("follow");

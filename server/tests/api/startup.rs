@@ -18,7 +18,12 @@ async fn production_without_a_jwt_secret_refuses_to_start() {
     let mut config = config_in(dir.path()).await;
     config.production = true;
     let error = Application::build(config).await.err().expect("refused");
-    assert!(error.to_string().contains("MINITTER_JWT_SECRET"), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "MINITTER_JWT_SECRET must be set in production"
+    );
+    // Nothing was generated in its place.
+    assert!(!dir.path().join("jwt-secret").exists());
 }
 
 #[tokio::test]

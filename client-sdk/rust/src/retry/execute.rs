@@ -133,7 +133,7 @@ async fn attempt(
 async fn in_flight(response: Response) -> reqwest::Result<(Response, bool)> {
     #[derive(serde::Deserialize)]
     struct Code {
-        code: Option<String>,
+        code: Option<crate::types::ProblemCode>,
     }
     let mut rebuilt = http::Response::builder()
         .status(response.status())
@@ -143,7 +143,7 @@ async fn in_flight(response: Response) -> reqwest::Result<(Response, bool)> {
     }
     let body = response.bytes().await?;
     let in_flight = serde_json::from_slice::<Code>(&body)
-        .is_ok_and(|problem| problem.code.as_deref() == Some("request_in_flight"));
+        .is_ok_and(|problem| problem.code == Some(crate::types::ProblemCode::RequestInFlight));
     let rebuilt = rebuilt
         .body(body)
         .expect("BUG: the status and headers come from a response");

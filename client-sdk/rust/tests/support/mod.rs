@@ -95,7 +95,7 @@ impl Server {
             .await
             .expect("sign-up");
         let token = client
-            .create_token()
+            .log_in()
             .body_map(|b| b.email(email.as_str()).password(PASSWORD))
             .send()
             .await

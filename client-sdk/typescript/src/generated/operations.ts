@@ -23,7 +23,7 @@ export const operations: readonly Operation[] = [
   { id: "get_readiness", method: "GET", path: "/readyz", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "sign_up", method: "POST", path: "/v1/users", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_user", method: "GET", path: "/v1/users/{user_id}", idempotencyKey: null, ifNoneMatch: true, paginated: false },
-  { id: "create_token", method: "POST", path: "/v1/auth/token", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "log_in", method: "POST", path: "/v1/auth/token", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_me", method: "GET", path: "/v1/me", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "follow_user", method: "PUT", path: "/v1/me/following/{user_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "unfollow_user", method: "DELETE", path: "/v1/me/following/{user_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
@@ -51,3 +51,16 @@ export const operations: readonly Operation[] = [
   { id: "put_picture", method: "PUT", path: "/v1/me/picture", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_picture", method: "GET", path: "/v1/users/{user_id}/picture", idempotencyKey: null, ifNoneMatch: true, paginated: false },
 ];
+
+/** Every value of `ProblemCode` the document lists. */
+export const knownProblemCodes = ["invalid_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "in_use", "request_in_flight", "payload_too_large", "uri_too_long", "unsupported_media_type", "idempotency_key_reused", "cannot_follow_self", "image_too_large", "unknown_plan", "invalid_date_range", "header_fields_too_large", "throttled", "quota_exceeded", "login_throttled", "internal", "unavailable"] as const;
+
+/** A value of `ProblemCode` the document lists. */
+export type KnownProblemCode = (typeof knownProblemCodes)[number];
+
+/**
+ * A stable, machine-readable error code. `x-extensible-enum` lists the codes the
+ * server uses today; a later version may add codes, so a client must accept any
+ * other value (the SDKs keep it as `Other` / a plain string).
+ */
+export type ProblemCode = KnownProblemCode | (string & {});

@@ -121,7 +121,7 @@ export interface paths {
          *     A wrong email and a wrong password get the same 401, so that the answer does
          *     not reveal which accounts exist.
          */
-        post: operations["create_token"];
+        post: operations["log_in"];
         delete?: never;
         options?: never;
         head?: never;
@@ -570,9 +570,16 @@ export interface components {
          * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
          */
         Id: string;
+        /** @description A unique key (such as a UUID) that makes a retried request safe. */
+        IdempotencyKey: string;
+        /** @description An `If-None-Match` value, one or more entity tags (`"abc"`, `W/"abc"`) or `*`. */
+        EntityTags: string;
+        /** @description A `Cache-Control` value, such as `max-age=0`. */
+        CacheDirectives: string;
+        /** @enum {string} */
+        HealthState: "ok";
         HealthStatus: {
-            /** @enum {string} */
-            status: "ok";
+            status: components["schemas"]["HealthState"];
         };
         /**
          * @description A unique handle of 3 to 30 ASCII letters, digits and underscores.
@@ -614,8 +621,7 @@ export interface components {
             following_count: number;
             /** Format: int64 */
             tweet_count: number;
-            /** @description Where the profile picture is; absent when there is none. */
-            picture_url?: string;
+            picture_url?: components["schemas"]["PictureUrl"];
         };
         /** @description The logged-in user's profile, with the fields only they may see. */
         CurrentUser: {
@@ -631,24 +637,25 @@ export interface components {
             following_count: number;
             /** Format: int64 */
             tweet_count: number;
-            /** @description Where the profile picture is; absent when there is none. */
-            picture_url?: string;
+            picture_url?: components["schemas"]["PictureUrl"];
         };
         Credentials: {
             email: components["schemas"]["Email"];
             password: components["schemas"]["Password"];
         };
         AccessToken: {
-            /** @description An HS256 JWT to send as `Authorization: Bearer <token>`. */
-            access_token: string;
-            /** @enum {string} */
-            token_type: "Bearer";
+            access_token: components["schemas"]["Jwt"];
+            token_type: components["schemas"]["TokenType"];
             /**
              * Format: int64
              * @description Seconds until the token expires.
              */
             expires_in: number;
         };
+        /** @description An HS256 JWT to send as `Authorization: Bearer <token>`. */
+        Jwt: string;
+        /** @enum {string} */
+        TokenType: "Bearer";
         NewTweet: {
             text: components["schemas"]["TweetText"];
         };
@@ -682,11 +689,15 @@ export interface components {
              */
             next_page?: string | null;
         };
+        /** @description Where a profile picture is. */
+        PictureUrl: string;
+        /** @description No NUL character (U+0000). */
+        PlanName: string;
+        /** @description No NUL character (U+0000). */
+        PlanDescription: string;
         UsagePlanInput: {
-            /** @description No NUL character (U+0000). */
-            name: string;
-            /** @description No NUL character (U+0000). */
-            description?: string;
+            name: components["schemas"]["PlanName"];
+            description?: components["schemas"]["PlanDescription"];
             throttle?: components["schemas"]["Throttle"];
             quota?: components["schemas"]["Quota"];
             /**
@@ -715,8 +726,8 @@ export interface components {
         };
         UsagePlan: {
             id: components["schemas"]["Id"];
-            name: string;
-            description?: string;
+            name: components["schemas"]["PlanName"];
+            description?: components["schemas"]["PlanDescription"];
             throttle?: components["schemas"]["Throttle"];
             quota?: components["schemas"]["Quota"];
             /** @description Whether this plan's keys may refresh the response cache. */
@@ -730,26 +741,29 @@ export interface components {
             /** @description The `page_token` of the next page; null on the last page. */
             next_page?: string | null;
         };
+        /** @description No NUL character (U+0000). */
+        KeyName: string;
+        /** @description The first characters of the secret, to recognise a key by. */
+        KeyPrefix: string;
+        /** @description Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits). */
+        ApiKeySecret: string;
         NewApiKey: {
-            /** @description No NUL character (U+0000). */
-            name: string;
+            name: components["schemas"]["KeyName"];
             plan_id: components["schemas"]["Id"];
             /** @description Defaults to true. */
             enabled?: boolean;
         };
         /** @description The fields to change; absent fields stay as they are. */
         ApiKeyUpdate: {
-            /** @description No NUL character (U+0000). */
-            name?: string;
+            name?: components["schemas"]["KeyName"];
             plan_id?: components["schemas"]["Id"];
             enabled?: boolean;
         };
         /** @description An API key, without its secret. */
         ApiKey: {
             id: components["schemas"]["Id"];
-            name: string;
-            /** @description The first characters of the secret, to recognise a key by. */
-            prefix: string;
+            name: components["schemas"]["KeyName"];
+            prefix: components["schemas"]["KeyPrefix"];
             plan_id: components["schemas"]["Id"];
             enabled: boolean;
             /** Format: date-time */
@@ -760,16 +774,15 @@ export interface components {
         /** @description An API key with its secret, which is shown in this response only. */
         CreatedApiKey: {
             id: components["schemas"]["Id"];
-            name: string;
-            prefix: string;
+            name: components["schemas"]["KeyName"];
+            prefix: components["schemas"]["KeyPrefix"];
             plan_id: components["schemas"]["Id"];
             enabled: boolean;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
             last_used_at?: string | null;
-            /** @description Send it as `x-api-key`. `mk_` and 43 base62 characters (256 bits). */
-            secret: string;
+            secret: components["schemas"]["ApiKeySecret"];
         };
         /** @description A page of API keys, newest first. */
         ApiKeyPage: {
@@ -810,8 +823,7 @@ export interface components {
             };
         };
         Picture: {
-            /** @description Where to get it. */
-            url: string;
+            url: components["schemas"]["PictureUrl"];
             /** @enum {string} */
             content_type: "image/png" | "image/jpeg" | "image/webp" | "image/gif";
             /** Format: int32 */
@@ -839,13 +851,18 @@ export interface components {
             detail?: string;
             /** @description A URI reference that identifies this occurrence. */
             instance?: string;
-            /** @description A stable, machine-readable error code. */
-            code: string;
+            code: components["schemas"]["ProblemCode"];
             /** @description The id of the request, as in the `X-Request-Id` header. */
             request_id: string;
             /** @description Every violation found in the request. */
             errors?: components["schemas"]["Violation"][];
         };
+        /**
+         * @description A stable, machine-readable error code. `x-extensible-enum` lists the codes the
+         *     server uses today; a later version may add codes, so a client must accept any
+         *     other value (the SDKs keep it as `Other` / a plain string).
+         */
+        ProblemCode: string;
         /** @description One way in which a request breaks this document. */
         Violation: {
             /**
@@ -1109,12 +1126,12 @@ export interface components {
          *     has `allow_cache_refresh`; for other keys it is ignored (not refused) and a cached
          *     copy may still answer, as with API Gateway's "require authorization" setting.
          */
-        CacheControl: string;
+        CacheControl: components["schemas"]["CacheDirectives"];
         /**
          * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
          *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
          */
-        IfNoneMatch: string;
+        IfNoneMatch: components["schemas"]["EntityTags"];
         /**
          * @description A user's id.
          * @example 01936c4e-7a9b-7cc3-a2d5-4f0e8c1b2a3d
@@ -1376,7 +1393,7 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
-    create_token: {
+    log_in: {
         parameters: {
             query?: never;
             header?: never;
@@ -1663,7 +1680,7 @@ export interface operations {
                  * @description A unique key (such as a UUID) for this request, kept for 24 hours.
                  * @example 4b6f1c2e-2d1b-4b47-9a53-6a1f6c1d2e3f
                  */
-                "Idempotency-Key"?: string;
+                "Idempotency-Key"?: components["schemas"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -2016,6 +2033,7 @@ export interface operations {
                      *         "limit": 10000,
                      *         "period": "DAY"
                      *       },
+                     *       "allow_cache_refresh": false,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2070,6 +2088,7 @@ export interface operations {
                      *         "limit": 10000,
                      *         "period": "DAY"
                      *       },
+                     *       "allow_cache_refresh": false,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2130,6 +2149,7 @@ export interface operations {
                      *         "limit": 10000,
                      *         "period": "DAY"
                      *       },
+                     *       "allow_cache_refresh": false,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2498,6 +2518,7 @@ export interface operations {
                      *           "limit": 10000,
                      *           "period": "DAY"
                      *         },
+                     *         "allow_cache_refresh": false,
                      *         "created_at": "2026-11-21T12:00:00Z"
                      *       },
                      *       "period_start": "2026-11-21T00:00:00Z",
@@ -2635,8 +2656,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The `ETag` of the copy you have. */
-                "If-None-Match"?: string;
+                /**
+                 * @description The `ETag` of the copy you have: when it is still current the answer is a 304 with
+                 *     no body (RFC 9110 §13.1.2; weak comparison, `*` matches any).
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
             };
             path: {
                 /**

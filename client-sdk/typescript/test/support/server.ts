@@ -18,7 +18,10 @@ export interface RunningServer {
 export async function planKey(
   baseUrl: string,
   adminToken: string,
-  limits: { throttle?: { rate_limit: number; burst_limit: number } } = {},
+  limits: {
+    throttle?: { rate_limit: number; burst_limit: number };
+    quota?: { limit: number; period: "DAY" | "WEEK" | "MONTH" };
+  } = {},
 ): Promise<string> {
   const admin = { authorization: `Bearer ${adminToken}`, "content-type": "application/json" };
   const plan = await fetch(`${baseUrl}/admin/v1/usage-plans`, {

@@ -1,23 +1,28 @@
-//! Persistence: one repository interface, one module per database.
+//! Persistence: one repository interface, written once for SQLite and PostgreSQL.
 //!
 //! The interface is a handful of traits, one per area ([`UserStore`], [`FollowStore`],
-//! [`TweetStore`], [`GatewayStore`], [`ImportStore`]), gathered by [`Store`]; the rest of
-//! the server holds an `Arc<dyn Store>` ([`SharedStore`]) and never sees SQL. Traits per
-//! area rather than one big one so that each backend's SQL for an area sits in one file,
-//! beside the function that runs it (`sqlite/users.rs`, `postgres/users.rs`, ...), and a
-//! caller imports only the area it uses. A trait object rather than a generic parameter
-//! so that handlers, the gateway and the tests stay free of type parameters; the cost is
-//! one boxed future per query, which is nothing beside the query.
+//! [`TweetStore`], [`PlanStore`], [`KeyStore`], [`UsageStore`], [`OutboxStore`]),
+//! gathered by [`Store`]; the rest of the server holds an `Arc<dyn Store>`
+//! ([`SharedStore`]) and never sees SQL. Traits per area, split by what they store, so
+//! that a caller imports only the area it uses. A trait object rather than a generic
+//! parameter so that handlers, the gateway and the tests stay free of type parameters;
+//! the cost is one boxed future per query, which is nothing beside the query. The bulk
+//! loading of the benchmark data generator ([`ImportStore`]) is not part of [`Store`]:
+//! the API never loads in bulk, and the generator opens a [`BulkStore`] of its own.
 //!
-//! Each backend writes its own dialect (no `sqlx::Any`, no SQL rewriting), has its own
-//! migrations (`migrations/sqlite`, `migrations/postgres`) and sorts its own driver
-//! errors into [`StoreError`]: a taken unique value ([`StoreError::Conflict`]), a
-//! database that is not answering ([`StoreError::Unavailable`], a 503), or a bug.
+//! One implementation serves both databases ([`sql`]): the queries are written once,
+//! generic over the backend, with only the statements whose dialects differ spelled per
+//! backend beside them. What is left per backend is opening and migrating the database
+//! (`migrations/sqlite`, `migrations/postgres`) and the bulk import:
 //!
 //! - [`sqlite`]: the embedded default, one file in the data directory.
 //! - [`postgres`]: for several instances behind a load balancer.
+//!
+//! Driver errors are sorted into [`StoreError`] in one place ([`error`]).
 
+mod error;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -32,8 +37,9 @@ use uuid::Uuid;
 // The records every backend returns are the domain's (`crate::domain::records`); the store
 // speaks them, so they are named here too.
 pub use crate::domain::records::*;
+pub use error::StoreError;
 
-use crate::domain::events::Event;
+use crate::domain::events::{Event, Written};
 
 /// The store every request shares.
 pub type SharedStore = Arc<dyn Store>;
@@ -44,8 +50,9 @@ pub trait Store:
     UserStore
     + FollowStore
     + TweetStore
-    + GatewayStore
-    + ImportStore
+    + PlanStore
+    + KeyStore
+    + UsageStore
     + OutboxStore
     + Send
     + Sync
@@ -93,7 +100,7 @@ pub trait UserStore {
     /// counters) and their Idempotency-Key records, in one transaction that also adds the
     /// events of the deletion to the outbox ([`Event::of_deleted_user`]). `None` when
     /// there is no such user. The picture object is the caller's to delete, after.
-    async fn delete_user(&self, id: Uuid) -> Result<Option<DeletedUser>, StoreError>;
+    async fn delete_user(&self, id: Uuid) -> Result<Written<Option<DeletedUser>>, StoreError>;
 }
 
 /// Follow edges, and the follower/following counters they keep exact.
@@ -101,9 +108,17 @@ pub trait UserStore {
 pub trait FollowStore {
     /// Makes `follower` follow `followee`. Idempotent; counters move only on a change,
     /// in the same transaction as the edge.
-    async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError>;
+    async fn follow(
+        &self,
+        follower: Uuid,
+        followee: Uuid,
+    ) -> Result<Written<EdgeChange>, StoreError>;
     /// Makes `follower` stop following `followee`. Idempotent.
-    async fn unfollow(&self, follower: Uuid, followee: Uuid) -> Result<EdgeChange, StoreError>;
+    async fn unfollow(
+        &self,
+        follower: Uuid,
+        followee: Uuid,
+    ) -> Result<Written<EdgeChange>, StoreError>;
     /// The users who follow `user`, most recent follow first, after the edge `before`.
     async fn followers(
         &self,
@@ -140,12 +155,16 @@ pub trait TweetStore {
         &self,
         tweet: &TweetRecord,
         replay: Option<StoredResponse<'_>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Written<()>, StoreError>;
     async fn tweet(&self, id: Uuid) -> Result<Option<TweetRecord>, StoreError>;
     /// Those of the tweets `ids` that exist, in no particular order.
     async fn tweets_by_ids(&self, ids: &[Uuid]) -> Result<Vec<TweetRecord>, StoreError>;
     /// Deletes a tweet if `author_id` wrote it, and forgets its idempotency key.
-    async fn delete_tweet(&self, id: Uuid, author_id: Uuid) -> Result<Deletion, StoreError>;
+    async fn delete_tweet(
+        &self,
+        id: Uuid,
+        author_id: Uuid,
+    ) -> Result<Written<Deletion>, StoreError>;
     /// A user's tweets, newest first, older than the tweet `before`.
     async fn tweets_by(
         &self,
@@ -172,9 +191,9 @@ pub trait TweetStore {
     async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError>;
 }
 
-/// Usage plans, API keys and usage counts, for the operator API and the gateway.
+/// Usage plans, for the operator API and the gateway.
 #[async_trait]
-pub trait GatewayStore {
+pub trait PlanStore {
     async fn create_plan(&self, settings: PlanSettings) -> Result<PlanRecord, StoreError>;
     async fn plan(&self, id: Uuid) -> Result<Option<PlanRecord>, StoreError>;
     /// Plans, newest first, older than the plan `before`.
@@ -193,7 +212,11 @@ pub trait GatewayStore {
     async fn delete_plan(&self, id: Uuid) -> Result<PlanDeletion, StoreError>;
     /// Whether any plan exists (a fresh database gets a default plan in development).
     async fn has_plans(&self) -> Result<bool, StoreError>;
+}
 
+/// API keys, for the operator API and the gateway's lookup of a request's key.
+#[async_trait]
+pub trait KeyStore {
     /// Creates a key in `plan_id`; returns it with its secret, which is stored only hashed.
     async fn create_key(
         &self,
@@ -226,7 +249,11 @@ pub trait GatewayStore {
         &self,
         secret_hash: &str,
     ) -> Result<Option<(KeyRecord, PlanRecord, String)>, StoreError>;
+}
 
+/// Requests admitted per key and UTC day, which quotas and usage reports read.
+#[async_trait]
+pub trait UsageStore {
     /// Requests a key made on UTC days `from..`.
     async fn usage_since(&self, key_id: Uuid, from: NaiveDate) -> Result<u64, StoreError>;
     /// Adds counts of admitted requests, and marks the keys used, in one transaction.
@@ -266,7 +293,7 @@ pub trait OutboxStore {
 }
 
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters
-/// recomputed once at the end. Not used by the API.
+/// recomputed once at the end. Not used by the API, and not part of [`Store`].
 #[async_trait]
 pub trait ImportStore {
     async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError>;
@@ -282,43 +309,6 @@ pub trait ImportStore {
 pub fn outbox_event(event: &Event) -> String {
     // Serialising plain records to JSON cannot fail.
     serde_json::to_string(event).unwrap_or_default()
-}
-
-/// A failed store operation.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A unique constraint refused the write; `field` names the column.
-    #[error("{field} is already taken")]
-    Conflict { field: &'static str },
-    /// The database did not answer (closed pool, timeout, I/O, a restarting server).
-    #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    /// Anything else: a bug or corrupt data.
-    #[error("database error")]
-    Other(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        let unavailable = match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => true,
-            // Each backend knows which of its own codes mean "try again later".
-            sqlx::Error::Database(db) => {
-                sqlite::is_transient(db.as_ref()) || postgres::is_transient(db.as_ref())
-            }
-            _ => false,
-        };
-        if unavailable {
-            Self::Unavailable(error)
-        } else {
-            Self::Other(error)
-        }
-    }
 }
 
 /// Connection pool settings, the same for both backends.
@@ -346,6 +336,11 @@ impl Default for PoolSettings {
 /// The variable that chooses the database; named in every error about it.
 pub const DATABASE_URL_VARIABLE: &str = "MINITTER_DATABASE_URL";
 
+/// A store that also loads in bulk: what the benchmark data generator opens.
+pub trait BulkStore: Store + ImportStore {}
+
+impl<T: Store + ImportStore> BulkStore for T {}
+
 /// Opens and migrates the database `url` names: unset means `minitter.db` in the data
 /// directory, `sqlite://…` another SQLite file, `postgres://…` (or `postgresql://…`) a
 /// PostgreSQL database. A malformed URL or another scheme is an error naming the variable.
@@ -354,19 +349,25 @@ pub async fn open(
     data_dir: &Path,
     settings: &PoolSettings,
 ) -> anyhow::Result<SharedStore> {
+    Ok(open_bulk(url, data_dir, settings).await?)
+}
+
+/// [`open`], with the bulk loading of [`ImportStore`] too (for the benchmark data
+/// generator).
+pub async fn open_bulk(
+    url: Option<&str>,
+    data_dir: &Path,
+    settings: &PoolSettings,
+) -> anyhow::Result<Arc<dyn BulkStore>> {
     let Some(url) = url else {
         return Ok(Arc::new(
-            sqlite::SqliteStore::open_file(&data_dir.join("minitter.db"), settings).await?,
+            sqlite::open_file(&data_dir.join("minitter.db"), settings).await?,
         ));
     };
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
-        Some("sqlite") => Ok(Arc::new(
-            sqlite::SqliteStore::open_url(url, settings).await?,
-        )),
-        Some("postgres" | "postgresql") => {
-            Ok(Arc::new(postgres::PgStore::open(url, settings).await?))
-        }
+        Some("sqlite") => Ok(Arc::new(sqlite::open_url(url, settings).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(postgres::open(url, settings).await?)),
         _ => anyhow::bail!(
             "{DATABASE_URL_VARIABLE} must start with sqlite:// or postgres:// \
              (it is {})",

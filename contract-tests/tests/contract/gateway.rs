@@ -1,0 +1,144 @@
+//! Across tags: the gateway in front of every `/v1` operation answers 403 without a valid
+//! key, and 429 once the key's quota is spent.
+
+use minitter_client::Client;
+
+use crate::helpers::{
+    Context, PASSWORD, PIXEL_PNG, credentials, new_tweet, new_user, refusal, scenarios, status,
+};
+
+scenarios! {
+    no_key: ["* 403"],
+    unknown_key: ["* 403"],
+    spent_quota: ["* 429"],
+}
+
+/// A client with the API key and bearer token given, that sends each request once.
+fn client(ctx: &Context, key: Option<&str>) -> Client {
+    let mut builder = minitter_client::ClientBuilder::new(&ctx.server.base_url)
+        .retry_policy(minitter_client::RetryPolicy::disabled())
+        .bearer_token(&ctx.ada_token);
+    if let Some(key) = key {
+        builder = builder.api_key(key);
+    }
+    builder.build().expect("client")
+}
+
+async fn no_key(ctx: &Context) {
+    every_operation_refuses(ctx, &client(ctx, None), status(403, "forbidden")).await;
+}
+
+async fn unknown_key(ctx: &Context) {
+    let client = client(ctx, Some("mk_not-a-key"));
+    every_operation_refuses(ctx, &client, status(403, "forbidden")).await;
+}
+
+async fn spent_quota(ctx: &Context) {
+    use minitter_server::infra::store::{KeyWrite, NewKey, PlanSettings};
+    let store = &ctx.server.state.store;
+    let settings = PlanSettings {
+        name: "one a day".into(),
+        description: None,
+        throttle: None,
+        quota: Some((1, "DAY".into())),
+        allow_cache_refresh: false,
+    };
+    let plan = store.create_plan(settings).await.expect("plan");
+    let KeyWrite::Done(NewKey { secret, .. }) =
+        store.create_key("spent", plan.id, true).await.expect("key")
+    else {
+        panic!("no key");
+    };
+    let spent = client(ctx, Some(&secret));
+    // The one request of the day.
+    spent
+        .get_health()
+        .send()
+        .await
+        .expect("health is not metered");
+    spent
+        .get_user()
+        .user_id(ctx.ada.id.clone())
+        .send()
+        .await
+        .expect("the one request");
+    every_operation_refuses(ctx, &spent, status(429, "quota_exceeded")).await;
+}
+
+/// Sends every `/v1` operation through `client` and expects each to be refused so.
+async fn every_operation_refuses(ctx: &Context, client: &Client, expected: (u16, String)) {
+    let (ada, bob, tweet) = (ctx.ada.id.clone(), ctx.bob.id.clone(), ctx.ada.id.clone());
+    assert_eq!(
+        refusal(
+            client
+                .sign_up()
+                .body(new_user("gw_user", "gw@example.com"))
+                .send()
+                .await
+        ),
+        expected
+    );
+    assert_eq!(
+        refusal(
+            client
+                .log_in()
+                .body(credentials("ada@example.com", PASSWORD))
+                .send()
+                .await
+        ),
+        expected
+    );
+    assert_eq!(
+        refusal(client.get_user().user_id(ada.clone()).send().await),
+        expected
+    );
+    assert_eq!(refusal(client.get_me().send().await), expected);
+    assert_eq!(
+        refusal(client.follow_user().user_id(bob.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.unfollow_user().user_id(bob.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.list_followers().user_id(ada.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.list_following().user_id(ada.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(
+            client
+                .create_tweet()
+                .body(new_tweet("metered"))
+                .send()
+                .await
+        ),
+        expected
+    );
+    assert_eq!(
+        refusal(client.get_tweet().tweet_id(tweet.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.delete_tweet().tweet_id(tweet.clone()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.list_user_tweets().user_id(ada.clone()).send().await),
+        expected
+    );
+    assert_eq!(refusal(client.get_timeline().send().await), expected);
+    assert_eq!(refusal(client.get_usage().send().await), expected);
+    assert_eq!(
+        refusal(client.put_picture().body(PIXEL_PNG.to_vec()).send().await),
+        expected
+    );
+    assert_eq!(
+        refusal(client.get_picture().user_id(ada).send().await),
+        expected
+    );
+}

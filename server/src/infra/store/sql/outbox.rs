@@ -1,0 +1,124 @@
+//! The outbox: events written in the transaction of the change they announce, read by
+//! each consumer from a position it keeps in `outbox_positions`.
+//!
+//! The one real difference between the backends is the order events become visible in.
+//! SQLite has one writer at a time, so ids commit in order and a position is an id (its
+//! `tx` is always 0). On PostgreSQL concurrent transactions take ids in one order and may
+//! commit in another, so events are read in (transaction, id) order and only from
+//! transactions older than any still running, so that a position never steps past an
+//! event that commits later (see `migrations/postgres/0006_outbox.sql`). Hence one
+//! statement per dialect below, each bound with the same parameters.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Transaction;
+
+use super::rows::OutboxRow;
+use super::{Backend, QueryExt, Sql, SqlStore};
+use crate::domain::events::Event;
+use crate::infra::store::{
+    OutboxEntry, OutboxPosition, OutboxStore, StoreError, now_millis, outbox_event,
+};
+
+/// `$1` the event's JSON, `$2` now (PostgreSQL's rows take the database's clock instead,
+/// and the transaction id, by default).
+const ADD: Sql = Sql {
+    sqlite: "INSERT INTO outbox (event, created_at) VALUES ($1, $2)",
+    postgres: "INSERT INTO outbox (event) VALUES ($1::jsonb)",
+};
+
+/// `$1` consumer, `$2` the most events.
+const AFTER: Sql = Sql {
+    sqlite: "SELECT id, 0 AS tx, event FROM outbox
+             WHERE id > coalesce((SELECT position FROM outbox_positions WHERE consumer = $1), 0)
+             ORDER BY id LIMIT $2",
+    postgres: "WITH position AS (
+                   SELECT coalesce((SELECT tx FROM outbox_positions WHERE consumer = $1),
+                                   '0'::xid8) AS tx,
+                          coalesce((SELECT id FROM outbox_positions WHERE consumer = $1), 0) AS id)
+               SELECT o.id, o.tx::text::bigint AS tx, o.event::text AS event
+               FROM outbox o, position p
+               WHERE (o.tx, o.id) > (p.tx, p.id)
+                 AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
+               ORDER BY o.tx, o.id LIMIT $2",
+};
+
+/// `$1` consumer, `$2` transaction (as text: PostgreSQL's xid8 has no binary sqlx type),
+/// `$3` id. A position only moves forwards.
+const ADVANCE: Sql = Sql {
+    sqlite: "INSERT INTO outbox_positions (consumer, position) VALUES ($1, $3)
+             ON CONFLICT (consumer) DO UPDATE SET position = max(position, excluded.position)",
+    postgres: "INSERT INTO outbox_positions (consumer, tx, id) VALUES ($1, $2::text::xid8, $3)
+               ON CONFLICT (consumer) DO UPDATE SET tx = excluded.tx, id = excluded.id
+               WHERE (outbox_positions.tx, outbox_positions.id) < (excluded.tx, excluded.id)",
+};
+
+/// Each consumer and the time of the oldest event past its position, in reading order.
+const BACKLOG: Sql = Sql {
+    sqlite: "SELECT p.consumer, (SELECT o.created_at FROM outbox o WHERE o.id > p.position
+                                 ORDER BY o.id LIMIT 1) AS oldest
+             FROM outbox_positions p ORDER BY p.consumer",
+    postgres: "SELECT p.consumer, (SELECT o.created_at FROM outbox o
+                                   WHERE (o.tx, o.id) > (p.tx, p.id)
+                                   ORDER BY o.tx, o.id LIMIT 1) AS oldest
+               FROM outbox_positions p ORDER BY p.consumer",
+};
+
+/// Adds `event` to the outbox, in the caller's transaction.
+pub(super) async fn add<DB: Backend>(
+    tx: &mut Transaction<'static, DB>,
+    event: &Event,
+) -> Result<(), sqlx::Error> {
+    sqlx::query::<DB>(DB::pick(&ADD))
+        .arg(outbox_event(event))
+        .arg(now_millis())
+        .execute_on(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl<DB: Backend> OutboxStore for SqlStore<DB> {
+    async fn outbox_after(
+        &self,
+        consumer: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows: Vec<OutboxRow> = Self::dialect(&AFTER)
+            .arg(consumer)
+            .arg(i64::from(limit))
+            .fetch_all_as(&mut *self.conn().await?)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| OutboxEntry {
+                position: OutboxPosition {
+                    tx: row.tx,
+                    id: row.id,
+                },
+                event: row.event,
+            })
+            .collect())
+    }
+
+    async fn advance_outbox(
+        &self,
+        consumer: &str,
+        position: OutboxPosition,
+    ) -> Result<(), StoreError> {
+        let _turn = self.turn().await;
+        Self::dialect(&ADVANCE)
+            .arg(consumer)
+            .arg(position.tx.to_string())
+            .arg(position.id)
+            .execute_on(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+        Ok(Self::dialect(&BACKLOG)
+            .fetch_all_as(&mut *self.conn().await?)
+            .await?)
+    }
+}

@@ -1,0 +1,157 @@
+//! Posting a tweet: the row, its author's counter, its outbox event and its
+//! Idempotency-Key record, in one transaction.
+//!
+//! On SQLite posts share transactions, and so fsyncs: a post waits in a queue while the
+//! writer is busy, and the next transaction takes everything that queued meanwhile (up to
+//! [`GROUP_MAX`]). Under load that turns one `synchronous=FULL` commit per post into one
+//! per group; alone, a post commits at once. Each post is acknowledged only after the
+//! commit that holds it; if a group fails, its posts are retried one transaction each,
+//! so that one bad post cannot fail the others. On PostgreSQL, where many connections
+//! commit in parallel, each post is its own transaction ([`SqlStore::write`]).
+
+use sqlx::Transaction;
+use uuid::Uuid;
+
+use super::{Backend, QueryExt, SqlStore, outbox};
+use crate::domain::events::Event;
+use crate::infra::store::{StoreError, StoredResponse, TweetRecord};
+
+/// A tweet to store, with its event and the response its Idempotency-Key record will
+/// replay.
+pub struct Post {
+    tweet: TweetRecord,
+    /// `tweet.created`, written to the outbox and returned to the caller to publish.
+    pub(super) created: Event,
+    replay: Option<OwnedReplay>,
+}
+
+struct OwnedReplay {
+    user_id: Uuid,
+    key: String,
+    location: String,
+    body: String,
+}
+
+impl Post {
+    pub fn new(tweet: &TweetRecord, replay: Option<StoredResponse<'_>>) -> Self {
+        Self {
+            tweet: tweet.clone(),
+            created: Event::TweetCreated {
+                tweet: tweet.clone(),
+            },
+            replay: replay.map(|r| OwnedReplay {
+                user_id: r.user_id,
+                key: r.key.to_owned(),
+                location: r.location.to_owned(),
+                body: r.body.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A post in the queue, with where to say how its commit went.
+pub(super) type Queued = (Post, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
+
+/// The most posts one transaction takes.
+const GROUP_MAX: usize = 256;
+
+/// The committer: runs until every sender (every clone of the store) is gone.
+pub(super) struct GroupCommit;
+
+impl GroupCommit {
+    pub(super) fn start<DB: Backend>(
+        store: SqlStore<DB>,
+        mut queue: tokio::sync::mpsc::Receiver<Queued>,
+    ) {
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match queue.try_recv() {
+                        Ok(post) => group.push(post),
+                        Err(_) => break,
+                    }
+                }
+                let turn = store.turn().await;
+                let posts: Vec<&Post> = group.iter().map(|(post, _)| post).collect();
+                if store.commit_posts(&posts).await.is_ok() {
+                    drop(turn);
+                    for (_, done) in group {
+                        let _ = done.send(Ok(()));
+                    }
+                    continue;
+                }
+                for (post, done) in group {
+                    let _ = done.send(store.commit_posts(&[&post]).await);
+                }
+                drop(turn);
+            }
+        });
+    }
+}
+
+impl<DB: Backend> SqlStore<DB> {
+    /// Stores `post`: through the group commit where there is one, else in a
+    /// transaction of its own.
+    pub(super) async fn post(&self, post: Post) -> Result<(), StoreError> {
+        let Some(queue) = &self.posts else {
+            let post = &post;
+            return self
+                .write(move |tx| async move { commit(tx, &[post]).await })
+                .await;
+        };
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        let (done, committed) = tokio::sync::oneshot::channel();
+        // The queue is bounded: when it is full, posting waits (backpressure).
+        if queue.send((post, done)).await.is_err() {
+            return Err(closed());
+        }
+        committed.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// One transaction for `posts`, in the committer's turn.
+    async fn commit_posts(&self, posts: &[&Post]) -> Result<(), StoreError> {
+        Ok(commit(self.pool.begin().await?, posts).await?)
+    }
+}
+
+/// Each post's tweet, its author's counter, its event and its idempotency record, then
+/// the commit.
+async fn commit<DB: Backend>(
+    mut tx: Transaction<'static, DB>,
+    posts: &[&Post],
+) -> Result<(), sqlx::Error> {
+    for post in posts {
+        let tweet = &post.tweet;
+        SqlStore::<DB>::query(
+            "INSERT INTO tweets (id, author_id, text, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .arg(tweet.id)
+        .arg(tweet.author_id)
+        .arg(tweet.text.as_str())
+        .arg(tweet.created_at)
+        .execute_on(&mut *tx)
+        .await?;
+        SqlStore::<DB>::query("UPDATE users SET tweet_count = tweet_count + 1 WHERE id = $1")
+            .arg(tweet.author_id)
+            .execute_on(&mut *tx)
+            .await?;
+        outbox::add(&mut tx, &post.created).await?;
+        if let Some(replay) = &post.replay {
+            SqlStore::<DB>::query(
+                "UPDATE idempotency_keys
+                 SET response_status = 201, response_location = $1, response_body = $2,
+                     resource_id = $3
+                 WHERE user_id = $4 AND key = $5",
+            )
+            .arg(replay.location.as_str())
+            .arg(replay.body.as_str())
+            .arg(tweet.id)
+            .arg(replay.user_id)
+            .arg(replay.key.as_str())
+            .execute_on(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
+}

@@ -1,0 +1,229 @@
+//! The rows the queries read, one `#[derive(sqlx::FromRow)]` struct each, which decode
+//! from SQLite and PostgreSQL alike (ids are BLOB or `uuid`, times text or
+//! `timestamptz`: sqlx decodes `Uuid` and `DateTime<Utc>` from either), and their
+//! conversion into the domain's records. The records themselves stay free of sqlx.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::infra::store::{KeyRecord, PictureRecord, PlanRecord, TweetRecord, UserRecord};
+
+/// The columns [`UserRow`] is read from, as `u.<column>` so that joins can use them (a
+/// macro, so that `concat!` builds whole statements at compile time).
+macro_rules! user_columns {
+    () => {
+        "u.id, u.username, u.email, u.display_name, u.password_hash, u.created_at, \
+         u.follower_count, u.following_count, u.tweet_count, u.picture_key, u.picture_type, \
+         u.picture_etag, u.picture_width, u.picture_height, u.picture_size"
+    };
+}
+pub(super) use user_columns;
+
+/// The columns [`PlanRow`] is read from.
+macro_rules! plan_columns {
+    () => {
+        "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, \
+         allow_cache_refresh, created_at"
+    };
+}
+pub(super) use plan_columns;
+
+/// The columns [`KeyRow`] is read from.
+macro_rules! key_columns {
+    () => {
+        "id, name, prefix, plan_id, enabled, created_at, last_used_at"
+    };
+}
+pub(super) use key_columns;
+
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    id: Uuid,
+    username: String,
+    email: String,
+    display_name: String,
+    password_hash: String,
+    created_at: DateTime<Utc>,
+    follower_count: i64,
+    following_count: i64,
+    tweet_count: i64,
+    picture_key: Option<String>,
+    picture_type: Option<String>,
+    picture_etag: Option<String>,
+    picture_width: Option<i64>,
+    picture_height: Option<i64>,
+    picture_size: Option<i64>,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = sqlx::Error;
+
+    fn try_from(row: UserRow) -> Result<Self, sqlx::Error> {
+        // The picture columns are all set or all NULL (the object and what the API says
+        // about it are written together).
+        let picture = match row.picture_key {
+            None => None,
+            Some(key) => Some(PictureRecord {
+                key,
+                content_type: row.picture_type.ok_or_else(|| missing("picture_type"))?,
+                etag: row.picture_etag.ok_or_else(|| missing("picture_etag"))?,
+                width: row.picture_width.ok_or_else(|| missing("picture_width"))?,
+                height: row
+                    .picture_height
+                    .ok_or_else(|| missing("picture_height"))?,
+                size: row.picture_size.ok_or_else(|| missing("picture_size"))?,
+            }),
+        };
+        Ok(UserRecord {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            display_name: row.display_name,
+            password_hash: row.password_hash,
+            created_at: row.created_at,
+            follower_count: row.follower_count,
+            following_count: row.following_count,
+            tweet_count: row.tweet_count,
+            picture,
+        })
+    }
+}
+
+fn missing(column: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: "NULL beside a picture_key".into(),
+    }
+}
+
+/// A user at one end of a follow edge, with the edge's id (the cursor of their lists).
+#[derive(sqlx::FromRow)]
+pub struct EdgeRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub edge: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct TweetRow {
+    id: Uuid,
+    author_id: Uuid,
+    text: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<TweetRow> for TweetRecord {
+    fn from(row: TweetRow) -> Self {
+        TweetRecord {
+            id: row.id,
+            author_id: row.author_id,
+            text: row.text,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct PlanRow {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    throttle_rate: Option<f64>,
+    throttle_burst: Option<i64>,
+    quota_limit: Option<i64>,
+    quota_period: Option<String>,
+    allow_cache_refresh: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<PlanRow> for PlanRecord {
+    fn from(row: PlanRow) -> Self {
+        // The tables' checks keep a throttle's (and a quota's) two columns both set or
+        // both NULL.
+        PlanRecord {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            throttle: row.throttle_rate.zip(row.throttle_burst),
+            quota: row.quota_limit.zip(row.quota_period),
+            allow_cache_refresh: row.allow_cache_refresh,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct KeyRow {
+    id: Uuid,
+    name: String,
+    prefix: String,
+    plan_id: Uuid,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<KeyRow> for KeyRecord {
+    fn from(row: KeyRow) -> Self {
+        KeyRecord {
+            id: row.id,
+            name: row.name,
+            prefix: row.prefix,
+            plan_id: row.plan_id,
+            enabled: row.enabled,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        }
+    }
+}
+
+/// A key joined with its plan, whose clashing columns are renamed `plan_…`, and the
+/// key's stored secret hash.
+#[derive(sqlx::FromRow)]
+pub struct KeyPlanRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    secret_hash: String,
+    plan_name: String,
+    plan_description: Option<String>,
+    throttle_rate: Option<f64>,
+    throttle_burst: Option<i64>,
+    quota_limit: Option<i64>,
+    quota_period: Option<String>,
+    allow_cache_refresh: bool,
+    plan_created_at: DateTime<Utc>,
+}
+
+impl From<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
+    fn from(row: KeyPlanRow) -> Self {
+        let plan = PlanRow {
+            id: row.key.plan_id,
+            name: row.plan_name,
+            description: row.plan_description,
+            throttle_rate: row.throttle_rate,
+            throttle_burst: row.throttle_burst,
+            quota_limit: row.quota_limit,
+            quota_period: row.quota_period,
+            allow_cache_refresh: row.allow_cache_refresh,
+            created_at: row.plan_created_at,
+        };
+        (row.key.into(), plan.into(), row.secret_hash)
+    }
+}
+
+/// An Idempotency-Key record: the request's hash, and the response once there is one.
+#[derive(sqlx::FromRow)]
+pub struct ClaimRow {
+    pub request_hash: String,
+    pub response_status: Option<i32>,
+    pub response_location: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// An outbox event and its position (`tx` is 0 on SQLite, which commits in id order).
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub tx: i64,
+    pub event: String,
+}

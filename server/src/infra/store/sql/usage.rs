@@ -1,0 +1,126 @@
+//! The `usage` table: requests admitted per key and UTC day, which quotas and usage
+//! reports read.
+//!
+//! Usage batches from several instances add to the same `(key, day)` rows, so each batch
+//! locks its rows in one order on PostgreSQL (usage rows by key and day, then keys by id)
+//! and is re-run whole if it loses a race anyway ([`SqlStore::write`]).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::{Backend, QueryExt, Sql, SqlStore, json_list};
+use crate::infra::store::{StoreError, UsageCount, UsageStore, now_millis};
+
+/// Adds a JSON list of `{key_id, day, used}` (one per key and day, in that order) to the
+/// counts. PostgreSQL inserts, and so locks, the rows in key and day order.
+const ADD_USAGE: Sql = Sql {
+    sqlite: "INSERT INTO usage (key_id, day, used)
+             SELECT unhex(value ->> 'key_id', '-'), value ->> 'day', value ->> 'used'
+             FROM json_each($1) WHERE true
+             ON CONFLICT (key_id, day) DO UPDATE SET used = used + excluded.used",
+    postgres: "INSERT INTO usage (key_id, day, used)
+               SELECT key_id, day, used
+               FROM json_to_recordset($1::json) AS batch (key_id uuid, day date, used bigint)
+               ORDER BY key_id, day
+               ON CONFLICT (key_id, day) DO UPDATE SET used = usage.used + excluded.used",
+};
+
+/// Marks the keys of a JSON list used at `$1`. PostgreSQL locks them in id order first,
+/// and never moves last_used_at backwards (a batch from an instance whose clock is
+/// behind, or that committed late; GREATEST ignores the NULL of a key never used). A key
+/// deleted since is simply not there.
+const MARK_USED: Sql = Sql {
+    sqlite: "UPDATE api_keys SET last_used_at = $1
+             WHERE id IN (SELECT unhex(value, '-') FROM json_each($2))",
+    postgres: "WITH locked AS (
+                   SELECT id FROM api_keys
+                   WHERE id = ANY(ARRAY(SELECT json_array_elements_text($2::json)::uuid))
+                   ORDER BY id FOR NO KEY UPDATE)
+               UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $1)
+               FROM locked WHERE api_keys.id = locked.id",
+};
+
+/// One usage count in an [`ADD_USAGE`] batch.
+#[derive(serde::Serialize)]
+struct UsageRow {
+    key_id: Uuid,
+    day: NaiveDate,
+    used: i64,
+}
+
+#[async_trait]
+impl<DB: Backend> UsageStore for SqlStore<DB> {
+    async fn usage_since(&self, key_id: Uuid, from: NaiveDate) -> Result<u64, StoreError> {
+        // SUM(bigint) is numeric in PostgreSQL; the cast brings it back to a bigint.
+        let (used,): (i64,) = Self::query(
+            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM usage
+             WHERE key_id = $1 AND day >= $2",
+        )
+        .arg(key_id)
+        .arg(from)
+        .fetch_one_as(&mut *self.conn().await?)
+        .await?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError> {
+        // One row per (key, day), in key and day order: an upsert must not meet the same
+        // row twice in one statement, and every batch then locks rows in the same order.
+        let mut merged: BTreeMap<(Uuid, NaiveDate), u64> = BTreeMap::new();
+        for count in counts {
+            let used = merged.entry((count.key_id, count.day)).or_default();
+            *used = used.saturating_add(count.used);
+        }
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<UsageRow> = merged
+            .into_iter()
+            .map(|((key_id, day), used)| UsageRow {
+                key_id,
+                day,
+                used: i64::try_from(used).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let mut keys: Vec<Uuid> = rows.iter().map(|row| row.key_id).collect();
+        keys.dedup();
+        let (rows, keys) = (json_list(&rows)?, json_list(&keys)?);
+        let (rows, keys) = (rows.as_str(), keys.as_str());
+        self.write(move |mut tx| async move {
+            Self::dialect(&ADD_USAGE)
+                .arg(rows)
+                .execute_on(&mut *tx)
+                .await?;
+            Self::dialect(&MARK_USED)
+                .arg(now_millis())
+                .arg(keys)
+                .execute_on(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn usage_by_day(
+        &self,
+        key_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+        let rows: Vec<(NaiveDate, i64)> = Self::query(
+            "SELECT day, used FROM usage WHERE key_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
+        )
+        .arg(key_id)
+        .arg(from)
+        .arg(to)
+        .fetch_all_as(&mut *self.conn().await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, used)| (day, u64::try_from(used).unwrap_or(0)))
+            .collect())
+    }
+}
