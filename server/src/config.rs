@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "MINITTER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
 
+    /// How many days outbox events are kept once every consumer has handled them.
+    #[arg(long, env = "MINITTER_OUTBOX_RETENTION_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub outbox_retention_days: u32,
+
     /// Authors with more followers than this are not copied into every follower's home
     /// feed; their tweets are merged in when a follower reads.
     #[arg(long, env = "MINITTER_FEED_FAN_OUT_LIMIT", default_value_t = 1000,

@@ -172,6 +172,10 @@ impl Application {
             Arc::downgrade(&state),
         ));
         tokio::spawn(flush_usage_every_second(Arc::downgrade(&state)));
+        tokio::spawn(crate::services::outbox::prune_periodically(
+            Arc::downgrade(&state.store),
+            chrono::Duration::days(i64::from(config.outbox_retention_days)),
+        ));
         tokio::spawn(ResponseCache::write_versions_every_second(Arc::downgrade(
             &state.response_cache,
         )));

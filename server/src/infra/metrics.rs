@@ -39,6 +39,8 @@ pub const RESPONSE_CACHE: &str = "minitter_response_cache_lookups_total";
 /// How far each outbox consumer is behind, by `consumer`: the age in seconds of the oldest
 /// event it has not handled, 0 when it has handled every one (set on every scrape).
 pub const OUTBOX_LAG: &str = "minitter_outbox_lag_seconds";
+/// Counter: outbox events deleted once every consumer had them and their retention passed.
+pub const OUTBOX_PRUNED: &str = "minitter_outbox_pruned_total";
 
 /// Database connections, by `state`: `in_use` or `idle` (set on every scrape).
 pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
@@ -151,6 +153,11 @@ pub fn outbox_backlog(backlog: &[(String, Option<chrono::DateTime<chrono::Utc>>)
         });
         metrics::gauge!(OUTBOX_LAG, "consumer" => consumer.clone()).set(lag);
     }
+}
+
+/// Counts outbox events pruned.
+pub fn outbox_pruned(events: u64) {
+    metrics::counter!(OUTBOX_PRUNED).increment(events);
 }
 
 /// Records the connection pool's state, just before a scrape renders it.

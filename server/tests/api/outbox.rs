@@ -163,4 +163,66 @@ async fn outbox_lag(app: &TestApp) -> f64 {
     metric_sample(&app.scrape_metrics().await, &name).expect("the consumer's lag")
 }
 
+/// Pruning deletes the events every consumer has handled once they are past the
+/// retention window, and keeps the rest: what a consumer still needs, and what is recent.
+async fn pruning_keeps_what_a_consumer_needs_and_what_is_recent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_up("ada_p", "ada_p@example.com").await;
+    let as_ada = format!("Bearer {}", app.log_in("ada_p@example.com").await);
+    for text in ["one", "two", "three"] {
+        let posted = send(
+            app.http
+                .post(app.url("/v1/tweets"))
+                .json(&json!({"text": text})),
+            &as_ada,
+        )
+        .await;
+        assert_eq!(posted.status(), 201);
+    }
+    assert_eq!(pending(&app, 3).await.len(), 3);
+    let entries = app
+        .store()
+        .outbox_after(CONSUMER, 100)
+        .await
+        .expect("outbox");
+    app.store()
+        .advance_outbox(CONSUMER, entries[1].position)
+        .await
+        .expect("advance");
+    let store = app.store();
+    let prune =
+        |days| minitter_server::services::outbox::prune(store, chrono::Duration::days(days));
+
+    // Within the retention window nothing goes, handled or not.
+    assert_eq!(prune(7).await.expect("prune"), 0);
+    // Past it, what the consumer handled goes; the event it has not handled stays.
+    assert_eq!(prune(0).await.expect("prune"), 2);
+    let left = app
+        .store()
+        .outbox_after(CONSUMER, 100)
+        .await
+        .expect("outbox");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].position, entries[2].position);
+    assert_eq!(
+        prune(0).await.expect("prune"),
+        0,
+        "a consumer still needs it"
+    );
+
+    // Handled, it goes too; a new consumer then finds an empty outbox.
+    app.store()
+        .advance_outbox(CONSUMER, entries[2].position)
+        .await
+        .expect("advance");
+    assert_eq!(prune(0).await.expect("prune"), 1);
+    let fresh = app
+        .store()
+        .outbox_after("a new consumer", 100)
+        .await
+        .expect("outbox");
+    assert!(fresh.is_empty(), "{} events left", fresh.len());
+}
+
 on_every_backend!(changes_and_their_events_commit_together);
+on_every_backend!(pruning_keeps_what_a_consumer_needs_and_what_is_recent);

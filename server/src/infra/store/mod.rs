@@ -290,6 +290,15 @@ pub trait OutboxStore {
     async fn outbox_backlog(
         &self,
     ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError>;
+    /// Deletes, oldest first, up to `batch` of the events written before `cutoff` that
+    /// every consumer has handled; returns how many went. Only the oldest `batch` events
+    /// are looked at, so a call costs the same however large the outbox is: when those
+    /// are still needed, nothing younger can be deleted either.
+    async fn prune_outbox(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters

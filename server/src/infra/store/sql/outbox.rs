@@ -64,6 +64,21 @@ const BACKLOG: Sql = Sql {
                FROM outbox_positions p ORDER BY p.consumer",
 };
 
+/// `$1` the cutoff, `$2` the most events: of the oldest `$2` events (in reading order),
+/// those older than the cutoff that no consumer's position is still before.
+const PRUNE: Sql = Sql {
+    sqlite: "DELETE FROM outbox WHERE id IN (
+                 SELECT o.id FROM (SELECT id, created_at FROM outbox ORDER BY id LIMIT $2) o
+                 WHERE o.created_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM outbox_positions p WHERE p.position < o.id))",
+    postgres: "DELETE FROM outbox WHERE id IN (
+                   SELECT o.id FROM (SELECT id, tx, created_at FROM outbox
+                                     ORDER BY tx, id LIMIT $2) o
+                   WHERE o.created_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM outbox_positions p
+                                     WHERE (p.tx, p.id) < (o.tx, o.id)))",
+};
+
 /// Adds `event` to the outbox, in the caller's transaction.
 pub(super) async fn add<DB: Backend>(
     tx: &mut Transaction<'static, DB>,
@@ -119,6 +134,16 @@ impl<DB: Backend> OutboxStore for SqlStore<DB> {
     async fn outbox_backlog(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
         Ok(Self::dialect(&BACKLOG)
             .fetch_all_as(&mut *self.conn().await?)
+            .await?)
+    }
+
+    async fn prune_outbox(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        // A short write in SQLite's turn (one batch), so writers wait for one batch at most.
+        let _turn = self.turn().await;
+        Ok(Self::dialect(&PRUNE)
+            .arg(cutoff)
+            .arg(i64::from(batch))
+            .execute_on(&mut *self.conn().await?)
             .await?)
     }
 }
