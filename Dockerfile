@@ -28,6 +28,10 @@ COPY . .
 # not part of any layer), so the binary is copied out of the cached target dir in this
 # same step. Stripping symbols at build time (no file edits needed) keeps the image small;
 # --locked builds exactly Cargo.lock.
+# `.git` is not copied (.dockerignore), so the revision in `x-minitter-version` comes from
+# the build argument: `docker build --build-arg MINITTER_GIT_REVISION=$(git rev-parse
+# --short HEAD) .` (without it the image reports `unknown`).
+ARG MINITTER_GIT_REVISION=unknown
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -84,10 +88,11 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/bin/sh", "-c", "exec busybox wget -q -T 2 -O /dev/null \"http://127.0.0.1:${MINITTER_BIND##*:}/healthz\""]
 
-# The server drains in-flight requests on SIGTERM (10 s grace) and is PID 1 itself (exec
-# form, no shell in between), so the signal reaches it. It starts no child processes, so
-# it needs no init to reap zombies. Give `docker stop` more than 10 s (`-t 15`; compose's
-# stop_grace_period) so that the drain is not cut short by SIGKILL.
+# On SIGTERM the server drains (readiness 503, MINITTER_DRAIN_SECONDS=5 of serving, then
+# in-flight requests finish) and exits within MINITTER_SHUTDOWN_TIMEOUT_SECONDS (20); it
+# is PID 1 itself (exec form, no shell in between), so the signal reaches it. It starts no
+# child processes, so it needs no init to reap zombies. Give `docker stop` more than 20 s
+# (`-t 25`; compose's stop_grace_period) so that the stop is not cut short by SIGKILL.
 STOPSIGNAL SIGTERM
 
 # Arguments go to the binary: `docker run … minitter-server admin list-keys`.

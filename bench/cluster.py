@@ -367,7 +367,9 @@ class Cluster:
         port = free_port()
         log_path = self.tmp / f"{name}.log"
         env = dict(os.environ, MINITTER_DATABASE_URL=self.database_url, MINITTER_BIND=f"127.0.0.1:{port}",
-                   MINITTER_DATA_DIR=str(self.data_dir), MINITTER_LOG=os.environ.get("MINITTER_LOG", "warn"), NO_COLOR="1")
+                   MINITTER_DATA_DIR=str(self.data_dir), MINITTER_LOG=os.environ.get("MINITTER_LOG", "warn"), NO_COLOR="1",
+                   # nginx is stopped first, so there is nothing to drain for.
+                   MINITTER_DRAIN_SECONDS="0")
         env.pop("MINITTER_REDIS_URL", None)
         for var in ("MINITTER_JWT_SECRET", "MINITTER_ADMIN_TOKEN", "MINITTER_PRODUCTION"):
             env.pop(var, None)

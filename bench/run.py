@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +172,8 @@ def start_server(target, work, port, database_env, log="warn", stdout=None, **se
     MINITTER_ variables."""
     return subprocess.Popen([target / "minitter-server"], stdout=stdout, env=dict(
         os.environ, MINITTER_DATA_DIR=str(work), MINITTER_BIND=f"127.0.0.1:{port}",
-        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG=log, **settings, **database_env))
+        MINITTER_JWT_SECRET=JWT_SECRET, MINITTER_LOG=log, MINITTER_DRAIN_SECONDS="0",
+        **settings, **database_env))
 
 
 def stop(process):
@@ -221,7 +223,8 @@ def prepare_sqlite(args, target, work):
         shutil.rmtree(cached, ignore_errors=True)
         sh(target / "bench-data", "--data-dir", cached, *data_args(args))
     shutil.copy(cached / "minitter.db", work / "minitter.db")
-    users = [row[0] for row in sqlite3.connect(work / "minitter.db").execute("SELECT id FROM users")]
+    # Ids are 16-byte BLOBs in SQLite (migration 0008).
+    users = [str(uuid.UUID(bytes=row[0])) for row in sqlite3.connect(work / "minitter.db").execute("SELECT id FROM users")]
     return {}, users, lambda: None
 
 

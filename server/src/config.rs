@@ -117,6 +117,22 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub database_statement_timeout_seconds: u32,
 
+    /// After SIGTERM or SIGINT, how many seconds the instance keeps serving, and accepting
+    /// connections, while `/readyz` answers 503, so that load balancers stop sending it
+    /// requests before it stops accepting them. 0 stops accepting at once.
+    #[arg(long, env = "MINITTER_DRAIN_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub drain_seconds: u32,
+
+    /// The longest a stop may take, from the first SIGTERM or SIGINT to the exit: the drain
+    /// period, then the requests still in flight, then writing the usage counts (requests
+    /// still running 2 s before the end are cut, to leave that time for the counts). Must
+    /// exceed `MINITTER_DRAIN_SECONDS`. When it is reached, or a second signal comes, the
+    /// process exits at once with status 1.
+    #[arg(long, env = "MINITTER_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub shutdown_timeout_seconds: u32,
+
     /// The secret (at least 32 bytes) that signs bearer tokens. Unset in development: a
     /// random one is made and kept in the data directory. Required with --production.
     #[arg(long, env = "MINITTER_JWT_SECRET", hide_env_values = true)]
@@ -167,6 +183,18 @@ pub struct Config {
     /// Answer picture downloads with a 307 to a short-lived presigned S3 URL.
     #[arg(long, env = "MINITTER_S3_PRESIGN")]
     pub s3_presign: bool,
+
+    /// Consecutive failed or timed-out S3 calls after which the picture store's circuit
+    /// breaker opens: picture operations then get 503 at once, without calling S3.
+    #[arg(long, env = "MINITTER_S3_BREAKER_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub s3_breaker_failures: u32,
+
+    /// Seconds an open circuit breaker waits before it lets one probe call through to S3;
+    /// the probe's success closes it, its failure opens it for another cool-down.
+    #[arg(long, env = "MINITTER_S3_BREAKER_COOL_DOWN_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub s3_breaker_cool_down_seconds: u32,
 
     /// Refuse to start with development defaults (such as a generated JWT secret).
     #[arg(long, env = "MINITTER_PRODUCTION")]

@@ -20,6 +20,7 @@ pub mod infra;
 pub mod services;
 pub mod startup;
 pub mod state;
+pub mod stopping;
 
 #[cfg(test)]
 mod layers;

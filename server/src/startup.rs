@@ -2,6 +2,8 @@
 //! through [`Application::build`], and [`app`] assembles every route and middleware.
 //!
 //! Middleware, outermost first (in poem a later `.with()` wraps the earlier ones):
+//! 0. the serving build's version, `x-minitter-version`, on every response
+//!    ([`version::Stamp`]);
 //! 1. `nosniff` and a default content security policy on every response, whatever made
 //!    it ([`security_headers::Harden`]);
 //! 2. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
@@ -18,6 +20,15 @@
 //!
 //! The connections are served by [`serve::serve`] rather than poem's `Server`, so that
 //! hyper's own parse limits sit far above those of step 4 (see there why).
+//!
+//! Stopping ([`Application::run_until_stopped`]): the first SIGTERM or SIGINT turns
+//! `/readyz` to 503 at once while the instance goes on serving and accepting for
+//! `MINITTER_DRAIN_SECONDS`, so that load balancers stop sending it requests; then it stops
+//! accepting, lets the requests in flight finish, writes the usage counts, closes the
+//! database and returns (the binary then writes its last log lines and exits 0). All of
+//! it within `MINITTER_SHUTDOWN_TIMEOUT_SECONDS` of the signal: requests still running
+//! near the end are cut, and if the end is reached anyway, or a second signal comes, it
+//! returns an error at once (exit status 1), without waiting for anything more.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,11 +46,12 @@ use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::http::pagination::PageTokens;
 use crate::http::{
-    compression, docs, error, etag, request_limits, security_headers, serve, telemetry,
+    compression, docs, error, etag, request_limits, security_headers, serve, telemetry, version,
 };
 use crate::infra::blob::BlobStore;
+use crate::infra::blob::breaker::{BreakerSettings, CircuitBreaker};
 use crate::infra::blob::local::LocalDir;
-use crate::infra::blob::s3::{S3, S3Settings};
+use crate::infra::blob::s3::{self, S3, S3Settings};
 use crate::infra::redis::SharedRedis;
 use crate::services::auth::Tokens;
 use crate::services::events::{Events, Subscriber};
@@ -53,12 +65,12 @@ use crate::services::timeline::feed::FeedStore;
 use crate::services::timeline::memory::MemoryFeeds;
 use crate::services::timeline::redis::RedisFeeds;
 use crate::state::AppState;
+use crate::stopping::{Stopping, cut_short, first_signal, stop_signals};
 use crate::{bootstrap, generated};
 use codegen_runtime::Limits;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The shortest secret accepted: 256 bits, the size of the HS256 key.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -68,6 +80,7 @@ pub struct Application {
     port: u16,
     endpoint: BoxEndpoint<'static, Response>,
     state: Arc<AppState>,
+    stopping: Stopping,
 }
 
 impl Application {
@@ -91,6 +104,7 @@ impl Application {
         if config.production && config.benchmark_without_telemetry {
             bail!("--benchmark-without-telemetry cannot be used in production");
         }
+        let stopping = Stopping::from_config(&config)?;
         let secret = configured_secret(
             &config,
             config.jwt_secret.as_ref(),
@@ -167,6 +181,7 @@ impl Application {
             timelines,
             response_cache,
             events,
+            draining: Arc::default(),
         });
         tokio::spawn(crate::handlers::sweep_orphan_pictures_hourly(
             Arc::downgrade(&state),
@@ -201,6 +216,7 @@ impl Application {
             port,
             endpoint,
             state,
+            stopping,
         })
     }
 
@@ -214,29 +230,72 @@ impl Application {
         Arc::clone(&self.state)
     }
 
-    /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
+    /// Serves until SIGTERM or SIGINT (Ctrl-C), then drains and stops as the module's
+    /// documentation says. An error if the stop was cut short (a second signal, or the
+    /// shutdown bound reached).
     pub async fn run_until_stopped(self) -> Result<()> {
-        tracing::info!(port = self.port, "listening");
+        // Before anything is announced: a signal sent once the port is known must find
+        // the handlers in place, not the default action (which kills the process).
+        let signals = stop_signals();
+        let stopping = self.stopping;
+        tracing::info!(port = self.port, version = version::VERSION, "listening");
+        tokio::select! {
+            () = self.serve_until(signals.clone()) => Ok(()),
+            cause = cut_short(signals, stopping.timeout) => {
+                tracing::error!(cause, "stopping at once: the requests in flight are cut and \
+                    the usage counts of the last second may be lost");
+                bail!("stopped at once: {cause}")
+            }
+        }
+    }
+
+    /// Serves until the first stop signal, then drains, finishes and cleans up.
+    async fn serve_until(self, mut signals: watch::Receiver<u32>) {
+        let Self {
+            acceptor,
+            endpoint,
+            state,
+            stopping,
+            ..
+        } = self;
+        let draining = Arc::clone(&state.draining);
+        let shutdown = async move {
+            first_signal(&mut signals).await;
+            draining.start();
+            tracing::info!(
+                drain_seconds = stopping.drain.as_secs(),
+                shutdown_timeout_seconds = stopping.timeout.as_secs(),
+                "stopping: /readyz answers 503, serving on for the drain period; \
+                 a second SIGTERM or Ctrl-C stops at once"
+            );
+            tokio::time::sleep(stopping.drain).await;
+            tracing::info!(
+                "drain period over: accepting no more connections, finishing the requests \
+                 in flight"
+            );
+        };
         serve::serve(
-            self.acceptor,
-            self.endpoint,
-            shutdown_signal(),
-            SHUTDOWN_GRACE,
+            acceptor,
+            endpoint,
+            Arc::clone(&state.draining),
+            shutdown,
+            stopping.grace(),
         )
         .await;
-        if let Err(error) = self.state.gateway.flush().await {
-            tracing::error!(%error, "usage counts could not be written at shutdown");
+        match state.gateway.flush().await {
+            Ok(()) => tracing::info!("usage counts written"),
+            Err(error) => tracing::error!(%error, "usage counts could not be written at shutdown"),
         }
-        self.state.store.close().await;
+        state.store.close().await;
         tracing::info!("stopped");
-        Ok(())
     }
 }
 
-/// The configured picture store: S3 when a bucket is named, else the data directory.
+/// The configured picture store: S3 (behind a circuit breaker) when a bucket is named,
+/// else the data directory (no breaker: it fails at once and has no remote to spare).
 async fn picture_store(config: &Config) -> Arc<dyn BlobStore> {
     match &config.s3_bucket {
-        Some(bucket) => Arc::new(
+        Some(bucket) => Arc::new(CircuitBreaker::new(
             S3::new(S3Settings {
                 bucket: bucket.clone(),
                 endpoint: config.s3_endpoint.clone(),
@@ -251,7 +310,12 @@ async fn picture_store(config: &Config) -> Arc<dyn BlobStore> {
                 presign: config.s3_presign,
             })
             .await,
-        ),
+            BreakerSettings {
+                failures: config.s3_breaker_failures,
+                cool_down: Duration::from_secs(u64::from(config.s3_breaker_cool_down_seconds)),
+                call_timeout: s3::CALL_TIMEOUT,
+            },
+        )),
         None => Arc::new(LocalDir::new(config.data_dir.join("blobs"))),
     }
 }
@@ -283,29 +347,7 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
         .around(error::render_problems)
         .around(move |next, request| telemetry::request_context(next, request, telemetry_enabled))
         .with(security_headers::Harden)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+        .with(version::Stamp)
 }
 
 /// A secret from the configuration, or in development a random one kept in the data

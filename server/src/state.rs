@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::http::pagination::PageTokens;
+use crate::http::serve::Draining;
 use crate::infra::blob::BlobStore;
 use crate::infra::store::SharedStore;
 use crate::services::auth::Tokens;
@@ -43,4 +44,6 @@ pub struct AppState {
     pub response_cache: Arc<ResponseCache>,
     /// Word of committed changes, to this instance's caches and the other instances.
     pub events: Arc<Events>,
+    /// Set once the instance has been told to stop: `/readyz` answers 503 from then on.
+    pub draining: Arc<Draining>,
 }

@@ -1,4 +1,7 @@
-//! `health` tag: liveness and readiness probes.
+//! `health` tag: liveness and readiness probes. Readiness is refused while the database
+//! does not answer, and from the moment the instance is told to stop (SIGTERM or SIGINT,
+//! see [`crate::startup`]): it keeps serving for the drain period, but a load balancer
+//! must stop sending it requests.
 
 use super::Handlers;
 use crate::generated::HealthApi;
@@ -24,15 +27,19 @@ impl HealthApi for Handlers {
 
     async fn get_readiness(&self, request: &poem::Request) -> Result<GetReadinessResponse> {
         let state = &*self.state;
-        let ping = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await;
-        if let Ok(Ok(())) = ping {
-            return Ok(GetReadinessResponse::Ok(HealthStatus {
-                status: HealthState::Ok,
-            }));
-        }
-        tracing::warn!(?ping, "readiness check failed");
+        let detail = if state.draining.is_started() {
+            "This instance is shutting down.".to_owned()
+        } else {
+            let ping = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await;
+            if let Ok(Ok(())) = ping {
+                return Ok(GetReadinessResponse::Ok(HealthStatus {
+                    status: HealthState::Ok,
+                }));
+            }
+            tracing::warn!(?ping, "readiness check failed");
+            "The database is unavailable.".to_owned()
+        };
         let status = StatusCode::SERVICE_UNAVAILABLE;
-        let detail = "The database is unavailable.".to_owned();
         Ok(GetReadinessResponse::ServiceUnavailable {
             body: problem(
                 status,

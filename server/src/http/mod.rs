@@ -1,7 +1,8 @@
 //! HTTP plumbing that knows no service: errors as Problem documents, request ids and
-//! per-request telemetry, compression, ETags, request limits, security headers, page
-//! tokens, the Swagger UI page and the connection loop. Services may use it (they decide
-//! API outcomes such as a 429); it uses only the infrastructure below it.
+//! per-request telemetry, compression, ETags, request limits, security headers, the
+//! serving build's version header, page tokens, the Swagger UI page and the connection
+//! loop. Services may use it (they decide API outcomes such as a 429); it uses only the
+//! infrastructure below it.
 
 pub mod compression;
 pub mod docs;
@@ -13,3 +14,4 @@ pub mod request_limits;
 pub mod security_headers;
 pub mod serve;
 pub mod telemetry;
+pub mod version;

@@ -18,22 +18,35 @@
 //! The rest is as poem does it: HTTP/1.1 and HTTP/2 (prior knowledge) on each connection,
 //! with upgrades (WebSocket); on the shutdown signal, stop accepting, let each connection
 //! finish what it is serving (HTTP/1 keep-alive ends, HTTP/2 sends GOAWAY), and drop the
-//! connections still busy when the grace period ends. Two differences: HTTP/2 keeps
-//! hyper's default of 200 concurrent streams per connection (poem lifts the limit), and a
+//! connections still busy when the grace period ends. Three differences: HTTP/2 keeps
+//! hyper's default of 200 concurrent streams per connection (poem lifts the limit), a
 //! failing `accept` (out of file descriptors, say) is logged and retried after a pause
-//! instead of in a busy loop.
+//! instead of in a busy loop, and while the instance is [`Draining`] (told to stop, still
+//! serving for the drain period before the shutdown signal), every HTTP/1 answer says
+//! `Connection: close`.
+//!
+//! Why `Connection: close` while draining: a client or load balancer that keeps its
+//! connections open would otherwise go on sending on them until the instance stops
+//! accepting, and then one of its requests may cross the instance closing the idle
+//! connection, which fails that request (and a proxy only retries the idempotent ones).
+//! Closed after each answer, its next request opens a new connection, which the balancer
+//! sends to an instance that is ready. HTTP/2 has no such header; its connections get
+//! GOAWAY at the shutdown signal, which tells the client which streams were served.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use poem::endpoint::BoxEndpoint;
+use poem::http::header::CONNECTION;
 use poem::http::uri::Scheme;
+use poem::http::{HeaderValue, StatusCode, Version};
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, Response};
@@ -65,21 +78,41 @@ const _: () = assert!(
             + 32 * (request_limits::MAX_HEADER_FIELDS + 4)
 );
 
+/// Whether the instance has been told to stop: it still serves and accepts, but says so
+/// (`/readyz` reads it, and HTTP/1 answers close their connection). Set once, never
+/// cleared.
+#[derive(Debug, Default)]
+pub struct Draining(AtomicBool);
+
+impl Draining {
+    /// From now on the instance is draining.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::start`] was called.
+    pub fn is_started(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Where the server is in its life; each connection watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Serving,
     /// Finish what is in flight, take nothing new.
-    Draining,
+    Finishing,
     /// The grace period is over: drop the connection.
     Closing,
 }
 
 /// Serves `endpoint` on the connections `acceptor` yields until `shutdown` completes,
-/// then drains them for at most `grace`.
+/// then lets them finish for at most `grace`. Once `draining` is started, HTTP/1 answers
+/// close their connection.
 pub async fn serve<A: Acceptor>(
     mut acceptor: A,
     endpoint: BoxEndpoint<'static, Response>,
+    draining: Arc<Draining>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -98,6 +131,7 @@ pub async fn serve<A: Acceptor>(
                         remote_addr,
                         scheme,
                         endpoint: Arc::clone(&endpoint),
+                        draining: Arc::clone(&draining),
                         builder: Arc::clone(&builder),
                         phase: watcher.clone(),
                     };
@@ -115,10 +149,11 @@ pub async fn serve<A: Acceptor>(
     }
     drop(acceptor);
     drop(watcher);
-    phase.send_replace(Phase::Draining);
+    phase.send_replace(Phase::Finishing);
     if tokio::time::timeout(grace, phase.closed()).await.is_err() {
         tracing::warn!(
-            grace_seconds = grace.as_secs(),
+            grace_seconds = grace.as_secs_f64(),
+            connections = phase.receiver_count(),
             "connections still busy after the grace period are dropped"
         );
         phase.send_replace(Phase::Closing);
@@ -142,6 +177,7 @@ struct Connection {
     remote_addr: RemoteAddr,
     scheme: Scheme,
     endpoint: Arc<BoxEndpoint<'static, Response>>,
+    draining: Arc<Draining>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     phase: watch::Receiver<Phase>,
 }
@@ -158,11 +194,14 @@ impl Connection {
             remote_addr,
             scheme,
             endpoint,
+            draining,
             builder,
             mut phase,
         } = self;
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let endpoint = Arc::clone(&endpoint);
+            let draining = Arc::clone(&draining);
+            let version = request.version();
             let request = poem::Request::from((
                 request,
                 local_addr.clone(),
@@ -170,8 +209,19 @@ impl Connection {
                 scheme.clone(),
             ));
             async move {
-                let response = endpoint.get_response(request).await;
-                Ok::<_, Infallible>(http::Response::from(response))
+                let mut response = http::Response::from(endpoint.get_response(request).await);
+                // Read when the answer is ready: a request that began before the drain
+                // and ends after it closes its connection too. Not an upgrade's answer,
+                // whose `Connection: upgrade` hands the connection over.
+                if draining.is_started()
+                    && version < Version::HTTP_2
+                    && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -184,7 +234,7 @@ impl Connection {
                     let now = changed.map_or(Phase::Closing, |()| *phase.borrow_and_update());
                     match now {
                         Phase::Serving => {}
-                        Phase::Draining => connection.as_mut().graceful_shutdown(),
+                        Phase::Finishing => connection.as_mut().graceful_shutdown(),
                         Phase::Closing => return,
                     }
                 }
@@ -217,6 +267,15 @@ mod tests {
         endpoint: BoxEndpoint<'static, Response>,
         grace: Duration,
     ) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        start_draining_with(endpoint, grace, Arc::default()).await
+    }
+
+    /// Like [`start`], with the draining flag in the test's hands.
+    async fn start_draining_with(
+        endpoint: BoxEndpoint<'static, Response>,
+        grace: Duration,
+        draining: Arc<Draining>,
+    ) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
             .await
@@ -229,7 +288,7 @@ mod tests {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let server = tokio::spawn(serve(acceptor, endpoint, shutdown, grace));
+        let server = tokio::spawn(serve(acceptor, endpoint, draining, shutdown, grace));
         (format!("http://127.0.0.1:{port}/"), stop, server)
     }
 
@@ -304,6 +363,26 @@ mod tests {
             .await
             .expect("the server stops without waiting for idle connections")
             .expect("joined");
+    }
+
+    #[tokio::test]
+    async fn while_draining_http1_answers_close_their_connection_and_new_ones_are_served() {
+        let (endpoint, _arrivals) = slow(Duration::ZERO);
+        let draining = Arc::new(Draining::default());
+        let (url, _stop, _server) =
+            start_draining_with(endpoint, Duration::from_secs(1), Arc::clone(&draining)).await;
+        let client = reqwest::Client::new();
+        let before = client.get(&url).send().await.expect("answered");
+        assert_eq!(before.headers().get("connection"), None, "kept alive");
+
+        draining.start();
+        for _ in 0..2 {
+            // The first goes on the kept-alive connection, the second on a new one.
+            let during = client.get(&url).send().await.expect("still served");
+            assert_eq!(during.status(), 200);
+            assert_eq!(during.headers()["connection"], "close");
+            assert_eq!(during.text().await.expect("body"), "done");
+        }
     }
 
     #[tokio::test]

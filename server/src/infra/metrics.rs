@@ -46,6 +46,13 @@ pub const OUTBOX_PRUNED: &str = "minitter_outbox_pruned_total";
 pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
 /// Failures of the picture store (S3 or the data directory) answered as 503s.
 pub const BLOB_ERRORS: &str = "minitter_blob_errors_total";
+/// The S3 picture store's circuit breaker, by `state` (`closed`, `open`, `half_open`): 1
+/// for the state it is in, 0 for the others.
+pub const BLOB_BREAKER_STATE: &str = "minitter_blob_breaker_state";
+/// Counter: the circuit breaker's transitions, by the state entered (`to`).
+pub const BLOB_BREAKER_TRANSITIONS: &str = "minitter_blob_breaker_transitions_total";
+/// Counter: picture store calls the circuit breaker refused without reaching S3.
+pub const BLOB_BREAKER_REJECTED: &str = "minitter_blob_breaker_rejected_total";
 
 /// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
 /// (argon2) tens of milliseconds, a timeout seconds.
@@ -171,4 +178,20 @@ pub fn pool_usage(usage: crate::infra::store::PoolUsage) {
 pub fn gateway_decision(plan: uuid::Uuid, outcome: &'static str) {
     metrics::counter!(GATEWAY_DECISIONS, "plan" => plan.to_string(), "outcome" => outcome)
         .increment(1);
+}
+
+/// Shows whether the picture store's circuit breaker is in `state` (each state is its own
+/// series, 1 for the current one).
+pub fn blob_breaker_state(state: &'static str, current: bool) {
+    metrics::gauge!(BLOB_BREAKER_STATE, "state" => state).set(if current { 1.0 } else { 0.0 });
+}
+
+/// Counts a transition of the picture store's circuit breaker into `to`.
+pub fn blob_breaker_transition(to: &'static str) {
+    metrics::counter!(BLOB_BREAKER_TRANSITIONS, "to" => to).increment(1);
+}
+
+/// Counts a picture store call the circuit breaker refused.
+pub fn blob_breaker_rejected() {
+    metrics::counter!(BLOB_BREAKER_REJECTED).increment(1);
 }

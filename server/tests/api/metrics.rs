@@ -87,6 +87,9 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::EVENTS_UNANNOUNCED,
         metrics::POOL_CONNECTIONS,
         metrics::BLOB_ERRORS,
+        metrics::BLOB_BREAKER_STATE,
+        metrics::BLOB_BREAKER_TRANSITIONS,
+        metrics::BLOB_BREAKER_REJECTED,
     ];
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -52,6 +52,8 @@ export async function startServer(): Promise<RunningServer> {
       MINITTER_DATA_DIR: dataDir,
       MINITTER_BIND: "127.0.0.1:0",
       MINITTER_LOG: "info",
+      // Stop at once when the tests are done (no load balancer to drain for).
+      MINITTER_DRAIN_SECONDS: "0",
       MINITTER_LOG_JSON: "true",
     },
     // stderr shows the development demo key once; the tests make their own.

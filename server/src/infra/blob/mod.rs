@@ -5,7 +5,11 @@
 //! contain anything a client sent. Every failure is a [`BlobError`], which the API answers
 //! with 503 and `Retry-After`: storage is a dependency, and the caller's earlier picture
 //! is untouched (see `handlers/pictures.rs` for the write-new, switch, delete-old order).
+//!
+//! S3 is wrapped in a circuit breaker ([`breaker::CircuitBreaker`]): after consecutive
+//! failures, picture operations fail at once without reaching S3 until a probe succeeds.
 
+pub mod breaker;
 pub mod local;
 pub mod s3;
 

@@ -16,6 +16,9 @@ use super::{BlobError, BlobStore, Listed};
 const PRESIGNED_FOR: Duration = Duration::from_secs(300);
 /// A request to the store that takes longer than this is a failure (503), not a hang.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// The circuit breaker's limit on a whole write, read or delete, reading the body
+/// included (which [`TIMEOUT`] does not cover): a backstop a little above it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How to reach the bucket.
 #[derive(Debug, Clone)]
