@@ -3,9 +3,10 @@
 use minitter_server::startup::Application;
 use secrecy::SecretString;
 
-use minitter_test_support::{Backend, TestDatabase};
+use minitter_test_support::{Backend, TestDatabase, on_every_backend};
+use sqlx::Connection;
 
-use crate::helpers::test_config;
+use crate::helpers::{TestApp, spawn_app, test_config};
 
 /// The configuration of a server in `dir` on its SQLite default.
 async fn config_in(dir: &std::path::Path) -> minitter_server::config::Config {
@@ -100,5 +101,50 @@ async fn a_malformed_or_unknown_database_url_is_an_error_naming_the_variable() {
             "{url}: {message}"
         );
         assert!(!message.contains("hunter2"), "the password is not repeated");
+    }
+}
+
+on_every_backend!(a_database_a_newer_build_migrated_still_opens);
+
+/// During a rolling or canary release the previous build restarts against a schema the
+/// next one has migrated further: it must start and serve, not refuse the version it does
+/// not know.
+async fn a_database_a_newer_build_migrated_still_opens(backend: Backend) {
+    let app = spawn_app(backend).await;
+    record_a_newer_builds_migration(&app).await;
+    let restarted = app.restart().await;
+    restarted.sign_up("ada_m", "ada_m@example.com").await;
+}
+
+/// A row in sqlx's ledger for a migration this build has never heard of.
+async fn record_a_newer_builds_migration(app: &TestApp) {
+    const INSERT: &str = "INSERT INTO _sqlx_migrations \
+        (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, 0)";
+    let (version, description, checksum) = (99_990_101_i64, "a newer build's", vec![0_u8; 48]);
+    match app.database.url() {
+        Some(url) => {
+            let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query(INSERT)
+                .bind(version)
+                .bind(description)
+                .bind(checksum)
+                .execute(&mut connection)
+                .await
+                .expect("insert");
+        }
+        None => {
+            let file = app.data_dir.join("minitter.db");
+            let url = format!("sqlite://{}", file.display());
+            let mut connection = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            sqlx::query(INSERT)
+                .bind(version)
+                .bind(description)
+                .bind(checksum)
+                .execute(&mut connection)
+                .await
+                .expect("insert");
+        }
     }
 }

@@ -19,6 +19,11 @@
 //! - [`postgres`]: for several instances behind a load balancer.
 //!
 //! Driver errors are sorted into [`StoreError`] in one place ([`error`]).
+//!
+//! Migrations are additive (a new table, a nullable or defaulted column, an index; never a
+//! rename, a drop or a new constraint on old data), so that during a rolling or canary
+//! release the previous build and the next one run against the same schema. Each build
+//! therefore accepts a database that a newer build has migrated further ([`additive`]).
 
 mod error;
 mod postgres;
@@ -40,6 +45,16 @@ pub use crate::domain::records::*;
 pub use error::StoreError;
 
 use crate::domain::events::{Event, Written};
+
+/// This build's migrations, run so that versions applied by a newer build (unknown to
+/// this one) are accepted rather than refused: the previous release keeps running, and
+/// restarting, while the next one is rolled out (see the module docs for the rule that
+/// makes this safe). Migrations this build knows are still checked against their
+/// checksums.
+fn additive(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// The store every request shares.
 pub type SharedStore = Arc<dyn Store>;

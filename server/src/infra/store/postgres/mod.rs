@@ -53,7 +53,7 @@ pub(super) async fn open(url: &str, settings: &PoolSettings) -> anyhow::Result<S
     let mut conn = PgConnection::connect_with(&options)
         .await
         .with_context(connecting)?;
-    sqlx::migrate!("./migrations/postgres")
+    super::additive(sqlx::migrate!("./migrations/postgres"))
         .run(&mut conn)
         .await
         .context("migrating the PostgreSQL database")?;

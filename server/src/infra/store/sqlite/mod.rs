@@ -83,7 +83,7 @@ async fn open_with(
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await?;
-    sqlx::migrate!("./migrations/sqlite")
+    super::additive(sqlx::migrate!("./migrations/sqlite"))
         .run(&pool)
         .await
         .context("migrating the database")?;
