@@ -5,6 +5,10 @@ and one Redis, behind nginx (round-robin), started with one command and torn dow
 Usage:
   python3 bench/cluster.py up                  # start, print the URLs, wait for Ctrl-C
   python3 bench/cluster.py check               # run the multi-instance checks, exit 1 on failure
+  python3 bench/cluster.py check --previous-binary PATH
+                                               # also the rolling-upgrade and canary checks
+                                               # (PATH: bash .ci/previous-release.sh; required
+                                               # with CI=true)
   python3 bench/cluster.py bench --duration 5  # wrk: nginx + 3 instances vs 1 instance,
                                                # and the Redis limiter vs the in-process one
 Common options: --binary PATH (default $CARGO_TARGET_DIR/debug/minitter-server, built if
@@ -18,22 +22,29 @@ What it starts, all in a temp directory that is removed afterwards:
   points at it (`bench` connects to Redis directly, so that the relay is not measured);
 - three minitter-server processes sharing one data directory, so that the development
   JWT secret and admin token are the same on all of them (the first one creates them; the
-  other two start once it is ready);
+  other two start once it is ready), with MINITTER_TRUSTED_PROXIES naming nginx's address;
 - nginx (installed from Debian if missing; never the system service) as a child process
-  with its own config, pid file, logs and temp paths, round-robin over the three, retrying
-  the next upstream on `error timeout` (idempotent requests only, as nginx does by default),
-  `max_fails=1 fail_timeout=2s`, keepalive to the upstreams. Every response carries
-  `X-Minitter-Upstream` (the instance that answered), so the checks can see the spread.
+  with its own pid file, logs and temp paths, running deploy/nginx.conf and deploy/nginx.d/
+  themselves (the same pools, retries and timeouts as production; `render_nginx` replaces
+  only addresses, the port, paths, and adds `X-Minitter-Upstream`, the instance that
+  answered, to every response so that the checks can see the spread).
+With --previous-binary, a second cluster starts on that build for the release checks:
+deploy/canary and deploy/rolling-upgrade run unchanged against it, with commands that
+stop and start this script's processes through a small HTTP control endpoint (`Control`).
 Everything is stopped in `finally`, also on errors and Ctrl-C.
 """
 
 import argparse
+import collections
 import concurrent.futures
 import ctypes
 import datetime
 import http.client
+import http.server
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -47,6 +58,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+DEPLOY = ROOT / "deploy"
+# What the instances trust as proxies: nginx, on the loopback.
+TRUSTED_PROXIES = "127.0.0.1/32,::1/128"
 PASSWORD = "correct horse battery staple"
 
 
@@ -97,14 +111,19 @@ def find_nginx():
     return path
 
 
+try:
+    LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not in the forked child
+except OSError:
+    LIBC = None
+
+
 def die_with_parent():
     """preexec_fn: the child gets SIGKILL if this script dies without cleaning up
-    (PR_SET_PDEATHSIG). Children are only ever started from the main thread, because the
-    signal follows the thread that forked, not the process."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
+    (PR_SET_PDEATHSIG). The signal follows the thread that forked, not the process, so
+    children are only ever started by `Cluster.spawn`, on one thread that lives as long as
+    the cluster."""
+    if LIBC is not None:
+        LIBC.prctl(1, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,8 +288,11 @@ class Relay:
 
 
 class Instance:
-    def __init__(self, name, port, proc, log_path, redis):
-        self.name, self.port, self.proc, self.log_path, self.redis = name, port, proc, log_path, redis
+    def __init__(self, name, port, log_path, redis, binary, pool="stable"):
+        self.name, self.port, self.log_path, self.redis = name, port, log_path, redis
+        self.binary, self.pool = Path(binary), pool
+        self.proc = None
+        self.exits = []  # the exit statuses of its stopped processes (Control's /stop)
 
     @property
     def url(self):
@@ -283,8 +305,16 @@ class Cluster:
     all and drops the database."""
 
     def __init__(self, binary, instances=3, postgres_url="postgres://postgres@127.0.0.1:5432/test",
-                 redis=("127.0.0.1", 6379), relay=True, access_log=False, keep=False):
+                 redis=("127.0.0.1", 6379), relay=True, access_log=False, keep=False, drain=0):
         self.binary = Path(binary)
+        # MINITTER_DRAIN_SECONDS: 0 when nginx is stopped first (nothing to drain for); the
+        # release checks stop instances behind a running nginx, as production does.
+        self.drain = drain
+        # The build Control's /start runs (None: the instance's own): the new release.
+        self.upgrade_binary = None
+        self.launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="launcher")
+        self.control = None
+        self.nginx_bin = None
         self.count = instances
         self.postgres_url = postgres_url
         self.redis = redis
@@ -356,31 +386,44 @@ class Cluster:
             self.wait_ready(inst)
         self.admin_token = (self.data_dir / "admin-token").read_text().strip()
         self.start_nginx()
+        self.control = Control(self)
         log(f"cluster up in {time.monotonic() - started:.1f}s: nginx {self.url}, "
             + ", ".join(i.url for i in self.instances) + f" (database {self.database}, temp {self.tmp})")
 
-    def start_instance(self, redis=True, name=None):
-        """Starts one more minitter-server on the shared database and data directory (from
-        the main thread only); returns it without waiting for readiness."""
+    def spawn(self, *args, **kwargs):
+        """subprocess.Popen on the launcher thread, which lives as long as the cluster (see
+        die_with_parent), whichever thread asks (the main one, or Control's)."""
+        return self.launcher.submit(subprocess.Popen, *args, **kwargs).result()
+
+    def start_instance(self, redis=True, name=None, binary=None, pool="stable"):
+        """Starts one more minitter-server on the shared database and data directory;
+        returns it without waiting for readiness."""
         index = len(self.instances) + 1
         name = name or f"instance-{index}"
-        port = free_port()
-        log_path = self.tmp / f"{name}.log"
-        env = dict(os.environ, MINITTER_DATABASE_URL=self.database_url, MINITTER_BIND=f"127.0.0.1:{port}",
+        inst = Instance(name, free_port(), self.tmp / f"{name}.log", redis, binary or self.binary, pool)
+        self.launch(inst)
+        self.instances.append(inst)
+        return inst
+
+    def launch(self, inst):
+        """Starts inst's process (again, after a stop: same port, log appended)."""
+        env = dict(os.environ, MINITTER_DATABASE_URL=self.database_url, MINITTER_BIND=f"127.0.0.1:{inst.port}",
                    MINITTER_DATA_DIR=str(self.data_dir), MINITTER_LOG=os.environ.get("MINITTER_LOG", "warn"), NO_COLOR="1",
-                   # nginx is stopped first, so there is nothing to drain for.
-                   MINITTER_DRAIN_SECONDS="0")
+                   MINITTER_DRAIN_SECONDS=str(self.drain), MINITTER_TRUSTED_PROXIES=TRUSTED_PROXIES)
         env.pop("MINITTER_REDIS_URL", None)
         for var in ("MINITTER_JWT_SECRET", "MINITTER_ADMIN_TOKEN", "MINITTER_PRODUCTION"):
             env.pop(var, None)
-        if redis:
+        if inst.redis:
             env["MINITTER_REDIS_URL"] = self.redis_url
-        with open(log_path, "wb") as out:
-            proc = subprocess.Popen([str(self.binary)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
-        inst = Instance(name, port, proc, log_path, redis)
-        self.instances.append(inst)
-        return inst
+        with open(inst.log_path, "ab") as out:
+            inst.proc = self.spawn([str(inst.binary)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+
+    def find(self, name):
+        return next(i for i in self.instances if i.name == name)
+
+    def stable(self):
+        return [i for i in self.instances if i.pool == "stable"]
 
     def wait_ready(self, inst, timeout=90):
         deadline = time.monotonic() + timeout
@@ -398,65 +441,70 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"{inst.name} not ready within {timeout}s (last: {last}):\n{tail(inst.log_path)}")
 
+    @property
+    def nginx_prefix(self):
+        return self.tmp / "nginx"
+
+    def nginx_command(self, *args):
+        prefix = self.nginx_prefix
+        return [self.nginx_bin, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log"),
+                *args]
+
+    def render_nginx(self):
+        """deploy/nginx.conf and deploy/nginx.d/ for this cluster, with only what differs
+        replaced: the listen address, the pid, log and temp paths, the upstream addresses,
+        and X-Minitter-Upstream added to the responses (not in production: it names
+        internal addresses). canary.conf is written by deploy/canary itself."""
+        prefix = self.nginx_prefix
+        conf = (DEPLOY / "nginx.conf").read_text()
+
+        def sub(pattern, replacement, count=1):
+            nonlocal conf
+            conf, n = re.subn(pattern, lambda m: replacement.format(*m.groups()), conf, flags=re.M)
+            if n != count:
+                raise RuntimeError(f"deploy/nginx.conf: {n} matches of {pattern!r}, want {count}")
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers need our temp dir (0700)
+        sub(r"^worker_processes auto;$", user + "worker_processes 2;\npid " + str(prefix / "nginx.pid") + ";")
+        sub(r"^error_log \S+ (\w+);$", "error_log " + str(prefix / "error.log") + " {0};")
+        sub(r"^(\s*)access_log /dev/stdout minitter;$",
+            "{0}" + (f"access_log {prefix}/access.log minitter;" if self.access_log else "access_log off;"))
+        sub(r"^http \{$", "http {{\n" + "".join(f"    {kind}_temp_path {prefix}/{kind};\n" for kind in
+                                                 ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
+        sub(r"^(\s*)listen 8080;$", "{0}listen 127.0.0.1:" + str(self.nginx_port) + ";")
+        sub(r"^(\s*)(proxy_pass http://\$minitter_pool;)$", "{0}{1}\n{0}add_header X-Minitter-Upstream $upstream_addr always;")
+        sub(r"^(\s*)(add_header X-Request-Id \$minitter_request_id always;)$",
+            "{0}{1}\n{0}add_header X-Minitter-Upstream $upstream_addr always;", count=2)
+        (prefix / "nginx.conf").write_text(conf)
+        # The stable pool: deploy's server line (its parameters) once per instance.
+        upstreams = (DEPLOY / "nginx.d" / "upstreams.conf").read_text()
+        lines = re.findall(r"^[ \t]*server[ \t]+api\d+:8080\b[^\n]*\n", upstreams, re.M)
+        if not lines:
+            raise RuntimeError("deploy/nginx.d/upstreams.conf: no `server apiN:8080` lines")
+        template = re.sub(r"\s+down(?=[\s;])", "", lines[0])
+        servers = "".join(re.sub(r"api\d+:8080", self.upstream(i), template) for i in self.stable())
+        upstreams = upstreams.replace("".join(lines), servers)
+        if upstreams.count(servers) != 1:
+            raise RuntimeError("deploy/nginx.d/upstreams.conf: the server lines are not one block")
+        (prefix / "nginx.d").mkdir(exist_ok=True)
+        (prefix / "nginx.d" / "upstreams.conf").write_text(upstreams)
+        canary = subprocess.run([sys.executable, str(DEPLOY / "canary"), "--conf-dir", str(prefix / "nginx.d"),
+                                 "--reload", "true", "--settle", "0", "set", "0"], capture_output=True, text=True)
+        if canary.returncode != 0:
+            raise RuntimeError(f"deploy/canary set 0 failed: {canary.stdout}{canary.stderr}")
+
     def start_nginx(self):
-        nginx = find_nginx()
-        prefix = self.tmp / "nginx"
+        self.nginx_bin = find_nginx()
+        prefix = self.nginx_prefix
         for sub in ("", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (prefix / sub).mkdir(exist_ok=True)
         self.nginx_port = free_port()
-        servers = "\n".join(f"    server 127.0.0.1:{i.port} max_fails=1 fail_timeout=2s;" for i in self.instances)
-        access = (f'access_log {prefix}/access.log upstream;' if self.access_log else "access_log off;")
-        user = "user root;" if os.geteuid() == 0 else ""  # workers need our temp dir (0700)
-        conf = f"""
-{user}
-worker_processes 2;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  log_format upstream '$remote_addr "$request" $status $upstream_addr $upstream_status $request_time';
-  {access}
-  client_body_temp_path {prefix}/client_body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  client_max_body_size 6m;
-  upstream minitter {{
-{servers}
-    keepalive 64;
-  }}
-  server {{
-    listen 127.0.0.1:{self.nginx_port};
-    location / {{
-      proxy_pass http://minitter;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      # The next upstream only when one cannot be reached or does not answer, and
-      # (nginx's default) never for a POST/PATCH/DELETE once it was sent: no
-      # `non_idempotent`, so a write is never applied twice.
-      proxy_next_upstream error timeout;
-      proxy_next_upstream_tries 3;
-      proxy_connect_timeout 1s;
-      proxy_read_timeout 30s;
-      proxy_buffering off;
-      add_header X-Minitter-Upstream $upstream_addr always;
-    }}
-  }}
-}}
-"""
-        conf_path = prefix / "nginx.conf"
-        conf_path.write_text(conf)
-        test = subprocess.run([nginx, "-t", "-q", "-c", str(conf_path), "-p", str(prefix), "-e", str(prefix / "error.log")],
-                              capture_output=True, text=True)
+        self.render_nginx()
+        test = subprocess.run(self.nginx_command("-t", "-q"), capture_output=True, text=True)
         if test.returncode != 0:
             raise RuntimeError(f"nginx -t failed: {test.stderr}")
         with open(prefix / "stdout.log", "wb") as out:
-            self.nginx = subprocess.Popen([nginx, "-c", str(conf_path), "-p", str(prefix), "-e", str(prefix / "error.log"),
-                                           "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+            self.nginx = self.spawn(self.nginx_command("-g", "daemon off;"), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.nginx.poll() is not None:
@@ -480,6 +528,8 @@ http {{
     def close(self):
         if self.failed:
             self.dump_logs()
+        if self.control is not None:
+            self.control.close()
         if self.nginx is not None and self.nginx.poll() is None:
             try:
                 os.killpg(self.nginx.pid, signal.SIGTERM)  # its own group: master + workers
@@ -493,15 +543,16 @@ http {{
                 except ProcessLookupError:
                     pass
                 self.nginx.wait()
-        for inst in self.instances:
-            if inst.proc.poll() is None:
-                inst.proc.terminate()
-        for inst in self.instances:
+        running = [inst for inst in self.instances if inst.proc is not None and inst.proc.poll() is None]
+        for inst in running:
+            inst.proc.terminate()
+        for inst in running:
             try:
-                inst.proc.wait(10)
+                inst.proc.wait(self.drain + 10)
             except subprocess.TimeoutExpired:
                 inst.proc.kill()
                 inst.proc.wait()
+        self.launcher.shutdown()
         if self.relay is not None:
             self.relay.close()
         if self.database_created:
@@ -546,6 +597,72 @@ http {{
     def kill(self, inst):
         inst.proc.send_signal(signal.SIGKILL)
         inst.proc.wait()
+
+    def stop(self, inst):
+        """SIGTERM, and the exit status once the instance has drained and exited."""
+        inst.proc.send_signal(signal.SIGTERM)
+        status = inst.proc.wait(self.drain + 30)
+        inst.exits.append(status)
+        return status
+
+    def deploy(self, script, *args):
+        """Runs deploy/<script> against this cluster, with the commands that stop, start and
+        probe its processes and reload its nginx; returns (its output, seconds taken)."""
+        control = f"curl -fsS --max-time 60 -X POST http://127.0.0.1:{self.control.port}"
+        reload = " ".join(shlex.quote(a) for a in self.nginx_command("-t", "-q")) + " && " + \
+            " ".join(shlex.quote(a) for a in self.nginx_command("-s", "reload"))
+        command = [sys.executable, str(DEPLOY / script), "--conf-dir", str(self.nginx_prefix / "nginx.d"),
+                   "--reload", reload, "--stop", f"{control}/stop/{{name}}", "--start", f"{control}/start/{{name}}",
+                   "--ready", "curl -fsS -o /dev/null --max-time 2 http://{address}/readyz", "--ready-timeout", "60",
+                   *args]
+        started = time.monotonic()
+        out = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        took = time.monotonic() - started
+        if out.returncode != 0:
+            raise CheckFailed(f"deploy/{script} {' '.join(args)} failed ({out.returncode}) after {took:.1f}s:\n"
+                              f"{out.stdout}{out.stderr}")
+        return out.stdout, took
+
+
+class Control:
+    """The HTTP endpoint the deploy scripts' --stop and --start commands call (with curl):
+    POST /stop/NAME stops the instance (SIGTERM) and answers once it has exited, 200 if
+    with status 0; POST /start/NAME starts it again on its port, with the cluster's
+    upgrade_binary if set. Loopback only, for the life of the cluster."""
+
+    def __init__(self, cluster):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                action, _, name = self.path.strip("/").partition("/")
+                try:
+                    inst = cluster.find(name)
+                    if action == "stop":
+                        status = cluster.stop(inst)
+                        code, text = (200 if status == 0 else 500), f"{name} exited with {status}\n"
+                    elif action == "start" and inst.proc.poll() is not None:
+                        inst.binary = cluster.upgrade_binary or inst.binary
+                        cluster.launch(inst)
+                        code, text = 200, f"{name} started: {inst.binary}\n"
+                    else:
+                        code, text = 400, f"cannot {action} {name}\n"
+                except Exception as error:  # noqa: BLE001 - the script reports it
+                    code, text = 500, f"{type(error).__name__}: {error}\n"
+                body = text.encode()
+                self.send_response(code)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, name="control", daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -839,9 +956,20 @@ def check_kill(c):
     require(late_ok > 0, f"no post succeeded 2 s or more after the kill; {summary}")
     require(len(gateway_fails) == len(attributed), f"failures not from {victim.name}; {summary}")
     # Every acknowledged tweet is there.
+    listed, duplicates, pages = list_tweets(c, user_id, secret, len(records))
+    lost = [tid for tid in acked if tid not in listed]
+    extra = len(listed - set(acked))
+    require(not lost, f"{len(lost)} acknowledged tweets missing from the listing (e.g. {lost[:3]}); {summary}")
+    require(duplicates == 0, f"{duplicates} tweets listed twice across pages")
+    return (f"{summary}; all {len(acked)} acknowledged tweets listed ({pages} pages, {len(listed)} tweets, "
+            f"{extra} stored without acknowledgement)")
+
+
+def list_tweets(c, user_id, secret, at_most):
+    """Every tweet of the user, paged through nginx: (ids, ids listed twice, pages)."""
     listed, duplicates, pages, page_token = set(), 0, 0, None
     deadline = time.monotonic() + 60
-    max_pages = len(records) // 100 + 20
+    max_pages = at_most // 100 + 20
     while True:
         require(pages < max_pages and time.monotonic() < deadline, f"paging did not end after {pages} pages")
         path = f"/v1/users/{user_id}/tweets?limit=100"
@@ -857,13 +985,7 @@ def check_kill(c):
             listed.add(item["id"])
         page_token = doc.get("next_page")
         if not page_token:
-            break
-    lost = [tid for tid in acked if tid not in listed]
-    extra = len(listed - set(acked))
-    require(not lost, f"{len(lost)} acknowledged tweets missing from the listing (e.g. {lost[:3]}); {summary}")
-    require(duplicates == 0, f"{duplicates} tweets listed twice across pages")
-    return (f"{summary}; all {len(acked)} acknowledged tweets listed ({pages} pages, {len(listed)} tweets, "
-            f"{extra} stored without acknowledgement)")
+            return listed, duplicates, pages
 
 
 def status_counts_raw(records):
@@ -878,6 +1000,234 @@ def urllib_quote(text):
     return quote(text, safe="")
 
 
+# ---------------------------------------------------------------------------------------
+# Release checks (--previous-binary): a second cluster, started on the previous release.
+# deploy/canary and deploy/rolling-upgrade run unchanged (Cluster.deploy), under load.
+
+Rec = collections.namedtuple("Rec", "sent received op status version upstream tweet")
+
+
+class Load:
+    """Client threads sending a mix through nginx, each request on a new connection and
+    with one fresh key of an unlimited plan: 2/5 GET /v1/timeline, 2/5 GET /v1/users/{id},
+    1/5 POST /v1/tweets (as one user). Bounded: stop(), or max_requests, or max_seconds.
+    Every request is a Rec; one whose status is not the expected one (a 5xx, a 429, a
+    connection error...) is a failure."""
+
+    EXPECTED = {"timeline": 200, "user": 200, "post": 201}
+    MIX = ("post", "timeline", "user", "timeline", "user")
+
+    def __init__(self, c, user, threads=6, max_requests=50_000, max_seconds=240):
+        self.c, self.user = c, user
+        self.key_id, self.secret, self.plan_id = c.create_key("load")
+        self.threads, self.max_requests, self.max_seconds = threads, max_requests, max_seconds
+        self.records, self.issued = [], 0
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.workers = []
+
+    def _worker(self, w):
+        auth = {"x-api-key": self.secret, "authorization": f"Bearer {self.user['token']}"}
+        n = w
+        while not self.done.is_set() and time.monotonic() < self.deadline:
+            with self.lock:
+                if self.issued >= self.max_requests:
+                    return
+                self.issued += 1
+            n += 1
+            op = self.MIX[n % len(self.MIX)]
+            sent = time.monotonic()
+            status, version, upstream, tweet = None, "", "", None
+            try:
+                if op == "post":
+                    r = call(self.c.nginx_port, "POST", "/v1/tweets", headers=auth, body={"text": f"load {w} {n}"})
+                    if r.status == 201:
+                        tweet = r.json()["id"]
+                elif op == "timeline":
+                    r = call(self.c.nginx_port, "GET", "/v1/timeline?limit=20", headers=auth)
+                else:
+                    r = call(self.c.nginx_port, "GET", f"/v1/users/{self.user['id']}", headers=auth)
+                status = r.status
+                version = r.headers.get("x-minitter-version", "")
+                upstream = r.headers.get("x-minitter-upstream", "")
+            except Exception as error:  # noqa: BLE001 - a failure to count, whatever it is
+                status = type(error).__name__
+            with self.lock:
+                self.records.append(Rec(sent, time.monotonic(), op, status, version, upstream, tweet))
+
+    def start(self):
+        self.day_start = datetime.datetime.now(datetime.timezone.utc).date()
+        self.started = time.monotonic()
+        self.deadline = self.started + self.max_seconds
+        self.workers = [threading.Thread(target=self._worker, args=(w,), name=f"load-{w}", daemon=True)
+                        for w in range(self.threads)]
+        for t in self.workers:
+            t.start()
+        return self
+
+    def stop(self):
+        self.done.set()
+        for t in self.workers:
+            t.join()
+        self.seconds = time.monotonic() - self.started
+        self.day_end = datetime.datetime.now(datetime.timezone.utc).date()
+        return sorted(self.records, key=lambda r: r.sent)
+
+    def run(self, requests):
+        """Exactly `requests` requests (unless the time bound comes first)."""
+        self.max_requests = requests
+        self.start()
+        for t in self.workers:
+            t.join()
+        return self.stop()
+
+    @classmethod
+    def failures(cls, records):
+        return [r for r in records if r.status != cls.EXPECTED[r.op]]
+
+    def rate(self, records):
+        return f"{len(records)} requests in {self.seconds:.1f}s ({len(records) / self.seconds:.0f}/s)"
+
+
+def release_user(c):
+    """The user the loads act as (made once per cluster, with a key of its own)."""
+    if getattr(c, "release_user", None) is None:
+        _, secret, _ = c.create_key("release-setup")
+        name = f"r{uuid.uuid4().hex[:10]}"
+        r = call(c.nginx_port, "POST", "/v1/users", headers={"x-api-key": secret},
+                 body={"username": name, "email": f"{name}@example.com", "password": PASSWORD}, timeout=30)
+        require(r.status == 201, f"sign-up: {r!r}")
+        user_id = r.json()["id"]
+        r = call(c.nginx_port, "POST", "/v1/auth/token", headers={"x-api-key": secret},
+                 body={"email": f"{name}@example.com", "password": PASSWORD}, timeout=30)
+        require(r.status == 200, f"token: {r!r}")
+        c.release_user = {"id": user_id, "token": r.json()["access_token"], "secret": secret}
+    return c.release_user
+
+
+def version_of(inst):
+    return call(inst.port, "GET", "/healthz").headers.get("x-minitter-version", "")
+
+
+def summary(records):
+    return ", ".join(f"{k}: {v}" for k, v in sorted(collections.Counter(
+        f"{r.op} {r.status}" for r in records).items()))
+
+
+def check_canary(c):
+    user = release_user(c)
+    stable_version = version_of(c.stable()[0])
+    canary = c.start_instance(name="canary-1", binary=c.current_binary, pool="canary")
+    c.wait_ready(canary)
+    canary_version, canary_address = version_of(canary), c.upstream(canary)
+    spec = f"{canary.name}={canary_address}"
+    if canary_version != stable_version:
+        how = "x-minitter-version"
+
+        def is_canary(r):
+            return r.version == canary_version
+    else:  # the same revision on both sides (e.g. HEAD is the previous release): by address
+        how = f"upstream address (both builds say {canary_version})"
+
+        def is_canary(r):
+            return canary_address in r.upstream
+    _, set_took = c.deploy("canary", "--canary", spec, "set", "10")
+
+    load = Load(c, user)
+    records = load.run(2000)
+    fails = Load.failures(records)
+    share = sum(map(is_canary, records)) / max(1, len(records))
+    measured = (f"{load.rate(records)}: {share * 100:.1f} % answered by the canary ({how}), "
+                f"{len(fails)} failed")
+    require(not fails, f"failures at 10 %: {summary(fails)}; {measured}")
+    require(len(records) >= 2000, f"only {measured}")
+    require(0.07 <= share <= 0.13, f"canary share outside 10 % +- 3 %: {measured}")
+
+    load = Load(c, user).start()
+    time.sleep(1.5)
+    _, rollback_took = c.deploy("canary", "--canary", spec, "rollback")
+    time.sleep(1.0)
+    during = load.stop()
+    during_fails = Load.failures(during)
+    rolled = f"{load.rate(during)} during the rollback ({rollback_took:.1f}s), {len(during_fails)} failed"
+    require(not during_fails, f"failures during the rollback: {summary(during_fails)}; {rolled}")
+    require(canary.exits == [0], f"the canary's exit statuses: {canary.exits}")
+
+    after_load = Load(c, user)
+    after = after_load.run(300)
+    after_canary = [r for r in after if is_canary(r) or canary_address in r.upstream]
+    require(not Load.failures(after) and not after_canary,
+            f"after the rollback: {len(after_canary)} of {len(after)} from the canary; {summary(after)}")
+    return (f"canary {canary_version} beside stable {stable_version}; set 10 in {set_took:.1f}s; {measured}; "
+            f"{rolled}, canary exited 0; after: {len(after)} requests, 100 % stable")
+
+
+def wait_usage(c, load, want):
+    """The usage report of the load's key: after the instances' 1 s flush, then until it
+    equals `want` (at most 5 s more)."""
+    time.sleep(2.5)
+    for _ in range(11):
+        doc = c.admin("GET", f"/admin/v1/usage-plans/{load.plan_id}/usage"
+                             f"?start_date={load.day_start}&end_date={load.day_end}")
+        used = sum(entry[0] for entry in doc.get("items", {}).get(load.key_id, []))
+        if used == want:
+            break
+        time.sleep(0.5)
+    return used
+
+
+def check_rolling(c):
+    user = release_user(c)
+    stable = c.stable()
+    previous_version = version_of(stable[0])
+    c.upgrade_binary = c.current_binary
+    load = Load(c, user).start()
+    time.sleep(1.5)
+    upgrade_started = time.monotonic()
+    out, took = c.deploy("rolling-upgrade", *[f"{i.name}={c.upstream(i)}" for i in stable])
+    upgrade_ended = time.monotonic()
+    time.sleep(1.5)
+    records = load.stop()
+    current_version = version_of(stable[0])
+    each = ", ".join(f"{s}s" for s in re.findall(r"\): replaced in ([\d.]+) s", out))
+    fails = Load.failures(records)
+    measured = (f"{load.rate(records)} while deploy/rolling-upgrade replaced {len(stable)} instances in "
+                f"{took:.1f}s ({each}): {len(fails)} failed")
+    require(not fails, f"failures: {summary(fails)}; {measured}")
+    require(all(i.exits and i.exits[-1] == 0 for i in stable),
+            f"exit statuses of the replaced instances: {[i.exits for i in stable]}")
+    require(all(i.binary == c.current_binary and i.proc.poll() is None for i in stable),
+            "not every instance runs the current build")
+    versions = collections.Counter(r.version for r in records)
+    before = [r for r in records if r.received < upgrade_started]
+    after = [r for r in records if r.sent > upgrade_ended]
+    if previous_version != current_version:
+        require(set(versions) <= {previous_version, current_version}, f"versions seen: {dict(versions)}")
+        require(before and all(r.version == previous_version for r in before),
+                f"before the upgrade, not only {previous_version}: {collections.Counter(r.version for r in before)}")
+        require(after and all(r.version == current_version for r in after),
+                f"after the upgrade, not only {current_version}: {collections.Counter(r.version for r in after)}")
+        moved = (f"versions {previous_version} -> {current_version} "
+                 f"({versions[previous_version]} + {versions[current_version]} answers)")
+    else:
+        moved = f"both builds say {current_version}: the version move is not observable"
+    acked = [r.tweet for r in records if r.tweet]
+    listed, duplicates, _ = list_tweets(c, user["id"], user["secret"], 100_000)
+    lost = [t for t in acked if t not in listed]
+    require(not lost, f"{len(lost)} of {len(acked)} acknowledged tweets missing (e.g. {lost[:3]}); {measured}")
+    require(duplicates == 0, f"{duplicates} tweets listed twice")
+    used = wait_usage(c, load, len(records))
+    require(used == len(records), f"usage report {used} != {len(records)} requests made; {measured}")
+    return (f"{measured}; {moved}; {len(acked)} acknowledged posts all readable (0 lost); "
+            f"usage report {used} == {len(records)} requests made")
+
+
+RELEASE_CHECKS = [
+    ("g. canary: 10 % to the current build beside the previous one, rollback under load", check_canary),
+    ("h. rolling upgrade previous -> current under load: no failure, nothing lost, usage exact", check_rolling),
+]
+
+
 CHECKS = [
     ("a. quota exact across instances", check_quota),
     ("b. throttle across instances", check_throttle),
@@ -888,12 +1238,12 @@ CHECKS = [
 ]
 
 
-def cmd_check(args):
-    started = time.monotonic()
+def run_checks(cluster, checks):
+    """Runs the checks on a new cluster; returns (passed, failed)."""
     passed = failed = 0
     try:
-        with Cluster(args.binary, postgres_url=args.postgres_url, redis=args.redis, keep=args.keep) as c:
-            for name, fn in CHECKS:
+        with cluster as c:
+            for name, fn in checks:
                 t0 = time.monotonic()
                 try:
                     detail = fn(c)
@@ -906,11 +1256,33 @@ def cmd_check(args):
             if failed:
                 c.failed = True  # prints the instances' log tails on the way out
     except KeyboardInterrupt:
-        log("interrupted")
-        failed += 1
+        raise
     except Exception as error:  # noqa: BLE001 - the cluster did not start
         failed += 1
         log(f"FAIL: cluster start — {type(error).__name__}: {error}")
+    return passed, failed
+
+
+def cmd_check(args):
+    started = time.monotonic()
+    passed = failed = 0
+    try:
+        passed, failed = run_checks(
+            Cluster(args.binary, postgres_url=args.postgres_url, redis=args.redis, keep=args.keep), CHECKS)
+        if args.previous_binary:
+            # The release checks: a cluster started on the previous release, stopped and
+            # started behind a running nginx, so with a drain as in production (shorter).
+            log(f"release checks: previous {args.previous_binary}, current {args.binary}")
+            release = Cluster(args.previous_binary, postgres_url=args.postgres_url, redis=args.redis, relay=False,
+                              keep=args.keep, drain=2)
+            release.current_binary = Path(args.binary)
+            more = run_checks(release, RELEASE_CHECKS)
+            passed, failed = passed + more[0], failed + more[1]
+        else:
+            log("skipped: the rolling-upgrade and canary checks (no --previous-binary)")
+    except KeyboardInterrupt:
+        log("interrupted")
+        failed += 1
     log(f"check took {time.monotonic() - started:.1f}s")
     log(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
@@ -1074,6 +1446,9 @@ def main():
     parser.add_argument("command", choices=["up", "check", "bench"])
     parser.add_argument("--binary", type=Path, help="minitter-server to run (default: the cargo target dir's)")
     parser.add_argument("--release", action="store_true", help="build and use the release binary")
+    parser.add_argument("--previous-binary", type=Path,
+                        help="check: the previous release's minitter-server (bash .ci/previous-release.sh prints "
+                             "it), for the rolling-upgrade and canary checks; required with CI=true")
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/test",
                         help="a database to connect to for CREATE/DROP DATABASE")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="HOST:PORT of the Redis the instances share")
@@ -1086,6 +1461,10 @@ def main():
     args = parser.parse_args()
     host, _, port = args.redis.rpartition(":")
     args.redis = (host or "127.0.0.1", int(port))
+    if args.command == "check" and os.environ.get("CI") == "true" and args.previous_binary is None:
+        parser.error("--previous-binary is required with CI=true (bash .ci/previous-release.sh builds it)")
+    if args.previous_binary is not None and not args.previous_binary.exists():
+        parser.error(f"no such file: {args.previous_binary}")
 
     if args.binary is None:
         args.binary = default_binary(args.release)

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::infra::store::{KeyChanges, KeyWrite, NewKey, PlanSettings};
+use crate::infra::store::{IpPolicy, KeyChanges, KeySettings, KeyWrite, NewKey, PlanSettings};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
@@ -74,6 +74,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 throttle: rate.zip(burst),
                 quota: quota.zip(period),
                 allow_cache_refresh: false,
+                ip_policy: IpPolicy::default(),
             };
             let plan = store.create_plan(settings).await?;
             println!("created plan {} ({})", plan.id, plan.name);
@@ -90,7 +91,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
             }
         }
         AdminCommand::CreateKey { name, plan } => {
-            match store.create_key(&name, plan, true).await? {
+            match store.create_key(KeySettings::new(&name, plan)).await? {
                 KeyWrite::Done(NewKey {
                     record: key,
                     secret,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::infra::store::{KeyWrite, NewKey, PlanSettings, Store};
+use crate::infra::store::{IpPolicy, KeySettings, KeyWrite, NewKey, PlanSettings, Store};
 
 /// Creates the default plan and a demo key on an empty database, and says so on stderr
 /// (once: the secret is not kept anywhere it could be printed again).
@@ -21,12 +21,13 @@ pub async fn first_start(store: &dyn Store, data_dir: &Path) -> Result<()> {
             throttle: Some((10.0, 20)),
             quota: Some((10_000, "DAY".to_owned())),
             allow_cache_refresh: false,
+            ip_policy: IpPolicy::default(),
         })
         .await?;
     let KeyWrite::Done(NewKey {
         record: key,
         secret,
-    }) = store.create_key("demo", plan.id, true).await?
+    }) = store.create_key(KeySettings::new("demo", plan.id)).await?
     else {
         anyhow::bail!("BUG: the plan just created is not there");
     };

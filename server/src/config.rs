@@ -196,6 +196,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub s3_breaker_cool_down_seconds: u32,
 
+    /// The load balancers or reverse proxies in front of this instance: networks or
+    /// addresses, comma-separated (`127.0.0.1,10.0.0.0/8,::1`). A request whose TCP peer is
+    /// one of them is attributed to the client address they forward (`Forwarded`, else
+    /// `X-Forwarded-For`, read from the right past trusted hops), for IP policies, the
+    /// login throttle and the access log; from any other peer those headers are ignored.
+    /// Unset: every request is attributed to its TCP peer.
+    #[arg(long, env = "MINITTER_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<crate::http::client_address::TrustedProxies>,
+
     /// Refuse to start with development defaults (such as a generated JWT secret).
     #[arg(long, env = "MINITTER_PRODUCTION")]
     pub production: bool,

@@ -6,20 +6,22 @@
 //!    ([`version::Stamp`]);
 //! 1. `nosniff` and a default content security policy on every response, whatever made
 //!    it ([`security_headers::Harden`]);
-//! 2. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
-//! 3. errors to Problem documents ([`error::render_problems`]);
-//! 4. the documented limits on the request target and header fields, 414 and 431
+//! 2. the client's address, from the peer or a trusted proxy's forwarding headers
+//!    ([`client_address::Resolve`]);
+//! 3. request id, tracing span, access log, panic catcher ([`telemetry::request_context`]);
+//! 4. errors to Problem documents ([`error::render_problems`]);
+//! 5. the documented limits on the request target and header fields, 414 and 431
 //!    ([`request_limits::Enforce`]), before anything reads the request;
-//! 5. the response cache, which keeps answers as sent ([`response_cache::serve`]);
-//! 6. compression, both ways ([`compression::compression`]);
-//! 7. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
-//! 8. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
-//! 9. routes: the generated API routes, which check each operation's credentials as the
-//!    document's `security` says (the API key through the gateway) and then take a kept
-//!    answer if the response cache offers one, `/openapi.yaml` and `/docs`.
+//! 6. the response cache, which keeps answers as sent ([`response_cache::serve`]);
+//! 7. compression, both ways ([`compression::compression`]);
+//! 8. `ETag` and 304s on the GETs the document declares them for ([`etag::conditional_get`]);
+//! 9. rate-limit headers from the gateway's decision ([`gateway::rate_limit_headers`]);
+//! 10. routes: the generated API routes, which check each operation's credentials as the
+//!     document's `security` says (the API key through the gateway) and then take a kept
+//!     answer if the response cache offers one, `/openapi.yaml` and `/docs`.
 //!
 //! The connections are served by [`serve::serve`] rather than poem's `Server`, so that
-//! hyper's own parse limits sit far above those of step 4 (see there why).
+//! hyper's own parse limits sit far above those of step 5 (see there why).
 //!
 //! Stopping ([`Application::run_until_stopped`]): the first SIGTERM or SIGINT turns
 //! `/readyz` to 503 at once while the instance goes on serving and accepting for
@@ -46,7 +48,8 @@ use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::http::pagination::PageTokens;
 use crate::http::{
-    compression, docs, error, etag, request_limits, security_headers, serve, telemetry, version,
+    client_address, compression, docs, error, etag, request_limits, security_headers, serve,
+    telemetry, version,
 };
 use crate::infra::blob::BlobStore;
 use crate::infra::blob::breaker::{BreakerSettings, CircuitBreaker};
@@ -176,6 +179,7 @@ impl Application {
             hashing: Hashing::per_core(),
             gateway_enabled: !config.benchmark_without_gateway,
             telemetry_enabled: !config.benchmark_without_telemetry,
+            trusted_proxies: config.trusted_proxies.clone().unwrap_or_default(),
             pictures: picture_store(&config).await,
             profiles,
             timelines,
@@ -337,6 +341,7 @@ async fn flush_usage_every_second(state: std::sync::Weak<AppState>) {
 pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Response> {
     let cache = Arc::clone(&state.response_cache);
     let telemetry_enabled = state.telemetry_enabled;
+    let client_address = client_address::Resolve::trusting(&state.trusted_proxies);
     let api = generated::routes(Arc::new(Handlers::new(state)), limits);
     docs::mount(api)
         .around(gateway::rate_limit_headers)
@@ -346,6 +351,7 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
         .with(request_limits::Enforce)
         .around(error::render_problems)
         .around(move |next, request| telemetry::request_context(next, request, telemetry_enabled))
+        .with(client_address)
         .with(security_headers::Harden)
         .with(version::Stamp)
 }

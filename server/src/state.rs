@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::http::client_address::TrustedProxies;
 use crate::http::pagination::PageTokens;
 use crate::http::serve::Draining;
 use crate::infra::blob::BlobStore;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub gateway_enabled: bool,
     /// False only when benchmarking the cost of metrics and the access log.
     pub telemetry_enabled: bool,
+    /// The proxies whose forwarding headers name the client's address.
+    pub trusted_proxies: TrustedProxies,
     /// Failed-login counters (per account and per key).
     pub login: LoginGuard,
     /// Password hashing with bounded concurrency.

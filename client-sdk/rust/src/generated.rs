@@ -26,6 +26,7 @@ pub mod types {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub enabled: bool,
         pub id: Id,
+        pub ip_policy: IpPolicy,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub last_used_at: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
@@ -93,12 +94,16 @@ pub mod types {
             Ok(Self(value.to_string()))
         }
     }
-    ///The fields to change; absent fields stay as they are.
+    /**The fields to change; absent fields stay as they are. An `ip_policy` replaces both
+lists of the key's policy.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct ApiKeyUpdate {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ip_policy: ::std::option::Option<IpPolicy>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<KeyName>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -150,12 +155,57 @@ pub mod types {
             Ok(Self(value.to_string()))
         }
     }
+    /**An IPv4 or IPv6 network in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`), or one
+address (`203.0.113.7`, kept as `203.0.113.7/32`). Host bits are cleared:
+`10.1.2.3/8` is kept as `10.0.0.0/8`.
+*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct Cidr(pub ::std::string::String);
+    impl ::std::ops::Deref for Cidr {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Cidr> for ::std::string::String {
+        fn from(value: Cidr) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for Cidr {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for Cidr {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for Cidr {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
     ///An API key with its secret, which is shown in this response only.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreatedApiKey {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub enabled: bool,
         pub id: Id,
+        pub ip_policy: IpPolicy,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub last_used_at: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
@@ -469,6 +519,27 @@ pub mod types {
             Ok(Self(value.to_string()))
         }
     }
+    /**The client addresses a plan's or a key's requests may come from. A request is
+refused with 403 `ip_not_allowed`, spending no quota, when its address is in
+`deny`, or when `allow` is not empty and the address is in none of its networks.
+A key's policy narrows its plan's: both must admit the address. The address is
+the TCP peer's or, behind a proxy the server trusts (`MINITTER_TRUSTED_PROXIES`),
+the one that proxy forwards. Absent lists are empty; an empty policy admits
+every address.
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct IpPolicy {
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub allow: ::std::vec::Vec<Cidr>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub deny: ::std::vec::Vec<Cidr>,
+    }
+    impl IpPolicy {
+        pub fn builder() -> builder::IpPolicy {
+            Default::default()
+        }
+    }
     ///An HS256 JWT to send as `Authorization: Bearer <token>`.
     #[derive(
         ::serde::Deserialize,
@@ -618,6 +689,8 @@ pub mod types {
         ///Defaults to true.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub enabled: ::std::option::Option<bool>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ip_policy: ::std::option::Option<IpPolicy>,
         pub name: KeyName,
         pub plan_id: Id,
     }
@@ -1134,6 +1207,7 @@ progenitor pages only with a plain string.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<PlanDescription>,
         pub id: Id,
+        pub ip_policy: IpPolicy,
         pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
@@ -1156,6 +1230,8 @@ progenitor pages only with a plain string.
         pub allow_cache_refresh: bool,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<PlanDescription>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ip_policy: ::std::option::Option<IpPolicy>,
         pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
@@ -1436,6 +1512,7 @@ progenitor pages only with a plain string.
             >,
             enabled: ::std::result::Result<bool, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
+            ip_policy: ::std::result::Result<super::IpPolicy, ::std::string::String>,
             last_used_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
@@ -1450,6 +1527,7 @@ progenitor pages only with a plain string.
                     created_at: Err("no value supplied for created_at".to_string()),
                     enabled: Err("no value supplied for enabled".to_string()),
                     id: Err("no value supplied for id".to_string()),
+                    ip_policy: Err("no value supplied for ip_policy".to_string()),
                     last_used_at: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     plan_id: Err("no value supplied for plan_id".to_string()),
@@ -1490,6 +1568,18 @@ progenitor pages only with a plain string.
                 self.id = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::IpPolicy>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
+                    });
                 self
             }
             pub fn last_used_at<T>(mut self, value: T) -> Self
@@ -1552,6 +1642,7 @@ progenitor pages only with a plain string.
                     created_at: value.created_at?,
                     enabled: value.enabled?,
                     id: value.id?,
+                    ip_policy: value.ip_policy?,
                     last_used_at: value.last_used_at?,
                     name: value.name?,
                     plan_id: value.plan_id?,
@@ -1565,6 +1656,7 @@ progenitor pages only with a plain string.
                     created_at: Ok(value.created_at),
                     enabled: Ok(value.enabled),
                     id: Ok(value.id),
+                    ip_policy: Ok(value.ip_policy),
                     last_used_at: Ok(value.last_used_at),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
@@ -1642,6 +1734,10 @@ progenitor pages only with a plain string.
                 ::std::option::Option<bool>,
                 ::std::string::String,
             >,
+            ip_policy: ::std::result::Result<
+                ::std::option::Option<super::IpPolicy>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<
                 ::std::option::Option<super::KeyName>,
                 ::std::string::String,
@@ -1655,6 +1751,7 @@ progenitor pages only with a plain string.
             fn default() -> Self {
                 Self {
                     enabled: Ok(Default::default()),
+                    ip_policy: Ok(Default::default()),
                     name: Ok(Default::default()),
                     plan_id: Ok(Default::default()),
                 }
@@ -1670,6 +1767,18 @@ progenitor pages only with a plain string.
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::IpPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
                     });
                 self
             }
@@ -1705,6 +1814,7 @@ progenitor pages only with a plain string.
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     enabled: value.enabled?,
+                    ip_policy: value.ip_policy?,
                     name: value.name?,
                     plan_id: value.plan_id?,
                 })
@@ -1714,6 +1824,7 @@ progenitor pages only with a plain string.
             fn from(value: super::ApiKeyUpdate) -> Self {
                 Self {
                     enabled: Ok(value.enabled),
+                    ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
                 }
@@ -1727,6 +1838,7 @@ progenitor pages only with a plain string.
             >,
             enabled: ::std::result::Result<bool, ::std::string::String>,
             id: ::std::result::Result<super::Id, ::std::string::String>,
+            ip_policy: ::std::result::Result<super::IpPolicy, ::std::string::String>,
             last_used_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
@@ -1742,6 +1854,7 @@ progenitor pages only with a plain string.
                     created_at: Err("no value supplied for created_at".to_string()),
                     enabled: Err("no value supplied for enabled".to_string()),
                     id: Err("no value supplied for id".to_string()),
+                    ip_policy: Err("no value supplied for ip_policy".to_string()),
                     last_used_at: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     plan_id: Err("no value supplied for plan_id".to_string()),
@@ -1783,6 +1896,18 @@ progenitor pages only with a plain string.
                 self.id = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::IpPolicy>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
+                    });
                 self
             }
             pub fn last_used_at<T>(mut self, value: T) -> Self
@@ -1857,6 +1982,7 @@ progenitor pages only with a plain string.
                     created_at: value.created_at?,
                     enabled: value.enabled?,
                     id: value.id?,
+                    ip_policy: value.ip_policy?,
                     last_used_at: value.last_used_at?,
                     name: value.name?,
                     plan_id: value.plan_id?,
@@ -1871,6 +1997,7 @@ progenitor pages only with a plain string.
                     created_at: Ok(value.created_at),
                     enabled: Ok(value.enabled),
                     id: Ok(value.id),
+                    ip_policy: Ok(value.ip_policy),
                     last_used_at: Ok(value.last_used_at),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
@@ -2161,6 +2288,70 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct IpPolicy {
+            allow: ::std::result::Result<
+                ::std::vec::Vec<super::Cidr>,
+                ::std::string::String,
+            >,
+            deny: ::std::result::Result<
+                ::std::vec::Vec<super::Cidr>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for IpPolicy {
+            fn default() -> Self {
+                Self {
+                    allow: Ok(Default::default()),
+                    deny: Ok(Default::default()),
+                }
+            }
+        }
+        impl IpPolicy {
+            pub fn allow<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Cidr>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.allow = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for allow: {e}")
+                    });
+                self
+            }
+            pub fn deny<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Cidr>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.deny = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for deny: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<IpPolicy> for super::IpPolicy {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: IpPolicy,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    allow: value.allow?,
+                    deny: value.deny?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::IpPolicy> for IpPolicy {
+            fn from(value: super::IpPolicy) -> Self {
+                Self {
+                    allow: Ok(value.allow),
+                    deny: Ok(value.deny),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct KeyUsage {
             key_id: ::std::result::Result<super::Id, ::std::string::String>,
             period_end: ::std::result::Result<
@@ -2297,6 +2488,10 @@ progenitor pages only with a plain string.
                 ::std::option::Option<bool>,
                 ::std::string::String,
             >,
+            ip_policy: ::std::result::Result<
+                ::std::option::Option<super::IpPolicy>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<super::KeyName, ::std::string::String>,
             plan_id: ::std::result::Result<super::Id, ::std::string::String>,
         }
@@ -2304,6 +2499,7 @@ progenitor pages only with a plain string.
             fn default() -> Self {
                 Self {
                     enabled: Ok(Default::default()),
+                    ip_policy: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     plan_id: Err("no value supplied for plan_id".to_string()),
                 }
@@ -2319,6 +2515,18 @@ progenitor pages only with a plain string.
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::IpPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
                     });
                 self
             }
@@ -2354,6 +2562,7 @@ progenitor pages only with a plain string.
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     enabled: value.enabled?,
+                    ip_policy: value.ip_policy?,
                     name: value.name?,
                     plan_id: value.plan_id?,
                 })
@@ -2363,6 +2572,7 @@ progenitor pages only with a plain string.
             fn from(value: super::NewApiKey) -> Self {
                 Self {
                     enabled: Ok(value.enabled),
+                    ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
                 }
@@ -3063,6 +3273,7 @@ progenitor pages only with a plain string.
                 ::std::string::String,
             >,
             id: ::std::result::Result<super::Id, ::std::string::String>,
+            ip_policy: ::std::result::Result<super::IpPolicy, ::std::string::String>,
             name: ::std::result::Result<super::PlanName, ::std::string::String>,
             quota: ::std::result::Result<
                 ::std::option::Option<super::Quota>,
@@ -3082,6 +3293,7 @@ progenitor pages only with a plain string.
                     created_at: Err("no value supplied for created_at".to_string()),
                     description: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
+                    ip_policy: Err("no value supplied for ip_policy".to_string()),
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
                     throttle: Ok(Default::default()),
@@ -3139,6 +3351,18 @@ progenitor pages only with a plain string.
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::IpPolicy>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
+                    });
+                self
+            }
             pub fn name<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<super::PlanName>,
@@ -3186,6 +3410,7 @@ progenitor pages only with a plain string.
                     created_at: value.created_at?,
                     description: value.description?,
                     id: value.id?,
+                    ip_policy: value.ip_policy?,
                     name: value.name?,
                     quota: value.quota?,
                     throttle: value.throttle?,
@@ -3199,6 +3424,7 @@ progenitor pages only with a plain string.
                     created_at: Ok(value.created_at),
                     description: Ok(value.description),
                     id: Ok(value.id),
+                    ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     quota: Ok(value.quota),
                     throttle: Ok(value.throttle),
@@ -3210,6 +3436,10 @@ progenitor pages only with a plain string.
             allow_cache_refresh: ::std::result::Result<bool, ::std::string::String>,
             description: ::std::result::Result<
                 ::std::option::Option<super::PlanDescription>,
+                ::std::string::String,
+            >,
+            ip_policy: ::std::result::Result<
+                ::std::option::Option<super::IpPolicy>,
                 ::std::string::String,
             >,
             name: ::std::result::Result<super::PlanName, ::std::string::String>,
@@ -3227,6 +3457,7 @@ progenitor pages only with a plain string.
                 Self {
                     allow_cache_refresh: Ok(Default::default()),
                     description: Ok(Default::default()),
+                    ip_policy: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
                     throttle: Ok(Default::default()),
@@ -3259,6 +3490,18 @@ progenitor pages only with a plain string.
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn ip_policy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::IpPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_policy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ip_policy: {e}")
                     });
                 self
             }
@@ -3307,6 +3550,7 @@ progenitor pages only with a plain string.
                 Ok(Self {
                     allow_cache_refresh: value.allow_cache_refresh?,
                     description: value.description?,
+                    ip_policy: value.ip_policy?,
                     name: value.name?,
                     quota: value.quota?,
                     throttle: value.throttle?,
@@ -3318,6 +3562,7 @@ progenitor pages only with a plain string.
                 Self {
                     allow_cache_refresh: Ok(value.allow_cache_refresh),
                     description: Ok(value.description),
+                    ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     quota: Ok(value.quota),
                     throttle: Ok(value.throttle),
@@ -3845,6 +4090,11 @@ progenitor pages only with a plain string.
             Self(value.to_owned())
         }
     }
+    impl ::std::convert::From<&str> for Cidr {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
     impl ::std::convert::From<&str> for DisplayName {
         fn from(value: &str) -> Self {
             Self(value.to_owned())
@@ -3927,6 +4177,8 @@ other value (the SDKs keep it as `Other` / a plain string).
         Unauthorized,
         ///`forbidden`
         Forbidden,
+        ///`ip_not_allowed`
+        IpNotAllowed,
         ///`not_found`
         NotFound,
         ///`method_not_allowed`
@@ -3974,6 +4226,7 @@ other value (the SDKs keep it as `Other` / a plain string).
             "invalid_request",
             "unauthorized",
             "forbidden",
+            "ip_not_allowed",
             "not_found",
             "method_not_allowed",
             "conflict",
@@ -4000,6 +4253,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 Self::InvalidRequest => "invalid_request",
                 Self::Unauthorized => "unauthorized",
                 Self::Forbidden => "forbidden",
+                Self::IpNotAllowed => "ip_not_allowed",
                 Self::NotFound => "not_found",
                 Self::MethodNotAllowed => "method_not_allowed",
                 Self::Conflict => "conflict",
@@ -4033,6 +4287,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 "invalid_request" => Self::InvalidRequest,
                 "unauthorized" => Self::Unauthorized,
                 "forbidden" => Self::Forbidden,
+                "ip_not_allowed" => Self::IpNotAllowed,
                 "not_found" => Self::NotFound,
                 "method_not_allowed" => Self::MethodNotAllowed,
                 "conflict" => Self::Conflict,

@@ -77,7 +77,9 @@ impl Validators {
 }
 
 /// How schemas translated from OpenAPI 3.0 are compiled: as draft 4 JSON Schema (boolean
-/// `exclusiveMinimum`), with formats checked as assertions, `uuid` and `date` included.
+/// `exclusiveMinimum`), with formats checked as assertions, `uuid` and `date` included, and
+/// `cidr` as Kubernetes' schemas use it: an IPv4 or IPv6 network in CIDR notation, or one
+/// address (`10.0.0.0/8`, `2001:db8::/32`, `203.0.113.7`).
 pub fn validation_options() -> jsonschema::ValidationOptions<'static> {
     jsonschema::draft4::options()
         .should_validate_formats(true)
@@ -86,6 +88,9 @@ pub fn validation_options() -> jsonschema::ValidationOptions<'static> {
         })
         .with_format("date", |s: &str| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        })
+        .with_format("cidr", |s: &str| {
+            s.parse::<ipnet::IpNet>().is_ok() || s.parse::<std::net::IpAddr>().is_ok()
         })
 }
 

@@ -1702,3 +1702,29 @@ async fn a_document_without_definitions_still_compiles() {
     let result = extract(&mut request, &validators, &NARROW, LIMITS).await;
     assert_eq!(places(&refusal(result)), [(Location::Query, "/limit")]);
 }
+
+#[test]
+fn a_cidr_is_a_network_in_cidr_notation_or_one_address() {
+    let validator = codegen_runtime::validation_options()
+        .build(&json!({"type": "string", "format": "cidr"}))
+        .expect("the schema compiles");
+    for network in [
+        "10.0.0.0/8",
+        "10.1.2.3/8",
+        "203.0.113.7",
+        "2001:db8::/32",
+        "::1",
+    ] {
+        assert!(validator.is_valid(&json!(network)), "{network}");
+    }
+    for other in [
+        "10.0.0.0/33",
+        "2001:db8::/129",
+        "300.1.1.1",
+        "example.com",
+        "",
+        "/8",
+    ] {
+        assert!(!validator.is_valid(&json!(other)), "{other}");
+    }
+}

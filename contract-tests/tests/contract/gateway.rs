@@ -1,15 +1,18 @@
 //! Across tags: the gateway in front of every `/v1` operation answers 403 without a valid
-//! key, and 429 once the key's quota is spent.
+//! key or from an address the key's IP policy refuses, and 429 once the key's quota is
+//! spent.
 
 use minitter_client::Client;
 
 use crate::helpers::{
-    Context, PASSWORD, PIXEL_PNG, credentials, new_tweet, new_user, refusal, scenarios, status,
+    Context, PASSWORD, PIXEL_PNG, credentials, new_key, new_tweet, new_user, refusal, scenarios,
+    status,
 };
 
 scenarios! {
     no_key: ["* 403"],
     unknown_key: ["* 403"],
+    refused_address: ["* 403"],
     spent_quota: ["* 429"],
 }
 
@@ -33,8 +36,30 @@ async fn unknown_key(ctx: &Context) {
     every_operation_refuses(ctx, &client, status(403, "forbidden")).await;
 }
 
+/// A key made through the operator API to be used only from a network the tests are not
+/// in (they call from 127.0.0.1).
+async fn refused_address(ctx: &Context) {
+    let plan = crate::admin::gold_plan(ctx).await;
+    let mut body = new_key("elsewhere", &plan.id);
+    body.ip_policy = Some(minitter_client::types::IpPolicy {
+        allow: vec!["2001:db8::/32".parse().expect("a network")],
+        deny: Vec::new(),
+    });
+    let key = ctx
+        .as_admin
+        .create_api_key()
+        .body(body)
+        .send()
+        .await
+        .expect("create key")
+        .into_inner();
+    assert_eq!(key.ip_policy.allow.len(), 1);
+    let elsewhere = client(ctx, Some(&key.secret));
+    every_operation_refuses(ctx, &elsewhere, status(403, "ip_not_allowed")).await;
+}
+
 async fn spent_quota(ctx: &Context) {
-    use minitter_server::infra::store::{KeyWrite, NewKey, PlanSettings};
+    use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, NewKey, PlanSettings};
     let store = &ctx.server.state.store;
     let settings = PlanSettings {
         name: "one a day".into(),
@@ -42,10 +67,13 @@ async fn spent_quota(ctx: &Context) {
         throttle: None,
         quota: Some((1, "DAY".into())),
         allow_cache_refresh: false,
+        ip_policy: IpPolicy::default(),
     };
     let plan = store.create_plan(settings).await.expect("plan");
-    let KeyWrite::Done(NewKey { secret, .. }) =
-        store.create_key("spent", plan.id, true).await.expect("key")
+    let KeyWrite::Done(NewKey { secret, .. }) = store
+        .create_key(KeySettings::new("spent", plan.id))
+        .await
+        .expect("key")
     else {
         panic!("no key");
     };

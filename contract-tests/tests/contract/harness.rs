@@ -90,18 +90,19 @@ impl TestServer {
 
 /// A key in a plan without throttle or quota, made through the store.
 pub async fn unlimited_key(state: &AppState) -> String {
-    use minitter_server::infra::store::{KeyWrite, PlanSettings};
+    use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings};
     let settings = PlanSettings {
         name: "contract tests".into(),
         description: None,
         throttle: None,
         quota: None,
         allow_cache_refresh: false,
+        ip_policy: IpPolicy::default(),
     };
     let plan = state.store.create_plan(settings).await.expect("plan");
     match state
         .store
-        .create_key("contract tests", plan.id, true)
+        .create_key(KeySettings::new("contract tests", plan.id))
         .await
         .expect("key")
     {

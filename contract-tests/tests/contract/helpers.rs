@@ -154,6 +154,7 @@ pub fn plan_input(name: &str, rate_limit: f64) -> types::UsagePlanInput {
             period: types::QuotaPeriod::Day,
         }),
         allow_cache_refresh: false,
+        ip_policy: None,
     }
 }
 
@@ -162,6 +163,7 @@ pub fn new_key(name: &str, plan_id: &types::Id) -> types::NewApiKey {
         name: name.parse().expect("valid key name"),
         plan_id: plan_id.clone(),
         enabled: None,
+        ip_policy: None,
     }
 }
 

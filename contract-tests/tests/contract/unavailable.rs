@@ -150,6 +150,7 @@ async fn unavailable(ctx: &Context) {
         enabled: Some(true),
         name: None,
         plan_id: None,
+        ip_policy: None,
     };
     assert_eq!(
         refusal(

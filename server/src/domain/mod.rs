@@ -2,4 +2,5 @@
 //! every other layer speaks, so it depends on none of them.
 
 pub mod events;
+pub mod ip_policy;
 pub mod records;

@@ -7,6 +7,8 @@ use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use super::ip_policy::IpPolicy;
+
 /// A user as stored.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -142,6 +144,8 @@ pub struct PlanRecord {
     pub quota: Option<(i64, String)>,
     /// Whether the plan's keys may refresh the response cache (`Cache-Control: max-age=0`).
     pub allow_cache_refresh: bool,
+    /// The client addresses the plan's keys may be used from.
+    pub ip_policy: IpPolicy,
     pub created_at: DateTime<Utc>,
 }
 
@@ -155,6 +159,7 @@ impl PlanRecord {
             throttle: settings.throttle,
             quota: settings.quota,
             allow_cache_refresh: settings.allow_cache_refresh,
+            ip_policy: settings.ip_policy,
             created_at: now_millis(),
         }
     }
@@ -168,6 +173,7 @@ pub struct PlanSettings {
     pub throttle: Option<(f64, i64)>,
     pub quota: Option<(i64, String)>,
     pub allow_cache_refresh: bool,
+    pub ip_policy: IpPolicy,
 }
 
 /// An API key as stored, without its secret.
@@ -178,8 +184,31 @@ pub struct KeyRecord {
     pub prefix: String,
     pub plan_id: Uuid,
     pub enabled: bool,
+    /// The client addresses the key may be used from, within its plan's.
+    pub ip_policy: IpPolicy,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What a key is created with.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub name: String,
+    pub plan_id: Uuid,
+    pub enabled: bool,
+    pub ip_policy: IpPolicy,
+}
+
+impl KeySettings {
+    /// An enabled key in `plan_id`, usable from any address its plan admits.
+    pub fn new(name: &str, plan_id: Uuid) -> Self {
+        Self {
+            name: name.to_owned(),
+            plan_id,
+            enabled: true,
+            ip_policy: IpPolicy::default(),
+        }
+    }
 }
 
 /// A new key and its secret, not yet stored (the store keeps only the secret's hash).
@@ -190,15 +219,16 @@ pub struct NewKey {
 }
 
 impl NewKey {
-    pub fn new(name: &str, plan_id: Uuid, enabled: bool) -> Self {
+    pub fn new(settings: KeySettings) -> Self {
         let secret = new_secret();
         Self {
             record: KeyRecord {
                 id: Uuid::now_v7(),
-                name: name.to_owned(),
+                name: settings.name,
                 prefix: secret_prefix(&secret).to_owned(),
-                plan_id,
-                enabled,
+                plan_id: settings.plan_id,
+                enabled: settings.enabled,
+                ip_policy: settings.ip_policy,
                 created_at: now_millis(),
                 last_used_at: None,
             },
@@ -213,6 +243,8 @@ pub struct KeyChanges {
     pub name: Option<String>,
     pub plan_id: Option<Uuid>,
     pub enabled: Option<bool>,
+    /// Replaces both lists.
+    pub ip_policy: Option<IpPolicy>,
 }
 
 /// What deleting a plan did.

@@ -626,7 +626,8 @@ pub enum SignUpResponse {
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -773,7 +774,8 @@ pub enum GetUserResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -902,7 +904,8 @@ pub enum LogInResponse {
     /// 415: The request body's `Content-Type` is not one this operation accepts.
     UnsupportedMediaType(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1032,7 +1035,8 @@ pub enum GetMeResponse {
         www_authenticate: Option<::std::string::String>,
     },
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1157,7 +1161,8 @@ pub enum FollowUserResponse {
     /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
     UnprocessableEntity(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1302,7 +1307,8 @@ pub enum UnfollowUserResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1445,7 +1451,8 @@ pub enum ListFollowersResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1574,7 +1581,8 @@ pub enum ListFollowingResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1707,7 +1715,8 @@ pub enum CreateTweetResponse {
     /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
     UnprocessableEntity(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -1885,7 +1894,8 @@ pub enum GetTweetResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -2014,7 +2024,8 @@ pub enum DeleteTweetResponse {
         www_authenticate: Option<::std::string::String>,
     },
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /// 404: The resource does not exist.
@@ -2165,7 +2176,8 @@ pub enum ListUserTweetsResponse {
     /// 404: The resource does not exist.
     NotFound(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -2309,7 +2321,8 @@ pub enum GetTimelineResponse {
         www_authenticate: Option<::std::string::String>,
     },
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -3916,7 +3929,8 @@ pub enum GetUsageResponse {
     /// 200: The key's plan and usage.
     Ok(types::KeyUsage),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
@@ -4177,7 +4191,8 @@ pub enum PutPictureResponse {
         www_authenticate: Option<::std::string::String>,
     },
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /// 413: The request body is larger than the server accepts.
@@ -4347,7 +4362,8 @@ pub enum GetPictureResponse {
     /// 400: The request does not match this document; `errors[]` lists every violation.
     BadRequest(types::Problem),
     /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
-(`forbidden`), or, say, the tweet is someone else's.
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
 */
     Forbidden(types::Problem),
     /// 404: The resource does not exist.

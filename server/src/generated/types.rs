@@ -23,6 +23,7 @@ pub struct ApiKey {
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     pub enabled: bool,
     pub id: Id,
+    pub ip_policy: IpPolicy,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
     pub name: KeyName,
@@ -78,12 +79,16 @@ impl ::std::str::FromStr for ApiKeySecret {
         Ok(Self(value.to_string()))
     }
 }
-///The fields to change; absent fields stay as they are.
+/**The fields to change; absent fields stay as they are. An `ip_policy` replaces both
+lists of the key's policy.
+*/
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyUpdate {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ip_policy: ::std::option::Option<IpPolicy>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<KeyName>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -130,6 +135,50 @@ impl ::std::str::FromStr for CacheDirectives {
         Ok(Self(value.to_string()))
     }
 }
+/**An IPv4 or IPv6 network in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`), or one
+address (`203.0.113.7`, kept as `203.0.113.7/32`). Host bits are cleared:
+`10.1.2.3/8` is kept as `10.0.0.0/8`.
+*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct Cidr(pub ::std::string::String);
+impl ::std::ops::Deref for Cidr {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Cidr> for ::std::string::String {
+    fn from(value: Cidr) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for Cidr {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for Cidr {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
 ///`CreateTweetParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 pub struct CreateTweetParams {
@@ -145,6 +194,7 @@ pub struct CreatedApiKey {
     pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
     pub enabled: bool,
     pub id: Id,
+    pub ip_policy: IpPolicy,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
     pub name: KeyName,
@@ -543,6 +593,22 @@ impl ::std::str::FromStr for IdempotencyKey {
         Ok(Self(value.to_string()))
     }
 }
+/**The client addresses a plan's or a key's requests may come from. A request is
+refused with 403 `ip_not_allowed`, spending no quota, when its address is in
+`deny`, or when `allow` is not empty and the address is in none of its networks.
+A key's policy narrows its plan's: both must admit the address. The address is
+the TCP peer's or, behind a proxy the server trusts (`MINITTER_TRUSTED_PROXIES`),
+the one that proxy forwards. Absent lists are empty; an empty policy admits
+every address.
+*/
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IpPolicy {
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub allow: ::std::vec::Vec<Cidr>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub deny: ::std::vec::Vec<Cidr>,
+}
 ///An HS256 JWT to send as `Authorization: Bearer <token>`.
 #[derive(
     ::serde::Deserialize,
@@ -735,6 +801,8 @@ pub struct NewApiKey {
     ///Defaults to true.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ip_policy: ::std::option::Option<IpPolicy>,
     pub name: KeyName,
     pub plan_id: Id,
 }
@@ -1226,6 +1294,7 @@ pub struct UsagePlan {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<PlanDescription>,
     pub id: Id,
+    pub ip_policy: IpPolicy,
     pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
@@ -1243,6 +1312,8 @@ pub struct UsagePlanInput {
     pub allow_cache_refresh: bool,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<PlanDescription>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ip_policy: ::std::option::Option<IpPolicy>,
     pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
@@ -1455,6 +1526,8 @@ pub enum ProblemCode {
     Unauthorized,
     ///`forbidden`
     Forbidden,
+    ///`ip_not_allowed`
+    IpNotAllowed,
     ///`not_found`
     NotFound,
     ///`method_not_allowed`
@@ -1502,6 +1575,7 @@ impl ProblemCode {
         "invalid_request",
         "unauthorized",
         "forbidden",
+        "ip_not_allowed",
         "not_found",
         "method_not_allowed",
         "conflict",
@@ -1528,6 +1602,7 @@ impl ProblemCode {
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -1561,6 +1636,7 @@ impl ::std::convert::From<&str> for ProblemCode {
             "invalid_request" => Self::InvalidRequest,
             "unauthorized" => Self::Unauthorized,
             "forbidden" => Self::Forbidden,
+            "ip_not_allowed" => Self::IpNotAllowed,
             "not_found" => Self::NotFound,
             "method_not_allowed" => Self::MethodNotAllowed,
             "conflict" => Self::Conflict,

@@ -8,6 +8,7 @@ use crate::generated::types::{
     self, AccessToken, CurrentUser, DisplayName, Email, TokenType, Username,
 };
 use crate::generated::{GetMeResponse, LogInResponse};
+use crate::http::client_address::ClientAddress;
 use crate::http::error::{ApiError, Result};
 use crate::services::login::Client;
 
@@ -23,7 +24,9 @@ impl AuthApi for Handlers {
         let state = &*self.state;
         let client = Client {
             key: auth.api_key.id,
-            address: request.remote_addr().as_socket_addr().map(|a| a.ip()),
+            // Behind a trusted proxy, the client it forwards; not the proxy, which all
+            // clients would share.
+            address: ClientAddress::of(request),
         };
         // Reserved before any hashing: past a budget, a guess costs nothing (crate::services::login).
         let attempt = state.login.begin(&body.email.0, client).await?;

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// 403: the caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 403: the key's or its plan's IP policy refuses the request's address.
+    #[error("This API key may not be used from this address.")]
+    IpNotAllowed,
     /// 404: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -75,7 +78,7 @@ impl poem::error::ResponseError for ApiError {
         match self {
             Self::InvalidPageToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,6 +105,7 @@ impl ApiError {
             Self::InvalidPageToken => ProblemCode::InvalidRequest,
             Self::Unauthorized(_) => ProblemCode::Unauthorized,
             Self::Forbidden(_) => ProblemCode::Forbidden,
+            Self::IpNotAllowed => ProblemCode::IpNotAllowed,
             Self::NotFound(_) => ProblemCode::NotFound,
             Self::Conflict { .. } => ProblemCode::Conflict,
             Self::InUse(_) => ProblemCode::InUse,

@@ -1,9 +1,10 @@
 //! HTTP plumbing that knows no service: errors as Problem documents, request ids and
-//! per-request telemetry, compression, ETags, request limits, security headers, the
+//! per-request telemetry, the client's address, compression, ETags, request limits, security headers, the
 //! serving build's version header, page tokens, the Swagger UI page and the connection
 //! loop. Services may use it (they decide API outcomes such as a 429); it uses only the
 //! infrastructure below it.
 
+pub mod client_address;
 pub mod compression;
 pub mod docs;
 pub mod error;

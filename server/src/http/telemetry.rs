@@ -140,6 +140,7 @@ pub async fn request_context<E: Endpoint>(
     let caller = Caller::default();
     request.extensions_mut().insert(caller.clone());
     let method = request.method().clone();
+    let client = super::client_address::ClientAddress::of(&request);
     // Every line logged while serving the request carries its id. The span's fields are
     // set once, here: the operation and the caller go on the access line.
     let span = if telemetry {
@@ -189,6 +190,7 @@ pub async fn request_context<E: Endpoint>(
                 operation_id,
                 status,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                client = client.map(tracing::field::display),
                 key_id = caller.0.key_id.get().map(tracing::field::display),
                 user_id = caller.0.user_id.get().map(tracing::field::display),
                 "served"

@@ -19,7 +19,8 @@ pub const REQUESTS: &str = "minitter_http_requests_total";
 pub const LATENCY: &str = "minitter_http_request_duration_seconds";
 /// Requests being served.
 pub const IN_FLIGHT: &str = "minitter_http_requests_in_flight";
-/// Gateway decisions, by plan and outcome (`admitted`, `throttled`, `quota_exceeded`).
+/// Gateway decisions, by plan and outcome (`admitted`, `ip_not_allowed`, `throttled`,
+/// `quota_exceeded`).
 pub const GATEWAY_DECISIONS: &str = "minitter_gateway_decisions_total";
 
 /// Lookups in the in-process record caches, by `cache` (`tweets`, `users`, `followers`)

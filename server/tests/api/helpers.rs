@@ -3,9 +3,10 @@
 //! real HTTP.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use minitter_server::config::Config;
-use minitter_server::infra::store::{KeyWrite, PlanSettings, Store};
+use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings, Store};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
 use minitter_test_support::{Backend, TestDatabase};
@@ -50,6 +51,7 @@ pub async fn api_key(
         throttle,
         quota: quota.map(|(limit, period)| (limit, period.to_owned())),
         allow_cache_refresh: false,
+        ip_policy: IpPolicy::default(),
     };
     key_in_plan(store, settings).await
 }
@@ -57,7 +59,11 @@ pub async fn api_key(
 /// A key in a new plan with `settings`, made through the store.
 pub async fn key_in_plan(store: &dyn Store, settings: PlanSettings) -> String {
     let plan = store.create_plan(settings).await.expect("plan");
-    match store.create_key("tests", plan.id, true).await.expect("key") {
+    match store
+        .create_key(KeySettings::new("tests", plan.id))
+        .await
+        .expect("key")
+    {
         KeyWrite::Done(key) => key.secret,
         other => panic!("no key: {other:?}"),
     }
@@ -361,14 +367,69 @@ impl TestApp {
 }
 
 impl ChildServer {
+    pub fn url(&self, path: &str) -> String {
+        self.app.url(path)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = i32::try_from(self.process.id()).expect("a pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+    }
+
     /// SIGKILL (no shutdown, no flush, as a crash); returns everything it wrote.
     pub fn kill(mut self) -> String {
         self.process.kill().expect("SIGKILL");
         let _ = self.process.wait();
-        self.output
+        self.output()
+    }
+
+    /// SIGTERM, as an orchestrator stops it, and its exit, within ten seconds; returns
+    /// everything it wrote, its last log lines included.
+    pub async fn stop(self) -> String {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let (_, _, output) = self.exit(Instant::now(), Duration::from_secs(10)).await;
+        output
+    }
+
+    /// Waits until the process has exited, at most `within` from `since`; returns how it
+    /// ended and everything it wrote. Kills it if it outlives that.
+    pub async fn exit(
+        mut self,
+        since: Instant,
+        within: Duration,
+    ) -> (std::process::ExitStatus, Duration, String) {
+        let status = loop {
+            if let Some(status) = self.process.try_wait().expect("wait") {
+                break status;
+            }
+            if since.elapsed() > within {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                panic!(
+                    "still running {within:?} after the signal: {}",
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        (status, since.elapsed(), self.output())
+    }
+
+    /// Everything it wrote, once it has exited.
+    fn output(&mut self) -> String {
+        std::mem::take(&mut self.output)
             .into_iter()
             .map(|reader| reader.join().unwrap_or_default())
             .collect()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a server behind.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 

@@ -11,6 +11,7 @@ mod errors;
 mod feeds;
 mod gateway;
 mod helpers;
+mod ip_policies;
 mod metrics;
 mod otlp;
 mod outbox;

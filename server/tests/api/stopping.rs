@@ -4,7 +4,6 @@
 //! usage counts and exits 0 within the bound; requests that outlast the bound are cut; a
 //! second signal ends it at once.
 
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,106 +15,7 @@ use minitter_server::http::version::VERSION;
 use minitter_server::startup::Application;
 use minitter_test_support::{Backend, TestDatabase, on_every_backend};
 
-use crate::helpers::{PASSWORD, TestApp, api_key, http_client, spawn_app, test_config};
-
-/// The server binary on a test's data directory and database, with its pid at hand.
-struct Child {
-    process: std::process::Child,
-    /// The server, reached over HTTP.
-    app: TestApp,
-    /// What it writes to stdout and stderr, read as it comes.
-    output: Vec<std::thread::JoinHandle<String>>,
-}
-
-impl Child {
-    /// Starts the binary with `env` (as `TestApp::start_child_with_env` does, logging JSON
-    /// at `info`) and waits until it listens.
-    fn start(app: &TestApp, env: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, Read};
-        let mut process = app
-            .server_command()
-            .envs(env.iter().copied())
-            .env("MINITTER_BIND", "127.0.0.1:0")
-            .env("MINITTER_LOG", "info")
-            .env("MINITTER_LOG_JSON", "true")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut stdout = std::io::BufReader::new(process.stdout.take().expect("stdout"));
-        let mut seen = String::new();
-        let port = loop {
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line).expect("utf-8");
-            assert!(read > 0, "the server never said its port: {seen}");
-            seen.push_str(&line);
-            let json: Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(port) = json["fields"]["port"].as_u64() {
-                break u16::try_from(port).expect("port");
-            }
-        };
-        let mut stderr = process.stderr.take().expect("stderr");
-        let output = vec![
-            std::thread::spawn(move || {
-                let mut rest = String::new();
-                let _ = stdout.read_to_string(&mut rest);
-                seen + &rest
-            }),
-            std::thread::spawn(move || {
-                let mut all = String::new();
-                let _ = stderr.read_to_string(&mut all);
-                all
-            }),
-        ];
-        Self {
-            process,
-            app: app.at_port(port),
-            output,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.app.url(path)
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = i32::try_from(self.process.id()).expect("a pid");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
-    }
-
-    /// Waits until the process has exited, at most `within` from `since`; returns how it
-    /// ended and everything it wrote. Kills it if it outlives that.
-    async fn exit(mut self, since: Instant, within: Duration) -> (ExitStatus, Duration, String) {
-        let status = loop {
-            if let Some(status) = self.process.try_wait().expect("wait") {
-                break status;
-            }
-            if since.elapsed() > within {
-                let _ = self.process.kill();
-                let _ = self.process.wait();
-                panic!("still running {within:?} after the signal: {}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let elapsed = since.elapsed();
-        (status, elapsed, self.logs())
-    }
-
-    fn logs(&mut self) -> String {
-        std::mem::take(&mut self.output)
-            .into_iter()
-            .map(|reader| reader.join().unwrap_or_default())
-            .collect()
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        // A failed assertion must not leave a server behind.
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
+use crate::helpers::{ChildServer, PASSWORD, api_key, http_client, spawn_app, test_config};
 
 /// A GET on a connection of its own, as a load balancer's next request to the instance.
 async fn fresh_get(url: &str, key: Option<&str>) -> reqwest::Result<reqwest::Response> {
@@ -132,7 +32,7 @@ async fn fresh_get(url: &str, key: Option<&str>) -> reqwest::Result<reqwest::Res
 
 /// Asks `/readyz` until it answers 503 (a signal takes a moment to arrive), for at most
 /// 1.5 s (well within every drain period here); returns that answer.
-async fn not_ready(server: &Child) -> reqwest::Response {
+async fn not_ready(server: &ChildServer) -> reqwest::Response {
     let asked = Instant::now();
     loop {
         let response = fresh_get(&server.url("/readyz"), None)
@@ -190,8 +90,8 @@ async fn sigterm_drains_finishes_in_flight_requests_counts_all_and_exits_0(backe
     let ada = app.sign_up("ada_l", "ada@example.com").await;
     let key = api_key(app.store(), None, Some((1_000_000, "DAY"))).await;
     let client = http_client(&key);
-    let server = Child::start(
-        &app,
+    let server = app.start_child_with_env(
+        "info",
         &[
             ("MINITTER_DRAIN_SECONDS", "3"),
             ("MINITTER_SHUTDOWN_TIMEOUT_SECONDS", "20"),
@@ -296,8 +196,8 @@ async fn sigterm_drains_finishes_in_flight_requests_counts_all_and_exits_0(backe
 #[tokio::test]
 async fn sigint_stops_the_same_way_and_a_second_signal_ends_it_at_once() {
     let app = spawn_app(Backend::Sqlite).await;
-    let server = Child::start(
-        &app,
+    let server = app.start_child_with_env(
+        "info",
         &[
             ("MINITTER_DRAIN_SECONDS", "30"),
             ("MINITTER_SHUTDOWN_TIMEOUT_SECONDS", "60"),
@@ -322,8 +222,8 @@ async fn sigint_stops_the_same_way_and_a_second_signal_ends_it_at_once() {
 async fn a_request_that_outlasts_the_bound_is_cut_and_the_counts_are_still_written() {
     let app = spawn_app(Backend::Sqlite).await;
     let key = api_key(app.store(), None, None).await;
-    let server = Child::start(
-        &app,
+    let server = app.start_child_with_env(
+        "info",
         &[
             ("MINITTER_DRAIN_SECONDS", "1"),
             ("MINITTER_SHUTDOWN_TIMEOUT_SECONDS", "5"),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use minitter_client::ClientBuilder;
 use minitter_server::config::Config;
-use minitter_server::infra::store::{KeyWrite, PlanSettings};
+use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
 
@@ -65,10 +65,11 @@ impl Server {
             throttle,
             quota: quota.map(|(limit, period)| (limit, period.to_owned())),
             allow_cache_refresh: false,
+            ip_policy: IpPolicy::default(),
         };
         let plan = store.create_plan(settings).await.expect("a plan");
         match store
-            .create_key("sdk tests", plan.id, true)
+            .create_key(KeySettings::new("sdk tests", plan.id))
             .await
             .expect("a key")
         {

@@ -695,6 +695,27 @@ export interface components {
         PlanName: string;
         /** @description No NUL character (U+0000). */
         PlanDescription: string;
+        /**
+         * Format: cidr
+         * @description An IPv4 or IPv6 network in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`), or one
+         *     address (`203.0.113.7`, kept as `203.0.113.7/32`). Host bits are cleared:
+         *     `10.1.2.3/8` is kept as `10.0.0.0/8`.
+         * @example 203.0.113.0/24
+         */
+        Cidr: string;
+        /**
+         * @description The client addresses a plan's or a key's requests may come from. A request is
+         *     refused with 403 `ip_not_allowed`, spending no quota, when its address is in
+         *     `deny`, or when `allow` is not empty and the address is in none of its networks.
+         *     A key's policy narrows its plan's: both must admit the address. The address is
+         *     the TCP peer's or, behind a proxy the server trusts (`MINITTER_TRUSTED_PROXIES`),
+         *     the one that proxy forwards. Absent lists are empty; an empty policy admits
+         *     every address.
+         */
+        IpPolicy: {
+            allow?: components["schemas"]["Cidr"][];
+            deny?: components["schemas"]["Cidr"][];
+        };
         UsagePlanInput: {
             name: components["schemas"]["PlanName"];
             description?: components["schemas"]["PlanDescription"];
@@ -706,6 +727,7 @@ export interface components {
              * @default false
              */
             allow_cache_refresh: boolean;
+            ip_policy?: components["schemas"]["IpPolicy"];
         };
         /** @description A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`. */
         Throttle: {
@@ -732,6 +754,7 @@ export interface components {
             quota?: components["schemas"]["Quota"];
             /** @description Whether this plan's keys may refresh the response cache. */
             allow_cache_refresh: boolean;
+            ip_policy: components["schemas"]["IpPolicy"];
             /** Format: date-time */
             created_at: string;
         };
@@ -752,12 +775,17 @@ export interface components {
             plan_id: components["schemas"]["Id"];
             /** @description Defaults to true. */
             enabled?: boolean;
+            ip_policy?: components["schemas"]["IpPolicy"];
         };
-        /** @description The fields to change; absent fields stay as they are. */
+        /**
+         * @description The fields to change; absent fields stay as they are. An `ip_policy` replaces both
+         *     lists of the key's policy.
+         */
         ApiKeyUpdate: {
             name?: components["schemas"]["KeyName"];
             plan_id?: components["schemas"]["Id"];
             enabled?: boolean;
+            ip_policy?: components["schemas"]["IpPolicy"];
         };
         /** @description An API key, without its secret. */
         ApiKey: {
@@ -766,6 +794,7 @@ export interface components {
             prefix: components["schemas"]["KeyPrefix"];
             plan_id: components["schemas"]["Id"];
             enabled: boolean;
+            ip_policy: components["schemas"]["IpPolicy"];
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -778,6 +807,7 @@ export interface components {
             prefix: components["schemas"]["KeyPrefix"];
             plan_id: components["schemas"]["Id"];
             enabled: boolean;
+            ip_policy: components["schemas"]["IpPolicy"];
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -987,7 +1017,8 @@ export interface components {
         };
         /**
          * @description The caller may not do this: the `x-api-key` is missing, unknown or disabled
-         *     (`forbidden`), or, say, the tweet is someone else's.
+         *     (`forbidden`), the request comes from an address the key's or its plan's IP
+         *     policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
          */
         Forbidden: {
             headers: {
@@ -2034,6 +2065,7 @@ export interface operations {
                      *         "period": "DAY"
                      *       },
                      *       "allow_cache_refresh": false,
+                     *       "ip_policy": {},
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2089,6 +2121,7 @@ export interface operations {
                      *         "period": "DAY"
                      *       },
                      *       "allow_cache_refresh": false,
+                     *       "ip_policy": {},
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2150,6 +2183,7 @@ export interface operations {
                      *         "period": "DAY"
                      *       },
                      *       "allow_cache_refresh": false,
+                     *       "ip_policy": {},
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2268,6 +2302,11 @@ export interface operations {
                      *       "prefix": "mk_3xAmPl",
                      *       "plan_id": "01936c50-0000-7000-8000-000000000001",
                      *       "enabled": true,
+                     *       "ip_policy": {
+                     *         "allow": [
+                     *           "203.0.113.0/24"
+                     *         ]
+                     *       },
                      *       "created_at": "2026-11-21T12:00:00Z",
                      *       "last_used_at": null,
                      *       "secret": "mk_3xAmPlE0fAk3SeCrEtThAtIsLoNgEnOuGh0123456789"
@@ -2319,6 +2358,11 @@ export interface operations {
                      *       "prefix": "mk_3xAmPl",
                      *       "plan_id": "01936c50-0000-7000-8000-000000000001",
                      *       "enabled": true,
+                     *       "ip_policy": {
+                     *         "allow": [
+                     *           "203.0.113.0/24"
+                     *         ]
+                     *       },
                      *       "created_at": "2026-11-21T12:00:00Z",
                      *       "last_used_at": null
                      *     }
@@ -2398,6 +2442,11 @@ export interface operations {
                      *       "prefix": "mk_3xAmPl",
                      *       "plan_id": "01936c50-0000-7000-8000-000000000001",
                      *       "enabled": true,
+                     *       "ip_policy": {
+                     *         "allow": [
+                     *           "203.0.113.0/24"
+                     *         ]
+                     *       },
                      *       "created_at": "2026-11-21T12:00:00Z",
                      *       "last_used_at": null
                      *     }
@@ -2442,6 +2491,11 @@ export interface operations {
                      *       "prefix": "mk_3xAmPl",
                      *       "plan_id": "01936c50-0000-7000-8000-000000000001",
                      *       "enabled": true,
+                     *       "ip_policy": {
+                     *         "allow": [
+                     *           "203.0.113.0/24"
+                     *         ]
+                     *       },
                      *       "created_at": "2026-11-21T12:00:00Z",
                      *       "last_used_at": null,
                      *       "secret": "mk_3xAmPlE0fAk3SeCrEtThAtIsLoNgEnOuGh0123456789"
@@ -2519,6 +2573,7 @@ export interface operations {
                      *           "period": "DAY"
                      *         },
                      *         "allow_cache_refresh": false,
+                     *         "ip_policy": {},
                      *         "created_at": "2026-11-21T12:00:00Z"
                      *       },
                      *       "period_start": "2026-11-21T00:00:00Z",

@@ -128,6 +128,7 @@ async fn update_api_key(ctx: &Context) {
         enabled: Some(false),
         name: None,
         plan_id: None,
+        ip_policy: None,
     };
     let disabled = admin
         .update_api_key()
@@ -141,6 +142,7 @@ async fn update_api_key(ctx: &Context) {
         enabled: None,
         name: None,
         plan_id: Some(unknown_id()),
+        ip_policy: None,
     };
     assert_eq!(
         refusal(

@@ -1,14 +1,15 @@
-//! Between the operator API's types and the store's records: plan settings in, plans and
-//! keys out (a key's secret only in the answer that creates or rotates it).
+//! Between the operator API's types and the store's records: plan settings and IP
+//! policies in, plans and keys out (a key's secret only in the answer that creates or
+//! rotates it).
 
 use std::num::NonZeroU64;
 
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::http::error::{ApiError, Result};
-use crate::infra::store::{KeyRecord, NewKey, PlanRecord, PlanSettings};
+use crate::infra::store::{IpPolicy, KeyRecord, NewKey, PlanRecord, PlanSettings};
 
-pub(super) fn settings(input: types::UsagePlanInput) -> PlanSettings {
-    PlanSettings {
+pub(super) fn settings(input: types::UsagePlanInput) -> Result<PlanSettings> {
+    Ok(PlanSettings {
         name: input.name.into(),
         description: input.description.map(Into::into),
         throttle: input.throttle.map(|t| {
@@ -24,6 +25,27 @@ pub(super) fn settings(input: types::UsagePlanInput) -> PlanSettings {
             )
         }),
         allow_cache_refresh: input.allow_cache_refresh,
+        ip_policy: input
+            .ip_policy
+            .map(ip_policy)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+/// The policy of a request body. Its networks have passed the document's `cidr` format,
+/// which accepts what [`IpPolicy::parse`] does; a refusal here is a bug, not bad input.
+pub(super) fn ip_policy(input: types::IpPolicy) -> Result<IpPolicy> {
+    let strings = |list: &[types::Cidr]| list.iter().map(|net| net.0.clone()).collect::<Vec<_>>();
+    IpPolicy::parse(&strings(&input.allow), &strings(&input.deny))
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("past the validator: {error}")))
+}
+
+fn to_api_ip_policy(policy: &IpPolicy) -> types::IpPolicy {
+    let strings = |list: &[ipnet::IpNet]| list.iter().map(|net| net.to_string().into()).collect();
+    types::IpPolicy {
+        allow: strings(&policy.allow),
+        deny: strings(&policy.deny),
     }
 }
 
@@ -64,6 +86,7 @@ pub(in crate::handlers) fn to_api_plan(plan: &PlanRecord) -> Result<types::Usage
         throttle,
         quota,
         allow_cache_refresh: plan.allow_cache_refresh,
+        ip_policy: to_api_ip_policy(&plan.ip_policy),
         created_at: plan.created_at,
     })
 }
@@ -75,6 +98,7 @@ pub(super) fn to_api_key(key: &KeyRecord) -> Result<types::ApiKey> {
         prefix: key.prefix.clone().into(),
         plan_id: types::Id(key.plan_id),
         enabled: key.enabled,
+        ip_policy: to_api_ip_policy(&key.ip_policy),
         created_at: key.created_at,
         last_used_at: key.last_used_at,
     })
@@ -91,6 +115,7 @@ pub(super) fn with_secret(new: NewKey) -> types::CreatedApiKey {
         prefix: key.prefix.into(),
         plan_id: types::Id(key.plan_id),
         enabled: key.enabled,
+        ip_policy: to_api_ip_policy(&key.ip_policy),
         created_at: key.created_at,
         last_used_at: key.last_used_at,
         secret: secret.into(),

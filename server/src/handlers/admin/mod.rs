@@ -11,7 +11,7 @@ mod convert;
 mod usage_report;
 
 pub(super) use self::convert::to_api_plan;
-use self::convert::{settings, to_api_key, with_secret};
+use self::convert::{ip_policy, settings, to_api_key, with_secret};
 use super::Handlers;
 use super::{page_cursor, page_limit};
 use crate::domain::events::Event;
@@ -29,7 +29,7 @@ use crate::generated::{
     RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
 };
 use crate::http::error::{ApiError, Result};
-use crate::infra::store::{KeyChanges, KeyWrite, PlanDeletion};
+use crate::infra::store::{KeyChanges, KeySettings, KeyWrite, PlanDeletion};
 use crate::services::gateway::limits::Period;
 use chrono::TimeZone;
 
@@ -69,7 +69,7 @@ impl AdminApi for Handlers {
         body: types::UsagePlanInput,
     ) -> Result<CreateUsagePlanResponse> {
         let state = &*self.state;
-        let plan = state.store.create_plan(settings(body)).await?;
+        let plan = state.store.create_plan(settings(body)?).await?;
         Ok(CreateUsagePlanResponse::Created {
             location: format!("/admin/v1/usage-plans/{}", plan.id),
             body: to_api_plan(&plan)?,
@@ -101,7 +101,7 @@ impl AdminApi for Handlers {
         let state = &*self.state;
         let plan = state
             .store
-            .update_plan(*params.plan_id, settings(body))
+            .update_plan(*params.plan_id, settings(body)?)
             .await?
             .ok_or(UNKNOWN_PLAN)?;
         // The change is committed: every instance forgets the keys it cached.
@@ -152,12 +152,17 @@ impl AdminApi for Handlers {
         body: types::NewApiKey,
     ) -> Result<CreateApiKeyResponse> {
         let state = &*self.state;
-        let enabled = body.enabled.unwrap_or(true);
-        match state
-            .store
-            .create_key(&body.name, *body.plan_id, enabled)
-            .await?
-        {
+        let settings = KeySettings {
+            name: body.name.into(),
+            plan_id: *body.plan_id,
+            enabled: body.enabled.unwrap_or(true),
+            ip_policy: body
+                .ip_policy
+                .map(ip_policy)
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        match state.store.create_key(settings).await? {
             KeyWrite::Done(new) => Ok(CreateApiKeyResponse::Created {
                 location: format!("/admin/v1/api-keys/{}", new.record.id),
                 body: with_secret(new),
@@ -207,6 +212,7 @@ impl AdminApi for Handlers {
             name: body.name.map(Into::into),
             plan_id: body.plan_id.map(|id| id.0),
             enabled: body.enabled,
+            ip_policy: body.ip_policy.map(ip_policy).transpose()?,
         };
         let updated = state.store.update_key(*params.key_id, changes).await?;
         // The change is committed: every instance forgets the keys it cached.

@@ -232,13 +232,8 @@ pub trait PlanStore {
 /// API keys, for the operator API and the gateway's lookup of a request's key.
 #[async_trait]
 pub trait KeyStore {
-    /// Creates a key in `plan_id`; returns it with its secret, which is stored only hashed.
-    async fn create_key(
-        &self,
-        name: &str,
-        plan_id: Uuid,
-        enabled: bool,
-    ) -> Result<KeyWrite<NewKey>, StoreError>;
+    /// Creates a key in its plan; returns it with its secret, which is stored only hashed.
+    async fn create_key(&self, settings: KeySettings) -> Result<KeyWrite<NewKey>, StoreError>;
     async fn key(&self, id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
     /// Keys, newest first, older than the key `before`.
     async fn keys(

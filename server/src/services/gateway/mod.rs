@@ -11,6 +11,12 @@
 //! made the change, which clears its cache, and on every node when they share Redis,
 //! which carries the news ([`redis`]). See `docs/gateway.md`.
 //!
+//! A key's plan and the key itself may each restrict the client addresses it is used from
+//! ([`IpPolicy`]): that is checked right after the key is found and before the throttle
+//! and quota, so a refused address spends nothing (403 `ip_not_allowed`). The address is
+//! the [`ClientAddress`] the HTTP layer resolved (through trusted proxies only); a request
+//! without one meets a restricted key refused.
+//!
 //! Three pieces, each with its own errors: the key cache here; [`admission::Admission`]
 //! (throttle and quota: in this process, or in Redis for several instances); and the
 //! [`ledger::UsageLedger`] (counting what was admitted, for reports).
@@ -21,6 +27,7 @@ pub mod limits;
 pub mod redis;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +42,8 @@ use self::admission::Admission;
 use self::ledger::UsageLedger;
 use self::limits::{Decision, Period, PlanLimits, Verdict};
 use crate::domain::events::Event;
+use crate::domain::ip_policy::IpPolicy;
+use crate::http::client_address::ClientAddress;
 use crate::http::error::{ApiError, error_to_response};
 use crate::http::request_id::RequestId;
 use crate::infra::redis::SharedRedis;
@@ -54,6 +63,9 @@ pub struct ActiveKey {
     pub limits: PlanLimits,
     /// The plan lets the key refresh the response cache.
     pub may_refresh_cache: bool,
+    /// The plan's and the key's IP policies, when either restricts anything (shared, so
+    /// that the cache hands out a key without copying its lists).
+    pub ip_policies: Option<Arc<[IpPolicy; 2]>>,
 }
 
 impl ActiveKey {
@@ -67,6 +79,16 @@ impl ActiveKey {
                 quota: None,
             },
             may_refresh_cache: false,
+            ip_policies: None,
+        }
+    }
+
+    /// Whether a request from `client` may use this key: both policies admit it.
+    fn admits(&self, client: Option<IpAddr>) -> bool {
+        match (&self.ip_policies, client) {
+            (None, _) => true,
+            (Some(policies), Some(client)) => policies.iter().all(|p| p.admits(client)),
+            (Some(_), None) => false,
         }
     }
 }
@@ -194,6 +216,8 @@ impl Gateway {
                     }),
                 },
                 may_refresh_cache: plan.allow_cache_refresh,
+                ip_policies: (!plan.ip_policy.is_open() || !key.ip_policy.is_open())
+                    .then(|| Arc::new([plan.ip_policy, key.ip_policy])),
             })
         });
         let mut cache = self.cache();
@@ -208,11 +232,15 @@ impl Gateway {
 impl Gateway {
     /// Verifies an `x-api-key` for an operation whose `security` requires one (the
     /// generated route calls this through `Server::verify_api_key`): the key must be
-    /// enabled, and its plan's throttle and quota must admit the request, which is then
-    /// counted. The decision goes into the request's [`RateLimitSlot`], from which
+    /// enabled, the request's address admitted by the key's and its plan's IP policies,
+    /// and the plan's throttle and quota must admit the request, which is then counted. The decision goes into the request's [`RateLimitSlot`], from which
     /// [`rate_limit_headers`] writes the headers, refusals included.
     pub async fn admit(&self, secret: &str, request: &Request) -> Result<ActiveKey, ApiError> {
         let key = self.active_key(secret).await?.ok_or(ApiError::NO_KEY)?;
+        if !key.admits(ClientAddress::of(request)) {
+            crate::infra::metrics::gateway_decision(key.plan_id, "ip_not_allowed");
+            return Err(ApiError::IpNotAllowed);
+        }
         let now = chrono::Utc::now();
         let decision = self.admission.admit(key.id, key.limits, now).await?;
         if let Some(slot) = request.extensions().get::<RateLimitSlot>() {

@@ -8,28 +8,26 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::rows::{KeyPlanRow, KeyRow, key_columns};
+use super::rows::{KeyPlanRow, KeyRow, key_columns, networks_column};
 use super::{Backend, QueryExt, SqlStore, overfetch};
 use crate::infra::store::error::is_foreign_key_violation;
 use crate::infra::store::{
-    KeyChanges, KeyRecord, KeyStore, KeyWrite, NewKey, Page, PlanRecord, StoreError, new_secret,
-    secret_hash, secret_prefix,
+    KeyChanges, KeyRecord, KeySettings, KeyStore, KeyWrite, NewKey, Page, PlanRecord, StoreError,
+    new_secret, secret_hash, secret_prefix,
 };
 
 #[async_trait]
 impl<DB: Backend> KeyStore for SqlStore<DB> {
-    async fn create_key(
-        &self,
-        name: &str,
-        plan_id: Uuid,
-        enabled: bool,
-    ) -> Result<KeyWrite<NewKey>, StoreError> {
-        let new = NewKey::new(name, plan_id, enabled);
+    async fn create_key(&self, settings: KeySettings) -> Result<KeyWrite<NewKey>, StoreError> {
+        let new = NewKey::new(settings);
         let key = &new.record;
+        let ip_allow = networks_column(&key.ip_policy.allow);
+        let ip_deny = networks_column(&key.ip_policy.deny);
         let _turn = self.turn().await;
         let inserted = Self::query(
-            "INSERT INTO api_keys (id, name, prefix, secret_hash, plan_id, enabled, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, name, prefix, secret_hash, plan_id, enabled, created_at,
+                 ip_allow, ip_deny)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .arg(key.id)
         .arg(key.name.as_str())
@@ -38,6 +36,8 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
         .arg(key.plan_id)
         .arg(key.enabled)
         .arg(key.created_at)
+        .arg(ip_allow.as_str())
+        .arg(ip_deny.as_str())
         .execute_on(&mut *self.conn().await?)
         .await;
         match inserted {
@@ -53,7 +53,7 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
             .arg(id)
             .fetch_optional_as(&mut *self.conn().await?)
             .await?;
-        Ok(row.map(KeyRecord::from))
+        Ok(row.map(KeyRecord::try_from).transpose()?)
     }
 
     async fn keys(
@@ -72,7 +72,10 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
             .arg(overfetch(limit))
             .fetch_all_as(&mut *self.conn().await?)
             .await?;
-        let keys = rows.into_iter().map(KeyRecord::from).collect();
+        let keys = rows
+            .into_iter()
+            .map(KeyRecord::try_from)
+            .collect::<Result<_, _>>()?;
         Ok(Page::by_id(keys, limit, |key| key.id))
     }
 
@@ -93,20 +96,26 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
         // COALESCE: a field left out (a NULL) keeps its value.
         let sql = concat!(
             "UPDATE api_keys SET name = COALESCE($1, name), plan_id = COALESCE($2, plan_id),
-                 enabled = COALESCE($3, enabled)
-             WHERE id = $4 RETURNING ",
+                 enabled = COALESCE($3, enabled), ip_allow = COALESCE($4, ip_allow),
+                 ip_deny = COALESCE($5, ip_deny)
+             WHERE id = $6 RETURNING ",
             key_columns!()
         );
+        let policy = changes.ip_policy.as_ref();
+        let ip_allow = policy.map(|policy| networks_column(&policy.allow));
+        let ip_deny = policy.map(|policy| networks_column(&policy.deny));
         let _turn = self.turn().await;
         let updated: Result<Option<KeyRow>, _> = Self::query(sql)
             .arg(changes.name.as_deref())
             .arg(changes.plan_id)
             .arg(changes.enabled)
+            .arg(ip_allow.as_deref())
+            .arg(ip_deny.as_deref())
             .arg(id)
             .fetch_optional_as(&mut *self.conn().await?)
             .await;
         match updated {
-            Ok(Some(row)) => Ok(KeyWrite::Done(row.into())),
+            Ok(Some(row)) => Ok(KeyWrite::Done(row.try_into()?)),
             Ok(None) => Ok(KeyWrite::NotFound),
             Err(error) if is_foreign_key_violation(&error) => Ok(KeyWrite::UnknownPlan),
             Err(error) => Err(error.into()),
@@ -127,10 +136,13 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
             .arg(id)
             .fetch_optional_as(&mut *self.conn().await?)
             .await?;
-        Ok(row.map(|row| NewKey {
-            record: row.into(),
-            secret,
-        }))
+        row.map(|row| {
+            Ok(NewKey {
+                record: row.try_into()?,
+                secret,
+            })
+        })
+        .transpose()
     }
 
     async fn delete_key(&self, id: Uuid) -> Result<bool, StoreError> {
@@ -150,16 +162,17 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
         // from one snapshot, so they agree with each other.
         let row: Option<KeyPlanRow> = Self::query(
             "SELECT k.id, k.name, k.prefix, k.plan_id, k.enabled, k.created_at, k.last_used_at,
-                 k.secret_hash,
+                 k.ip_allow, k.ip_deny, k.secret_hash,
                  p.name AS plan_name, p.description AS plan_description,
                  p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period,
-                 p.allow_cache_refresh, p.created_at AS plan_created_at
+                 p.allow_cache_refresh, p.ip_allow AS plan_ip_allow, p.ip_deny AS plan_ip_deny,
+                 p.created_at AS plan_created_at
              FROM api_keys k JOIN usage_plans p ON p.id = k.plan_id
              WHERE k.secret_hash = $1",
         )
         .arg(secret_hash)
         .fetch_optional_as(&mut *self.conn().await?)
         .await?;
-        Ok(row.map(Into::into))
+        Ok(row.map(TryInto::try_into).transpose()?)
     }
 }

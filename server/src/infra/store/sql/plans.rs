@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::exec::Q;
-use super::rows::{PlanRow, plan_columns};
+use super::rows::{PlanRow, networks_column, plan_columns};
 use super::{Backend, QueryExt, SqlStore, overfetch};
 use crate::infra::store::error::is_foreign_key_violation;
 use crate::infra::store::{Page, PlanDeletion, PlanRecord, PlanSettings, PlanStore, StoreError};
@@ -21,11 +21,14 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
         let plan = PlanRecord::new(settings.clone());
         let insert = Self::query(
             "INSERT INTO usage_plans (name, description, throttle_rate, throttle_burst,
-                 quota_limit, quota_period, allow_cache_refresh, id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 quota_limit, quota_period, allow_cache_refresh, ip_allow, ip_deny, id,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         );
+        let columns = SettingsColumns::of(&settings);
         let _turn = self.turn().await;
-        bind_settings(insert, &settings)
+        columns
+            .bind(insert)
             .arg(plan.id)
             .arg(plan.created_at)
             .execute_on(&mut *self.conn().await?)
@@ -43,7 +46,7 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
             .arg(id)
             .fetch_optional_as(&mut *self.conn().await?)
             .await?;
-        Ok(row.map(PlanRecord::from))
+        Ok(row.map(PlanRecord::try_from).transpose()?)
     }
 
     async fn plans(
@@ -62,7 +65,10 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
             .arg(overfetch(limit))
             .fetch_all_as(&mut *self.conn().await?)
             .await?;
-        let plans = rows.into_iter().map(PlanRecord::from).collect();
+        let plans = rows
+            .into_iter()
+            .map(PlanRecord::try_from)
+            .collect::<Result<_, _>>()?;
         Ok(Page::by_id(plans, limit, |plan| plan.id))
     }
 
@@ -74,16 +80,18 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
         let sql = concat!(
             "UPDATE usage_plans SET name = $1, description = $2, throttle_rate = $3,
                  throttle_burst = $4, quota_limit = $5, quota_period = $6,
-                 allow_cache_refresh = $7
-             WHERE id = $8 RETURNING ",
+                 allow_cache_refresh = $7, ip_allow = $8, ip_deny = $9
+             WHERE id = $10 RETURNING ",
             plan_columns!()
         );
+        let columns = SettingsColumns::of(&settings);
         let _turn = self.turn().await;
-        let row: Option<PlanRow> = bind_settings(Self::query(sql), &settings)
+        let row: Option<PlanRow> = columns
+            .bind(Self::query(sql))
             .arg(id)
             .fetch_optional_as(&mut *self.conn().await?)
             .await?;
-        Ok(row.map(PlanRecord::from))
+        Ok(row.map(PlanRecord::try_from).transpose()?)
     }
 
     async fn delete_plan(&self, id: Uuid) -> Result<PlanDeletion, StoreError> {
@@ -112,15 +120,35 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
     }
 }
 
-/// Binds a plan's settings as `$1` to `$7`: name, description, throttle rate and burst,
-/// quota limit and period, whether it may refresh the cache.
-fn bind_settings<'q, DB: Backend>(query: Q<'q, DB>, settings: &'q PlanSettings) -> Q<'q, DB> {
-    query
-        .arg(settings.name.as_str())
-        .arg(settings.description.as_deref())
-        .arg(settings.throttle.map(|(rate, _)| rate))
-        .arg(settings.throttle.map(|(_, burst)| burst))
-        .arg(settings.quota.as_ref().map(|(limit, _)| *limit))
-        .arg(settings.quota.as_ref().map(|(_, period)| period.as_str()))
-        .arg(settings.allow_cache_refresh)
+/// A plan's settings as their columns keep them.
+struct SettingsColumns<'s> {
+    settings: &'s PlanSettings,
+    ip_allow: String,
+    ip_deny: String,
+}
+
+impl<'s> SettingsColumns<'s> {
+    fn of(settings: &'s PlanSettings) -> Self {
+        Self {
+            settings,
+            ip_allow: networks_column(&settings.ip_policy.allow),
+            ip_deny: networks_column(&settings.ip_policy.deny),
+        }
+    }
+
+    /// Binds them as `$1` to `$9`: name, description, throttle rate and burst, quota limit
+    /// and period, whether the plan may refresh the cache, its IP allow and deny lists.
+    fn bind<'q, DB: Backend>(&'q self, query: Q<'q, DB>) -> Q<'q, DB> {
+        let settings = self.settings;
+        query
+            .arg(settings.name.as_str())
+            .arg(settings.description.as_deref())
+            .arg(settings.throttle.map(|(rate, _)| rate))
+            .arg(settings.throttle.map(|(_, burst)| burst))
+            .arg(settings.quota.as_ref().map(|(limit, _)| *limit))
+            .arg(settings.quota.as_ref().map(|(_, period)| period.as_str()))
+            .arg(settings.allow_cache_refresh)
+            .arg(self.ip_allow.as_str())
+            .arg(self.ip_deny.as_str())
+    }
 }

@@ -4,9 +4,12 @@
 //! conversion into the domain's records. The records themselves stay free of sqlx.
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use uuid::Uuid;
 
-use crate::infra::store::{KeyRecord, PictureRecord, PlanRecord, TweetRecord, UserRecord};
+use crate::infra::store::{
+    IpPolicy, KeyRecord, PictureRecord, PlanRecord, TweetRecord, UserRecord,
+};
 
 /// The columns [`UserRow`] is read from, as `u.<column>` so that joins can use them (a
 /// macro, so that `concat!` builds whole statements at compile time).
@@ -23,7 +26,7 @@ pub(super) use user_columns;
 macro_rules! plan_columns {
     () => {
         "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, \
-         allow_cache_refresh, created_at"
+         allow_cache_refresh, ip_allow, ip_deny, created_at"
     };
 }
 pub(super) use plan_columns;
@@ -31,7 +34,7 @@ pub(super) use plan_columns;
 /// The columns [`KeyRow`] is read from.
 macro_rules! key_columns {
     () => {
-        "id, name, prefix, plan_id, enabled, created_at, last_used_at"
+        "id, name, prefix, plan_id, enabled, ip_allow, ip_deny, created_at, last_used_at"
     };
 }
 pub(super) use key_columns;
@@ -133,22 +136,27 @@ pub struct PlanRow {
     quota_limit: Option<i64>,
     quota_period: Option<String>,
     allow_cache_refresh: bool,
+    ip_allow: String,
+    ip_deny: String,
     created_at: DateTime<Utc>,
 }
 
-impl From<PlanRow> for PlanRecord {
-    fn from(row: PlanRow) -> Self {
+impl TryFrom<PlanRow> for PlanRecord {
+    type Error = sqlx::Error;
+
+    fn try_from(row: PlanRow) -> Result<Self, sqlx::Error> {
         // The tables' checks keep a throttle's (and a quota's) two columns both set or
         // both NULL.
-        PlanRecord {
+        Ok(PlanRecord {
             id: row.id,
             name: row.name,
             description: row.description,
             throttle: row.throttle_rate.zip(row.throttle_burst),
             quota: row.quota_limit.zip(row.quota_period),
             allow_cache_refresh: row.allow_cache_refresh,
+            ip_policy: ip_policy(&row.ip_allow, &row.ip_deny)?,
             created_at: row.created_at,
-        }
+        })
     }
 }
 
@@ -159,22 +167,51 @@ pub struct KeyRow {
     prefix: String,
     plan_id: Uuid,
     enabled: bool,
+    ip_allow: String,
+    ip_deny: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
 }
 
-impl From<KeyRow> for KeyRecord {
-    fn from(row: KeyRow) -> Self {
-        KeyRecord {
+impl TryFrom<KeyRow> for KeyRecord {
+    type Error = sqlx::Error;
+
+    fn try_from(row: KeyRow) -> Result<Self, sqlx::Error> {
+        Ok(KeyRecord {
             id: row.id,
             name: row.name,
             prefix: row.prefix,
             plan_id: row.plan_id,
             enabled: row.enabled,
+            ip_policy: ip_policy(&row.ip_allow, &row.ip_deny)?,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
-        }
+        })
     }
+}
+
+/// An IP list as its column keeps it: the networks comma-separated (no network contains
+/// a comma), empty for none. Text rather than PostgreSQL's `cidr[]`, so that both
+/// databases keep it alike and the queries stay written once.
+pub fn networks_column(networks: &[IpNet]) -> String {
+    networks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The policy kept in an `ip_allow` and an `ip_deny` column.
+fn ip_policy(allow: &str, deny: &str) -> Result<IpPolicy, sqlx::Error> {
+    let entries = |column: &str| -> Vec<String> {
+        column
+            .split(',')
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    IpPolicy::parse(&entries(allow), &entries(deny))
+        .map_err(|error| sqlx::Error::Decode(error.into()))
 }
 
 /// A key joined with its plan, whose clashing columns are renamed `plan_…`, and the
@@ -191,11 +228,15 @@ pub struct KeyPlanRow {
     quota_limit: Option<i64>,
     quota_period: Option<String>,
     allow_cache_refresh: bool,
+    plan_ip_allow: String,
+    plan_ip_deny: String,
     plan_created_at: DateTime<Utc>,
 }
 
-impl From<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
-    fn from(row: KeyPlanRow) -> Self {
+impl TryFrom<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
+    type Error = sqlx::Error;
+
+    fn try_from(row: KeyPlanRow) -> Result<Self, sqlx::Error> {
         let plan = PlanRow {
             id: row.key.plan_id,
             name: row.plan_name,
@@ -205,9 +246,11 @@ impl From<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
             quota_limit: row.quota_limit,
             quota_period: row.quota_period,
             allow_cache_refresh: row.allow_cache_refresh,
+            ip_allow: row.plan_ip_allow,
+            ip_deny: row.plan_ip_deny,
             created_at: row.plan_created_at,
         };
-        (row.key.into(), plan.into(), row.secret_hash)
+        Ok((row.key.try_into()?, plan.try_into()?, row.secret_hash))
     }
 }
 
