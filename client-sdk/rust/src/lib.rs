@@ -52,6 +52,7 @@ mod hooks;
 mod problem;
 mod rate_limit;
 pub mod retry;
+pub mod webhooks;
 
 pub use client_builder::{BuildError, ClientBuilder, DEFAULT_TIMEOUT};
 pub use conditional::{Conditional, NotModified, SendConditional};
@@ -66,7 +67,7 @@ pub use rate_limit::{RateLimit, RateLimitExt, RateLimitPolicy};
 pub mod prelude {
     pub use crate::{
         Client, ClientBuilder, Conditional, Error, ProblemExt, RateLimitExt, RetryPolicy,
-        SendConditional, types,
+        SendConditional, types, webhooks::WebhookVerifier,
     };
 }
 

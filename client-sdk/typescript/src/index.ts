@@ -32,6 +32,16 @@ export {
   tagOperations,
 } from "./retry.js";
 export { RateLimit, type RateLimitPolicy } from "./rate-limit.js";
+export {
+  type KnownWebhookEventType,
+  verifyWebhook,
+  WEBHOOK_TOLERANCE_SECONDS,
+  type WebhookBody,
+  WebhookError,
+  type WebhookErrorReason,
+  type WebhookEvent,
+  type WebhookHeaders,
+} from "./webhooks.js";
 
 export { type Operation, operations as operationFacts } from "./generated/operations.js";
 export type { components, operations, paths };

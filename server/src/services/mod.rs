@@ -11,3 +11,4 @@ pub mod outbox;
 pub mod profiles;
 pub mod response_cache;
 pub mod timeline;
+pub mod webhooks;
