@@ -68,6 +68,14 @@ pub enum ApiError {
     /// 503: a dependency is down; the client should retry after `Retry-After`.
     #[error("A dependency is unavailable.")]
     Unavailable(#[source] anyhow::Error),
+    /// 503: a dependency is known to be down for `retry_after` seconds more (a circuit
+    /// breaker is open), so the client is told that rather than a second.
+    #[error("A dependency is unavailable.")]
+    UnavailableFor {
+        retry_after: u64,
+        #[source]
+        cause: anyhow::Error,
+    },
     /// 500: a bug. The cause is logged, never shown.
     #[error("An internal error occurred.")]
     Internal(#[source] anyhow::Error),
@@ -86,7 +94,7 @@ impl poem::error::ResponseError for ApiError {
             Self::Throttled { .. } | Self::QuotaExceeded { .. } | Self::LoginThrottled { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::UnavailableFor { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,7 +123,7 @@ impl ApiError {
             Self::Throttled { .. } => ProblemCode::Throttled,
             Self::LoginThrottled { .. } => ProblemCode::LoginThrottled,
             Self::QuotaExceeded { .. } => ProblemCode::QuotaExceeded,
-            Self::Unavailable(_) => ProblemCode::Unavailable,
+            Self::Unavailable(_) | Self::UnavailableFor { .. } => ProblemCode::Unavailable,
             Self::Internal(_) => ProblemCode::Internal,
         }
     }
@@ -262,7 +270,7 @@ impl From<crate::infra::store::StoreError> for ApiError {
 pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
     let status = poem::error::ResponseError::status(api_error);
     match api_error {
-        ApiError::Unavailable(cause) => {
+        ApiError::Unavailable(cause) | ApiError::UnavailableFor { cause, .. } => {
             tracing::warn!(
                 request_id,
                 error = format!("{cause:#}"),
@@ -306,6 +314,7 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         ApiError::Throttled { retry_after }
+        | ApiError::UnavailableFor { retry_after, .. }
         | ApiError::QuotaExceeded { retry_after }
         | ApiError::LoginThrottled { retry_after } => {
             response
@@ -317,8 +326,18 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
     response
 }
 
+/// A failed picture-store call is a 503 counted in `minitter_blob_errors_total`; a call the
+/// circuit breaker refused never reached the store (it is counted as rejected there) and
+/// says how long the breaker stays open.
 impl From<crate::infra::blob::BlobError> for ApiError {
     fn from(error: crate::infra::blob::BlobError) -> Self {
+        use crate::infra::blob::breaker::Refusal;
+        if let Some(refusal) = error.0.downcast_ref::<Refusal>() {
+            return Self::UnavailableFor {
+                retry_after: refusal.retry_after_seconds(),
+                cause: error.into(),
+            };
+        }
         metrics::counter!(crate::infra::metrics::BLOB_ERRORS).increment(1);
         Self::Unavailable(error.into())
     }

@@ -45,7 +45,8 @@ pub const OUTBOX_PRUNED: &str = "minitter_outbox_pruned_total";
 
 /// Database connections, by `state`: `in_use` or `idle` (set on every scrape).
 pub const POOL_CONNECTIONS: &str = "minitter_db_pool_connections";
-/// Failures of the picture store (S3 or the data directory) answered as 503s.
+/// Failures of the picture store (S3 or the data directory) answered as 503s; calls the
+/// circuit breaker refused are counted apart (`minitter_blob_breaker_rejected_total`).
 pub const BLOB_ERRORS: &str = "minitter_blob_errors_total";
 /// The S3 picture store's circuit breaker, by `state` (`closed`, `open`, `half_open`): 1
 /// for the state it is in, 0 for the others.

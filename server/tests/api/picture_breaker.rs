@@ -133,6 +133,8 @@ struct Breaker {
     to_half_open: f64,
     to_closed: f64,
     rejected: f64,
+    /// Failed store calls (`minitter_blob_errors_total`): refusals are not among them.
+    errors: f64,
 }
 
 async fn breaker(app: &TestApp) -> Breaker {
@@ -160,6 +162,7 @@ async fn breaker(app: &TestApp) -> Breaker {
         to_half_open: transitions("half_open"),
         to_closed: transitions("closed"),
         rejected: metric_sample(&text, "minitter_blob_breaker_rejected_total").unwrap_or(0.0),
+        errors: metric_sample(&text, "minitter_blob_errors_total").unwrap_or(0.0),
     }
 }
 
@@ -187,13 +190,24 @@ async fn download(app: &TestApp, ada: &Ada) -> reqwest::Response {
         .expect("request")
 }
 
-/// A 503 `unavailable` with `Retry-After`.
-async fn assert_unavailable(response: reqwest::Response, what: &str) {
-    assert!(
-        response.headers().contains_key("retry-after"),
-        "{what}: {response:?}"
-    );
+/// A 503 `unavailable`; returns its `Retry-After` in seconds.
+async fn assert_unavailable(response: reqwest::Response, what: &str) -> u64 {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no Retry-After in seconds: {response:?}"));
     assert_problem(response, 503, "unavailable").await;
+    retry_after
+}
+
+/// A 503 of the open breaker: `Retry-After` says when the probe may go, in whole seconds.
+async fn assert_refused(response: reqwest::Response, what: &str) {
+    let retry_after = assert_unavailable(response, what).await;
+    assert!(
+        (1..=COOL_DOWN.as_secs()).contains(&retry_after),
+        "{what}: Retry-After {retry_after} s, the cool-down is {COOL_DOWN:?}"
+    );
 }
 
 /// Sleeps until `COOL_DOWN` (and a margin) has passed since `since`.
@@ -233,15 +247,19 @@ async fn the_breaker_opens_answers_at_once_probes_after_the_cool_down_and_closes
     // after S3 is back, until the cool-down has passed.
     let quiet = door.reached();
     let timer = Instant::now();
-    assert_unavailable(upload(&app, &ada, png(31, 31)).await, "refused upload").await;
-    assert_unavailable(download(&app, &ada).await, "refused download").await;
+    assert_refused(upload(&app, &ada, png(31, 31)).await, "refused upload").await;
+    assert_refused(download(&app, &ada).await, "refused download").await;
     relay.restore();
-    assert_unavailable(upload(&app, &ada, png(32, 32)).await, "refused upload").await;
+    assert_refused(upload(&app, &ada, png(32, 32)).await, "refused upload").await;
     let refused_in = timer.elapsed();
     assert_eq!(door.reached(), quiet, "no connection, no byte towards S3");
     let refusing = breaker(&app).await;
     assert_eq!(refusing.state, "open");
     assert_eq!(refusing.rejected - opened.rejected, 3.0);
+    assert_eq!(
+        refusing.errors, opened.errors,
+        "refusals are not store failures"
+    );
     assert!(
         opened_at.elapsed() < COOL_DOWN,
         "the cool-down ran out before the refusals were checked (a slow machine): inconclusive"
@@ -263,7 +281,7 @@ async fn the_breaker_opens_answers_at_once_probes_after_the_cool_down_and_closes
     assert_eq!(reopened.to_half_open - refusing.to_half_open, 1.0);
     assert_eq!(reopened.to_open - refusing.to_open, 1.0);
     let quiet = door.reached();
-    assert_unavailable(download(&app, &ada).await, "refused download").await;
+    assert_refused(download(&app, &ada).await, "refused download").await;
     assert_eq!(door.reached(), quiet, "refused again at once");
 
     // S3 is back; after the cool-down one probe (an upload) goes through and closes the

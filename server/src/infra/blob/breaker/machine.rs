@@ -45,25 +45,34 @@ impl Ticket {
 }
 
 /// Why a call was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Open: a probe may go in `left`.
+    #[error(
+        "the circuit breaker is open after consecutive failures; S3 is tried again in {:.1} s",
+        left.as_secs_f64()
+    )]
     CoolingDown { left: Duration },
     /// Half-open, and the one probe is out.
+    #[error("the circuit breaker is half-open and its one probe of S3 is under way")]
     Probing,
+}
+
+impl Refusal {
+    /// How long a client should wait before asking again: until the probe may go, or a
+    /// second while the probe is out. Whole seconds, at least one (`Retry-After`).
+    pub fn retry_after_seconds(self) -> u64 {
+        match self {
+            Refusal::CoolingDown { left } => left.as_secs() + u64::from(left.subsec_nanos() > 0),
+            Refusal::Probing => 1,
+        }
+        .max(1)
+    }
 }
 
 impl From<Refusal> for BlobError {
     fn from(refusal: Refusal) -> Self {
-        BlobError(match refusal {
-            Refusal::CoolingDown { left } => anyhow::anyhow!(
-                "the circuit breaker is open after consecutive failures; S3 is tried again in {:.1} s",
-                left.as_secs_f64()
-            ),
-            Refusal::Probing => anyhow::anyhow!(
-                "the circuit breaker is half-open and its one probe of S3 is under way"
-            ),
-        })
+        BlobError(anyhow::Error::new(refusal))
     }
 }
 
