@@ -40,6 +40,8 @@ pub const RESPONSE_CACHE: &str = "minitter_response_cache_lookups_total";
 /// How far each outbox consumer is behind, by `consumer`: the age in seconds of the oldest
 /// event it has not handled, 0 when it has handled every one (set on every scrape).
 pub const OUTBOX_LAG: &str = "minitter_outbox_lag_seconds";
+/// Counter: outbox events handled, by `consumer`.
+pub const OUTBOX_CONSUMED: &str = "minitter_outbox_consumed_total";
 /// Counter: outbox events deleted once every consumer had them and their retention passed.
 pub const OUTBOX_PRUNED: &str = "minitter_outbox_pruned_total";
 
@@ -162,6 +164,11 @@ pub fn outbox_backlog(backlog: &[(String, Option<chrono::DateTime<chrono::Utc>>)
         });
         metrics::gauge!(OUTBOX_LAG, "consumer" => consumer.clone()).set(lag);
     }
+}
+
+/// Counts outbox events `consumer` handled.
+pub fn outbox_consumed(consumer: &'static str, events: u64) {
+    metrics::counter!(OUTBOX_CONSUMED, "consumer" => consumer).increment(events);
 }
 
 /// Counts outbox events pruned.

@@ -1,15 +1,17 @@
 //! No acknowledged write is lost when the server is killed: on each backend, the server
 //! binary runs under concurrent posts and gets `kill -9` at a random moment, round after
-//! round; afterwards every tweet that was answered 201 is there.
+//! round; afterwards every tweet that was answered 201 is there, and (with feeds in Redis,
+//! which outlive the process) in every follower's home feed too: the fan-out reads the
+//! outbox, so a kill between a post's commit and its fan-out loses nothing.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use minitter_test_support::{Backend, on_every_backend};
+use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// Rounds of load-then-kill.
 const ROUNDS: usize = 10;
@@ -102,4 +104,105 @@ async fn all_tweet_ids(app: &TestApp, user_id: &str) -> HashSet<String> {
     }
 }
 
+/// Ada's posts go through child servers killed at random moments, while an instance in
+/// this process keeps running; a follower's warm home feed (in Redis, shared by all) must
+/// end up with every tweet that committed. The in-process instance hears of the children's
+/// posts only as remote events, which never fan out: only the outbox gets the ones a
+/// killed child did not copy into the feeds.
+async fn followers_feeds_keep_every_committed_tweet_across_kills() {
+    let redis_url = required_env("MINITTER_TEST_REDIS_URL");
+    let shared = redis_url.clone();
+    let app = spawn_app_with(Backend::Postgres, move |config| {
+        config.redis_url = Some(shared.into());
+    })
+    .await;
+    let ada_id = app.sign_up("ada_l", "ada@example.com").await;
+    app.sign_up("bob_b", "bob@example.com").await;
+    let ada = format!("Bearer {}", app.log_in("ada@example.com").await);
+    let bob = format!("Bearer {}", app.log_in("bob@example.com").await);
+    let followed = app
+        .http
+        .put(app.url(&format!("/v1/me/following/{ada_id}")))
+        .header("authorization", &bob)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(followed.status(), 204);
+    // Bob's feed is built now, so that later reads are served from it.
+    app.get_json("/v1/timeline", Some(&bob)).await;
+
+    let mut acknowledged = HashSet::new();
+    for round in 0..ROUNDS {
+        let server = app.start_child_with_env("info", &[("MINITTER_REDIS_URL", &redis_url)]);
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                tokio::spawn(post_until_refused(
+                    server.app.http.clone(),
+                    server.app.url("/v1/tweets"),
+                    ada.clone(),
+                    format!("round {round} writer {writer}"),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rand::random_range(150..600))).await;
+        server.kill();
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+    }
+    assert!(
+        acknowledged.len() >= ROUNDS,
+        "too few posts to prove anything"
+    );
+
+    let stored = all_tweet_ids(&app, &ada_id).await;
+    assert!(
+        acknowledged.is_subset(&stored),
+        "acknowledged tweets were lost"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (timeline, from_feeds) = home_timeline(&app, &bob).await;
+        assert!(
+            from_feeds > 0.0,
+            "bob's timeline was not served from his feed"
+        );
+        let missing: Vec<_> = stored.difference(&timeline).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} committed tweets never reached bob's feed, such as {:?}",
+            missing.len(),
+            stored.len(),
+            missing.iter().take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every tweet id of `authorization`'s home timeline, and how many of this instance's
+/// timeline pages so far came from the feeds.
+async fn home_timeline(app: &TestApp, authorization: &str) -> (HashSet<String>, f64) {
+    let mut ids = HashSet::new();
+    let mut path = "/v1/timeline?limit=100".to_owned();
+    loop {
+        let page = app.get_json(&path, Some(authorization)).await;
+        for tweet in page["items"].as_array().expect("items") {
+            ids.insert(tweet["id"].as_str().expect("id").to_owned());
+        }
+        match page["next_page"].as_str() {
+            Some(next) => path = format!("/v1/timeline?limit=100&page_token={next}"),
+            None => break,
+        }
+    }
+    let metrics = app.scrape_metrics().await;
+    let from_feeds =
+        crate::helpers::metric_sample(&metrics, "minitter_timeline_pages_total{source=\"feed\"}")
+            .unwrap_or(0.0);
+    (ids, from_feeds)
+}
+
 on_every_backend!(every_acknowledged_tweet_survives_repeated_kills);
+needs_cluster!(followers_feeds_keep_every_committed_tweet_across_kills);

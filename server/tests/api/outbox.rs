@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use minitter_server::infra::store::TweetRecord;
-use minitter_test_support::{Backend, on_every_backend};
+use minitter_test_support::{Backend, needs_postgres, on_every_backend};
 
 use crate::helpers::{TestApp, metric_sample, spawn_app};
 
@@ -224,5 +224,58 @@ async fn pruning_keeps_what_a_consumer_needs_and_what_is_recent(backend: Backend
     assert!(fresh.is_empty(), "{} events left", fresh.len());
 }
 
+/// A turn that ends without recording anything (an instance killed mid-batch) hands the
+/// same events to the next turn; a finished one moves the position past them.
+async fn a_turn_records_only_what_it_finished(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada = app.sign_up("ada_t", "ada_t@example.com").await;
+    let bob = app.sign_up("bob_t", "bob_t@example.com").await;
+    let bearer = format!("Bearer {}", app.log_in("ada_t@example.com").await);
+    let path = app.url(&format!("/v1/me/following/{bob}"));
+    assert_eq!(send(app.http.put(&path), &bearer).await.status(), 204);
+    assert_eq!(pending(&app, 1).await.len(), 1, "{ada} follows bob");
+    let claim = || async {
+        app.store()
+            .claim_outbox(CONSUMER, 100)
+            .await
+            .expect("claim")
+            .expect("the turn")
+    };
+
+    let dropped = claim().await;
+    assert_eq!(dropped.entries.len(), 1);
+    drop(dropped);
+    let finished = claim().await;
+    assert_eq!(finished.entries.len(), 1, "a dropped turn recorded nothing");
+    let through = finished.entries[0].position;
+    finished.finish(Some(through)).await.expect("finish");
+    assert!(claim().await.entries.is_empty(), "a finished turn moved on");
+}
+
+/// On PostgreSQL one transaction at a time has a consumer's turn, whichever instance asks;
+/// it passes on when the turn ends.
+async fn one_instance_at_a_time_has_a_consumers_turn() {
+    let app = spawn_app(Backend::Postgres).await;
+    let other = app.sibling(|_| {}).await;
+    let held = app
+        .store()
+        .claim_outbox(CONSUMER, 100)
+        .await
+        .expect("claim");
+    assert!(held.is_some(), "the first claim gets the turn");
+    let refused = other.store().claim_outbox(CONSUMER, 100).await;
+    assert!(refused.expect("claim").is_none(), "a second instance waits");
+    let other_consumer = other.store().claim_outbox("another", 100).await;
+    assert!(
+        other_consumer.expect("claim").is_some(),
+        "turns are per consumer"
+    );
+    held.expect("turn").finish(None).await.expect("finish");
+    let next = other.store().claim_outbox(CONSUMER, 100).await;
+    assert!(next.expect("claim").is_some(), "the turn passed on");
+}
+
 on_every_backend!(changes_and_their_events_commit_together);
+on_every_backend!(a_turn_records_only_what_it_finished);
+needs_postgres!(one_instance_at_a_time_has_a_consumers_turn);
 on_every_backend!(pruning_keeps_what_a_consumer_needs_and_what_is_recent);

@@ -295,6 +295,17 @@ pub trait OutboxStore {
         consumer: &str,
         position: OutboxPosition,
     ) -> Result<(), StoreError>;
+    /// `consumer`'s turn at the outbox: up to `limit` events after its position, and the
+    /// right to record how far it got ([`OutboxTurn::finish`]). `None` while another
+    /// instance has the turn. On PostgreSQL the turn is an advisory lock of a transaction
+    /// that lasts until the turn is finished or dropped, or its connection dies (a killed
+    /// instance's turn ends with its connections, at once). SQLite serves one process, so
+    /// there the turn is always granted and the caller takes turns within the process.
+    async fn claim_outbox(
+        &self,
+        consumer: &str,
+        limit: u32,
+    ) -> Result<Option<OutboxTurn>, StoreError>;
     /// Every consumer with a position, and when the oldest event it has not handled was
     /// written (`None` when it has handled them all): how far behind it is.
     async fn outbox_backlog(
@@ -309,6 +320,31 @@ pub trait OutboxStore {
         cutoff: chrono::DateTime<chrono::Utc>,
         batch: u32,
     ) -> Result<u64, StoreError>;
+}
+
+/// A consumer's turn at the outbox ([`OutboxStore::claim_outbox`]): the events to handle
+/// next, oldest first. Dropping it records nothing, so the events are read again.
+pub struct OutboxTurn {
+    pub entries: Vec<OutboxEntry>,
+    end: Box<dyn EndTurn>,
+}
+
+impl OutboxTurn {
+    pub(crate) fn new(entries: Vec<OutboxEntry>, end: Box<dyn EndTurn>) -> Self {
+        Self { entries, end }
+    }
+
+    /// Ends the turn, recording that everything up to `through` was handled (`None`:
+    /// nothing was).
+    pub async fn finish(self, through: Option<OutboxPosition>) -> Result<(), StoreError> {
+        self.end.end(through).await
+    }
+}
+
+/// How a backend ends an outbox turn.
+#[async_trait]
+pub(crate) trait EndTurn: Send {
+    async fn end(self: Box<Self>, through: Option<OutboxPosition>) -> Result<(), StoreError>;
 }
 
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters

@@ -2,8 +2,8 @@
 //!
 //! Every user's recent home timeline is kept as a feed ([`feed`]) of tweet ids: a post is
 //! pushed to its author's own feed before the post is acknowledged, and to its
-//! followers' feeds right after, by this instance's fan-out worker (in order, off the
-//! request). Authors with more than `fan_out_limit` followers are not fanned out: their
+//! followers' feeds right after, by the fan-out, which reads the outbox (in commit order,
+//! off the request, surviving a crash between the commit and the fan-out). Authors with more than `fan_out_limit` followers are not fanned out: their
 //! tweets go to their own posts feed, which their followers' reads merge in. A page is
 //! served from the feeds when they can answer it exactly; otherwise (a page deeper than
 //! the feed, a feed being built by another instance, a feed store that does not answer)
@@ -17,7 +17,7 @@
 //! dropped once the store answers again, and built anew on demand.
 //!
 //! The service is split along its seams: `read.rs` serves pages and builds cold feeds,
-//! `fan_out.rs` copies changes into followers' feeds on its own task and recovers stale
+//! `fan_out.rs` copies changes from the outbox into followers' feeds and recovers stale
 //! feeds, and `subscriber.rs` turns committed events into those changes. This module keeps
 //! what they share: the [`Timelines`] type, its settings and start-up, and the two feed
 //! changes the parts have in common (apply a change, drop a feed), each of which marks the
@@ -36,15 +36,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use self::fan_out::{FAN_OUT_QUEUE, FollowerIds, Job, fan_out_worker};
+use self::fan_out::{FollowerIds, HOME_FEEDS, recover_stale_feeds};
 use self::feed::{Entry, FeedError, FeedKey, FeedStore};
 use self::read::Build;
 use self::tweets::TweetCache;
 use crate::infra::store::{SharedStore, TweetRecord};
 use crate::services::cache::RecordCache;
+use crate::services::outbox::Reader;
 
 /// Settings of the timeline service.
 #[derive(Debug, Clone)]
@@ -72,7 +72,8 @@ pub struct Timelines {
     followers: RecordCache<Uuid, FollowerIds>,
     fan_out_limit: u32,
     builds: Mutex<HashMap<FeedKey, Build>>,
-    jobs: mpsc::Sender<Job>,
+    /// The fan-out's place in the outbox.
+    fan_out: Reader,
     /// Set when a change could not be applied to the feeds: drop them all.
     stale: Arc<AtomicBool>,
     /// Feeds built from the database so far.
@@ -88,13 +89,12 @@ impl std::fmt::Debug for Timelines {
 }
 
 impl Timelines {
-    /// Starts the service, with its fan-out worker, over `feeds`.
+    /// Starts the service, with its fan-out, over `feeds`.
     pub fn start(
         store: SharedStore,
         feeds: Arc<dyn FeedStore>,
         settings: &TimelineSettings,
     ) -> Arc<Self> {
-        let (jobs, queue) = mpsc::channel(FAN_OUT_QUEUE);
         let timelines = Arc::new(Self {
             store,
             capacity: settings.feed_capacity,
@@ -103,12 +103,13 @@ impl Timelines {
             followers: RecordCache::new("followers", settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
             builds: Mutex::default(),
-            jobs,
+            fan_out: Reader::new(HOME_FEEDS),
             stale: Arc::default(),
             builds_done: Arc::default(),
             served: Default::default(),
         });
-        tokio::spawn(fan_out_worker(Arc::downgrade(&timelines), queue));
+        tokio::spawn(crate::services::outbox::run(Arc::downgrade(&timelines)));
+        tokio::spawn(recover_stale_feeds(Arc::downgrade(&timelines)));
         timelines
     }
 

@@ -6,13 +6,13 @@
 //! ([`RecordsById`](crate::services::response_cache::RecordsById)). Each event is handled
 //! here in one place, so what a post, delete, follow or unfollow does to the feeds reads
 //! as one table: the writer's own feed and the tweet cache change before the request is
-//! answered, followers' feeds are queued for the fan-out, and events from other instances
-//! only refresh the caches (their own instance changed the shared feeds already).
+//! answered, the fan-out is woken to copy posts and deletes into followers' feeds (from
+//! the outbox, wherever they were written), and events from other instances otherwise only
+//! refresh the caches (their own instance changed the shared feeds already).
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::fan_out::Job;
 use super::feed::{Entry, FeedKey};
 use super::{Timelines, entry_of};
 use crate::domain::events::Event;
@@ -28,7 +28,7 @@ impl crate::services::response_cache::RecordsById for Timelines {
 
 /// The feeds and the tweet cache follow every committed change. The writer's own feed
 /// changes before its request is answered (a user sees their own post, follow or delete
-/// at once); followers' feeds change in the fan-out worker, a moment later.
+/// at once); followers' feeds change in the fan-out, a moment later.
 #[async_trait]
 impl Subscriber for Timelines {
     async fn on_event(&self, event: &Event, origin: Origin) {
@@ -43,9 +43,12 @@ impl Subscriber for Timelines {
                 let entry = entry_of(tweet);
                 self.apply(self.feeds.push(&[FeedKey::Home(tweet.author_id)], entry))
                     .await;
-                self.queue(Job::Push(entry)).await;
+                self.fan_out.wake();
             }
-            (Event::TweetCreated { tweet }, Origin::Remote) => self.tweets.posted(tweet.clone()),
+            (Event::TweetCreated { tweet }, Origin::Remote) => {
+                self.tweets.posted(tweet.clone());
+                self.fan_out.wake();
+            }
             (
                 Event::TweetDeleted {
                     tweet_id,
@@ -57,12 +60,8 @@ impl Subscriber for Timelines {
                 if origin == Origin::Local {
                     let own = [FeedKey::Home(*author_id)];
                     self.apply(self.feeds.remove(&own, *tweet_id)).await;
-                    self.queue(Job::Remove {
-                        tweet_id: *tweet_id,
-                        author_id: *author_id,
-                    })
-                    .await;
                 }
+                self.fan_out.wake();
             }
             (
                 Event::UserFollowed {

@@ -75,6 +75,7 @@ pub trait Backend:
     + Rows<OutboxRow>
     + Rows<(Uuid,)>
     + Rows<(i64,)>
+    + Rows<(bool,)>
     + Rows<(String,)>
     + Rows<(Option<String>,)>
     + Rows<(NaiveDate, i64)>
@@ -134,6 +135,12 @@ impl<DB: Backend> SqlStore<DB> {
             writer: self.writer.clone(),
             posts: None,
         }
+    }
+
+    /// Whether this process is the database's only writer (SQLite), so that what the
+    /// instances of a cluster must settle in the database can be settled in the process.
+    fn is_serialised(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// Waits for this store's turn to write, where writers take turns; hold the guard

@@ -1,5 +1,6 @@
 //! The outbox: events written in the transaction of the change they announce, read by
-//! each consumer from a position it keeps in `outbox_positions`.
+//! each consumer from a position it keeps in `outbox_positions`, one instance at a time
+//! (a turn: [`OutboxStore::claim_outbox`]).
 //!
 //! The one real difference between the backends is the order events become visible in.
 //! SQLite has one writer at a time, so ids commit in order and a position is an id (its
@@ -17,7 +18,8 @@ use super::rows::OutboxRow;
 use super::{Backend, QueryExt, Sql, SqlStore};
 use crate::domain::events::Event;
 use crate::infra::store::{
-    OutboxEntry, OutboxPosition, OutboxStore, StoreError, now_millis, outbox_event,
+    EndTurn, OutboxEntry, OutboxPosition, OutboxStore, OutboxTurn, StoreError, now_millis,
+    outbox_event,
 };
 
 /// `$1` the event's JSON, `$2` now (PostgreSQL's rows take the database's clock instead,
@@ -52,6 +54,11 @@ const ADVANCE: Sql = Sql {
                ON CONFLICT (consumer) DO UPDATE SET tx = excluded.tx, id = excluded.id
                WHERE (outbox_positions.tx, outbox_positions.id) < (excluded.tx, excluded.id)",
 };
+
+/// `$1` consumer: takes the consumer's turn for the rest of the transaction, if no other
+/// transaction has it (PostgreSQL only: SQLite's one process takes turns in memory).
+const TAKE_TURN: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('minitter.outbox.' || $1, 0))";
 
 /// Each consumer and the time of the oldest event past its position, in reading order.
 const BACKLOG: Sql = Sql {
@@ -92,6 +99,78 @@ pub(super) async fn add<DB: Backend>(
     Ok(())
 }
 
+/// Up to `limit` events after `consumer`'s position, read on `conn`.
+async fn read_after<DB: Backend>(
+    conn: &mut DB::Connection,
+    consumer: &str,
+    limit: u32,
+) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+    let rows: Vec<OutboxRow> = sqlx::query::<DB>(DB::pick(&AFTER))
+        .arg(consumer)
+        .arg(i64::from(limit))
+        .fetch_all_as(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| OutboxEntry {
+            position: OutboxPosition {
+                tx: row.tx,
+                id: row.id,
+            },
+            event: row.event,
+        })
+        .collect())
+}
+
+/// Moves `consumer`'s position to `position`, on `conn`.
+async fn advance<DB: Backend>(
+    conn: &mut DB::Connection,
+    consumer: &str,
+    position: OutboxPosition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query::<DB>(DB::pick(&ADVANCE))
+        .arg(consumer)
+        .arg(position.tx.to_string())
+        .arg(position.id)
+        .execute_on(conn)
+        .await?;
+    Ok(())
+}
+
+/// A turn that ends with its transaction (PostgreSQL): the position moves in it, and the
+/// commit releases the advisory lock.
+struct TransactionTurn<DB: Backend> {
+    tx: Transaction<'static, DB>,
+    consumer: String,
+}
+
+#[async_trait]
+impl<DB: Backend> EndTurn for TransactionTurn<DB> {
+    async fn end(mut self: Box<Self>, through: Option<OutboxPosition>) -> Result<(), StoreError> {
+        if let Some(position) = through {
+            advance::<DB>(&mut self.tx, &self.consumer, position).await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A turn the process took by itself (SQLite): the position moves in a write of its own.
+struct ProcessTurn<DB: Backend> {
+    store: SqlStore<DB>,
+    consumer: String,
+}
+
+#[async_trait]
+impl<DB: Backend> EndTurn for ProcessTurn<DB> {
+    async fn end(self: Box<Self>, through: Option<OutboxPosition>) -> Result<(), StoreError> {
+        match through {
+            Some(position) => self.store.advance_outbox(&self.consumer, position).await,
+            None => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl<DB: Backend> OutboxStore for SqlStore<DB> {
     async fn outbox_after(
@@ -99,21 +178,36 @@ impl<DB: Backend> OutboxStore for SqlStore<DB> {
         consumer: &str,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows: Vec<OutboxRow> = Self::dialect(&AFTER)
+        Ok(read_after::<DB>(&mut *self.conn().await?, consumer, limit).await?)
+    }
+
+    async fn claim_outbox(
+        &self,
+        consumer: &str,
+        limit: u32,
+    ) -> Result<Option<OutboxTurn>, StoreError> {
+        if self.is_serialised() {
+            let entries = self.outbox_after(consumer, limit).await?;
+            let end = ProcessTurn {
+                store: self.without_posts(),
+                consumer: consumer.to_owned(),
+            };
+            return Ok(Some(OutboxTurn::new(entries, Box::new(end))));
+        }
+        let mut tx = self.pool.begin().await?;
+        let (ours,): (bool,) = Self::query(TAKE_TURN)
             .arg(consumer)
-            .arg(i64::from(limit))
-            .fetch_all_as(&mut *self.conn().await?)
+            .fetch_one_as(&mut *tx)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| OutboxEntry {
-                position: OutboxPosition {
-                    tx: row.tx,
-                    id: row.id,
-                },
-                event: row.event,
-            })
-            .collect())
+        if !ours {
+            return Ok(None);
+        }
+        let entries = read_after::<DB>(&mut tx, consumer, limit).await?;
+        let end = TransactionTurn {
+            tx,
+            consumer: consumer.to_owned(),
+        };
+        Ok(Some(OutboxTurn::new(entries, Box::new(end))))
     }
 
     async fn advance_outbox(
@@ -122,13 +216,7 @@ impl<DB: Backend> OutboxStore for SqlStore<DB> {
         position: OutboxPosition,
     ) -> Result<(), StoreError> {
         let _turn = self.turn().await;
-        Self::dialect(&ADVANCE)
-            .arg(consumer)
-            .arg(position.tx.to_string())
-            .arg(position.id)
-            .execute_on(&mut *self.conn().await?)
-            .await?;
-        Ok(())
+        Ok(advance::<DB>(&mut *self.conn().await?, consumer, position).await?)
     }
 
     async fn outbox_backlog(&self) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
