@@ -75,6 +75,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 quota: quota.zip(period),
                 allow_cache_refresh: false,
                 ip_policy: IpPolicy::default(),
+                webhook_limit: crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
             };
             let plan = store.create_plan(settings).await?;
             println!("created plan {} ({})", plan.id, plan.name);

@@ -22,6 +22,7 @@ pub async fn first_start(store: &dyn Store, data_dir: &Path) -> Result<()> {
             quota: Some((10_000, "DAY".to_owned())),
             allow_cache_refresh: false,
             ip_policy: IpPolicy::default(),
+            webhook_limit: crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
         })
         .await?;
     let KeyWrite::Done(NewKey {

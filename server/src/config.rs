@@ -205,6 +205,28 @@ pub struct Config {
     #[arg(long, env = "MINITTER_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<crate::http::client_address::TrustedProxies>,
 
+    /// Networks webhook URLs may reach although they are not public, comma-separated CIDRs
+    /// (`127.0.0.1/32,10.1.0.0/16`): for on-premise receivers, and tests on loopback.
+    /// Everything else reserved (loopback, private, link-local, CGNAT, ...) is refused.
+    #[arg(long, env = "MINITTER_WEBHOOK_ALLOWED_NETWORKS", value_delimiter = ',')]
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
+
+    /// Seconds a webhook attempt may take before it counts as failed.
+    #[arg(long, env = "MINITTER_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub webhook_timeout_seconds: u32,
+
+    /// Seconds a webhook endpoint's open breaker waits before a probe.
+    #[arg(long, env = "MINITTER_WEBHOOK_BREAKER_COOL_DOWN_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86400))]
+    pub webhook_breaker_cool_down_seconds: u32,
+
+    /// Seconds an instance's lease on a subscription lasts unless renewed: after a crash,
+    /// how long that subscription's deliveries wait for another instance to take over.
+    #[arg(long, env = "MINITTER_WEBHOOK_LEASE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(2..=600))]
+    pub webhook_lease_seconds: u32,
+
     /// Refuse to start with development defaults (such as a generated JWT secret).
     #[arg(long, env = "MINITTER_PRODUCTION")]
     pub production: bool,
@@ -240,6 +262,29 @@ impl Config {
             max_connections: self.database_max_connections,
             acquire_timeout: seconds(self.database_acquire_timeout_seconds),
             statement_timeout: seconds(self.database_statement_timeout_seconds),
+        }
+    }
+
+    /// How webhooks are delivered.
+    pub fn webhook_settings(&self) -> crate::services::webhooks::WebhookSettings {
+        let defaults = crate::services::webhooks::WebhookSettings::default();
+        crate::services::webhooks::WebhookSettings {
+            allowed_networks: self.webhook_allowed_networks.clone(),
+            timeout: std::time::Duration::from_secs(self.webhook_timeout_seconds.into()),
+            breaker: crate::services::webhooks::schedule::BreakerSettings {
+                cool_down: std::time::Duration::from_secs(
+                    self.webhook_breaker_cool_down_seconds.into(),
+                ),
+                ..defaults.breaker
+            },
+            // Renewed with half of it left before each attempt, so it must outlast an
+            // attempt twice over, or it could run out while an attempt is in flight.
+            lease: std::time::Duration::from_secs(
+                self.webhook_lease_seconds
+                    .max(2 * self.webhook_timeout_seconds + 1)
+                    .into(),
+            ),
+            ..defaults
         }
     }
 

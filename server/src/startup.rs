@@ -67,6 +67,7 @@ use crate::services::timeline::Timelines;
 use crate::services::timeline::feed::FeedStore;
 use crate::services::timeline::memory::MemoryFeeds;
 use crate::services::timeline::redis::RedisFeeds;
+use crate::services::webhooks::Webhooks;
 use crate::state::AppState;
 use crate::stopping::{Stopping, cut_short, first_signal, stop_signals};
 use crate::{bootstrap, generated};
@@ -151,6 +152,7 @@ impl Application {
             )),
         };
         let timelines = Timelines::start(Arc::clone(&store), feeds, &timeline_settings);
+        let webhooks = Webhooks::start(Arc::clone(&store), config.webhook_settings());
         let profiles = Arc::new(Profiles::new(config.user_cache_mib << 20));
         let response_cache = Arc::new(ResponseCache::new(
             config.response_cache_mib << 20,
@@ -166,6 +168,7 @@ impl Application {
                 Arc::clone(&profiles) as Arc<dyn Subscriber>,
                 Arc::clone(&timelines) as Arc<dyn Subscriber>,
                 Arc::clone(&response_cache) as Arc<dyn Subscriber>,
+                Arc::clone(&webhooks) as Arc<dyn Subscriber>,
             ],
             gateway.redis().cloned(),
         ));
@@ -183,6 +186,7 @@ impl Application {
             pictures: picture_store(&config).await,
             profiles,
             timelines,
+            webhooks,
             response_cache,
             events,
             draining: Arc::default(),

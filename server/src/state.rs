@@ -16,6 +16,7 @@ use crate::services::login::{Hashing, LoginGuard};
 use crate::services::profiles::Profiles;
 use crate::services::response_cache::ResponseCache;
 use crate::services::timeline::Timelines;
+use crate::services::webhooks::Webhooks;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub profiles: Arc<Profiles>,
     /// Home timelines and tweets by id, kept up to date by the events.
     pub timelines: Arc<Timelines>,
+    /// Partners' webhook subscriptions: their queue and their delivery worker.
+    pub webhooks: Arc<Webhooks>,
     /// Whole answers of the operations the document lets be cached.
     pub response_cache: Arc<ResponseCache>,
     /// Word of committed changes, to this instance's caches and the other instances.

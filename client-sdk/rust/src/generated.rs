@@ -220,6 +220,35 @@ address (`203.0.113.7`, kept as `203.0.113.7/32`). Host bits are cleared:
             Default::default()
         }
     }
+    ///A webhook subscription with its signing secret, shown in this response only.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct CreatedWebhook {
+        pub breaker: WebhookBreaker,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<WebhookDescription>,
+        ///Why the server disabled it (`gone`, the endpoint answered 410), if it did.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub disabled_reason: ::std::option::Option<::std::string::String>,
+        pub enabled: bool,
+        pub event_types: WebhookEventTypes,
+        pub id: Id,
+        ///While a rotated-out secret still signs messages, until when.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub previous_secret_expires_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub secret: WebhookSecret,
+        pub url: WebhookUrl,
+        ///The users it is narrowed to; null for every user.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user_ids: ::std::option::Option<::std::vec::Vec<Id>>,
+    }
+    impl CreatedWebhook {
+        pub fn builder() -> builder::CreatedWebhook {
+            Default::default()
+        }
+    }
     ///`Credentials`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -372,6 +401,17 @@ address (`203.0.113.7`, kept as `203.0.113.7/32`). Host bits are cleared:
         type Err = ::std::convert::Infallible;
         fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
+        }
+    }
+    ///`FollowData`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct FollowData {
+        pub followee_id: Id,
+        pub follower_id: Id,
+    }
+    impl FollowData {
+        pub fn builder() -> builder::FollowData {
+            Default::default()
         }
     }
     ///`HealthState`
@@ -725,6 +765,25 @@ every address.
             Default::default()
         }
     }
+    ///`NewWebhook`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct NewWebhook {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<WebhookDescription>,
+        ///Defaults to true.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub enabled: ::std::option::Option<bool>,
+        pub event_types: WebhookEventTypes,
+        pub url: WebhookUrl,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user_ids: ::std::option::Option<WebhookUserIds>,
+    }
+    impl NewWebhook {
+        pub fn builder() -> builder::NewWebhook {
+            Default::default()
+        }
+    }
     ///Between 8 and 128 characters; stored only as an argon2id hash.
     #[derive(
         ::serde::Deserialize,
@@ -883,6 +942,16 @@ every address.
         type Err = ::std::convert::Infallible;
         fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
+        }
+    }
+    ///`PingData`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct PingData {
+        pub webhook_id: Id,
+    }
+    impl PingData {
+        pub fn builder() -> builder::PingData {
+            Default::default()
         }
     }
     ///No NUL character (U+0000).
@@ -1142,6 +1211,147 @@ every address.
             Default::default()
         }
     }
+    ///A tweet was posted.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TweetCreatedEvent {
+        pub data: Tweet,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: TweetCreatedEventType,
+    }
+    impl TweetCreatedEvent {
+        pub fn builder() -> builder::TweetCreatedEvent {
+            Default::default()
+        }
+    }
+    ///`TweetCreatedEventType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum TweetCreatedEventType {
+        #[serde(rename = "tweet.created")]
+        TweetCreated,
+    }
+    impl ::std::fmt::Display for TweetCreatedEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::TweetCreated => f.write_str("tweet.created"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TweetCreatedEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "tweet.created" => Ok(Self::TweetCreated),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TweetCreatedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TweetCreatedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`TweetDeletedData`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TweetDeletedData {
+        pub author_id: Id,
+        pub tweet_id: Id,
+    }
+    impl TweetDeletedData {
+        pub fn builder() -> builder::TweetDeletedData {
+            Default::default()
+        }
+    }
+    ///A tweet was deleted.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TweetDeletedEvent {
+        pub data: TweetDeletedData,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: TweetDeletedEventType,
+    }
+    impl TweetDeletedEvent {
+        pub fn builder() -> builder::TweetDeletedEvent {
+            Default::default()
+        }
+    }
+    ///`TweetDeletedEventType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum TweetDeletedEventType {
+        #[serde(rename = "tweet.deleted")]
+        TweetDeleted,
+    }
+    impl ::std::fmt::Display for TweetDeletedEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::TweetDeleted => f.write_str("tweet.deleted"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TweetDeletedEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "tweet.deleted" => Ok(Self::TweetDeleted),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TweetDeletedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TweetDeletedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///A page of tweets, newest first.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct TweetPage {
@@ -1213,6 +1423,8 @@ progenitor pages only with a plain string.
         pub quota: ::std::option::Option<Quota>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub throttle: ::std::option::Option<Throttle>,
+        ///How many webhook subscriptions each key of the plan may hold.
+        pub webhook_limit: i32,
     }
     impl UsagePlan {
         pub fn builder() -> builder::UsagePlan {
@@ -1237,6 +1449,9 @@ progenitor pages only with a plain string.
         pub quota: ::std::option::Option<Quota>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub throttle: ::std::option::Option<Throttle>,
+        ///How many webhook subscriptions each key of the plan may hold (default 10).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub webhook_limit: ::std::option::Option<i32>,
     }
     impl UsagePlanInput {
         pub fn builder() -> builder::UsagePlanInput {
@@ -1291,6 +1506,71 @@ progenitor pages only with a plain string.
             Default::default()
         }
     }
+    ///The follower followed the followee.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UserFollowedEvent {
+        pub data: FollowData,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: UserFollowedEventType,
+    }
+    impl UserFollowedEvent {
+        pub fn builder() -> builder::UserFollowedEvent {
+            Default::default()
+        }
+    }
+    ///`UserFollowedEventType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum UserFollowedEventType {
+        #[serde(rename = "user.followed")]
+        UserFollowed,
+    }
+    impl ::std::fmt::Display for UserFollowedEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::UserFollowed => f.write_str("user.followed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for UserFollowedEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "user.followed" => Ok(Self::UserFollowed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserFollowedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserFollowedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///A page of users.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct UserPage {
@@ -1304,6 +1584,71 @@ progenitor pages only with a plain string.
     impl UserPage {
         pub fn builder() -> builder::UserPage {
             Default::default()
+        }
+    }
+    ///The follower unfollowed the followee.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UserUnfollowedEvent {
+        pub data: FollowData,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: UserUnfollowedEventType,
+    }
+    impl UserUnfollowedEvent {
+        pub fn builder() -> builder::UserUnfollowedEvent {
+            Default::default()
+        }
+    }
+    ///`UserUnfollowedEventType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum UserUnfollowedEventType {
+        #[serde(rename = "user.unfollowed")]
+        UserUnfollowed,
+    }
+    impl ::std::fmt::Display for UserUnfollowedEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::UserUnfollowed => f.write_str("user.unfollowed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for UserUnfollowedEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "user.unfollowed" => Ok(Self::UserUnfollowed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UserUnfollowedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UserUnfollowedEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
@@ -1423,6 +1768,579 @@ progenitor pages only with a plain string.
             value: ::std::string::String,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///A webhook subscription, without its secret.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Webhook {
+        pub breaker: WebhookBreaker,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<WebhookDescription>,
+        ///Why the server disabled it (`gone`, the endpoint answered 410), if it did.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub disabled_reason: ::std::option::Option<::std::string::String>,
+        pub enabled: bool,
+        pub event_types: WebhookEventTypes,
+        pub id: Id,
+        ///While a rotated-out secret still signs messages, until when.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub previous_secret_expires_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub url: WebhookUrl,
+        ///The users it is narrowed to; null for every user.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user_ids: ::std::option::Option<::std::vec::Vec<Id>>,
+    }
+    impl Webhook {
+        pub fn builder() -> builder::Webhook {
+            Default::default()
+        }
+    }
+    /**The endpoint's circuit breaker: `open` after 5 failures in a row (nothing is sent
+until `open_until`), then `half_open` (the next delivery is a probe: success
+closes it, failure opens it again).
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookBreaker {
+        pub consecutive_failures: i32,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub open_until: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        pub state: WebhookBreakerState,
+    }
+    impl WebhookBreaker {
+        pub fn builder() -> builder::WebhookBreaker {
+            Default::default()
+        }
+    }
+    ///`WebhookBreakerState`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum WebhookBreakerState {
+        #[serde(rename = "closed")]
+        Closed,
+        #[serde(rename = "open")]
+        Open,
+        #[serde(rename = "half_open")]
+        HalfOpen,
+    }
+    impl ::std::fmt::Display for WebhookBreakerState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Closed => f.write_str("closed"),
+                Self::Open => f.write_str("open"),
+                Self::HalfOpen => f.write_str("half_open"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for WebhookBreakerState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "closed" => Ok(Self::Closed),
+                "open" => Ok(Self::Open),
+                "half_open" => Ok(Self::HalfOpen),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for WebhookBreakerState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for WebhookBreakerState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///One message to one subscription, and how sending it went.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookDelivery {
+        pub attempts: i32,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub delivered_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///A `WebhookEventType`, or `webhook.ping`.
+        pub event_type: ::std::string::String,
+        pub id: Id,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_attempt_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///Why the last attempt got no answer (timeout, refused connection, ...).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_error: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_latency_ms: ::std::option::Option<i64>,
+        ///The first 1 KiB of the last answer's body.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_response_excerpt: ::std::option::Option<::std::string::String>,
+        ///The last attempt's HTTP status; null when it got no answer.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_status_code: ::std::option::Option<i32>,
+        ///The `webhook-id` it is sent with, the same on every attempt.
+        pub message_id: ::std::string::String,
+        ///When it is tried next, while pending.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_attempt_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub payload: WebhookEvent,
+        /**`pending` while it is to be tried (again), `delivered` once answered 2xx,
+`failed` when the retries ran out or the endpoint is gone.
+*/
+        pub status: WebhookDeliveryStatus,
+        pub webhook_id: Id,
+    }
+    impl WebhookDelivery {
+        pub fn builder() -> builder::WebhookDelivery {
+            Default::default()
+        }
+    }
+    ///A page of deliveries, newest first.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookDeliveryPage {
+        pub items: ::std::vec::Vec<WebhookDelivery>,
+        ///The `page_token` of the next page; null on the last page.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_page: ::std::option::Option<::std::string::String>,
+    }
+    impl WebhookDeliveryPage {
+        pub fn builder() -> builder::WebhookDeliveryPage {
+            Default::default()
+        }
+    }
+    /**`pending` while it is to be tried (again), `delivered` once answered 2xx,
+`failed` when the retries ran out or the endpoint is gone.
+*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum WebhookDeliveryStatus {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "delivered")]
+        Delivered,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for WebhookDeliveryStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Delivered => f.write_str("delivered"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for WebhookDeliveryStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "delivered" => Ok(Self::Delivered),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for WebhookDeliveryStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for WebhookDeliveryStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///No NUL character (U+0000).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct WebhookDescription(pub ::std::string::String);
+    impl ::std::ops::Deref for WebhookDescription {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<WebhookDescription> for ::std::string::String {
+        fn from(value: WebhookDescription) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for WebhookDescription {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for WebhookDescription {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for WebhookDescription {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    /**Any message a webhook sends: its `type`, when the change happened, and `data`,
+whose shape the type's own schema gives (`TweetCreatedEvent`, ...). Only public
+data: never an email.
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookEvent {
+        pub data: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: ::std::string::String,
+    }
+    impl WebhookEvent {
+        pub fn builder() -> builder::WebhookEvent {
+            Default::default()
+        }
+    }
+    ///An event a subscription may ask for.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum WebhookEventType {
+        #[serde(rename = "tweet.created")]
+        TweetCreated,
+        #[serde(rename = "tweet.deleted")]
+        TweetDeleted,
+        #[serde(rename = "user.followed")]
+        UserFollowed,
+        #[serde(rename = "user.unfollowed")]
+        UserUnfollowed,
+    }
+    impl ::std::fmt::Display for WebhookEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::TweetCreated => f.write_str("tweet.created"),
+                Self::TweetDeleted => f.write_str("tweet.deleted"),
+                Self::UserFollowed => f.write_str("user.followed"),
+                Self::UserUnfollowed => f.write_str("user.unfollowed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for WebhookEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "tweet.created" => Ok(Self::TweetCreated),
+                "tweet.deleted" => Ok(Self::TweetDeleted),
+                "user.followed" => Ok(Self::UserFollowed),
+                "user.unfollowed" => Ok(Self::UserUnfollowed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for WebhookEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for WebhookEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///`WebhookEventTypes`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct WebhookEventTypes(pub ::std::vec::Vec<WebhookEventType>);
+    impl ::std::ops::Deref for WebhookEventTypes {
+        type Target = ::std::vec::Vec<WebhookEventType>;
+        fn deref(&self) -> &::std::vec::Vec<WebhookEventType> {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<WebhookEventTypes> for ::std::vec::Vec<WebhookEventType> {
+        fn from(value: WebhookEventTypes) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::vec::Vec<WebhookEventType>> for WebhookEventTypes {
+        fn from(value: ::std::vec::Vec<WebhookEventType>) -> Self {
+            Self(value)
+        }
+    }
+    ///A page of webhook subscriptions, newest first.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookPage {
+        pub items: ::std::vec::Vec<Webhook>,
+        ///The `page_token` of the next page; null on the last page.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_page: ::std::option::Option<::std::string::String>,
+    }
+    impl WebhookPage {
+        pub fn builder() -> builder::WebhookPage {
+            Default::default()
+        }
+    }
+    ///A test message.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookPingEvent {
+        pub data: PingData,
+        ///When the change happened.
+        pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "type")]
+        pub type_: WebhookPingEventType,
+    }
+    impl WebhookPingEvent {
+        pub fn builder() -> builder::WebhookPingEvent {
+            Default::default()
+        }
+    }
+    ///`WebhookPingEventType`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum WebhookPingEventType {
+        #[serde(rename = "webhook.ping")]
+        WebhookPing,
+    }
+    impl ::std::fmt::Display for WebhookPingEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::WebhookPing => f.write_str("webhook.ping"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for WebhookPingEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "webhook.ping" => Ok(Self::WebhookPing),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for WebhookPingEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for WebhookPingEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    /**The signing secret, `whsec_` and base64 of 32 random bytes, as the Standard
+Webhooks libraries take it.
+*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct WebhookSecret(pub ::std::string::String);
+    impl ::std::ops::Deref for WebhookSecret {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<WebhookSecret> for ::std::string::String {
+        fn from(value: WebhookSecret) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for WebhookSecret {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for WebhookSecret {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for WebhookSecret {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    /**The fields to change; absent fields stay as they are. `user_ids` narrows the
+subscription to those users; `all_users: true` widens it to everyone again (not
+both at once).
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebhookUpdate {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub all_users: ::std::option::Option<bool>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<WebhookDescription>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub enabled: ::std::option::Option<bool>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub event_types: ::std::option::Option<WebhookEventTypes>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<WebhookUrl>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub user_ids: ::std::option::Option<WebhookUserIds>,
+    }
+    impl WebhookUpdate {
+        pub fn builder() -> builder::WebhookUpdate {
+            Default::default()
+        }
+    }
+    ///An http(s) URL of a public address, without userinfo.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(transparent)]
+    pub struct WebhookUrl(pub ::std::string::String);
+    impl ::std::ops::Deref for WebhookUrl {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<WebhookUrl> for ::std::string::String {
+        fn from(value: WebhookUrl) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::string::String> for WebhookUrl {
+        fn from(value: ::std::string::String) -> Self {
+            Self(value)
+        }
+    }
+    impl ::std::fmt::Display for WebhookUrl {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl ::std::str::FromStr for WebhookUrl {
+        type Err = ::std::convert::Infallible;
+        fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+            Ok(Self(value.to_string()))
+        }
+    }
+    /**Only events of these users: tweets they post or delete, follows they make or
+receive. At most 100.
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(transparent)]
+    pub struct WebhookUserIds(pub ::std::vec::Vec<Id>);
+    impl ::std::ops::Deref for WebhookUserIds {
+        type Target = ::std::vec::Vec<Id>;
+        fn deref(&self) -> &::std::vec::Vec<Id> {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<WebhookUserIds> for ::std::vec::Vec<Id> {
+        fn from(value: WebhookUserIds) -> Self {
+            value.0
+        }
+    }
+    impl ::std::convert::From<::std::vec::Vec<Id>> for WebhookUserIds {
+        fn from(value: ::std::vec::Vec<Id>) -> Self {
+            Self(value)
         }
     }
     /// Types for composing complex structures.
@@ -2007,6 +2925,234 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct CreatedWebhook {
+            breaker: ::std::result::Result<super::WebhookBreaker, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            description: ::std::result::Result<
+                ::std::option::Option<super::WebhookDescription>,
+                ::std::string::String,
+            >,
+            disabled_reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            enabled: ::std::result::Result<bool, ::std::string::String>,
+            event_types: ::std::result::Result<
+                super::WebhookEventTypes,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<super::Id, ::std::string::String>,
+            previous_secret_expires_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            secret: ::std::result::Result<super::WebhookSecret, ::std::string::String>,
+            url: ::std::result::Result<super::WebhookUrl, ::std::string::String>,
+            user_ids: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<super::Id>>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for CreatedWebhook {
+            fn default() -> Self {
+                Self {
+                    breaker: Err("no value supplied for breaker".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    description: Ok(Default::default()),
+                    disabled_reason: Ok(Default::default()),
+                    enabled: Err("no value supplied for enabled".to_string()),
+                    event_types: Err("no value supplied for event_types".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    previous_secret_expires_at: Ok(Default::default()),
+                    secret: Err("no value supplied for secret".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                    user_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl CreatedWebhook {
+            pub fn breaker<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookBreaker>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.breaker = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for breaker: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::WebhookDescription>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn disabled_reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.disabled_reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for disabled_reason: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn event_types<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookEventTypes>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_types = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for event_types: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn previous_secret_expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.previous_secret_expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for previous_secret_expires_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn secret<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookSecret>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookUrl>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn user_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::std::vec::Vec<super::Id>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreatedWebhook> for super::CreatedWebhook {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: CreatedWebhook,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    breaker: value.breaker?,
+                    created_at: value.created_at?,
+                    description: value.description?,
+                    disabled_reason: value.disabled_reason?,
+                    enabled: value.enabled?,
+                    event_types: value.event_types?,
+                    id: value.id?,
+                    previous_secret_expires_at: value.previous_secret_expires_at?,
+                    secret: value.secret?,
+                    url: value.url?,
+                    user_ids: value.user_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::CreatedWebhook> for CreatedWebhook {
+            fn from(value: super::CreatedWebhook) -> Self {
+                Self {
+                    breaker: Ok(value.breaker),
+                    created_at: Ok(value.created_at),
+                    description: Ok(value.description),
+                    disabled_reason: Ok(value.disabled_reason),
+                    enabled: Ok(value.enabled),
+                    event_types: Ok(value.event_types),
+                    id: Ok(value.id),
+                    previous_secret_expires_at: Ok(value.previous_secret_expires_at),
+                    secret: Ok(value.secret),
+                    url: Ok(value.url),
+                    user_ids: Ok(value.user_ids),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Credentials {
             email: ::std::result::Result<super::Email, ::std::string::String>,
             password: ::std::result::Result<super::Password, ::std::string::String>,
@@ -2246,6 +3392,64 @@ progenitor pages only with a plain string.
                     picture_url: Ok(value.picture_url),
                     tweet_count: Ok(value.tweet_count),
                     username: Ok(value.username),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct FollowData {
+            followee_id: ::std::result::Result<super::Id, ::std::string::String>,
+            follower_id: ::std::result::Result<super::Id, ::std::string::String>,
+        }
+        impl ::std::default::Default for FollowData {
+            fn default() -> Self {
+                Self {
+                    followee_id: Err("no value supplied for followee_id".to_string()),
+                    follower_id: Err("no value supplied for follower_id".to_string()),
+                }
+            }
+        }
+        impl FollowData {
+            pub fn followee_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.followee_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for followee_id: {e}")
+                    });
+                self
+            }
+            pub fn follower_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.follower_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for follower_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<FollowData> for super::FollowData {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: FollowData,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    followee_id: value.followee_id?,
+                    follower_id: value.follower_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::FollowData> for FollowData {
+            fn from(value: super::FollowData) -> Self {
+                Self {
+                    followee_id: Ok(value.followee_id),
+                    follower_id: Ok(value.follower_id),
                 }
             }
         }
@@ -2710,6 +3914,126 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct NewWebhook {
+            description: ::std::result::Result<
+                ::std::option::Option<super::WebhookDescription>,
+                ::std::string::String,
+            >,
+            enabled: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            event_types: ::std::result::Result<
+                super::WebhookEventTypes,
+                ::std::string::String,
+            >,
+            url: ::std::result::Result<super::WebhookUrl, ::std::string::String>,
+            user_ids: ::std::result::Result<
+                ::std::option::Option<super::WebhookUserIds>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for NewWebhook {
+            fn default() -> Self {
+                Self {
+                    description: Ok(Default::default()),
+                    enabled: Ok(Default::default()),
+                    event_types: Err("no value supplied for event_types".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                    user_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl NewWebhook {
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::WebhookDescription>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn event_types<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookEventTypes>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_types = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for event_types: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookUrl>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn user_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::WebhookUserIds>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<NewWebhook> for super::NewWebhook {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: NewWebhook,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    description: value.description?,
+                    enabled: value.enabled?,
+                    event_types: value.event_types?,
+                    url: value.url?,
+                    user_ids: value.user_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::NewWebhook> for NewWebhook {
+            fn from(value: super::NewWebhook) -> Self {
+                Self {
+                    description: Ok(value.description),
+                    enabled: Ok(value.enabled),
+                    event_types: Ok(value.event_types),
+                    url: Ok(value.url),
+                    user_ids: Ok(value.user_ids),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Picture {
             content_type: ::std::result::Result<
                 super::PictureContentType,
@@ -2815,6 +4139,48 @@ progenitor pages only with a plain string.
                     size: Ok(value.size),
                     url: Ok(value.url),
                     width: Ok(value.width),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct PingData {
+            webhook_id: ::std::result::Result<super::Id, ::std::string::String>,
+        }
+        impl ::std::default::Default for PingData {
+            fn default() -> Self {
+                Self {
+                    webhook_id: Err("no value supplied for webhook_id".to_string()),
+                }
+            }
+        }
+        impl PingData {
+            pub fn webhook_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.webhook_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for webhook_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<PingData> for super::PingData {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: PingData,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    webhook_id: value.webhook_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::PingData> for PingData {
+            fn from(value: super::PingData) -> Self {
+                Self {
+                    webhook_id: Ok(value.webhook_id),
                 }
             }
         }
@@ -3198,6 +4564,224 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct TweetCreatedEvent {
+            data: ::std::result::Result<super::Tweet, ::std::string::String>,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<
+                super::TweetCreatedEventType,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for TweetCreatedEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl TweetCreatedEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Tweet>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TweetCreatedEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TweetCreatedEvent> for super::TweetCreatedEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TweetCreatedEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TweetCreatedEvent> for TweetCreatedEvent {
+            fn from(value: super::TweetCreatedEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct TweetDeletedData {
+            author_id: ::std::result::Result<super::Id, ::std::string::String>,
+            tweet_id: ::std::result::Result<super::Id, ::std::string::String>,
+        }
+        impl ::std::default::Default for TweetDeletedData {
+            fn default() -> Self {
+                Self {
+                    author_id: Err("no value supplied for author_id".to_string()),
+                    tweet_id: Err("no value supplied for tweet_id".to_string()),
+                }
+            }
+        }
+        impl TweetDeletedData {
+            pub fn author_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.author_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for author_id: {e}")
+                    });
+                self
+            }
+            pub fn tweet_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tweet_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for tweet_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TweetDeletedData> for super::TweetDeletedData {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TweetDeletedData,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    author_id: value.author_id?,
+                    tweet_id: value.tweet_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TweetDeletedData> for TweetDeletedData {
+            fn from(value: super::TweetDeletedData) -> Self {
+                Self {
+                    author_id: Ok(value.author_id),
+                    tweet_id: Ok(value.tweet_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct TweetDeletedEvent {
+            data: ::std::result::Result<super::TweetDeletedData, ::std::string::String>,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<
+                super::TweetDeletedEventType,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for TweetDeletedEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl TweetDeletedEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TweetDeletedData>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TweetDeletedEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TweetDeletedEvent> for super::TweetDeletedEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TweetDeletedEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TweetDeletedEvent> for TweetDeletedEvent {
+            fn from(value: super::TweetDeletedEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct TweetPage {
             items: ::std::result::Result<
                 ::std::vec::Vec<super::Tweet>,
@@ -3283,6 +4867,7 @@ progenitor pages only with a plain string.
                 ::std::option::Option<super::Throttle>,
                 ::std::string::String,
             >,
+            webhook_limit: ::std::result::Result<i32, ::std::string::String>,
         }
         impl ::std::default::Default for UsagePlan {
             fn default() -> Self {
@@ -3297,6 +4882,7 @@ progenitor pages only with a plain string.
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
                     throttle: Ok(Default::default()),
+                    webhook_limit: Err("no value supplied for webhook_limit".to_string()),
                 }
             }
         }
@@ -3399,6 +4985,18 @@ progenitor pages only with a plain string.
                     });
                 self
             }
+            pub fn webhook_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.webhook_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for webhook_limit: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<UsagePlan> for super::UsagePlan {
             type Error = super::error::ConversionError;
@@ -3414,6 +5012,7 @@ progenitor pages only with a plain string.
                     name: value.name?,
                     quota: value.quota?,
                     throttle: value.throttle?,
+                    webhook_limit: value.webhook_limit?,
                 })
             }
         }
@@ -3428,6 +5027,7 @@ progenitor pages only with a plain string.
                     name: Ok(value.name),
                     quota: Ok(value.quota),
                     throttle: Ok(value.throttle),
+                    webhook_limit: Ok(value.webhook_limit),
                 }
             }
         }
@@ -3451,6 +5051,10 @@ progenitor pages only with a plain string.
                 ::std::option::Option<super::Throttle>,
                 ::std::string::String,
             >,
+            webhook_limit: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for UsagePlanInput {
             fn default() -> Self {
@@ -3461,6 +5065,7 @@ progenitor pages only with a plain string.
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
                     throttle: Ok(Default::default()),
+                    webhook_limit: Ok(Default::default()),
                 }
             }
         }
@@ -3541,6 +5146,18 @@ progenitor pages only with a plain string.
                     });
                 self
             }
+            pub fn webhook_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.webhook_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for webhook_limit: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<UsagePlanInput> for super::UsagePlanInput {
             type Error = super::error::ConversionError;
@@ -3554,6 +5171,7 @@ progenitor pages only with a plain string.
                     name: value.name?,
                     quota: value.quota?,
                     throttle: value.throttle?,
+                    webhook_limit: value.webhook_limit?,
                 })
             }
         }
@@ -3566,6 +5184,7 @@ progenitor pages only with a plain string.
                     name: Ok(value.name),
                     quota: Ok(value.quota),
                     throttle: Ok(value.throttle),
+                    webhook_limit: Ok(value.webhook_limit),
                 }
             }
         }
@@ -3910,6 +5529,86 @@ progenitor pages only with a plain string.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct UserFollowedEvent {
+            data: ::std::result::Result<super::FollowData, ::std::string::String>,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<
+                super::UserFollowedEventType,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for UserFollowedEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl UserFollowedEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::FollowData>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::UserFollowedEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UserFollowedEvent> for super::UserFollowedEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UserFollowedEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UserFollowedEvent> for UserFollowedEvent {
+            fn from(value: super::UserFollowedEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct UserPage {
             items: ::std::result::Result<
                 ::std::vec::Vec<super::User>,
@@ -3970,6 +5669,87 @@ progenitor pages only with a plain string.
                 Self {
                     items: Ok(value.items),
                     next_page: Ok(value.next_page),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UserUnfollowedEvent {
+            data: ::std::result::Result<super::FollowData, ::std::string::String>,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<
+                super::UserUnfollowedEventType,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for UserUnfollowedEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl UserUnfollowedEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::FollowData>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::UserUnfollowedEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UserUnfollowedEvent>
+        for super::UserUnfollowedEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UserUnfollowedEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UserUnfollowedEvent> for UserUnfollowedEvent {
+            fn from(value: super::UserUnfollowedEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
                 }
             }
         }
@@ -4044,6 +5824,1052 @@ progenitor pages only with a plain string.
                     in_: Ok(value.in_),
                     message: Ok(value.message),
                     pointer: Ok(value.pointer),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Webhook {
+            breaker: ::std::result::Result<super::WebhookBreaker, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            description: ::std::result::Result<
+                ::std::option::Option<super::WebhookDescription>,
+                ::std::string::String,
+            >,
+            disabled_reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            enabled: ::std::result::Result<bool, ::std::string::String>,
+            event_types: ::std::result::Result<
+                super::WebhookEventTypes,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<super::Id, ::std::string::String>,
+            previous_secret_expires_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            url: ::std::result::Result<super::WebhookUrl, ::std::string::String>,
+            user_ids: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<super::Id>>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Webhook {
+            fn default() -> Self {
+                Self {
+                    breaker: Err("no value supplied for breaker".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    description: Ok(Default::default()),
+                    disabled_reason: Ok(Default::default()),
+                    enabled: Err("no value supplied for enabled".to_string()),
+                    event_types: Err("no value supplied for event_types".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    previous_secret_expires_at: Ok(Default::default()),
+                    url: Err("no value supplied for url".to_string()),
+                    user_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl Webhook {
+            pub fn breaker<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookBreaker>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.breaker = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for breaker: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::WebhookDescription>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn disabled_reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.disabled_reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for disabled_reason: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn event_types<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookEventTypes>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_types = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for event_types: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn previous_secret_expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.previous_secret_expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for previous_secret_expires_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookUrl>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn user_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::std::vec::Vec<super::Id>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Webhook> for super::Webhook {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Webhook,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    breaker: value.breaker?,
+                    created_at: value.created_at?,
+                    description: value.description?,
+                    disabled_reason: value.disabled_reason?,
+                    enabled: value.enabled?,
+                    event_types: value.event_types?,
+                    id: value.id?,
+                    previous_secret_expires_at: value.previous_secret_expires_at?,
+                    url: value.url?,
+                    user_ids: value.user_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Webhook> for Webhook {
+            fn from(value: super::Webhook) -> Self {
+                Self {
+                    breaker: Ok(value.breaker),
+                    created_at: Ok(value.created_at),
+                    description: Ok(value.description),
+                    disabled_reason: Ok(value.disabled_reason),
+                    enabled: Ok(value.enabled),
+                    event_types: Ok(value.event_types),
+                    id: Ok(value.id),
+                    previous_secret_expires_at: Ok(value.previous_secret_expires_at),
+                    url: Ok(value.url),
+                    user_ids: Ok(value.user_ids),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookBreaker {
+            consecutive_failures: ::std::result::Result<i32, ::std::string::String>,
+            open_until: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            state: ::std::result::Result<
+                super::WebhookBreakerState,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for WebhookBreaker {
+            fn default() -> Self {
+                Self {
+                    consecutive_failures: Err(
+                        "no value supplied for consecutive_failures".to_string(),
+                    ),
+                    open_until: Ok(Default::default()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl WebhookBreaker {
+            pub fn consecutive_failures<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.consecutive_failures = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for consecutive_failures: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn open_until<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.open_until = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for open_until: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookBreakerState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookBreaker> for super::WebhookBreaker {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookBreaker,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    consecutive_failures: value.consecutive_failures?,
+                    open_until: value.open_until?,
+                    state: value.state?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookBreaker> for WebhookBreaker {
+            fn from(value: super::WebhookBreaker) -> Self {
+                Self {
+                    consecutive_failures: Ok(value.consecutive_failures),
+                    open_until: Ok(value.open_until),
+                    state: Ok(value.state),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookDelivery {
+            attempts: ::std::result::Result<i32, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            delivered_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            event_type: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<super::Id, ::std::string::String>,
+            last_attempt_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            last_error: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            last_latency_ms: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            last_response_excerpt: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            last_status_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            message_id: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            next_attempt_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            payload: ::std::result::Result<super::WebhookEvent, ::std::string::String>,
+            status: ::std::result::Result<
+                super::WebhookDeliveryStatus,
+                ::std::string::String,
+            >,
+            webhook_id: ::std::result::Result<super::Id, ::std::string::String>,
+        }
+        impl ::std::default::Default for WebhookDelivery {
+            fn default() -> Self {
+                Self {
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    delivered_at: Ok(Default::default()),
+                    event_type: Err("no value supplied for event_type".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    last_attempt_at: Ok(Default::default()),
+                    last_error: Ok(Default::default()),
+                    last_latency_ms: Ok(Default::default()),
+                    last_response_excerpt: Ok(Default::default()),
+                    last_status_code: Ok(Default::default()),
+                    message_id: Err("no value supplied for message_id".to_string()),
+                    next_attempt_at: Ok(Default::default()),
+                    payload: Err("no value supplied for payload".to_string()),
+                    status: Err("no value supplied for status".to_string()),
+                    webhook_id: Err("no value supplied for webhook_id".to_string()),
+                }
+            }
+        }
+        impl WebhookDelivery {
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempts: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn delivered_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.delivered_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for delivered_at: {e}")
+                    });
+                self
+            }
+            pub fn event_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for event_type: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn last_attempt_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_attempt_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for last_attempt_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn last_error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_error = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_error: {e}")
+                    });
+                self
+            }
+            pub fn last_latency_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_latency_ms = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for last_latency_ms: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn last_response_excerpt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_response_excerpt = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for last_response_excerpt: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn last_status_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_status_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for last_status_code: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn message_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.message_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for message_id: {e}")
+                    });
+                self
+            }
+            pub fn next_attempt_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_attempt_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for next_attempt_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn payload<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookEvent>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.payload = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for payload: {e}")
+                    });
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookDeliveryStatus>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
+                self
+            }
+            pub fn webhook_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.webhook_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for webhook_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookDelivery> for super::WebhookDelivery {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookDelivery,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    attempts: value.attempts?,
+                    created_at: value.created_at?,
+                    delivered_at: value.delivered_at?,
+                    event_type: value.event_type?,
+                    id: value.id?,
+                    last_attempt_at: value.last_attempt_at?,
+                    last_error: value.last_error?,
+                    last_latency_ms: value.last_latency_ms?,
+                    last_response_excerpt: value.last_response_excerpt?,
+                    last_status_code: value.last_status_code?,
+                    message_id: value.message_id?,
+                    next_attempt_at: value.next_attempt_at?,
+                    payload: value.payload?,
+                    status: value.status?,
+                    webhook_id: value.webhook_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookDelivery> for WebhookDelivery {
+            fn from(value: super::WebhookDelivery) -> Self {
+                Self {
+                    attempts: Ok(value.attempts),
+                    created_at: Ok(value.created_at),
+                    delivered_at: Ok(value.delivered_at),
+                    event_type: Ok(value.event_type),
+                    id: Ok(value.id),
+                    last_attempt_at: Ok(value.last_attempt_at),
+                    last_error: Ok(value.last_error),
+                    last_latency_ms: Ok(value.last_latency_ms),
+                    last_response_excerpt: Ok(value.last_response_excerpt),
+                    last_status_code: Ok(value.last_status_code),
+                    message_id: Ok(value.message_id),
+                    next_attempt_at: Ok(value.next_attempt_at),
+                    payload: Ok(value.payload),
+                    status: Ok(value.status),
+                    webhook_id: Ok(value.webhook_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookDeliveryPage {
+            items: ::std::result::Result<
+                ::std::vec::Vec<super::WebhookDelivery>,
+                ::std::string::String,
+            >,
+            next_page: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for WebhookDeliveryPage {
+            fn default() -> Self {
+                Self {
+                    items: Err("no value supplied for items".to_string()),
+                    next_page: Ok(Default::default()),
+                }
+            }
+        }
+        impl WebhookDeliveryPage {
+            pub fn items<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::WebhookDelivery>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.items = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for items: {e}")
+                    });
+                self
+            }
+            pub fn next_page<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_page = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for next_page: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookDeliveryPage>
+        for super::WebhookDeliveryPage {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookDeliveryPage,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    items: value.items?,
+                    next_page: value.next_page?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookDeliveryPage> for WebhookDeliveryPage {
+            fn from(value: super::WebhookDeliveryPage) -> Self {
+                Self {
+                    items: Ok(value.items),
+                    next_page: Ok(value.next_page),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookEvent {
+            data: ::std::result::Result<
+                ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                ::std::string::String,
+            >,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for WebhookEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl WebhookEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookEvent> for super::WebhookEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookEvent> for WebhookEvent {
+            fn from(value: super::WebhookEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookPage {
+            items: ::std::result::Result<
+                ::std::vec::Vec<super::Webhook>,
+                ::std::string::String,
+            >,
+            next_page: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for WebhookPage {
+            fn default() -> Self {
+                Self {
+                    items: Err("no value supplied for items".to_string()),
+                    next_page: Ok(Default::default()),
+                }
+            }
+        }
+        impl WebhookPage {
+            pub fn items<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Webhook>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.items = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for items: {e}")
+                    });
+                self
+            }
+            pub fn next_page<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_page = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for next_page: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookPage> for super::WebhookPage {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookPage,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    items: value.items?,
+                    next_page: value.next_page?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookPage> for WebhookPage {
+            fn from(value: super::WebhookPage) -> Self {
+                Self {
+                    items: Ok(value.items),
+                    next_page: Ok(value.next_page),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookPingEvent {
+            data: ::std::result::Result<super::PingData, ::std::string::String>,
+            timestamp: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<
+                super::WebhookPingEventType,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for WebhookPingEvent {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    timestamp: Err("no value supplied for timestamp".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                }
+            }
+        }
+        impl WebhookPingEvent {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PingData>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for data: {e}")
+                    });
+                self
+            }
+            pub fn timestamp<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timestamp = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timestamp: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookPingEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookPingEvent> for super::WebhookPingEvent {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookPingEvent,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    timestamp: value.timestamp?,
+                    type_: value.type_?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookPingEvent> for WebhookPingEvent {
+            fn from(value: super::WebhookPingEvent) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    timestamp: Ok(value.timestamp),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookUpdate {
+            all_users: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            description: ::std::result::Result<
+                ::std::option::Option<super::WebhookDescription>,
+                ::std::string::String,
+            >,
+            enabled: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            event_types: ::std::result::Result<
+                ::std::option::Option<super::WebhookEventTypes>,
+                ::std::string::String,
+            >,
+            url: ::std::result::Result<
+                ::std::option::Option<super::WebhookUrl>,
+                ::std::string::String,
+            >,
+            user_ids: ::std::result::Result<
+                ::std::option::Option<super::WebhookUserIds>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for WebhookUpdate {
+            fn default() -> Self {
+                Self {
+                    all_users: Ok(Default::default()),
+                    description: Ok(Default::default()),
+                    enabled: Ok(Default::default()),
+                    event_types: Ok(Default::default()),
+                    url: Ok(Default::default()),
+                    user_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl WebhookUpdate {
+            pub fn all_users<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.all_users = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for all_users: {e}")
+                    });
+                self
+            }
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::WebhookDescription>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn event_types<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::WebhookEventTypes>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_types = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for event_types: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::WebhookUrl>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn user_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::WebhookUserIds>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookUpdate> for super::WebhookUpdate {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: WebhookUpdate,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    all_users: value.all_users?,
+                    description: value.description?,
+                    enabled: value.enabled?,
+                    event_types: value.event_types?,
+                    url: value.url?,
+                    user_ids: value.user_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookUpdate> for WebhookUpdate {
+            fn from(value: super::WebhookUpdate) -> Self {
+                Self {
+                    all_users: Ok(value.all_users),
+                    description: Ok(value.description),
+                    enabled: Ok(value.enabled),
+                    event_types: Ok(value.event_types),
+                    url: Ok(value.url),
+                    user_ids: Ok(value.user_ids),
                 }
             }
         }
@@ -4160,6 +6986,21 @@ progenitor pages only with a plain string.
             Self(value.to_owned())
         }
     }
+    impl ::std::convert::From<&str> for WebhookDescription {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for WebhookSecret {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
+    impl ::std::convert::From<&str> for WebhookUrl {
+        fn from(value: &str) -> Self {
+            Self(value.to_owned())
+        }
+    }
     /**A stable, machine-readable error code. `x-extensible-enum` lists the codes the
 server uses today; a later version may add codes, so a client must accept any
 other value (the SDKs keep it as `Other` / a plain string).
@@ -4205,6 +7046,10 @@ other value (the SDKs keep it as `Other` / a plain string).
         UnknownPlan,
         ///`invalid_date_range`
         InvalidDateRange,
+        ///`webhook_url_refused`
+        WebhookUrlRefused,
+        ///`too_many_webhooks`
+        TooManyWebhooks,
         ///`header_fields_too_large`
         HeaderFieldsTooLarge,
         ///`throttled`
@@ -4240,6 +7085,8 @@ other value (the SDKs keep it as `Other` / a plain string).
             "image_too_large",
             "unknown_plan",
             "invalid_date_range",
+            "webhook_url_refused",
+            "too_many_webhooks",
             "header_fields_too_large",
             "throttled",
             "quota_exceeded",
@@ -4267,6 +7114,8 @@ other value (the SDKs keep it as `Other` / a plain string).
                 Self::ImageTooLarge => "image_too_large",
                 Self::UnknownPlan => "unknown_plan",
                 Self::InvalidDateRange => "invalid_date_range",
+                Self::WebhookUrlRefused => "webhook_url_refused",
+                Self::TooManyWebhooks => "too_many_webhooks",
                 Self::HeaderFieldsTooLarge => "header_fields_too_large",
                 Self::Throttled => "throttled",
                 Self::QuotaExceeded => "quota_exceeded",
@@ -4301,6 +7150,8 @@ other value (the SDKs keep it as `Other` / a plain string).
                 "image_too_large" => Self::ImageTooLarge,
                 "unknown_plan" => Self::UnknownPlan,
                 "invalid_date_range" => Self::InvalidDateRange,
+                "webhook_url_refused" => Self::WebhookUrlRefused,
+                "too_many_webhooks" => Self::TooManyWebhooks,
                 "header_fields_too_large" => Self::HeaderFieldsTooLarge,
                 "throttled" => Self::Throttled,
                 "quota_exceeded" => Self::QuotaExceeded,
@@ -5044,6 +7895,195 @@ let response = client.get_picture()
 ```*/
     pub fn get_picture(&self) -> builder::GetPicture<'_> {
         builder::GetPicture::new(self)
+    }
+    /**List your webhook subscriptions
+
+The calling key's subscriptions, newest first. Secrets are never listed.
+
+Sends a `GET` request to `/v1/webhooks`
+
+Arguments:
+- `limit`: The most items to return (default 20).
+- `page_token`: The `next_page` of the previous page; opaque and tamper-evident. Like
+`next_page` it has no `maxLength` (progenitor pages only with plain strings);
+the server refuses any token it did not issue for this list.
+
+```ignore
+let response = client.list_webhooks()
+    .limit(limit)
+    .page_token(page_token)
+    .send()
+    .await;
+```*/
+    pub fn list_webhooks(&self) -> builder::ListWebhooks<'_> {
+        builder::ListWebhooks::new(self)
+    }
+    /**Subscribe an endpoint to events
+
+Registers an HTTPS (or HTTP) endpoint of yours that is sent the chosen events as
+[Standard Webhooks](https://www.standardwebhooks.com/): a signed JSON `POST` with
+`webhook-id`, `webhook-timestamp` and `webhook-signature`, retried with backoff
+for about three days until it answers 2xx. The subscription belongs to the calling
+API key; the signing `secret` is in this response only (and in a rotation's).
+
+The URL must reach a public address: loopback, private, link-local, CGNAT,
+multicast and other reserved addresses, numeric host forms, userinfo and schemes
+other than http(s) are refused with 422 `webhook_url_refused`. A key may hold as
+many subscriptions as its plan's `webhook_limit` (409 `too_many_webhooks`).
+
+
+Sends a `POST` request to `/v1/webhooks`
+
+```ignore
+let response = client.create_webhook()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_webhook(&self) -> builder::CreateWebhook<'_> {
+        builder::CreateWebhook::new(self)
+    }
+    /**Get a webhook subscription
+
+The subscription, with its endpoint's circuit breaker. Another key's subscription is 404.
+
+Sends a `GET` request to `/v1/webhooks/{webhook_id}`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+```ignore
+let response = client.get_webhook()
+    .webhook_id(webhook_id)
+    .send()
+    .await;
+```*/
+    pub fn get_webhook(&self) -> builder::GetWebhook<'_> {
+        builder::GetWebhook::new(self)
+    }
+    /**Delete a webhook subscription
+
+Deletes it with its deliveries; nothing more is sent to it.
+
+Sends a `DELETE` request to `/v1/webhooks/{webhook_id}`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+```ignore
+let response = client.delete_webhook()
+    .webhook_id(webhook_id)
+    .send()
+    .await;
+```*/
+    pub fn delete_webhook(&self) -> builder::DeleteWebhook<'_> {
+        builder::DeleteWebhook::new(self)
+    }
+    /**Change a webhook subscription
+
+Changes the URL, the event types, the users it is narrowed to, the description, or
+enables or disables it. Enabling closes its circuit breaker. A new URL is checked
+as at creation.
+
+
+Sends a `PATCH` request to `/v1/webhooks/{webhook_id}`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+- `body`
+```ignore
+let response = client.update_webhook()
+    .webhook_id(webhook_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn update_webhook(&self) -> builder::UpdateWebhook<'_> {
+        builder::UpdateWebhook::new(self)
+    }
+    /**Rotate a subscription's signing secret
+
+Issues a new signing secret, shown in this response only. For the next 24 hours
+(until `previous_secret_expires_at`) every message is signed with both secrets, so
+a receiver can switch to the new one without missing a message.
+
+
+Sends a `POST` request to `/v1/webhooks/{webhook_id}/rotate-secret`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+```ignore
+let response = client.rotate_webhook_secret()
+    .webhook_id(webhook_id)
+    .send()
+    .await;
+```*/
+    pub fn rotate_webhook_secret(&self) -> builder::RotateWebhookSecret<'_> {
+        builder::RotateWebhookSecret::new(self)
+    }
+    /**Send a test event
+
+Queues a `webhook.ping` delivery to the subscription, whatever its event types; follow it in its deliveries.
+
+Sends a `POST` request to `/v1/webhooks/{webhook_id}/test`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+```ignore
+let response = client.test_webhook()
+    .webhook_id(webhook_id)
+    .send()
+    .await;
+```*/
+    pub fn test_webhook(&self) -> builder::TestWebhook<'_> {
+        builder::TestWebhook::new(self)
+    }
+    /**List a subscription's deliveries
+
+Its deliveries, newest first, each with how many attempts it took, its last
+attempt's status code or error, latency and the first 1 KiB of the answer, and
+when it is tried next. Deliveries are kept for 7 days.
+
+
+Sends a `GET` request to `/v1/webhooks/{webhook_id}/deliveries`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+- `limit`: The most items to return (default 20).
+- `page_token`: The `next_page` of the previous page; opaque and tamper-evident. Like
+`next_page` it has no `maxLength` (progenitor pages only with plain strings);
+the server refuses any token it did not issue for this list.
+
+```ignore
+let response = client.list_webhook_deliveries()
+    .webhook_id(webhook_id)
+    .limit(limit)
+    .page_token(page_token)
+    .send()
+    .await;
+```*/
+    pub fn list_webhook_deliveries(&self) -> builder::ListWebhookDeliveries<'_> {
+        builder::ListWebhookDeliveries::new(self)
+    }
+    /**Send a delivery again
+
+Queues the delivery's message again, with the same `webhook-id` (a receiver that
+has it already can drop it), now, whatever its state; its retry schedule starts
+over.
+
+
+Sends a `POST` request to `/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver`
+
+Arguments:
+- `webhook_id`: A webhook subscription's id.
+- `delivery_id`: A webhook delivery's id.
+```ignore
+let response = client.redeliver_webhook()
+    .webhook_id(webhook_id)
+    .delivery_id(delivery_id)
+    .send()
+    .await;
+```*/
+    pub fn redeliver_webhook(&self) -> builder::RedeliverWebhook<'_> {
+        builder::RedeliverWebhook::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -8883,6 +11923,1138 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::list_webhooks`]
+
+[`Client::list_webhooks`]: super::Client::list_webhooks*/
+    #[derive(Debug, Clone)]
+    pub struct ListWebhooks<'a> {
+        client: &'a super::Client,
+        limit: Result<Option<::std::num::NonZeroU32>, String>,
+        page_token: Result<Option<::std::string::String>, String>,
+    }
+    impl<'a> ListWebhooks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                limit: Ok(None),
+                page_token: Ok(None),
+            }
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: num :: NonZeroU32` for limit failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for page_token failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::WebhookPage>, Error<types::Problem>> {
+            let Self { client, limit, page_token } = self;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_webhooks",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+        ///Streams `GET` requests to `/v1/webhooks`
+        pub fn stream(
+            self,
+        ) -> impl futures::Stream<
+            Item = Result<types::Webhook, Error<types::Problem>>,
+        > + Unpin + 'a {
+            use ::futures::StreamExt;
+            use ::futures::TryFutureExt;
+            use ::futures::TryStreamExt;
+            let next = Self {
+                page_token: Ok(None),
+                ..self.clone()
+            };
+            self.send()
+                .map_ok(move |page| {
+                    let page = page.into_inner();
+                    let first = futures::stream::iter(page.items).map(Ok);
+                    let rest = futures::stream::try_unfold(
+                            (page.next_page, next),
+                            |(next_page, next)| async {
+                                if next_page.is_none() {
+                                    Ok(None)
+                                } else {
+                                    Self {
+                                        page_token: Ok(next_page),
+                                        ..next.clone()
+                                    }
+                                        .send()
+                                        .map_ok(|page| {
+                                            let page = page.into_inner();
+                                            Some((
+                                                futures::stream::iter(page.items).map(Ok),
+                                                (page.next_page, next),
+                                            ))
+                                        })
+                                        .await
+                                }
+                            },
+                        )
+                        .try_flatten();
+                    first.chain(rest)
+                })
+                .try_flatten_stream()
+                .boxed()
+        }
+    }
+    /**Builder for [`Client::create_webhook`]
+
+[`Client::create_webhook`]: super::Client::create_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct CreateWebhook<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::NewWebhook, String>,
+    }
+    impl<'a> CreateWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::NewWebhook>,
+            <V as std::convert::TryInto<types::NewWebhook>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `NewWebhook` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::NewWebhook,
+            ) -> types::builder::NewWebhook,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhooks`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::CreatedWebhook>, Error<types::Problem>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| types::NewWebhook::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_webhook`]
+
+[`Client::get_webhook`]: super::Client::get_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct GetWebhook<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+    }
+    impl<'a> GetWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks/{webhook_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Webhook>, Error<types::Problem>> {
+            let Self { client, webhook_id } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}", client.baseurl, encode_path(& webhook_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_webhook`]
+
+[`Client::delete_webhook`]: super::Client::delete_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteWebhook<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+    }
+    impl<'a> DeleteWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        ///Sends a `DELETE` request to `/v1/webhooks/{webhook_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::Problem>> {
+            let Self { client, webhook_id } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}", client.baseurl, encode_path(& webhook_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::update_webhook`]
+
+[`Client::update_webhook`]: super::Client::update_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct UpdateWebhook<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+        body: Result<types::builder::WebhookUpdate, String>,
+    }
+    impl<'a> UpdateWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::WebhookUpdate>,
+            <V as std::convert::TryInto<types::WebhookUpdate>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `WebhookUpdate` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::WebhookUpdate,
+            ) -> types::builder::WebhookUpdate,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PATCH` request to `/v1/webhooks/{webhook_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Webhook>, Error<types::Problem>> {
+            let Self { client, webhook_id, body } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::WebhookUpdate::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}", client.baseurl, encode_path(& webhook_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .patch(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "update_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::rotate_webhook_secret`]
+
+[`Client::rotate_webhook_secret`]: super::Client::rotate_webhook_secret*/
+    #[derive(Debug, Clone)]
+    pub struct RotateWebhookSecret<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+    }
+    impl<'a> RotateWebhookSecret<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhooks/{webhook_id}/rotate-secret`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::CreatedWebhook>, Error<types::Problem>> {
+            let Self { client, webhook_id } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}/rotate-secret", client.baseurl, encode_path(&
+                webhook_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "rotate_webhook_secret",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::test_webhook`]
+
+[`Client::test_webhook`]: super::Client::test_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct TestWebhook<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+    }
+    impl<'a> TestWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhooks/{webhook_id}/test`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::WebhookDelivery>, Error<types::Problem>> {
+            let Self { client, webhook_id } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}/test", client.baseurl, encode_path(& webhook_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "test_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                202u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_webhook_deliveries`]
+
+[`Client::list_webhook_deliveries`]: super::Client::list_webhook_deliveries*/
+    #[derive(Debug, Clone)]
+    pub struct ListWebhookDeliveries<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+        limit: Result<Option<::std::num::NonZeroU32>, String>,
+        page_token: Result<Option<::std::string::String>, String>,
+    }
+    impl<'a> ListWebhookDeliveries<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+                limit: Ok(None),
+                page_token: Ok(None),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: num :: NonZeroU32` for limit failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for page_token failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks/{webhook_id}/deliveries`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::WebhookDeliveryPage>, Error<types::Problem>> {
+            let Self { client, webhook_id, limit, page_token } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}/deliveries", client.baseurl, encode_path(& webhook_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_webhook_deliveries",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+        ///Streams `GET` requests to `/v1/webhooks/{webhook_id}/deliveries`
+        pub fn stream(
+            self,
+        ) -> impl futures::Stream<
+            Item = Result<types::WebhookDelivery, Error<types::Problem>>,
+        > + Unpin + 'a {
+            use ::futures::StreamExt;
+            use ::futures::TryFutureExt;
+            use ::futures::TryStreamExt;
+            let next = Self {
+                page_token: Ok(None),
+                ..self.clone()
+            };
+            self.send()
+                .map_ok(move |page| {
+                    let page = page.into_inner();
+                    let first = futures::stream::iter(page.items).map(Ok);
+                    let rest = futures::stream::try_unfold(
+                            (page.next_page, next),
+                            |(next_page, next)| async {
+                                if next_page.is_none() {
+                                    Ok(None)
+                                } else {
+                                    Self {
+                                        page_token: Ok(next_page),
+                                        ..next.clone()
+                                    }
+                                        .send()
+                                        .map_ok(|page| {
+                                            let page = page.into_inner();
+                                            Some((
+                                                futures::stream::iter(page.items).map(Ok),
+                                                (page.next_page, next),
+                                            ))
+                                        })
+                                        .await
+                                }
+                            },
+                        )
+                        .try_flatten();
+                    first.chain(rest)
+                })
+                .try_flatten_stream()
+                .boxed()
+        }
+    }
+    /**Builder for [`Client::redeliver_webhook`]
+
+[`Client::redeliver_webhook`]: super::Client::redeliver_webhook*/
+    #[derive(Debug, Clone)]
+    pub struct RedeliverWebhook<'a> {
+        client: &'a super::Client,
+        webhook_id: Result<types::Id, String>,
+        delivery_id: Result<types::Id, String>,
+    }
+    impl<'a> RedeliverWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                webhook_id: Err("webhook_id was not initialized".to_string()),
+                delivery_id: Err("delivery_id was not initialized".to_string()),
+            }
+        }
+        pub fn webhook_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.webhook_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for webhook_id failed".to_string());
+            self
+        }
+        pub fn delivery_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.delivery_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for delivery_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::WebhookDelivery>, Error<types::Problem>> {
+            let Self { client, webhook_id, delivery_id } = self;
+            let webhook_id = webhook_id.map_err(Error::InvalidRequest)?;
+            let delivery_id = delivery_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/webhooks/{}/deliveries/{}/redeliver", client.baseurl,
+                encode_path(& webhook_id.to_string()), encode_path(& delivery_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "redeliver_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                202u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
 }
 /// Items consumers will typically use such as the Client.
 pub mod prelude {
@@ -9198,6 +13370,87 @@ pub mod operations {
         if_none_match: true,
         paginated: false,
     };
+    /// `GET /v1/webhooks` (`list_webhooks`).
+    pub const LIST_WEBHOOKS: Operation = Operation {
+        id: "list_webhooks",
+        method: "GET",
+        path: "/v1/webhooks",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `POST /v1/webhooks` (`create_webhook`).
+    pub const CREATE_WEBHOOK: Operation = Operation {
+        id: "create_webhook",
+        method: "POST",
+        path: "/v1/webhooks",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/webhooks/{webhook_id}` (`get_webhook`).
+    pub const GET_WEBHOOK: Operation = Operation {
+        id: "get_webhook",
+        method: "GET",
+        path: "/v1/webhooks/{webhook_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `DELETE /v1/webhooks/{webhook_id}` (`delete_webhook`).
+    pub const DELETE_WEBHOOK: Operation = Operation {
+        id: "delete_webhook",
+        method: "DELETE",
+        path: "/v1/webhooks/{webhook_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `PATCH /v1/webhooks/{webhook_id}` (`update_webhook`).
+    pub const UPDATE_WEBHOOK: Operation = Operation {
+        id: "update_webhook",
+        method: "PATCH",
+        path: "/v1/webhooks/{webhook_id}",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `POST /v1/webhooks/{webhook_id}/rotate-secret` (`rotate_webhook_secret`).
+    pub const ROTATE_WEBHOOK_SECRET: Operation = Operation {
+        id: "rotate_webhook_secret",
+        method: "POST",
+        path: "/v1/webhooks/{webhook_id}/rotate-secret",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `POST /v1/webhooks/{webhook_id}/test` (`test_webhook`).
+    pub const TEST_WEBHOOK: Operation = Operation {
+        id: "test_webhook",
+        method: "POST",
+        path: "/v1/webhooks/{webhook_id}/test",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
+    /// `GET /v1/webhooks/{webhook_id}/deliveries` (`list_webhook_deliveries`).
+    pub const LIST_WEBHOOK_DELIVERIES: Operation = Operation {
+        id: "list_webhook_deliveries",
+        method: "GET",
+        path: "/v1/webhooks/{webhook_id}/deliveries",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: true,
+    };
+    /// `POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver` (`redeliver_webhook`).
+    pub const REDELIVER_WEBHOOK: Operation = Operation {
+        id: "redeliver_webhook",
+        method: "POST",
+        path: "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
     /// Every operation, in document order.
     pub const ALL: &[Operation] = &[
         GET_METRICS,
@@ -9232,6 +13485,15 @@ pub mod operations {
         GET_USAGE_REPORT,
         PUT_PICTURE,
         GET_PICTURE,
+        LIST_WEBHOOKS,
+        CREATE_WEBHOOK,
+        GET_WEBHOOK,
+        DELETE_WEBHOOK,
+        UPDATE_WEBHOOK,
+        ROTATE_WEBHOOK_SECRET,
+        TEST_WEBHOOK,
+        LIST_WEBHOOK_DELIVERIES,
+        REDELIVER_WEBHOOK,
     ];
     /// The operation with this `operationId`.
     pub fn find(id: &str) -> Option<&'static Operation> {
@@ -9644,4 +13906,112 @@ pub mod operations {
         }
     }
     impl<'a> ConditionalBuilder for builder::GetPicture<'a> {}
+    impl<'a> OperationBuilder for builder::ListWebhooks<'a> {
+        const OPERATION: Operation = LIST_WEBHOOKS;
+        type Ok = types::WebhookPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListWebhooks::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::CreateWebhook<'a> {
+        const OPERATION: Operation = CREATE_WEBHOOK;
+        type Ok = types::CreatedWebhook;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::GetWebhook<'a> {
+        const OPERATION: Operation = GET_WEBHOOK;
+        type Ok = types::Webhook;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::DeleteWebhook<'a> {
+        const OPERATION: Operation = DELETE_WEBHOOK;
+        type Ok = ();
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::DeleteWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::UpdateWebhook<'a> {
+        const OPERATION: Operation = UPDATE_WEBHOOK;
+        type Ok = types::Webhook;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::UpdateWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::RotateWebhookSecret<'a> {
+        const OPERATION: Operation = ROTATE_WEBHOOK_SECRET;
+        type Ok = types::CreatedWebhook;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::RotateWebhookSecret::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::TestWebhook<'a> {
+        const OPERATION: Operation = TEST_WEBHOOK;
+        type Ok = types::WebhookDelivery;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::TestWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::ListWebhookDeliveries<'a> {
+        const OPERATION: Operation = LIST_WEBHOOK_DELIVERIES;
+        type Ok = types::WebhookDeliveryPage;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::ListWebhookDeliveries::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::RedeliverWebhook<'a> {
+        const OPERATION: Operation = REDELIVER_WEBHOOK;
+        type Ok = types::WebhookDelivery;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::RedeliverWebhook::send(self)
+        }
+    }
 }

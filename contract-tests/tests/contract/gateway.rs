@@ -68,6 +68,7 @@ async fn spent_quota(ctx: &Context) {
         quota: Some((1, "DAY".into())),
         allow_cache_refresh: false,
         ip_policy: IpPolicy::default(),
+        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
     };
     let plan = store.create_plan(settings).await.expect("plan");
     let KeyWrite::Done(NewKey { secret, .. }) = store
@@ -166,7 +167,10 @@ async fn every_operation_refuses(ctx: &Context, client: &Client, expected: (u16,
         expected
     );
     assert_eq!(
-        refusal(client.get_picture().user_id(ada).send().await),
+        refusal(client.get_picture().user_id(ada.clone()).send().await),
         expected
     );
+    for refused in crate::webhooks::refusals(client, &ada).await {
+        assert_eq!(refused, expected);
+    }
 }

@@ -45,6 +45,8 @@ impl TestServer {
         config.database_url = database.url().map(|url| url.to_owned().into());
         config.bind = "127.0.0.1:0".parse().expect("address");
         config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+        // Webhook receivers in the tests listen on loopback, which the SSRF guard refuses.
+        config.webhook_allowed_networks = vec!["127.0.0.1/32".parse().expect("a network")];
         let log: Log = Arc::default();
         let recorder_log = Arc::clone(&log);
         let app = Application::build_with(config, move |app| {
@@ -98,6 +100,7 @@ pub async fn unlimited_key(state: &AppState) -> String {
         quota: None,
         allow_cache_refresh: false,
         ip_policy: IpPolicy::default(),
+        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
     };
     let plan = state.store.create_plan(settings).await.expect("plan");
     match state

@@ -37,6 +37,7 @@ mod tweets;
 mod unavailable;
 mod usage;
 mod users;
+mod webhooks;
 
 /// Every scenario, with what it claims to exercise.
 pub const ALL: &[&[coverage::Scenario]] = &[
@@ -48,6 +49,7 @@ pub const ALL: &[&[coverage::Scenario]] = &[
     tweets::SCENARIOS,
     pictures::SCENARIOS,
     usage::SCENARIOS,
+    webhooks::SCENARIOS,
     admin::usage_plans::SCENARIOS,
     admin::api_keys::SCENARIOS,
     admin::users::SCENARIOS,

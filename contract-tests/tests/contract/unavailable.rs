@@ -197,4 +197,7 @@ async fn unavailable(ctx: &Context) {
         .start_date(today)
         .end_date(today);
     assert_eq!(refusal(report.send().await), down);
+    for refused in crate::webhooks::refusals(&ctx.anonymous, &id).await {
+        assert_eq!(refused, down);
+    }
 }

@@ -4,3 +4,4 @@
 pub mod events;
 pub mod ip_policy;
 pub mod records;
+pub mod webhooks;

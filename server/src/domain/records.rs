@@ -146,6 +146,8 @@ pub struct PlanRecord {
     pub allow_cache_refresh: bool,
     /// The client addresses the plan's keys may be used from.
     pub ip_policy: IpPolicy,
+    /// How many webhook subscriptions each of the plan's keys may hold.
+    pub webhook_limit: u32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -160,6 +162,7 @@ impl PlanRecord {
             quota: settings.quota,
             allow_cache_refresh: settings.allow_cache_refresh,
             ip_policy: settings.ip_policy,
+            webhook_limit: settings.webhook_limit,
             created_at: now_millis(),
         }
     }
@@ -174,6 +177,7 @@ pub struct PlanSettings {
     pub quota: Option<(i64, String)>,
     pub allow_cache_refresh: bool,
     pub ip_policy: IpPolicy,
+    pub webhook_limit: u32,
 }
 
 /// An API key as stored, without its secret.
@@ -421,4 +425,6 @@ pub struct OutboxEntry {
     pub position: OutboxPosition,
     /// The event as JSON, with its `type`.
     pub event: String,
+    /// When its transaction wrote it (the database's clock on PostgreSQL).
+    pub written_at: DateTime<Utc>,
 }

@@ -441,13 +441,133 @@ pub trait UsersApi: Server {
         params: types::GetUserParams,
     ) -> impl Future<Output = Result<GetUserResponse, Self::Error>> + Send;
 }
+/// The operations tagged `webhooks`.
+pub trait WebhooksApi: Server {
+    /// `GET /v1/webhooks`
+    ///
+    /// List your webhook subscriptions
+    ///
+    /// The calling key's subscriptions, newest first. Secrets are never listed.
+    fn list_webhooks(
+        &self,
+        request: &poem::Request,
+        auth: ListWebhooksAuth<Self>,
+        params: types::ListWebhooksParams,
+    ) -> impl Future<Output = Result<ListWebhooksResponse, Self::Error>> + Send;
+    /// `POST /v1/webhooks`
+    ///
+    /// Subscribe an endpoint to events
+    ///
+    /// Registers an HTTPS (or HTTP) endpoint of yours that is sent the chosen events as
+    /// [Standard Webhooks](https://www.standardwebhooks.com/): a signed JSON `POST` with
+    /// `webhook-id`, `webhook-timestamp` and `webhook-signature`, retried with backoff
+    /// for about three days until it answers 2xx. The subscription belongs to the calling
+    /// API key; the signing `secret` is in this response only (and in a rotation's).
+    ///
+    /// The URL must reach a public address: loopback, private, link-local, CGNAT,
+    /// multicast and other reserved addresses, numeric host forms, userinfo and schemes
+    /// other than http(s) are refused with 422 `webhook_url_refused`. A key may hold as
+    /// many subscriptions as its plan's `webhook_limit` (409 `too_many_webhooks`).
+    fn create_webhook(
+        &self,
+        request: &poem::Request,
+        auth: CreateWebhookAuth<Self>,
+        body: types::NewWebhook,
+    ) -> impl Future<Output = Result<CreateWebhookResponse, Self::Error>> + Send;
+    /// `GET /v1/webhooks/{webhook_id}`
+    ///
+    /// Get a webhook subscription
+    ///
+    /// The subscription, with its endpoint's circuit breaker. Another key's subscription is 404.
+    fn get_webhook(
+        &self,
+        request: &poem::Request,
+        auth: GetWebhookAuth<Self>,
+        params: types::GetWebhookParams,
+    ) -> impl Future<Output = Result<GetWebhookResponse, Self::Error>> + Send;
+    /// `DELETE /v1/webhooks/{webhook_id}`
+    ///
+    /// Delete a webhook subscription
+    ///
+    /// Deletes it with its deliveries; nothing more is sent to it.
+    fn delete_webhook(
+        &self,
+        request: &poem::Request,
+        auth: DeleteWebhookAuth<Self>,
+        params: types::DeleteWebhookParams,
+    ) -> impl Future<Output = Result<DeleteWebhookResponse, Self::Error>> + Send;
+    /// `PATCH /v1/webhooks/{webhook_id}`
+    ///
+    /// Change a webhook subscription
+    ///
+    /// Changes the URL, the event types, the users it is narrowed to, the description, or
+    /// enables or disables it. Enabling closes its circuit breaker. A new URL is checked
+    /// as at creation.
+    fn update_webhook(
+        &self,
+        request: &poem::Request,
+        auth: UpdateWebhookAuth<Self>,
+        params: types::UpdateWebhookParams,
+        body: types::WebhookUpdate,
+    ) -> impl Future<Output = Result<UpdateWebhookResponse, Self::Error>> + Send;
+    /// `POST /v1/webhooks/{webhook_id}/rotate-secret`
+    ///
+    /// Rotate a subscription's signing secret
+    ///
+    /// Issues a new signing secret, shown in this response only. For the next 24 hours
+    /// (until `previous_secret_expires_at`) every message is signed with both secrets, so
+    /// a receiver can switch to the new one without missing a message.
+    fn rotate_webhook_secret(
+        &self,
+        request: &poem::Request,
+        auth: RotateWebhookSecretAuth<Self>,
+        params: types::RotateWebhookSecretParams,
+    ) -> impl Future<Output = Result<RotateWebhookSecretResponse, Self::Error>> + Send;
+    /// `POST /v1/webhooks/{webhook_id}/test`
+    ///
+    /// Send a test event
+    ///
+    /// Queues a `webhook.ping` delivery to the subscription, whatever its event types; follow it in its deliveries.
+    fn test_webhook(
+        &self,
+        request: &poem::Request,
+        auth: TestWebhookAuth<Self>,
+        params: types::TestWebhookParams,
+    ) -> impl Future<Output = Result<TestWebhookResponse, Self::Error>> + Send;
+    /// `GET /v1/webhooks/{webhook_id}/deliveries`
+    ///
+    /// List a subscription's deliveries
+    ///
+    /// Its deliveries, newest first, each with how many attempts it took, its last
+    /// attempt's status code or error, latency and the first 1 KiB of the answer, and
+    /// when it is tried next. Deliveries are kept for 7 days.
+    fn list_webhook_deliveries(
+        &self,
+        request: &poem::Request,
+        auth: ListWebhookDeliveriesAuth<Self>,
+        params: types::ListWebhookDeliveriesParams,
+    ) -> impl Future<Output = Result<ListWebhookDeliveriesResponse, Self::Error>> + Send;
+    /// `POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver`
+    ///
+    /// Send a delivery again
+    ///
+    /// Queues the delivery's message again, with the same `webhook-id` (a receiver that
+    /// has it already can drop it), now, whatever its state; its retry schedule starts
+    /// over.
+    fn redeliver_webhook(
+        &self,
+        request: &poem::Request,
+        auth: RedeliverWebhookAuth<Self>,
+        params: types::RedeliverWebhookParams,
+    ) -> impl Future<Output = Result<RedeliverWebhookResponse, Self::Error>> + Send;
+}
 /// The whole contract: the server and one trait per tag, with one method per
 /// operation and no default bodies, so an operation added to the document fails
 /// to compile until it is implemented.
-pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi + PicturesApi + TweetsApi + UsageApi + UsersApi {}
+pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi + PicturesApi + TweetsApi + UsageApi + UsersApi + WebhooksApi {}
 impl<
     T: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi
-        + PicturesApi + TweetsApi + UsageApi + UsersApi,
+        + PicturesApi + TweetsApi + UsageApi + UsersApi + WebhooksApi,
 > Api for T {}
 /// The verified credentials of `GetMetrics`.
 pub struct GetMetricsAuth<S: Server + ?Sized> {
@@ -4464,6 +4584,1168 @@ async fn handle_get_picture<A: Api>(
     let response = api.get_picture(&request, auth, params).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// The verified credentials of `ListWebhooks`.
+pub struct ListWebhooksAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static LIST_WEBHOOKS: runtime::Operation = runtime::Operation {
+    id: "list_webhooks",
+    params: &[
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_webhooks` may answer with.
+#[derive(Debug)]
+pub enum ListWebhooksResponse {
+    /// 200: A page of subscriptions.
+    Ok(types::WebhookPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListWebhooksResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_webhooks<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_webhooks");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(ListWebhooksAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &LIST_WEBHOOKS, limits)
+        .await?;
+    let params: types::ListWebhooksParams = input.params()?;
+    let response = api.list_webhooks(&request, auth, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `CreateWebhook`.
+pub struct CreateWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static CREATE_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "create_webhook",
+    params: &[],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `create_webhook` may answer with.
+#[derive(Debug)]
+pub enum CreateWebhookResponse {
+    /// 201: The subscription was created; `secret` is shown this once.
+    Created { body: types::CreatedWebhook, location: ::std::string::String },
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 409: The request conflicts with existing data, such as a taken username or email.
+    Conflict(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for CreateWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Created { body, location } => {
+                let mut response = runtime::json_response(
+                    201u16,
+                    "application/json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "location", &location);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Conflict(body) => {
+                let mut response = runtime::json_response(
+                    409u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_create_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(CreateWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &CREATE_WEBHOOK, limits)
+        .await?;
+    let body: types::NewWebhook = input.json_body()?;
+    let response = api.create_webhook(&request, auth, body).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetWebhook`.
+pub struct GetWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static GET_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "get_webhook",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_webhook` may answer with.
+#[derive(Debug)]
+pub enum GetWebhookResponse {
+    /// 200: The subscription, without its secret.
+    Ok(types::Webhook),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &GET_WEBHOOK, limits)
+        .await?;
+    let params: types::GetWebhookParams = input.params()?;
+    let response = api.get_webhook(&request, auth, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `DeleteWebhook`.
+pub struct DeleteWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static DELETE_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "delete_webhook",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `delete_webhook` may answer with.
+#[derive(Debug)]
+pub enum DeleteWebhookResponse {
+    /// 204: The subscription was deleted.
+    NoContent,
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for DeleteWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::NoContent => {
+                let mut response = runtime::empty_response(204u16);
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_delete_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "delete_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(DeleteWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &DELETE_WEBHOOK, limits)
+        .await?;
+    let params: types::DeleteWebhookParams = input.params()?;
+    let response = api.delete_webhook(&request, auth, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `UpdateWebhook`.
+pub struct UpdateWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static UPDATE_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "update_webhook",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: Some(runtime::Body {
+        media_type: "application/json",
+        json: true,
+        required: true,
+    }),
+};
+/// The responses `update_webhook` may answer with.
+#[derive(Debug)]
+pub enum UpdateWebhookResponse {
+    /// 200: The updated subscription.
+    Ok(types::Webhook),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 413: The request body is larger than the server accepts.
+    PayloadTooLarge(types::Problem),
+    /// 415: The request body's `Content-Type` is not one this operation accepts.
+    UnsupportedMediaType(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for UpdateWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::PayloadTooLarge(body) => {
+                let mut response = runtime::json_response(
+                    413u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnsupportedMediaType(body) => {
+                let mut response = runtime::json_response(
+                    415u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_update_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "update_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(UpdateWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &UPDATE_WEBHOOK, limits)
+        .await?;
+    let params: types::UpdateWebhookParams = input.params()?;
+    let body: types::WebhookUpdate = input.json_body()?;
+    let response = api
+        .update_webhook(&request, auth, params, body)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `RotateWebhookSecret`.
+pub struct RotateWebhookSecretAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static ROTATE_WEBHOOK_SECRET: runtime::Operation = runtime::Operation {
+    id: "rotate_webhook_secret",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `rotate_webhook_secret` may answer with.
+#[derive(Debug)]
+pub enum RotateWebhookSecretResponse {
+    /// 200: The subscription with its new secret, shown this once.
+    Ok(types::CreatedWebhook),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for RotateWebhookSecretResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_rotate_webhook_secret<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "rotate_webhook_secret");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(RotateWebhookSecretAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &ROTATE_WEBHOOK_SECRET,
+            limits,
+        )
+        .await?;
+    let params: types::RotateWebhookSecretParams = input.params()?;
+    let response = api
+        .rotate_webhook_secret(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `TestWebhook`.
+pub struct TestWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static TEST_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "test_webhook",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `test_webhook` may answer with.
+#[derive(Debug)]
+pub enum TestWebhookResponse {
+    /// 202: The ping was queued.
+    Accepted(types::WebhookDelivery),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for TestWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Accepted(body) => {
+                let mut response = runtime::json_response(
+                    202u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_test_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "test_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(TestWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(&mut request, &VALIDATORS, &TEST_WEBHOOK, limits)
+        .await?;
+    let params: types::TestWebhookParams = input.params()?;
+    let response = api.test_webhook(&request, auth, params).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `ListWebhookDeliveries`.
+pub struct ListWebhookDeliveriesAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static LIST_WEBHOOK_DELIVERIES: runtime::Operation = runtime::Operation {
+    id: "list_webhook_deliveries",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "limit",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::Integer,
+            array: false,
+        },
+        runtime::Param {
+            name: "page_token",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `list_webhook_deliveries` may answer with.
+#[derive(Debug)]
+pub enum ListWebhookDeliveriesResponse {
+    /// 200: A page of deliveries.
+    Ok(types::WebhookDeliveryPage),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for ListWebhookDeliveriesResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_list_webhook_deliveries<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "list_webhook_deliveries");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(ListWebhookDeliveriesAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &LIST_WEBHOOK_DELIVERIES,
+            limits,
+        )
+        .await?;
+    let params: types::ListWebhookDeliveriesParams = input.params()?;
+    let response = api
+        .list_webhook_deliveries(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `RedeliverWebhook`.
+pub struct RedeliverWebhookAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static REDELIVER_WEBHOOK: runtime::Operation = runtime::Operation {
+    id: "redeliver_webhook",
+    params: &[
+        runtime::Param {
+            name: "webhook_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "delivery_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `redeliver_webhook` may answer with.
+#[derive(Debug)]
+pub enum RedeliverWebhookResponse {
+    /// 202: The delivery was queued again.
+    Accepted(types::WebhookDelivery),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for RedeliverWebhookResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Accepted(body) => {
+                let mut response = runtime::json_response(
+                    202u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_redeliver_webhook<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "redeliver_webhook");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(RedeliverWebhookAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &REDELIVER_WEBHOOK,
+            limits,
+        )
+        .await?;
+    let params: types::RedeliverWebhookParams = input.params()?;
+    let response = api
+        .redeliver_webhook(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Per operationId, the response headers the document says a middleware sets
 /// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
 pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
@@ -4657,6 +5939,96 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
     ),
     (
         "get_picture",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "list_webhooks",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "create_webhook",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "get_webhook",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "delete_webhook",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "update_webhook",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "rotate_webhook_secret",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "test_webhook",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "list_webhook_deliveries",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
+        "redeliver_webhook",
         &[
             "ratelimit",
             "ratelimit-policy",
@@ -5089,6 +6461,119 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                                 handle_list_user_tweets(&*api, request, limits).await
                             }
                             _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_list_webhooks(&*api, request, limits).await,
+                            "POST" => handle_create_webhook(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET", "POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks/:webhook_id",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => handle_get_webhook(&*api, request, limits).await,
+                            "DELETE" => {
+                                handle_delete_webhook(&*api, request, limits).await
+                            }
+                            "PATCH" => {
+                                handle_update_webhook(&*api, request, limits).await
+                            }
+                            _ => {
+                                Err(
+                                    runtime::method_not_allowed(&["GET", "DELETE", "PATCH"]),
+                                )
+                            }
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks/:webhook_id/deliveries",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_list_webhook_deliveries(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks/:webhook_id/deliveries/:delivery_id/redeliver",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => {
+                                handle_redeliver_webhook(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks/:webhook_id/rotate-secret",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => {
+                                handle_rotate_webhook_secret(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/webhooks/:webhook_id/test",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => handle_test_webhook(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
                         }
                     }
                 })

@@ -202,6 +202,30 @@ pub struct CreatedApiKey {
     pub prefix: KeyPrefix,
     pub secret: ApiKeySecret,
 }
+///A webhook subscription with its signing secret, shown in this response only.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct CreatedWebhook {
+    pub breaker: WebhookBreaker,
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<WebhookDescription>,
+    ///Why the server disabled it (`gone`, the endpoint answered 410), if it did.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub disabled_reason: ::std::option::Option<::std::string::String>,
+    pub enabled: bool,
+    pub event_types: WebhookEventTypes,
+    pub id: Id,
+    ///While a rotated-out secret still signs messages, until when.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub previous_secret_expires_at: ::std::option::Option<
+        ::chrono::DateTime<::chrono::offset::Utc>,
+    >,
+    pub secret: WebhookSecret,
+    pub url: WebhookUrl,
+    ///The users it is narrowed to; null for every user.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub user_ids: ::std::option::Option<::std::vec::Vec<Id>>,
+}
 ///`Credentials`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +266,11 @@ pub struct DeleteUsagePlanParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct DeleteUserParams {
     pub user_id: Id,
+}
+///`DeleteWebhookParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct DeleteWebhookParams {
+    pub webhook_id: Id,
 }
 ///The name shown beside the username. No NUL character (U+0000).
 #[derive(
@@ -366,6 +395,12 @@ impl ::std::str::FromStr for EntityTags {
         Ok(Self(value.to_string()))
     }
 }
+///`FollowData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct FollowData {
+    pub followee_id: Id,
+    pub follower_id: Id,
+}
 ///`FollowUserParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct FollowUserParams {
@@ -452,6 +487,11 @@ pub struct GetUserParams {
     )]
     pub if_none_match: ::std::option::Option<EntityTags>,
     pub user_id: Id,
+}
+///`GetWebhookParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetWebhookParams {
+    pub webhook_id: Id,
 }
 ///`HealthState`
 #[derive(
@@ -794,6 +834,23 @@ pub struct ListUserTweetsParams {
     pub page_token: ::std::option::Option<::std::string::String>,
     pub user_id: Id,
 }
+///`ListWebhookDeliveriesParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct ListWebhookDeliveriesParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+    pub webhook_id: Id,
+}
+///`ListWebhooksParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+pub struct ListWebhooksParams {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub page_token: ::std::option::Option<::std::string::String>,
+}
 ///`NewApiKey`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -821,6 +878,20 @@ pub struct NewUser {
     pub email: Email,
     pub password: Password,
     pub username: Username,
+}
+///`NewWebhook`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<WebhookDescription>,
+    ///Defaults to true.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub enabled: ::std::option::Option<bool>,
+    pub event_types: WebhookEventTypes,
+    pub url: WebhookUrl,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub user_ids: ::std::option::Option<WebhookUserIds>,
 }
 ///Between 8 and 128 characters; stored only as an argon2id hash.
 #[derive(
@@ -976,6 +1047,11 @@ impl ::std::str::FromStr for PictureUrl {
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
     }
+}
+///`PingData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct PingData {
+    pub webhook_id: Id,
 }
 ///No NUL character (U+0000).
 #[derive(
@@ -1148,10 +1224,26 @@ impl ::std::convert::TryFrom<::std::string::String> for QuotaPeriod {
         value.parse()
     }
 }
+///`RedeliverWebhookParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct RedeliverWebhookParams {
+    pub delivery_id: Id,
+    pub webhook_id: Id,
+}
 ///`RotateApiKeyParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct RotateApiKeyParams {
     pub key_id: Id,
+}
+///`RotateWebhookSecretParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct RotateWebhookSecretParams {
+    pub webhook_id: Id,
+}
+///`TestWebhookParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct TestWebhookParams {
+    pub webhook_id: Id,
 }
 ///A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -1219,6 +1311,132 @@ pub struct Tweet {
     pub id: Id,
     pub text: TweetText,
 }
+///A tweet was posted.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct TweetCreatedEvent {
+    pub data: Tweet,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: TweetCreatedEventType,
+}
+///`TweetCreatedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum TweetCreatedEventType {
+    #[serde(rename = "tweet.created")]
+    TweetCreated,
+}
+impl ::std::fmt::Display for TweetCreatedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TweetCreated => f.write_str("tweet.created"),
+        }
+    }
+}
+impl ::std::str::FromStr for TweetCreatedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "tweet.created" => Ok(Self::TweetCreated),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TweetCreatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TweetCreatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TweetDeletedData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct TweetDeletedData {
+    pub author_id: Id,
+    pub tweet_id: Id,
+}
+///A tweet was deleted.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct TweetDeletedEvent {
+    pub data: TweetDeletedData,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: TweetDeletedEventType,
+}
+///`TweetDeletedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum TweetDeletedEventType {
+    #[serde(rename = "tweet.deleted")]
+    TweetDeleted,
+}
+impl ::std::fmt::Display for TweetDeletedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TweetDeleted => f.write_str("tweet.deleted"),
+        }
+    }
+}
+impl ::std::str::FromStr for TweetDeletedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "tweet.deleted" => Ok(Self::TweetDeleted),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TweetDeletedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TweetDeletedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///A page of tweets, newest first.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct TweetPage {
@@ -1285,6 +1503,11 @@ pub struct UpdateApiKeyParams {
 pub struct UpdateUsagePlanParams {
     pub plan_id: Id,
 }
+///`UpdateWebhookParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UpdateWebhookParams {
+    pub webhook_id: Id,
+}
 ///`UsagePlan`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct UsagePlan {
@@ -1300,6 +1523,8 @@ pub struct UsagePlan {
     pub quota: ::std::option::Option<Quota>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle: ::std::option::Option<Throttle>,
+    ///How many webhook subscriptions each key of the plan may hold.
+    pub webhook_limit: i32,
 }
 ///`UsagePlanInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -1319,6 +1544,9 @@ pub struct UsagePlanInput {
     pub quota: ::std::option::Option<Quota>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle: ::std::option::Option<Throttle>,
+    ///How many webhook subscriptions each key of the plan may hold (default 10).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub webhook_limit: ::std::option::Option<i32>,
 }
 ///A page of usage plans, newest first.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -1353,6 +1581,66 @@ pub struct User {
     pub tweet_count: i64,
     pub username: Username,
 }
+///The follower followed the followee.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UserFollowedEvent {
+    pub data: FollowData,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: UserFollowedEventType,
+}
+///`UserFollowedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum UserFollowedEventType {
+    #[serde(rename = "user.followed")]
+    UserFollowed,
+}
+impl ::std::fmt::Display for UserFollowedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::UserFollowed => f.write_str("user.followed"),
+        }
+    }
+}
+impl ::std::str::FromStr for UserFollowedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "user.followed" => Ok(Self::UserFollowed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for UserFollowedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for UserFollowedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///A page of users.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct UserPage {
@@ -1362,6 +1650,66 @@ progenitor pages only with a plain string.
 */
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_page: ::std::option::Option<::std::string::String>,
+}
+///The follower unfollowed the followee.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UserUnfollowedEvent {
+    pub data: FollowData,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: UserUnfollowedEventType,
+}
+///`UserUnfollowedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum UserUnfollowedEventType {
+    #[serde(rename = "user.unfollowed")]
+    UserUnfollowed,
+}
+impl ::std::fmt::Display for UserUnfollowedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::UserUnfollowed => f.write_str("user.unfollowed"),
+        }
+    }
+}
+impl ::std::str::FromStr for UserUnfollowedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "user.unfollowed" => Ok(Self::UserUnfollowed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for UserUnfollowedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for UserUnfollowedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///A unique handle of 3 to 30 ASCII letters, digits and underscores.
 #[derive(
@@ -1477,6 +1825,537 @@ impl ::std::convert::TryFrom<::std::string::String> for ViolationIn {
         value.parse()
     }
 }
+///A webhook subscription, without its secret.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct Webhook {
+    pub breaker: WebhookBreaker,
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<WebhookDescription>,
+    ///Why the server disabled it (`gone`, the endpoint answered 410), if it did.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub disabled_reason: ::std::option::Option<::std::string::String>,
+    pub enabled: bool,
+    pub event_types: WebhookEventTypes,
+    pub id: Id,
+    ///While a rotated-out secret still signs messages, until when.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub previous_secret_expires_at: ::std::option::Option<
+        ::chrono::DateTime<::chrono::offset::Utc>,
+    >,
+    pub url: WebhookUrl,
+    ///The users it is narrowed to; null for every user.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub user_ids: ::std::option::Option<::std::vec::Vec<Id>>,
+}
+/**The endpoint's circuit breaker: `open` after 5 failures in a row (nothing is sent
+until `open_until`), then `half_open` (the next delivery is a probe: success
+closes it, failure opens it again).
+*/
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookBreaker {
+    pub consecutive_failures: i32,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub open_until: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    pub state: WebhookBreakerState,
+}
+///`WebhookBreakerState`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum WebhookBreakerState {
+    #[serde(rename = "closed")]
+    Closed,
+    #[serde(rename = "open")]
+    Open,
+    #[serde(rename = "half_open")]
+    HalfOpen,
+}
+impl ::std::fmt::Display for WebhookBreakerState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Closed => f.write_str("closed"),
+            Self::Open => f.write_str("open"),
+            Self::HalfOpen => f.write_str("half_open"),
+        }
+    }
+}
+impl ::std::str::FromStr for WebhookBreakerState {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "closed" => Ok(Self::Closed),
+            "open" => Ok(Self::Open),
+            "half_open" => Ok(Self::HalfOpen),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WebhookBreakerState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WebhookBreakerState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///One message to one subscription, and how sending it went.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookDelivery {
+    pub attempts: i32,
+    pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivered_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    ///A `WebhookEventType`, or `webhook.ping`.
+    pub event_type: ::std::string::String,
+    pub id: Id,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_attempt_at: ::std::option::Option<
+        ::chrono::DateTime<::chrono::offset::Utc>,
+    >,
+    ///Why the last attempt got no answer (timeout, refused connection, ...).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_error: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_latency_ms: ::std::option::Option<i64>,
+    ///The first 1 KiB of the last answer's body.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_response_excerpt: ::std::option::Option<::std::string::String>,
+    ///The last attempt's HTTP status; null when it got no answer.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_status_code: ::std::option::Option<i32>,
+    ///The `webhook-id` it is sent with, the same on every attempt.
+    pub message_id: ::std::string::String,
+    ///When it is tried next, while pending.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_attempt_at: ::std::option::Option<
+        ::chrono::DateTime<::chrono::offset::Utc>,
+    >,
+    pub payload: WebhookEvent,
+    /**`pending` while it is to be tried (again), `delivered` once answered 2xx,
+`failed` when the retries ran out or the endpoint is gone.
+*/
+    pub status: WebhookDeliveryStatus,
+    pub webhook_id: Id,
+}
+///A page of deliveries, newest first.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookDeliveryPage {
+    pub items: ::std::vec::Vec<WebhookDelivery>,
+    ///The `page_token` of the next page; null on the last page.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
+}
+/**`pending` while it is to be tried (again), `delivered` once answered 2xx,
+`failed` when the retries ran out or the endpoint is gone.
+*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum WebhookDeliveryStatus {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "delivered")]
+    Delivered,
+    #[serde(rename = "failed")]
+    Failed,
+}
+impl ::std::fmt::Display for WebhookDeliveryStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+            Self::Delivered => f.write_str("delivered"),
+            Self::Failed => f.write_str("failed"),
+        }
+    }
+}
+impl ::std::str::FromStr for WebhookDeliveryStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "failed" => Ok(Self::Failed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WebhookDeliveryStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WebhookDeliveryStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///No NUL character (U+0000).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct WebhookDescription(pub ::std::string::String);
+impl ::std::ops::Deref for WebhookDescription {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<WebhookDescription> for ::std::string::String {
+    fn from(value: WebhookDescription) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for WebhookDescription {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for WebhookDescription {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for WebhookDescription {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+/**Any message a webhook sends: its `type`, when the change happened, and `data`,
+whose shape the type's own schema gives (`TweetCreatedEvent`, ...). Only public
+data: never an email.
+*/
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookEvent {
+    pub data: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: ::std::string::String,
+}
+///An event a subscription may ask for.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum WebhookEventType {
+    #[serde(rename = "tweet.created")]
+    TweetCreated,
+    #[serde(rename = "tweet.deleted")]
+    TweetDeleted,
+    #[serde(rename = "user.followed")]
+    UserFollowed,
+    #[serde(rename = "user.unfollowed")]
+    UserUnfollowed,
+}
+impl ::std::fmt::Display for WebhookEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TweetCreated => f.write_str("tweet.created"),
+            Self::TweetDeleted => f.write_str("tweet.deleted"),
+            Self::UserFollowed => f.write_str("user.followed"),
+            Self::UserUnfollowed => f.write_str("user.unfollowed"),
+        }
+    }
+}
+impl ::std::str::FromStr for WebhookEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "tweet.created" => Ok(Self::TweetCreated),
+            "tweet.deleted" => Ok(Self::TweetDeleted),
+            "user.followed" => Ok(Self::UserFollowed),
+            "user.unfollowed" => Ok(Self::UserUnfollowed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WebhookEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WebhookEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`WebhookEventTypes`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(transparent)]
+pub struct WebhookEventTypes(pub ::std::vec::Vec<WebhookEventType>);
+impl ::std::ops::Deref for WebhookEventTypes {
+    type Target = ::std::vec::Vec<WebhookEventType>;
+    fn deref(&self) -> &::std::vec::Vec<WebhookEventType> {
+        &self.0
+    }
+}
+impl ::std::convert::From<WebhookEventTypes> for ::std::vec::Vec<WebhookEventType> {
+    fn from(value: WebhookEventTypes) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::vec::Vec<WebhookEventType>> for WebhookEventTypes {
+    fn from(value: ::std::vec::Vec<WebhookEventType>) -> Self {
+        Self(value)
+    }
+}
+///A page of webhook subscriptions, newest first.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookPage {
+    pub items: ::std::vec::Vec<Webhook>,
+    ///The `page_token` of the next page; null on the last page.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_page: ::std::option::Option<::std::string::String>,
+}
+///A test message.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct WebhookPingEvent {
+    pub data: PingData,
+    ///When the change happened.
+    pub timestamp: ::chrono::DateTime<::chrono::offset::Utc>,
+    #[serde(rename = "type")]
+    pub type_: WebhookPingEventType,
+}
+///`WebhookPingEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+pub enum WebhookPingEventType {
+    #[serde(rename = "webhook.ping")]
+    WebhookPing,
+}
+impl ::std::fmt::Display for WebhookPingEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::WebhookPing => f.write_str("webhook.ping"),
+        }
+    }
+}
+impl ::std::str::FromStr for WebhookPingEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "webhook.ping" => Ok(Self::WebhookPing),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WebhookPingEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: &str,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WebhookPingEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+/**The signing secret, `whsec_` and base64 of 32 random bytes, as the Standard
+Webhooks libraries take it.
+*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct WebhookSecret(pub ::std::string::String);
+impl ::std::ops::Deref for WebhookSecret {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<WebhookSecret> for ::std::string::String {
+    fn from(value: WebhookSecret) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for WebhookSecret {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for WebhookSecret {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for WebhookSecret {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+/**The fields to change; absent fields stay as they are. `user_ids` narrows the
+subscription to those users; `all_users: true` widens it to everyone again (not
+both at once).
+*/
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUpdate {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub all_users: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<WebhookDescription>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub enabled: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub event_types: ::std::option::Option<WebhookEventTypes>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub url: ::std::option::Option<WebhookUrl>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub user_ids: ::std::option::Option<WebhookUserIds>,
+}
+///An http(s) URL of a public address, without userinfo.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd
+)]
+#[serde(transparent)]
+pub struct WebhookUrl(pub ::std::string::String);
+impl ::std::ops::Deref for WebhookUrl {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<WebhookUrl> for ::std::string::String {
+    fn from(value: WebhookUrl) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::string::String> for WebhookUrl {
+    fn from(value: ::std::string::String) -> Self {
+        Self(value)
+    }
+}
+impl ::std::fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl ::std::str::FromStr for WebhookUrl {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
+}
+/**Only events of these users: tweets they post or delete, follows they make or
+receive. At most 100.
+*/
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+#[serde(transparent)]
+pub struct WebhookUserIds(pub ::std::vec::Vec<Id>);
+impl ::std::ops::Deref for WebhookUserIds {
+    type Target = ::std::vec::Vec<Id>;
+    fn deref(&self) -> &::std::vec::Vec<Id> {
+        &self.0
+    }
+}
+impl ::std::convert::From<WebhookUserIds> for ::std::vec::Vec<Id> {
+    fn from(value: WebhookUserIds) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::std::vec::Vec<Id>> for WebhookUserIds {
+    fn from(value: ::std::vec::Vec<Id>) -> Self {
+        Self(value)
+    }
+}
 /// Error types.
 pub mod error {
     /// Error from a `TryFrom` or `FromStr` implementation.
@@ -1554,6 +2433,10 @@ pub enum ProblemCode {
     UnknownPlan,
     ///`invalid_date_range`
     InvalidDateRange,
+    ///`webhook_url_refused`
+    WebhookUrlRefused,
+    ///`too_many_webhooks`
+    TooManyWebhooks,
     ///`header_fields_too_large`
     HeaderFieldsTooLarge,
     ///`throttled`
@@ -1589,6 +2472,8 @@ impl ProblemCode {
         "image_too_large",
         "unknown_plan",
         "invalid_date_range",
+        "webhook_url_refused",
+        "too_many_webhooks",
         "header_fields_too_large",
         "throttled",
         "quota_exceeded",
@@ -1616,6 +2501,8 @@ impl ProblemCode {
             Self::ImageTooLarge => "image_too_large",
             Self::UnknownPlan => "unknown_plan",
             Self::InvalidDateRange => "invalid_date_range",
+            Self::WebhookUrlRefused => "webhook_url_refused",
+            Self::TooManyWebhooks => "too_many_webhooks",
             Self::HeaderFieldsTooLarge => "header_fields_too_large",
             Self::Throttled => "throttled",
             Self::QuotaExceeded => "quota_exceeded",
@@ -1650,6 +2537,8 @@ impl ::std::convert::From<&str> for ProblemCode {
             "image_too_large" => Self::ImageTooLarge,
             "unknown_plan" => Self::UnknownPlan,
             "invalid_date_range" => Self::InvalidDateRange,
+            "webhook_url_refused" => Self::WebhookUrlRefused,
+            "too_many_webhooks" => Self::TooManyWebhooks,
             "header_fields_too_large" => Self::HeaderFieldsTooLarge,
             "throttled" => Self::Throttled,
             "quota_exceeded" => Self::QuotaExceeded,

@@ -18,6 +18,7 @@ mod pictures;
 mod tweets;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -17,6 +17,10 @@ impl ObservabilityApi for Handlers {
             Ok(backlog) => crate::infra::metrics::outbox_backlog(&backlog),
             Err(error) => tracing::warn!(%error, "outbox lag not read for this scrape"),
         }
+        match self.state.store.open_breakers(chrono::Utc::now()).await {
+            Ok(open) => crate::infra::metrics::webhook_breakers_open(open),
+            Err(error) => tracing::warn!(%error, "webhook breakers not read for this scrape"),
+        }
         Ok(GetMetricsResponse::Ok(
             crate::infra::metrics::handle().render().into(),
         ))

@@ -56,6 +56,12 @@ pub enum ApiError {
     /// 429: too many failed logins for this account or through this key.
     #[error("Too many failed logins for this account; retry after {retry_after} s.")]
     LoginThrottled { retry_after: u64 },
+    /// 409: the key holds as many webhook subscriptions as its plan allows.
+    #[error("This API key holds {limit} webhook subscriptions, as many as its plan allows.")]
+    TooManyWebhooks { limit: u32 },
+    /// 422: a webhook URL the SSRF guard refuses; the reason names the rule, not a secret.
+    #[error("This webhook URL is refused: {0}.")]
+    WebhookUrlRefused(String),
     /// 415: the body is not of a kind the operation takes.
     #[error("{0}")]
     UnsupportedMedia(&'static str),
@@ -88,8 +94,13 @@ impl poem::error::ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } | Self::InUse(_) | Self::RequestInFlight => StatusCode::CONFLICT,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict { .. }
+            | Self::InUse(_)
+            | Self::RequestInFlight
+            | Self::TooManyWebhooks { .. } => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } | Self::WebhookUrlRefused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled { .. } | Self::QuotaExceeded { .. } | Self::LoginThrottled { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -119,6 +130,8 @@ impl ApiError {
             Self::InUse(_) => ProblemCode::InUse,
             Self::RequestInFlight => ProblemCode::RequestInFlight,
             Self::Unprocessable { code, .. } => code.clone(),
+            Self::TooManyWebhooks { .. } => ProblemCode::TooManyWebhooks,
+            Self::WebhookUrlRefused(_) => ProblemCode::WebhookUrlRefused,
             Self::UnsupportedMedia(_) => ProblemCode::UnsupportedMediaType,
             Self::Throttled { .. } => ProblemCode::Throttled,
             Self::LoginThrottled { .. } => ProblemCode::LoginThrottled,

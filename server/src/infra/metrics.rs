@@ -58,6 +58,16 @@ pub const BLOB_BREAKER_TRANSITIONS: &str = "minitter_blob_breaker_transitions_to
 /// Counter: picture store calls the circuit breaker refused without reaching S3.
 pub const BLOB_BREAKER_REJECTED: &str = "minitter_blob_breaker_rejected_total";
 
+/// Counter: webhook delivery attempts, by `outcome` (`delivered`, `failed`, `gone`).
+pub const WEBHOOK_ATTEMPTS: &str = "minitter_webhook_attempts_total";
+/// Histogram: from an event's commit to its first successful delivery, in seconds (only
+/// deliveries that succeeded at their first attempt: the pipeline's own latency).
+pub const WEBHOOK_LATENCY: &str = "minitter_webhook_delivery_latency_seconds";
+/// Subscriptions whose endpoint's circuit breaker is open now (set on every scrape).
+pub const WEBHOOK_BREAKERS_OPEN: &str = "minitter_webhook_breakers_open";
+/// Counter: webhook breaker transitions, by the state entered (`to`: `open`, `closed`).
+pub const WEBHOOK_BREAKER_TRANSITIONS: &str = "minitter_webhook_breaker_transitions_total";
+
 /// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
 /// (argon2) tens of milliseconds, a timeout seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -71,6 +81,12 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(WEBHOOK_LATENCY.to_owned()),
+                    LATENCY_BUCKETS,
+                )
+            })
             .expect("BUG: the latency buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -203,4 +219,24 @@ pub fn blob_breaker_transition(to: &'static str) {
 /// Counts a picture store call the circuit breaker refused.
 pub fn blob_breaker_rejected() {
     metrics::counter!(BLOB_BREAKER_REJECTED).increment(1);
+}
+
+/// Counts a webhook delivery attempt that came to `outcome`.
+pub fn webhook_attempt(outcome: &'static str) {
+    metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// Records the commit-to-receipt latency of a delivery that succeeded at once.
+pub fn webhook_latency(elapsed: Duration) {
+    metrics::histogram!(WEBHOOK_LATENCY).record(elapsed.as_secs_f64());
+}
+
+/// Records how many webhook endpoints' breakers are open, just before a scrape renders it.
+pub fn webhook_breakers_open(open: u64) {
+    metrics::gauge!(WEBHOOK_BREAKERS_OPEN).set(open as f64);
+}
+
+/// Counts a webhook breaker's transition into `to`.
+pub fn webhook_breaker_transition(to: &'static str) {
+    metrics::counter!(WEBHOOK_BREAKER_TRANSITIONS, "to" => to).increment(1);
 }

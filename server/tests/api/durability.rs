@@ -2,7 +2,8 @@
 //! binary runs under concurrent posts and gets `kill -9` at a random moment, round after
 //! round; afterwards every tweet that was answered 201 is there, and (with feeds in Redis,
 //! which outlive the process) in every follower's home feed too: the fan-out reads the
-//! outbox, so a kill between a post's commit and its fan-out loses nothing.
+//! outbox, so a kill between a post's commit and its fan-out loses nothing; and at a
+//! partner's webhook receiver, whichever instance was delivering when it died.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::webhooks::{Receiver, subscribe};
 
 /// Rounds of load-then-kill.
 const ROUNDS: usize = 10;
@@ -114,7 +116,18 @@ async fn followers_feeds_keep_every_committed_tweet_across_kills() {
     let shared = redis_url.clone();
     let app = spawn_app_with(Backend::Postgres, move |config| {
         config.redis_url = Some(shared.into());
+        config.webhook_allowed_networks = vec!["127.0.0.1/32".parse().expect("a network")];
+        config.webhook_timeout_seconds = 2;
+        config.webhook_lease_seconds = 5;
     })
+    .await;
+    // A partner's receiver of every tweet: whichever instance was delivering when it was
+    // killed, every committed tweet reaches it.
+    let receiver = Receiver::start().await;
+    subscribe(
+        &app,
+        json!({"url": receiver.url, "event_types": ["tweet.created"]}),
+    )
     .await;
     let ada_id = app.sign_up("ada_l", "ada@example.com").await;
     app.sign_up("bob_b", "bob@example.com").await;
@@ -133,7 +146,15 @@ async fn followers_feeds_keep_every_committed_tweet_across_kills() {
 
     let mut acknowledged = HashSet::new();
     for round in 0..ROUNDS {
-        let server = app.start_child_with_env("info", &[("MINITTER_REDIS_URL", &redis_url)]);
+        let server = app.start_child_with_env(
+            "info",
+            &[
+                ("MINITTER_REDIS_URL", &redis_url),
+                ("MINITTER_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32"),
+                ("MINITTER_WEBHOOK_TIMEOUT_SECONDS", "2"),
+                ("MINITTER_WEBHOOK_LEASE_SECONDS", "5"),
+            ],
+        );
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 tokio::spawn(post_until_refused(
@@ -177,6 +198,42 @@ async fn followers_feeds_keep_every_committed_tweet_across_kills() {
             missing.len(),
             stored.len(),
             missing.iter().take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The webhooks: every committed tweet, and nothing else (no rolled-back post), once
+    // the killed instances' leases have run out; a delivery in flight at a kill may come
+    // twice, at most one per kill.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered: Vec<String> = receiver
+            .received()
+            .iter()
+            .map(|request| {
+                request.json()["data"]["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned()
+            })
+            .collect();
+        let unique: HashSet<String> = delivered.iter().cloned().collect();
+        assert!(
+            unique.is_subset(&stored),
+            "a webhook announced a tweet that is not stored"
+        );
+        if unique == stored {
+            let repeats = delivered.len() - unique.len();
+            assert!(
+                repeats <= ROUNDS,
+                "{repeats} repeated deliveries over {ROUNDS} kills"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} committed tweets never reached the webhook receiver",
+            stored.difference(&unique).count(),
+            stored.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

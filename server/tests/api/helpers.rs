@@ -52,6 +52,7 @@ pub async fn api_key(
         quota: quota.map(|(limit, period)| (limit, period.to_owned())),
         allow_cache_refresh: false,
         ip_policy: IpPolicy::default(),
+        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
     };
     key_in_plan(store, settings).await
 }

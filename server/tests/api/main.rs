@@ -24,3 +24,5 @@ mod startup;
 mod stopping;
 mod users;
 mod version_header;
+mod webhook_store;
+mod webhooks;

@@ -197,6 +197,7 @@ async fn only_plans_that_allow_it_refresh_a_kept_answer(backend: Backend) {
             quota: None,
             allow_cache_refresh: true,
             ip_policy: IpPolicy::default(),
+            webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
         },
     )
     .await;

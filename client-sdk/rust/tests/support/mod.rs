@@ -66,6 +66,7 @@ impl Server {
             quota: quota.map(|(limit, period)| (limit, period.to_owned())),
             allow_cache_refresh: false,
             ip_policy: IpPolicy::default(),
+            webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
         };
         let plan = store.create_plan(settings).await.expect("a plan");
         match store

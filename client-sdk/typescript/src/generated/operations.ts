@@ -50,10 +50,19 @@ export const operations: readonly Operation[] = [
   { id: "get_usage_report", method: "GET", path: "/admin/v1/usage-plans/{plan_id}/usage", idempotencyKey: null, ifNoneMatch: true, paginated: false },
   { id: "put_picture", method: "PUT", path: "/v1/me/picture", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_picture", method: "GET", path: "/v1/users/{user_id}/picture", idempotencyKey: null, ifNoneMatch: true, paginated: false },
+  { id: "list_webhooks", method: "GET", path: "/v1/webhooks", idempotencyKey: null, ifNoneMatch: false, paginated: true },
+  { id: "create_webhook", method: "POST", path: "/v1/webhooks", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "get_webhook", method: "GET", path: "/v1/webhooks/{webhook_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "delete_webhook", method: "DELETE", path: "/v1/webhooks/{webhook_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "update_webhook", method: "PATCH", path: "/v1/webhooks/{webhook_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "rotate_webhook_secret", method: "POST", path: "/v1/webhooks/{webhook_id}/rotate-secret", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "test_webhook", method: "POST", path: "/v1/webhooks/{webhook_id}/test", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "list_webhook_deliveries", method: "GET", path: "/v1/webhooks/{webhook_id}/deliveries", idempotencyKey: null, ifNoneMatch: false, paginated: true },
+  { id: "redeliver_webhook", method: "POST", path: "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", idempotencyKey: null, ifNoneMatch: false, paginated: false },
 ];
 
 /** Every value of `ProblemCode` the document lists. */
-export const knownProblemCodes = ["invalid_request", "unauthorized", "forbidden", "ip_not_allowed", "not_found", "method_not_allowed", "conflict", "in_use", "request_in_flight", "payload_too_large", "uri_too_long", "unsupported_media_type", "idempotency_key_reused", "cannot_follow_self", "image_too_large", "unknown_plan", "invalid_date_range", "header_fields_too_large", "throttled", "quota_exceeded", "login_throttled", "internal", "unavailable"] as const;
+export const knownProblemCodes = ["invalid_request", "unauthorized", "forbidden", "ip_not_allowed", "not_found", "method_not_allowed", "conflict", "in_use", "request_in_flight", "payload_too_large", "uri_too_long", "unsupported_media_type", "idempotency_key_reused", "cannot_follow_self", "image_too_large", "unknown_plan", "invalid_date_range", "webhook_url_refused", "too_many_webhooks", "header_fields_too_large", "throttled", "quota_exceeded", "login_throttled", "internal", "unavailable"] as const;
 
 /** A value of `ProblemCode` the document lists. */
 export type KnownProblemCode = (typeof knownProblemCodes)[number];

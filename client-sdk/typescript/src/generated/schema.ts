@@ -560,6 +560,190 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List your webhook subscriptions
+         * @description The calling key's subscriptions, newest first. Secrets are never listed.
+         */
+        get: operations["list_webhooks"];
+        put?: never;
+        /**
+         * Subscribe an endpoint to events
+         * @description Registers an HTTPS (or HTTP) endpoint of yours that is sent the chosen events as
+         *     [Standard Webhooks](https://www.standardwebhooks.com/): a signed JSON `POST` with
+         *     `webhook-id`, `webhook-timestamp` and `webhook-signature`, retried with backoff
+         *     for about three days until it answers 2xx. The subscription belongs to the calling
+         *     API key; the signing `secret` is in this response only (and in a rotation's).
+         *
+         *     The URL must reach a public address: loopback, private, link-local, CGNAT,
+         *     multicast and other reserved addresses, numeric host forms, userinfo and schemes
+         *     other than http(s) are refused with 422 `webhook_url_refused`. A key may hold as
+         *     many subscriptions as its plan's `webhook_limit` (409 `too_many_webhooks`).
+         */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Get a webhook subscription
+         * @description The subscription, with its endpoint's circuit breaker. Another key's subscription is 404.
+         */
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook subscription
+         * @description Deletes it with its deliveries; nothing more is sent to it.
+         */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook subscription
+         * @description Changes the URL, the event types, the users it is narrowed to, the description, or
+         *     enables or disables it. Enabling closes its circuit breaker. A new URL is checked
+         *     as at creation.
+         */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{webhook_id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a subscription's signing secret
+         * @description Issues a new signing secret, shown in this response only. For the next 24 hours
+         *     (until `previous_secret_expires_at`) every message is signed with both secrets, so
+         *     a receiver can switch to the new one without missing a message.
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{webhook_id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test event
+         * @description Queues a `webhook.ping` delivery to the subscription, whatever its event types; follow it in its deliveries.
+         */
+        post: operations["test_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * List a subscription's deliveries
+         * @description Its deliveries, newest first, each with how many attempts it took, its last
+         *     attempt's status code or error, latency and the first 1 KiB of the answer, and
+         *     when it is tried next. Deliveries are kept for 7 days.
+         */
+        get: operations["list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+                /**
+                 * @description A webhook delivery's id.
+                 * @example 01936c60-0000-7000-8000-000000000002
+                 */
+                delivery_id: components["parameters"]["DeliveryId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery again
+         * @description Queues the delivery's message again, with the same `webhook-id` (a receiver that
+         *     has it already can drop it), now, whatever its state; its retry schedule starts
+         *     over.
+         */
+        post: operations["redeliver_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -728,6 +912,11 @@ export interface components {
              */
             allow_cache_refresh: boolean;
             ip_policy?: components["schemas"]["IpPolicy"];
+            /**
+             * Format: int32
+             * @description How many webhook subscriptions each key of the plan may hold (default 10).
+             */
+            webhook_limit?: number;
         };
         /** @description A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`. */
         Throttle: {
@@ -755,6 +944,11 @@ export interface components {
             /** @description Whether this plan's keys may refresh the response cache. */
             allow_cache_refresh: boolean;
             ip_policy: components["schemas"]["IpPolicy"];
+            /**
+             * Format: int32
+             * @description How many webhook subscriptions each key of the plan may hold.
+             */
+            webhook_limit: number;
             /** Format: date-time */
             created_at: string;
         };
@@ -865,6 +1059,219 @@ export interface components {
              * @description Bytes.
              */
             size: number;
+        };
+        /**
+         * Format: uri
+         * @description An http(s) URL of a public address, without userinfo.
+         */
+        WebhookUrl: string;
+        /**
+         * @description An event a subscription may ask for.
+         * @enum {string}
+         */
+        WebhookEventType: "tweet.created" | "tweet.deleted" | "user.followed" | "user.unfollowed";
+        WebhookEventTypes: components["schemas"]["WebhookEventType"][];
+        /**
+         * @description Only events of these users: tweets they post or delete, follows they make or
+         *     receive. At most 100.
+         */
+        WebhookUserIds: components["schemas"]["Id"][];
+        /** @description No NUL character (U+0000). */
+        WebhookDescription: string;
+        /**
+         * @description The signing secret, `whsec_` and base64 of 32 random bytes, as the Standard
+         *     Webhooks libraries take it.
+         */
+        WebhookSecret: string;
+        NewWebhook: {
+            url: components["schemas"]["WebhookUrl"];
+            event_types: components["schemas"]["WebhookEventTypes"];
+            user_ids?: components["schemas"]["WebhookUserIds"];
+            description?: components["schemas"]["WebhookDescription"];
+            /** @description Defaults to true. */
+            enabled?: boolean;
+        };
+        /**
+         * @description The fields to change; absent fields stay as they are. `user_ids` narrows the
+         *     subscription to those users; `all_users: true` widens it to everyone again (not
+         *     both at once).
+         */
+        WebhookUpdate: {
+            url?: components["schemas"]["WebhookUrl"];
+            event_types?: components["schemas"]["WebhookEventTypes"];
+            user_ids?: components["schemas"]["WebhookUserIds"];
+            all_users?: boolean;
+            description?: components["schemas"]["WebhookDescription"];
+            enabled?: boolean;
+        };
+        /**
+         * @description The endpoint's circuit breaker: `open` after 5 failures in a row (nothing is sent
+         *     until `open_until`), then `half_open` (the next delivery is a probe: success
+         *     closes it, failure opens it again).
+         */
+        WebhookBreaker: {
+            /** @enum {string} */
+            state: "closed" | "open" | "half_open";
+            /** Format: int32 */
+            consecutive_failures: number;
+            /** Format: date-time */
+            open_until?: string | null;
+        };
+        /** @description A webhook subscription, without its secret. */
+        Webhook: {
+            id: components["schemas"]["Id"];
+            url: components["schemas"]["WebhookUrl"];
+            event_types: components["schemas"]["WebhookEventTypes"];
+            /** @description The users it is narrowed to; null for every user. */
+            user_ids?: components["schemas"]["Id"][] | null;
+            description?: components["schemas"]["WebhookDescription"];
+            enabled: boolean;
+            /** @description Why the server disabled it (`gone`, the endpoint answered 410), if it did. */
+            disabled_reason?: string | null;
+            breaker: components["schemas"]["WebhookBreaker"];
+            /**
+             * Format: date-time
+             * @description While a rotated-out secret still signs messages, until when.
+             */
+            previous_secret_expires_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A webhook subscription with its signing secret, shown in this response only. */
+        CreatedWebhook: components["schemas"]["Webhook"] & {
+            secret: components["schemas"]["WebhookSecret"];
+        };
+        /** @description A page of webhook subscriptions, newest first. */
+        WebhookPage: {
+            items: components["schemas"]["Webhook"][];
+            /** @description The `page_token` of the next page; null on the last page. */
+            next_page?: string | null;
+        };
+        /** @description One message to one subscription, and how sending it went. */
+        WebhookDelivery: {
+            id: components["schemas"]["Id"];
+            webhook_id: components["schemas"]["Id"];
+            /** @description The `webhook-id` it is sent with, the same on every attempt. */
+            message_id: string;
+            /** @description A `WebhookEventType`, or `webhook.ping`. */
+            event_type: string;
+            /**
+             * @description `pending` while it is to be tried (again), `delivered` once answered 2xx,
+             *     `failed` when the retries ran out or the endpoint is gone.
+             * @enum {string}
+             */
+            status: "pending" | "delivered" | "failed";
+            /** Format: int32 */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it is tried next, while pending.
+             */
+            next_attempt_at?: string | null;
+            /** Format: date-time */
+            last_attempt_at?: string | null;
+            /**
+             * Format: int32
+             * @description The last attempt's HTTP status; null when it got no answer.
+             */
+            last_status_code?: number | null;
+            /** @description Why the last attempt got no answer (timeout, refused connection, ...). */
+            last_error?: string | null;
+            /** Format: int64 */
+            last_latency_ms?: number | null;
+            /** @description The first 1 KiB of the last answer's body. */
+            last_response_excerpt?: string | null;
+            payload: components["schemas"]["WebhookEvent"];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            delivered_at?: string | null;
+        };
+        /** @description A page of deliveries, newest first. */
+        WebhookDeliveryPage: {
+            items: components["schemas"]["WebhookDelivery"][];
+            /** @description The `page_token` of the next page; null on the last page. */
+            next_page?: string | null;
+        };
+        /**
+         * @description Any message a webhook sends: its `type`, when the change happened, and `data`,
+         *     whose shape the type's own schema gives (`TweetCreatedEvent`, ...). Only public
+         *     data: never an email.
+         */
+        WebhookEvent: {
+            type: string;
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: Record<string, never>;
+        };
+        TweetDeletedData: {
+            tweet_id: components["schemas"]["Id"];
+            author_id: components["schemas"]["Id"];
+        };
+        FollowData: {
+            follower_id: components["schemas"]["Id"];
+            followee_id: components["schemas"]["Id"];
+        };
+        PingData: {
+            webhook_id: components["schemas"]["Id"];
+        };
+        /** @description A tweet was posted. */
+        TweetCreatedEvent: {
+            /** @enum {string} */
+            type: "tweet.created";
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: components["schemas"]["Tweet"];
+        };
+        /** @description A tweet was deleted. */
+        TweetDeletedEvent: {
+            /** @enum {string} */
+            type: "tweet.deleted";
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: components["schemas"]["TweetDeletedData"];
+        };
+        /** @description The follower followed the followee. */
+        UserFollowedEvent: {
+            /** @enum {string} */
+            type: "user.followed";
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: components["schemas"]["FollowData"];
+        };
+        /** @description The follower unfollowed the followee. */
+        UserUnfollowedEvent: {
+            /** @enum {string} */
+            type: "user.unfollowed";
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: components["schemas"]["FollowData"];
+        };
+        /** @description A test message. */
+        WebhookPingEvent: {
+            /** @enum {string} */
+            type: "webhook.ping";
+            /**
+             * Format: date-time
+             * @description When the change happened.
+             */
+            timestamp: string;
+            data: components["schemas"]["PingData"];
         };
         /** @description An RFC 9457 problem document. */
         Problem: {
@@ -1183,6 +1590,28 @@ export interface components {
          * @example 01936c50-0000-7000-8000-000000000002
          */
         KeyId: components["schemas"]["Id"];
+        /**
+         * @description A webhook subscription's id.
+         * @example 01936c60-0000-7000-8000-000000000001
+         */
+        WebhookId: components["schemas"]["Id"];
+        /**
+         * @description A webhook delivery's id.
+         * @example 01936c60-0000-7000-8000-000000000002
+         */
+        DeliveryId: components["schemas"]["Id"];
+        /**
+         * @description The message's id, the same on every retry of it (drop duplicates by it).
+         * @example msg_01936c6000007000800000000000000a
+         */
+        WebhookIdHeader: string;
+        /**
+         * @description When this attempt was sent, in seconds since the Unix epoch (refuse old ones).
+         * @example 1764590400
+         */
+        WebhookTimestamp: number;
+        /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures, one per valid secret. */
+        WebhookSignature: string;
         /**
          * @description The most items to return (default 20).
          * @example 20
@@ -2066,6 +2495,7 @@ export interface operations {
                      *       },
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
+                     *       "webhook_limit": 10,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2122,6 +2552,7 @@ export interface operations {
                      *       },
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
+                     *       "webhook_limit": 10,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2184,6 +2615,7 @@ export interface operations {
                      *       },
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
+                     *       "webhook_limit": 10,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2574,6 +3006,7 @@ export interface operations {
                      *         },
                      *         "allow_cache_refresh": false,
                      *         "ip_policy": {},
+                     *         "webhook_limit": 10,
                      *         "created_at": "2026-11-21T12:00:00Z"
                      *       },
                      *       "period_start": "2026-11-21T00:00:00Z",
@@ -2776,6 +3209,514 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The most items to return (default 20).
+                 * @example 20
+                 */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_page` of the previous page; opaque and tamper-evident. Like
+                 *     `next_page` it has no `maxLength` (progenitor pages only with plain strings);
+                 *     the server refuses any token it did not issue for this list.
+                 */
+                page_token?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of subscriptions. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [],
+                     *       "next_page": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://partner.example.com/minitter/events",
+                 *       "event_types": [
+                 *         "tweet.created",
+                 *         "tweet.deleted"
+                 *       ],
+                 *       "description": "Production receiver"
+                 *     }
+                 */
+                "application/json": components["schemas"]["NewWebhook"];
+            };
+        };
+        responses: {
+            /** @description The subscription was created; `secret` is shown this once. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    /** @description The URL of the new subscription. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c60-0000-7000-8000-000000000001",
+                     *       "url": "https://partner.example.com/minitter/events",
+                     *       "event_types": [
+                     *         "tweet.created",
+                     *         "tweet.deleted"
+                     *       ],
+                     *       "user_ids": null,
+                     *       "description": "Production receiver",
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "breaker": {
+                     *         "state": "closed",
+                     *         "consecutive_failures": 0,
+                     *         "open_until": null
+                     *       },
+                     *       "previous_secret_expires_at": null,
+                     *       "created_at": "2026-12-01T12:00:00Z",
+                     *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription, without its secret. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c60-0000-7000-8000-000000000001",
+                     *       "url": "https://partner.example.com/minitter/events",
+                     *       "event_types": [
+                     *         "tweet.created",
+                     *         "tweet.deleted"
+                     *       ],
+                     *       "user_ids": null,
+                     *       "description": "Production receiver",
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "breaker": {
+                     *         "state": "closed",
+                     *         "consecutive_failures": 0,
+                     *         "open_until": null
+                     *       },
+                     *       "previous_secret_expires_at": null,
+                     *       "created_at": "2026-12-01T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription was deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": false
+                 *     }
+                 */
+                "application/json": components["schemas"]["WebhookUpdate"];
+            };
+        };
+        responses: {
+            /** @description The updated subscription. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c60-0000-7000-8000-000000000001",
+                     *       "url": "https://partner.example.com/minitter/events",
+                     *       "event_types": [
+                     *         "tweet.created",
+                     *         "tweet.deleted"
+                     *       ],
+                     *       "user_ids": null,
+                     *       "description": "Production receiver",
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "breaker": {
+                     *         "state": "closed",
+                     *         "consecutive_failures": 0,
+                     *         "open_until": null
+                     *       },
+                     *       "previous_secret_expires_at": null,
+                     *       "created_at": "2026-12-01T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription with its new secret, shown this once. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c60-0000-7000-8000-000000000001",
+                     *       "url": "https://partner.example.com/minitter/events",
+                     *       "event_types": [
+                     *         "tweet.created",
+                     *         "tweet.deleted"
+                     *       ],
+                     *       "user_ids": null,
+                     *       "description": "Production receiver",
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "breaker": {
+                     *         "state": "closed",
+                     *         "consecutive_failures": 0,
+                     *         "open_until": null
+                     *       },
+                     *       "previous_secret_expires_at": "2026-12-02T12:00:00Z",
+                     *       "created_at": "2026-12-01T12:00:00Z",
+                     *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    test_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ping was queued. */
+            202: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0193a2b4-7c1e-7d2a-9f00-5b1c2d3e4f50",
+                     *       "webhook_id": "0193a2b4-6a00-7b3c-8d4e-1f2a3b4c5d6e",
+                     *       "message_id": "msg_0193a2b47c1e7d2a9f005b1c2d3e4f50",
+                     *       "event_type": "webhook.ping",
+                     *       "status": "pending",
+                     *       "attempts": 0,
+                     *       "next_attempt_at": "2026-12-01T12:00:00Z",
+                     *       "payload": {
+                     *         "type": "webhook.ping",
+                     *         "timestamp": "2026-12-01T12:00:00Z",
+                     *         "data": {
+                     *           "webhook_id": "0193a2b4-6a00-7b3c-8d4e-1f2a3b4c5d6e"
+                     *         }
+                     *       },
+                     *       "created_at": "2026-12-01T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The most items to return (default 20).
+                 * @example 20
+                 */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_page` of the previous page; opaque and tamper-evident. Like
+                 *     `next_page` it has no `maxLength` (progenitor pages only with plain strings);
+                 *     the server refuses any token it did not issue for this list.
+                 */
+                page_token?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [],
+                     *       "next_page": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookDeliveryPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    redeliver_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A webhook subscription's id.
+                 * @example 01936c60-0000-7000-8000-000000000001
+                 */
+                webhook_id: components["parameters"]["WebhookId"];
+                /**
+                 * @description A webhook delivery's id.
+                 * @example 01936c60-0000-7000-8000-000000000002
+                 */
+                delivery_id: components["parameters"]["DeliveryId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery was queued again. */
+            202: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0193a2b4-7c1e-7d2a-9f00-5b1c2d3e4f50",
+                     *       "webhook_id": "0193a2b4-6a00-7b3c-8d4e-1f2a3b4c5d6e",
+                     *       "message_id": "msg_0193a2b47c1e7d2a9f005b1c2d3e4f50",
+                     *       "event_type": "tweet.created",
+                     *       "status": "pending",
+                     *       "attempts": 0,
+                     *       "next_attempt_at": "2026-12-01T12:00:00Z",
+                     *       "payload": {
+                     *         "type": "tweet.created",
+                     *         "timestamp": "2026-12-01T12:00:00Z",
+                     *         "data": {
+                     *           "id": "0193a2b4-0000-7000-8000-000000000001",
+                     *           "author_id": "0193a2b4-0000-7000-8000-000000000002",
+                     *           "text": "hello",
+                     *           "created_at": "2026-12-01T12:00:00Z"
+                     *         }
+                     *       },
+                     *       "created_at": "2026-12-01T12:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
             };
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];

@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU64;
 
+use crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::http::error::{ApiError, Result};
 use crate::infra::store::{IpPolicy, KeyRecord, NewKey, PlanRecord, PlanSettings};
@@ -30,6 +31,10 @@ pub(super) fn settings(input: types::UsagePlanInput) -> Result<PlanSettings> {
             .map(ip_policy)
             .transpose()?
             .unwrap_or_default(),
+        // The schema bounds it to 0..=1000.
+        webhook_limit: input.webhook_limit.map_or(DEFAULT_WEBHOOK_LIMIT, |limit| {
+            u32::try_from(limit).unwrap_or(0)
+        }),
     })
 }
 
@@ -87,6 +92,7 @@ pub(in crate::handlers) fn to_api_plan(plan: &PlanRecord) -> Result<types::Usage
         quota,
         allow_cache_refresh: plan.allow_cache_refresh,
         ip_policy: to_api_ip_policy(&plan.ip_policy),
+        webhook_limit: i32::try_from(plan.webhook_limit).unwrap_or(i32::MAX),
         created_at: plan.created_at,
     })
 }

@@ -1,14 +1,15 @@
 //! Persistence: one repository interface, written once for SQLite and PostgreSQL.
 //!
 //! The interface is a handful of traits, one per area ([`UserStore`], [`FollowStore`],
-//! [`TweetStore`], [`PlanStore`], [`KeyStore`], [`UsageStore`], [`OutboxStore`]),
-//! gathered by [`Store`]; the rest of the server holds an `Arc<dyn Store>`
-//! ([`SharedStore`]) and never sees SQL. Traits per area, split by what they store, so
-//! that a caller imports only the area it uses. A trait object rather than a generic
-//! parameter so that handlers, the gateway and the tests stay free of type parameters;
-//! the cost is one boxed future per query, which is nothing beside the query. The bulk
-//! loading of the benchmark data generator ([`ImportStore`]) is not part of [`Store`]:
-//! the API never loads in bulk, and the generator opens a [`BulkStore`] of its own.
+//! [`TweetStore`], [`PlanStore`], [`KeyStore`], [`UsageStore`], [`OutboxStore`],
+//! [`WebhookStore`]), gathered by [`Store`]; the rest of the server holds an
+//! `Arc<dyn Store>` ([`SharedStore`]) and never sees SQL. Traits per area, split by what
+//! they store, so that a caller imports only the area it uses. A trait object rather than
+//! a generic parameter so that handlers, the gateway and the tests stay free of type
+//! parameters; the cost is one boxed future per query, which is nothing beside the query.
+//! The bulk loading of the benchmark data generator ([`ImportStore`]) is not part of
+//! [`Store`]: the API never loads in bulk, and the generator opens a [`BulkStore`] of its
+//! own.
 //!
 //! One implementation serves both databases ([`sql`]): the queries are written once,
 //! generic over the backend, with only the statements whose dialects differ spelled per
@@ -29,6 +30,7 @@ mod error;
 mod postgres;
 mod sql;
 mod sqlite;
+mod webhooks;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -43,6 +45,7 @@ use uuid::Uuid;
 // speaks them, so they are named here too.
 pub use crate::domain::records::*;
 pub use error::StoreError;
+pub use webhooks::WebhookStore;
 
 use crate::domain::events::{Event, Written};
 
@@ -69,6 +72,7 @@ pub trait Store:
     + KeyStore
     + UsageStore
     + OutboxStore
+    + WebhookStore
     + Send
     + Sync
     + 'static

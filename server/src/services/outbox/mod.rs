@@ -41,9 +41,9 @@ pub trait Consumer: Send + Sync + 'static {
     fn reader(&self) -> &Reader;
     /// The store the consumer reads from.
     fn store(&self) -> &dyn Store;
-    /// Handles one event. An error stops the batch there: the event is handled again on
-    /// the next turn, a second later.
-    async fn handle(&self, event: &Event) -> Result<(), StoreError>;
+    /// Handles one event, read from `entry`. An error stops the batch there: the event is
+    /// handled again on the next turn, a second later.
+    async fn handle(&self, event: &Event, entry: &OutboxEntry) -> Result<(), StoreError>;
 }
 
 /// A consumer's name (its position's key in the database) and the turn its tasks take.
@@ -115,7 +115,7 @@ async fn handle_entry<C: Consumer + ?Sized>(
     entry: &OutboxEntry,
 ) -> Result<(), StoreError> {
     match serde_json::from_str::<Event>(&entry.event) {
-        Ok(event) => consumer.handle(&event).await,
+        Ok(event) => consumer.handle(&event, entry).await,
         Err(error) => {
             tracing::warn!(consumer = consumer.reader().name, %error, "skipping an outbox event this build does not know");
             Ok(())

@@ -19,7 +19,7 @@ use crate::infra::store::{Store, StoreError};
 /// How many events one batch deletes at most.
 pub const PRUNE_BATCH: u32 = 1000;
 /// How often the outbox is pruned.
-const EVERY: Duration = Duration::from_secs(600);
+pub const EVERY: Duration = Duration::from_secs(600);
 /// The pause between two batches of one pruning, which lets writers in.
 const PAUSE: Duration = Duration::from_millis(50);
 
@@ -27,9 +27,19 @@ const PAUSE: Duration = Duration::from_millis(50);
 /// batch after another; returns how many went.
 pub async fn prune(store: &dyn Store, retention: chrono::Duration) -> Result<u64, StoreError> {
     let cutoff = crate::infra::store::now_millis() - retention;
+    in_batches(|batch| store.prune_outbox(cutoff, batch)).await
+}
+
+/// Calls `delete` with [`PRUNE_BATCH`] until it deletes fewer, pausing between calls so
+/// that writers get in; returns how many rows went. For every table pruned this way.
+pub async fn in_batches<F, Fut>(mut delete: F) -> Result<u64, StoreError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
     let mut pruned = 0;
     loop {
-        let deleted = store.prune_outbox(cutoff, PRUNE_BATCH).await?;
+        let deleted = delete(PRUNE_BATCH).await?;
         pruned += deleted;
         if deleted < u64::from(PRUNE_BATCH) {
             return Ok(pruned);

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::Timelines;
 use super::feed::FeedKey;
 use crate::domain::events::Event;
-use crate::infra::store::{Store, StoreError};
+use crate::infra::store::{OutboxEntry, Store, StoreError};
 use crate::services::cache::Weight;
 use crate::services::outbox::{Consumer, Reader};
 
@@ -49,7 +49,7 @@ impl Consumer for Timelines {
 
     /// While the feeds are stale the changes they would get are skipped: they are to be
     /// dropped, and rebuilt from the database.
-    async fn handle(&self, event: &Event) -> Result<(), StoreError> {
+    async fn handle(&self, event: &Event, _entry: &OutboxEntry) -> Result<(), StoreError> {
         if self.stale.load(Ordering::Relaxed) {
             return Ok(());
         }

@@ -29,6 +29,7 @@ mod rows;
 mod tweets;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,7 @@ pub trait Backend:
     + Rows<KeyPlanRow>
     + Rows<ClaimRow>
     + Rows<OutboxRow>
+    + webhooks::WebhookRows
     + Rows<(Uuid,)>
     + Rows<(i64,)>
     + Rows<(bool,)>

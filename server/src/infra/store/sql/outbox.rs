@@ -31,14 +31,15 @@ const ADD: Sql = Sql {
 
 /// `$1` consumer, `$2` the most events.
 const AFTER: Sql = Sql {
-    sqlite: "SELECT id, 0 AS tx, event FROM outbox
+    sqlite: "SELECT id, 0 AS tx, event, created_at AS written_at FROM outbox
              WHERE id > coalesce((SELECT position FROM outbox_positions WHERE consumer = $1), 0)
              ORDER BY id LIMIT $2",
     postgres: "WITH position AS (
                    SELECT coalesce((SELECT tx FROM outbox_positions WHERE consumer = $1),
                                    '0'::xid8) AS tx,
                           coalesce((SELECT id FROM outbox_positions WHERE consumer = $1), 0) AS id)
-               SELECT o.id, o.tx::text::bigint AS tx, o.event::text AS event
+               SELECT o.id, o.tx::text::bigint AS tx, o.event::text AS event,
+                      o.created_at AS written_at
                FROM outbox o, position p
                WHERE (o.tx, o.id) > (p.tx, p.id)
                  AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -57,8 +58,10 @@ const ADVANCE: Sql = Sql {
 
 /// `$1` consumer: takes the consumer's turn for the rest of the transaction, if no other
 /// transaction has it (PostgreSQL only: SQLite's one process takes turns in memory).
-const TAKE_TURN: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtextextended('minitter.outbox.' || $1, 0))";
+/// Advisory locks are database-wide, so the key names the schema too: deployments (and
+/// tests) in other schemas of one database keep turns of their own.
+const TAKE_TURN: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended(
+                             'minitter.outbox.' || current_schema() || '.' || $1, 0))";
 
 /// Each consumer and the time of the oldest event past its position, in reading order.
 const BACKLOG: Sql = Sql {
@@ -118,6 +121,7 @@ async fn read_after<DB: Backend>(
                 id: row.id,
             },
             event: row.event,
+            written_at: row.written_at,
         })
         .collect())
 }

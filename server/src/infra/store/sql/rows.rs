@@ -26,7 +26,7 @@ pub(super) use user_columns;
 macro_rules! plan_columns {
     () => {
         "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, \
-         allow_cache_refresh, ip_allow, ip_deny, created_at"
+         allow_cache_refresh, ip_allow, ip_deny, webhook_limit, created_at"
     };
 }
 pub(super) use plan_columns;
@@ -138,6 +138,7 @@ pub struct PlanRow {
     allow_cache_refresh: bool,
     ip_allow: String,
     ip_deny: String,
+    webhook_limit: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -155,6 +156,7 @@ impl TryFrom<PlanRow> for PlanRecord {
             quota: row.quota_limit.zip(row.quota_period),
             allow_cache_refresh: row.allow_cache_refresh,
             ip_policy: ip_policy(&row.ip_allow, &row.ip_deny)?,
+            webhook_limit: webhook_limit(row.webhook_limit)?,
             created_at: row.created_at,
         })
     }
@@ -202,6 +204,11 @@ pub fn networks_column(networks: &[IpNet]) -> String {
 }
 
 /// The policy kept in an `ip_allow` and an `ip_deny` column.
+/// A plan's webhook limit (the table's check keeps it in 0..=1000).
+fn webhook_limit(column: i64) -> Result<u32, sqlx::Error> {
+    u32::try_from(column).map_err(|error| sqlx::Error::Decode(error.into()))
+}
+
 fn ip_policy(allow: &str, deny: &str) -> Result<IpPolicy, sqlx::Error> {
     let entries = |column: &str| -> Vec<String> {
         column
@@ -230,6 +237,7 @@ pub struct KeyPlanRow {
     allow_cache_refresh: bool,
     plan_ip_allow: String,
     plan_ip_deny: String,
+    webhook_limit: i64,
     plan_created_at: DateTime<Utc>,
 }
 
@@ -248,6 +256,7 @@ impl TryFrom<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
             allow_cache_refresh: row.allow_cache_refresh,
             ip_allow: row.plan_ip_allow,
             ip_deny: row.plan_ip_deny,
+            webhook_limit: row.webhook_limit,
             created_at: row.plan_created_at,
         };
         Ok((row.key.try_into()?, plan.try_into()?, row.secret_hash))
@@ -269,4 +278,5 @@ pub struct OutboxRow {
     pub id: i64,
     pub tx: i64,
     pub event: String,
+    pub written_at: DateTime<Utc>,
 }
