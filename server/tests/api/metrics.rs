@@ -90,6 +90,10 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::BLOB_BREAKER_STATE,
         metrics::BLOB_BREAKER_TRANSITIONS,
         metrics::BLOB_BREAKER_REJECTED,
+        metrics::WEBHOOK_ATTEMPTS,
+        metrics::WEBHOOK_LATENCY,
+        metrics::WEBHOOK_BREAKERS_OPEN,
+        metrics::WEBHOOK_BREAKER_TRANSITIONS,
     ];
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

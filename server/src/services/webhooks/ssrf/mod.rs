@@ -62,19 +62,19 @@ pub enum Refusal {
     /// The URL does not parse; the text is the parser's reason.
     #[error("the URL is not valid: {0}")]
     Malformed(String),
-    #[error("the URL's scheme must be http or https, not {0}")]
+    #[error("the URL's scheme must be http or https, not {}", shown(.0))]
     Scheme(String),
     #[error("the URL must not contain a user name or password")]
     Userinfo,
     #[error("the URL has no host")]
     NoHost,
-    #[error("the URL's host {host} could not be resolved")]
+    #[error("the URL's host {} could not be resolved", shown(.host))]
     Unresolvable {
         host: String,
         #[source]
         source: io::Error,
     },
-    #[error("the URL's host {host} resolves to no address")]
+    #[error("the URL's host {} resolves to no address", shown(.host))]
     NoAddress { host: String },
     /// The host is, or resolves to, an address that is not public and not allowed. `host`
     /// is the name when the address came from resolving it, `None` for an IP literal.
@@ -137,6 +137,18 @@ impl std::fmt::Display for Reserved {
     }
 }
 
+/// The most characters of a partner's host or scheme a refusal repeats: a URL may be
+/// 2 KiB, and a problem's `detail` is at most 2,000 characters.
+const SHOWN_CHARS: usize = 100;
+
+/// `text` as a refusal repeats it: whole when short, else its start and an ellipsis.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 fn forbidden_message(host: Option<&str>, address: IpAddr, reserved: Reserved) -> String {
     let embeds = match address {
         IpAddr::V6(v6) => embedded_ipv4(v6)
@@ -145,7 +157,10 @@ fn forbidden_message(host: Option<&str>, address: IpAddr, reserved: Reserved) ->
         IpAddr::V4(_) => String::new(),
     };
     match host {
-        Some(host) => format!("the URL's host {host} resolves to {reserved} ({address}{embeds})"),
+        Some(host) => format!(
+            "the URL's host {} resolves to {reserved} ({address}{embeds})",
+            shown(host)
+        ),
         None => format!("the URL's host is {reserved} ({address}{embeds})"),
     }
 }

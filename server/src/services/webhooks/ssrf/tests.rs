@@ -239,6 +239,17 @@ fn ssrf_refusals_read_well() {
 }
 
 #[test]
+fn ssrf_refusals_repeat_only_the_start_of_a_long_host() {
+    let host = format!("{}.example.com", "é".repeat(2000));
+    let refusal = Refusal::NoAddress { host: host.clone() }.to_string();
+    assert!(refusal.chars().count() < 200, "{refusal}");
+    assert!(refusal.starts_with(&format!("the URL's host {}…", "é".repeat(100))));
+    assert!(refusal.ends_with(" resolves to no address"));
+    let scheme = Refusal::Scheme("x".repeat(2000)).to_string();
+    assert!(scheme.chars().count() < 200, "{scheme}");
+}
+
+#[test]
 fn ssrf_recheck_judges_literals_and_leaves_names_to_the_resolver() {
     let policy = UrlPolicy::default();
     let url = |s: &str| Url::parse(s).expect("a URL");
