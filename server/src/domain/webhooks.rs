@@ -193,6 +193,10 @@ pub struct DueDelivery {
 /// What an attempt came to, as the store records it on the delivery and its subscription.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
+    /// When the request went out. A delivery requeued after that (a redelivery asked for
+    /// while the attempt was on its way) keeps its new state: the record skips it.
+    pub sent_at: DateTime<Utc>,
+    /// When the answer came (or the attempt failed).
     pub at: DateTime<Utc>,
     pub status_code: Option<u16>,
     pub error: Option<String>,

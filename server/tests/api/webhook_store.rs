@@ -138,6 +138,7 @@ fn new_delivery(webhook: Uuid, outbox_id: Option<i64>, at: DateTime<Utc>) -> New
 /// An attempt at `at` that failed with a 500, to be retried at `next`.
 fn failure(at: DateTime<Utc>, next: DateTime<Utc>, failures: u32) -> AttemptRecord {
     AttemptRecord {
+        sent_at: at,
         at,
         status_code: Some(500),
         error: Some("HTTP 500".into()),
@@ -366,7 +367,7 @@ async fn enabling_a_webhook_closes_its_breaker(backend: Backend) {
         ..failure(now, now, 3)
     };
     store
-        .record_attempt(webhook.id, delivery, &gone)
+        .record_attempts(webhook.id, &[(delivery, gone.clone())])
         .await
         .expect("record");
     let disabled = store
@@ -621,7 +622,7 @@ async fn webhooks_with_an_open_breaker_or_disabled_are_not_leased(backend: Backe
         ..failure(now, now, 5)
     };
     store
-        .record_attempt(broken.id, delivery, &tripped)
+        .record_attempts(broken.id, &[(delivery, tripped)])
         .await
         .expect("record");
     world
@@ -658,7 +659,7 @@ async fn an_attempt_moves_the_delivery_and_the_breaker(backend: Backend) {
     let retry_at = now + Duration::seconds(5);
 
     store
-        .record_attempt(webhook.id, delivery, &failure(now, retry_at, 1))
+        .record_attempts(webhook.id, &[(delivery, failure(now, retry_at, 1))])
         .await
         .expect("record");
     let failed_once = store
@@ -699,6 +700,7 @@ async fn an_attempt_moves_the_delivery_and_the_breaker(backend: Backend) {
 
     let delivered_at = retry_at + Duration::milliseconds(7);
     let success = AttemptRecord {
+        sent_at: delivered_at,
         at: delivered_at,
         status_code: Some(204),
         error: None,
@@ -710,10 +712,19 @@ async fn an_attempt_moves_the_delivery_and_the_breaker(backend: Backend) {
         open_until: None,
         disable: false,
     };
+    // Attempts on two deliveries, recorded together.
+    let next = world.delivery(webhook.id, Some(3), now).await;
     store
-        .record_attempt(webhook.id, delivery, &success)
+        .record_attempts(webhook.id, &[(delivery, success.clone()), (next, success)])
         .await
         .expect("record");
+    let next_delivered = store
+        .delivery(webhook.id, next)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(next_delivered.status, DeliveryStatus::Delivered);
+    assert_eq!(next_delivered.attempts, 1);
     let delivered = store
         .delivery(webhook.id, delivery)
         .await
@@ -749,7 +760,7 @@ async fn an_attempt_moves_the_delivery_and_the_breaker(backend: Backend) {
         ..failure(now, now, 1)
     };
     store
-        .record_attempt(webhook.id, gone_delivery, &gone)
+        .record_attempts(webhook.id, &[(gone_delivery, gone)])
         .await
         .expect("record");
     let disabled = store
@@ -784,7 +795,7 @@ async fn a_requeued_delivery_is_due_again_from_its_first_attempt(backend: Backen
         ..failure(now, now, 1)
     };
     store
-        .record_attempt(webhook.id, delivery, &exhausted)
+        .record_attempts(webhook.id, &[(delivery, exhausted)])
         .await
         .expect("record");
     let later = now + Duration::hours(1);
@@ -814,6 +825,24 @@ async fn a_requeued_delivery_is_due_again_from_its_first_attempt(backend: Backen
         .expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 0);
+
+    // An attempt sent before the requeue, recorded after it, leaves the requeue standing.
+    let stale = AttemptRecord {
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+        ..failure(later - Duration::seconds(1), later, 0)
+    };
+    store
+        .record_attempts(webhook.id, &[(delivery, stale)])
+        .await
+        .expect("record");
+    let kept = store
+        .delivery(webhook.id, delivery)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(kept.status, DeliveryStatus::Pending);
+    assert_eq!(kept.attempts, 0);
 }
 
 async fn pruning_keeps_pending_and_recent_deliveries(backend: Backend) {
@@ -840,7 +869,7 @@ async fn pruning_keeps_pending_and_recent_deliveries(backend: Backend) {
         (recent, DeliveryStatus::Delivered),
     ] {
         store
-            .record_attempt(webhook.id, id, &done(status))
+            .record_attempts(webhook.id, &[(id, done(status))])
             .await
             .expect("record");
     }

@@ -106,13 +106,14 @@ pub trait WebhookStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records an attempt on the delivery and its outcome on the subscription's breaker
-    /// (and disables it when the endpoint is gone), in one transaction.
-    async fn record_attempt(
+    /// Records attempts on deliveries of subscription `webhook` (each delivery id with its
+    /// attempt, in the order they were made), and the last one's outcome on the
+    /// subscription's breaker (disabling it if the endpoint is gone), in one transaction.
+    /// A delivery due only after its attempt was sent (requeued meanwhile) is left as it is.
+    async fn record_attempts(
         &self,
         webhook: Uuid,
-        delivery: Uuid,
-        attempt: &AttemptRecord,
+        attempts: &[(Uuid, AttemptRecord)],
     ) -> Result<(), StoreError>;
     /// How many enabled subscriptions have an open breaker at `now`, for the metrics.
     async fn open_breakers(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

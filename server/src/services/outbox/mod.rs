@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, Notify};
 
 use crate::domain::events::Event;
-use crate::infra::store::{OutboxEntry, OutboxPosition, Store, StoreError};
+use crate::infra::store::{OutboxEntry, Store, StoreError};
 
 pub use prune::{prune, prune_periodically};
 
@@ -41,22 +41,36 @@ pub trait Consumer: Send + Sync + 'static {
     fn reader(&self) -> &Reader;
     /// The store the consumer reads from.
     fn store(&self) -> &dyn Store;
-    /// Handles one event, read from `entry`. An error stops the batch there: the event is
-    /// handled again on the next turn, a second later.
-    async fn handle(&self, event: &Event, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Handles a batch of events, in order, each with the entry it was read from. A
+    /// failure says how many events of the batch were handled before it: the rest are
+    /// handled again on the next turn, a second later. (A consumer may handle a batch as
+    /// a whole, with one query for all of it, and report 0 when it fails.)
+    async fn handle(&self, batch: &[(Event, &OutboxEntry)]) -> Result<(), Stopped>;
 }
 
-/// A consumer's name (its position's key in the database) and the turn its tasks take.
+/// Why a batch stopped, and how many of its events were handled before.
+#[derive(Debug)]
+pub struct Stopped {
+    pub handled: usize,
+    pub error: StoreError,
+}
+
+/// A consumer's name (its position's key in the database), the turn its tasks take, and
+/// how long it lets news gather before it reads: under a stream of writes a turn then
+/// handles many events for the cost of one position write (one `fsync` on SQLite, which
+/// has one writer for everything), at the price of that delay.
 pub struct Reader {
     name: &'static str,
+    gather: Duration,
     turn: Mutex<()>,
     news: Notify,
 }
 
 impl Reader {
-    pub fn new(name: &'static str) -> Self {
+    pub fn new(name: &'static str, gather: Duration) -> Self {
         Self {
             name,
+            gather,
             turn: Mutex::new(()),
             news: Notify::new(),
         }
@@ -88,17 +102,17 @@ async fn pass<C: Consumer + ?Sized>(consumer: &C) -> Result<Pass, StoreError> {
         return Ok(Pass::Busy);
     };
     let read = turn.entries.len();
-    let mut through: Option<OutboxPosition> = None;
-    let mut handled = 0;
-    let mut failure = None;
-    for entry in &turn.entries {
-        if let Err(error) = handle_entry(consumer, entry).await {
-            failure = Some(error);
-            break;
+    let batch = known_events(reader.name, &turn.entries);
+    let (through, handled, failure) = match consumer.handle(&batch).await {
+        Ok(()) => (turn.entries.last().map(|entry| entry.position), read, None),
+        Err(Stopped { handled, error }) => {
+            let through = handled
+                .checked_sub(1)
+                .and_then(|last| batch.get(last))
+                .map(|(_, entry)| entry.position);
+            (through, handled, Some(error))
         }
-        through = Some(entry.position);
-        handled += 1;
-    }
+    };
     turn.finish(through).await?;
     crate::infra::metrics::outbox_consumed(reader.name, handled as u64);
     match failure {
@@ -108,19 +122,19 @@ async fn pass<C: Consumer + ?Sized>(consumer: &C) -> Result<Pass, StoreError> {
     }
 }
 
-/// Handles one entry; an event this build does not know (written by a newer one during a
+/// The entries' events; one this build does not know (written by a newer one during a
 /// rolling release) is skipped, since no handler here could do anything with it.
-async fn handle_entry<C: Consumer + ?Sized>(
-    consumer: &C,
-    entry: &OutboxEntry,
-) -> Result<(), StoreError> {
-    match serde_json::from_str::<Event>(&entry.event) {
-        Ok(event) => consumer.handle(&event, entry).await,
-        Err(error) => {
-            tracing::warn!(consumer = consumer.reader().name, %error, "skipping an outbox event this build does not know");
-            Ok(())
-        }
-    }
+fn known_events<'a>(consumer: &str, entries: &'a [OutboxEntry]) -> Vec<(Event, &'a OutboxEntry)> {
+    entries
+        .iter()
+        .filter_map(|entry| match serde_json::from_str::<Event>(&entry.event) {
+            Ok(event) => Some((event, entry)),
+            Err(error) => {
+                tracing::warn!(consumer, %error, "skipping an outbox event this build does not know");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Handles every event committed so far, then returns: for tests and for a drain, which
@@ -148,7 +162,7 @@ async fn has_backlog<C: Consumer + ?Sized>(consumer: &C) -> Result<bool, StoreEr
         .any(|(of, oldest)| of == name && oldest.is_some()))
 }
 
-/// Runs `consumer` until it is dropped: a turn whenever there is news or a second has
+/// Runs `consumer` until it is dropped: a turn shortly after news or once a second has
 /// passed, turn after turn while whole batches come, and a second's pause after a failure.
 pub async fn run<C: Consumer>(consumer: Weak<C>) {
     loop {
@@ -158,7 +172,10 @@ pub async fn run<C: Consumer>(consumer: Weak<C>) {
         match pass(live.as_ref()).await {
             Ok(Pass::Full) => {}
             Ok(Pass::CaughtUp | Pass::Busy) => {
-                let _ = tokio::time::timeout(IDLE, live.reader().news.notified()).await;
+                let news = tokio::time::timeout(IDLE, live.reader().news.notified()).await;
+                if news.is_ok() {
+                    tokio::time::sleep(live.reader().gather).await;
+                }
             }
             Err(error) => {
                 tracing::warn!(consumer = live.reader().name, %error, "an outbox consumer failed; retrying in a second");

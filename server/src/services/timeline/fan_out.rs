@@ -23,7 +23,7 @@ use super::feed::FeedKey;
 use crate::domain::events::Event;
 use crate::infra::store::{OutboxEntry, Store, StoreError};
 use crate::services::cache::Weight;
-use crate::services::outbox::{Consumer, Reader};
+use crate::services::outbox::{Consumer, Reader, Stopped};
 
 /// The consumer's name, its position's key in the database.
 pub(super) const HOME_FEEDS: &str = "home_feeds";
@@ -47,9 +47,20 @@ impl Consumer for Timelines {
         self.store.as_ref()
     }
 
-    /// While the feeds are stale the changes they would get are skipped: they are to be
-    /// dropped, and rebuilt from the database.
-    async fn handle(&self, event: &Event, _entry: &OutboxEntry) -> Result<(), StoreError> {
+    async fn handle(&self, batch: &[(Event, &OutboxEntry)]) -> Result<(), Stopped> {
+        for (handled, (event, _)) in batch.iter().enumerate() {
+            self.fan_out(event)
+                .await
+                .map_err(|error| Stopped { handled, error })?;
+        }
+        Ok(())
+    }
+}
+
+impl Timelines {
+    /// Applies one event to the feeds. While the feeds are stale the changes they would
+    /// get are skipped: they are to be dropped, and rebuilt from the database.
+    async fn fan_out(&self, event: &Event) -> Result<(), StoreError> {
         if self.stale.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -72,9 +83,7 @@ impl Consumer for Timelines {
         }
         Ok(())
     }
-}
 
-impl Timelines {
     /// Waits until the fan-out of every change committed so far is done (for tests).
     pub async fn settle(&self) {
         if let Err(error) = crate::services::outbox::catch_up(self).await {

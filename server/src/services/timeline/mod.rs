@@ -35,6 +35,7 @@ mod subscriber;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -103,7 +104,9 @@ impl Timelines {
             followers: RecordCache::new("followers", settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
             builds: Mutex::default(),
-            fan_out: Reader::new(HOME_FEEDS),
+            // Followers' feeds a moment after the commit (the author's own is updated
+            // before the response).
+            fan_out: Reader::new(HOME_FEEDS, Duration::from_millis(25)),
             stale: Arc::default(),
             builds_done: Arc::default(),
             served: Default::default(),

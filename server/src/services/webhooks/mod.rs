@@ -98,7 +98,9 @@ impl Webhooks {
             sender: Sender::with_timeout(policy.clone(), settings.timeout),
             policy,
             settings,
-            outbox: Reader::new(queue::WEBHOOKS),
+            // A tenth of a second for partners; every turn that queues deliveries is a
+            // commit of its own, beside the position's.
+            outbox: Reader::new(queue::WEBHOOKS, Duration::from_millis(100)),
             due: Notify::new(),
         });
         tokio::spawn(crate::services::outbox::run(Arc::downgrade(&webhooks)));

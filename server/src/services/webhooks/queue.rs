@@ -8,15 +8,17 @@
 //! before the queue read it, gets it too: what counts is the subscriptions at the time of
 //! queuing, a moment after the commit.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::Webhooks;
 use crate::domain::events::Event;
-use crate::domain::webhooks::NewDelivery;
-use crate::infra::store::{OutboxEntry, Store, StoreError};
-use crate::services::outbox::{Consumer, Reader};
+use crate::domain::webhooks::{NewDelivery, Subscription};
+use crate::infra::store::{OutboxEntry, Store};
+use crate::services::outbox::{Consumer, Reader, Stopped};
 
 /// The consumer's name, its position's key in the database.
 pub const WEBHOOKS: &str = "webhooks";
@@ -85,38 +87,51 @@ impl Consumer for Webhooks {
         self.store.as_ref()
     }
 
-    async fn handle(&self, event: &Event, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let Some(kind) = event_type(event) else {
-            return Ok(());
-        };
-        let users = users_of(event);
-        let subscriptions = self.store.subscriptions(kind).await?;
-        let wanted: Vec<Uuid> = subscriptions
-            .iter()
-            .filter(|s| s.wants(&users))
-            .map(|s| s.id)
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let payload = json!({
-            "type": kind,
-            "timestamp": entry.written_at,
-            "data": data_of(event),
-        })
-        .to_string();
-        let deliveries: Vec<NewDelivery> = wanted
-            .into_iter()
-            .map(|webhook_id| NewDelivery {
+    /// The whole batch at once: one query for the subscriptions to each event type in it,
+    /// one transaction for every delivery (so a failure queues none, and the batch is
+    /// read again).
+    async fn handle(&self, batch: &[(Event, &OutboxEntry)]) -> Result<(), Stopped> {
+        let stopped = |error| Stopped { handled: 0, error };
+        let mut subscriptions: HashMap<&'static str, Vec<Subscription>> = HashMap::new();
+        let mut deliveries = Vec::new();
+        for (event, entry) in batch {
+            let Some(kind) = event_type(event) else {
+                continue;
+            };
+            if !subscriptions.contains_key(kind) {
+                let found = self.store.subscriptions(kind).await.map_err(stopped)?;
+                subscriptions.insert(kind, found);
+            }
+            let users = users_of(event);
+            let mut wanted = subscriptions[kind]
+                .iter()
+                .filter(|s| s.wants(&users))
+                .peekable();
+            if wanted.peek().is_none() {
+                continue;
+            }
+            let payload = json!({
+                "type": kind,
+                "timestamp": entry.written_at,
+                "data": data_of(event),
+            })
+            .to_string();
+            deliveries.extend(wanted.map(|subscription| NewDelivery {
                 id: Uuid::now_v7(),
-                webhook_id,
+                webhook_id: subscription.id,
                 event_type: kind.to_owned(),
                 payload: payload.clone(),
                 outbox_id: Some(entry.position.id),
                 created_at: entry.written_at,
-            })
-            .collect();
-        self.store.add_deliveries(&deliveries).await?;
+            }));
+        }
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .add_deliveries(&deliveries)
+            .await
+            .map_err(stopped)?;
         self.due.notify_one();
         Ok(())
     }

@@ -479,44 +479,50 @@ impl<DB: Backend> WebhookStore for SqlStore<DB> {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn record_attempt(
+    async fn record_attempts(
         &self,
         webhook: Uuid,
-        delivery: Uuid,
-        attempt: &AttemptRecord,
+        attempts: &[(Uuid, AttemptRecord)],
     ) -> Result<(), StoreError> {
-        let at = attempt.at.timestamp_millis();
-        let delivered_at = (attempt.status == DeliveryStatus::Delivered).then_some(at);
-        let latency = i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX);
+        let Some((_, last)) = attempts.last() else {
+            return Ok(());
+        };
+        let disable = attempts.iter().any(|(_, attempt)| attempt.disable);
         self.write(move |mut tx| async move {
-            Self::query(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $1,
-                     next_attempt_at = $2, last_attempt_at = $3, last_status_code = $4,
-                     last_error = $5, last_latency_ms = $6, last_response_excerpt = $7,
-                     delivered_at = COALESCE($8, delivered_at)
-                 WHERE webhook_id = $9 AND id = $10",
-            )
-            .arg(attempt.status.as_str())
-            .arg(attempt.next_attempt_at.map(|next| next.timestamp_millis()))
-            .arg(at)
-            .arg(attempt.status_code.map(i64::from))
-            .arg(attempt.error.as_deref())
-            .arg(latency)
-            .arg(attempt.excerpt.as_str())
-            .arg(delivered_at)
-            .arg(webhook)
-            .arg(delivery)
-            .execute_on(&mut *tx)
-            .await?;
+            for (delivery, attempt) in attempts {
+                let at = attempt.at.timestamp_millis();
+                let delivered_at = (attempt.status == DeliveryStatus::Delivered).then_some(at);
+                Self::query(
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $1,
+                         next_attempt_at = $2, last_attempt_at = $3, last_status_code = $4,
+                         last_error = $5, last_latency_ms = $6, last_response_excerpt = $7,
+                         delivered_at = COALESCE($8, delivered_at)
+                     WHERE webhook_id = $9 AND id = $10
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= $11)",
+                )
+                .arg(attempt.status.as_str())
+                .arg(attempt.next_attempt_at.map(|next| next.timestamp_millis()))
+                .arg(at)
+                .arg(attempt.status_code.map(i64::from))
+                .arg(attempt.error.as_deref())
+                .arg(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
+                .arg(attempt.excerpt.as_str())
+                .arg(delivered_at)
+                .arg(webhook)
+                .arg(*delivery)
+                .arg(attempt.sent_at.timestamp_millis())
+                .execute_on(&mut *tx)
+                .await?;
+            }
             Self::query(
                 "UPDATE webhooks SET consecutive_failures = $1, open_until = $2,
                      enabled = CASE WHEN $3 THEN false ELSE enabled END,
                      disabled_reason = CASE WHEN $3 THEN $4 ELSE disabled_reason END
                  WHERE id = $5",
             )
-            .arg(i64::from(attempt.consecutive_failures))
-            .arg(attempt.open_until.map(|open| open.timestamp_millis()))
-            .arg(attempt.disable)
+            .arg(i64::from(last.consecutive_failures))
+            .arg(last.open_until.map(|open| open.timestamp_millis()))
+            .arg(disable)
             .arg(DISABLED_GONE)
             .arg(webhook)
             .execute_on(&mut *tx)
