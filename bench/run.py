@@ -445,14 +445,19 @@ def main():
     table = "\n".join(rows)
     print(table)
     if not args.no_docs:
-        docs = ROOT / "docs" / "benchmarks.md"
-        text = docs.read_text()
-        marker = "results" if args.database == "sqlite" else f"results-{args.database}"
-        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-        before, rest = text.split(start, 1)
-        _, after = rest.split(end, 1)
-        docs.write_text(f"{before}{start}\n{table}\n{end}{after}")
-        print(f"wrote {docs}")
+        write_results("results" if args.database == "sqlite" else f"results-{args.database}", table)
+
+
+def write_results(marker, table):
+    """Puts `table` between the `<!-- marker:start -->` and `<!-- marker:end -->` lines of
+    docs/benchmarks.md."""
+    docs = ROOT / "docs" / "benchmarks.md"
+    text = docs.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    docs.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    print(f"wrote {docs}")
 
 
 if __name__ == "__main__":
