@@ -58,6 +58,11 @@ pub struct Violation {
     pub message: String,
 }
 
+/// The most violations a rejection lists (the Problem schema's `errors` has `maxItems:
+/// 100`): an array of a thousand wrong items is one mistake made a thousand times, and the
+/// answer must stay small. The detail still counts every invalid field.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
 /// A request that the document does not allow: 400 (violations), 413 or 415.
 ///
 /// Routes return it as a `poem::Error`; the server's error middleware finds it with
@@ -107,6 +112,7 @@ impl RejectedRequest {
             1 => "The request has 1 invalid field.".to_owned(),
             n => format!("The request has {n} invalid fields."),
         };
+        violations.truncate(MAX_LISTED_VIOLATIONS);
         Self {
             status: StatusCode::BAD_REQUEST,
             detail,
@@ -155,4 +161,26 @@ impl poem::error::ResponseError for MethodNotAllowed {
 /// The error for a method the path does not declare.
 pub fn method_not_allowed(allow: &'static [&'static str]) -> poem::Error {
     MethodNotAllowed { allow }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_lists_at_most_a_hundred_violations_and_counts_every_field() {
+        let violations = (0..150)
+            .map(|n| Violation {
+                location: Location::Body,
+                pointer: format!("/items/{n:03}"),
+                message: "must be of type string".to_owned(),
+            })
+            .collect();
+
+        let rejected = RejectedRequest::invalid(violations);
+
+        assert_eq!(rejected.violations.len(), MAX_LISTED_VIOLATIONS);
+        assert_eq!(rejected.violations[0].pointer, "/items/000");
+        assert_eq!(rejected.detail, "The request has 150 invalid fields.");
+    }
 }
