@@ -81,7 +81,27 @@ impl World {
 
     /// Queues a delivery to `webhook`, created (and due) at `at`; returns its id.
     async fn delivery(&self, webhook: Uuid, outbox_id: Option<i64>, at: DateTime<Utc>) -> Uuid {
-        let delivery = new_delivery(webhook, outbox_id, at);
+        self.add(new_delivery(webhook, outbox_id, at)).await
+    }
+
+    /// A delivery queued at `at` (its UUIDv7 id made then, as the queue makes it), which
+    /// may be long ago.
+    async fn delivery_queued_at(
+        &self,
+        webhook: Uuid,
+        outbox_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Uuid {
+        let millis = u64::try_from(at.timestamp_millis()).expect("after 1970");
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+        self.add(NewDelivery {
+            id,
+            ..new_delivery(webhook, outbox_id, at)
+        })
+        .await
+    }
+
+    async fn add(&self, delivery: NewDelivery) -> Uuid {
         self.store
             .add_deliveries(std::slice::from_ref(&delivery))
             .await
@@ -852,12 +872,12 @@ async fn pruning_keeps_pending_and_recent_deliveries(backend: Backend) {
     let webhook = world.webhook(key, &["tweet.created"]).await;
     let now = now_millis();
     let old = now - Duration::days(10);
-    let delivered = world.delivery(webhook.id, Some(1), old).await;
+    let delivered = world.delivery_queued_at(webhook.id, Some(1), old).await;
     let failed = world
-        .delivery(webhook.id, Some(2), old + Duration::seconds(1))
+        .delivery_queued_at(webhook.id, Some(2), old + Duration::seconds(1))
         .await;
-    let pending = world.delivery(webhook.id, Some(3), old).await;
-    let recent = world.delivery(webhook.id, Some(4), now).await;
+    let pending = world.delivery_queued_at(webhook.id, Some(3), old).await;
+    let recent = world.delivery_queued_at(webhook.id, Some(4), now).await;
     let done = |status| AttemptRecord {
         status,
         next_attempt_at: None,

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::exec::Rows;
-use super::{Backend, QueryExt, Sql, SqlStore, overfetch};
+use super::{Backend, QueryExt, Sql, SqlStore, json_list, overfetch};
 use crate::domain::webhooks::{
     AttemptRecord, DISABLED_GONE, DeliveryRecord, DeliveryStatus, DueDelivery, LeasedWebhook,
     NewDelivery, NewWebhook, Subscription, WebhookChanges, WebhookCreation, WebhookRecord,
@@ -70,25 +70,66 @@ const LOCK_KEY: Sql = Sql {
     postgres: "SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE",
 };
 
-/// `$1` id, `$2` subscription, `$3` event type, `$4` payload, `$5` outbox id, `$6` now:
-/// a pending delivery, due at once, unless the subscription is gone or already has one
-/// for this outbox event. On PostgreSQL the subscription's row is share-locked for the
-/// key (`FOR KEY SHARE`, what the foreign key check takes anyway): a delete that began
-/// first is waited for and then the row is not found (nothing inserted, rather than a
-/// foreign key error that would abort the batch); one that begins later waits for this
-/// transaction and deletes the new row with the subscription.
-const ADD_DELIVERY: Sql = Sql {
+/// `$1` a JSON array of [`DeliveryJson`]: pending deliveries, due at once, except those
+/// whose subscription is gone or which the subscription already has for their outbox
+/// event. One statement for a whole batch, unpacked by the database as the bulk import
+/// does (`sql/import.rs`): on SQLite a turn of the queue then holds the one writer (which
+/// posts wait for) for a single statement, not one round trip per delivery. On
+/// PostgreSQL each subscription's row is share-locked for the key (`FOR KEY SHARE`, what
+/// the foreign key check takes anyway): a delete that began first is waited for and then
+/// the row is not found (nothing inserted, rather than a foreign key error that would
+/// abort the batch); one that begins later waits for this transaction and deletes the new
+/// rows with the subscription.
+const ADD_DELIVERIES: Sql = Sql {
     sqlite: "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, outbox_id,
                  status, next_attempt_at, created_at)
-             SELECT $1, $2, $3, $4, $5, 'pending', $6, $6
-             WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $2)
+             SELECT unhex(value ->> 'id', '-'), unhex(value ->> 'webhook_id', '-'),
+                    value ->> 'event_type', value ->> 'payload', value ->> 'outbox_id',
+                    'pending', value ->> 'created_at', value ->> 'created_at'
+             FROM json_each($1)
+             WHERE EXISTS (SELECT 1 FROM webhooks
+                           WHERE id = unhex(value ->> 'webhook_id', '-'))
              ON CONFLICT DO NOTHING",
     postgres: "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, outbox_id,
                    status, next_attempt_at, created_at)
-               SELECT $1, $2, $3, $4, $5, 'pending', $6, $6
-               WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $2 FOR KEY SHARE)
+               SELECT d.id, d.webhook_id, d.event_type, d.payload, d.outbox_id,
+                      'pending', d.created_at, d.created_at
+               FROM json_to_recordset($1::json) AS d (id uuid, webhook_id uuid,
+                   event_type text, payload text, outbox_id bigint, created_at bigint)
+               WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id
+                             FOR KEY SHARE)
                ON CONFLICT DO NOTHING",
 };
+
+/// The most deliveries one [`ADD_DELIVERIES`] statement carries (a turn of the queue
+/// rarely has more; a backlog read after an outage may, and is then several statements in
+/// one transaction).
+const DELIVERIES_PER_STATEMENT: usize = 1000;
+
+/// A [`NewDelivery`] as [`ADD_DELIVERIES`] unpacks it.
+#[derive(serde::Serialize)]
+struct DeliveryJson<'a> {
+    id: Uuid,
+    webhook_id: Uuid,
+    event_type: &'a str,
+    payload: &'a str,
+    outbox_id: Option<i64>,
+    /// Milliseconds, as every machine time in these tables.
+    created_at: i64,
+}
+
+impl<'a> From<&'a NewDelivery> for DeliveryJson<'a> {
+    fn from(delivery: &'a NewDelivery) -> Self {
+        Self {
+            id: delivery.id,
+            webhook_id: delivery.webhook_id,
+            event_type: &delivery.event_type,
+            payload: &delivery.payload,
+            outbox_id: delivery.outbox_id,
+            created_at: delivery.created_at.timestamp_millis(),
+        }
+    }
+}
 
 /// `$1` token, `$2` until, `$3` now, `$4` the most subscriptions. PostgreSQL skips the
 /// rows another instance is claiming at this moment; once that one commits, the lease it
@@ -309,19 +350,21 @@ impl<DB: Backend> WebhookStore for SqlStore<DB> {
         if deliveries.is_empty() {
             return Ok(());
         }
-        self.write(move |mut tx| async move {
-            for delivery in deliveries {
-                Self::dialect(&ADD_DELIVERY)
-                    .arg(delivery.id)
-                    .arg(delivery.webhook_id)
-                    .arg(delivery.event_type.as_str())
-                    .arg(delivery.payload.as_str())
-                    .arg(delivery.outbox_id)
-                    .arg(delivery.created_at.timestamp_millis())
-                    .execute_on(&mut *tx)
-                    .await?;
+        let batches = deliveries
+            .chunks(DELIVERIES_PER_STATEMENT)
+            .map(|chunk| json_list(&chunk.iter().map(DeliveryJson::from).collect::<Vec<_>>()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|mut tx| {
+            let batches = &batches;
+            async move {
+                for batch in batches {
+                    Self::dialect(&ADD_DELIVERIES)
+                        .arg(batch.as_str())
+                        .execute_on(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
             }
-            tx.commit().await
         })
         .await
     }
@@ -535,16 +578,23 @@ impl<DB: Backend> WebhookStore for SqlStore<DB> {
 
     async fn prune_deliveries(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
         // A short write in SQLite's turn (one batch), so writers wait for one batch at
-        // most; oldest first through webhook_deliveries_by_age. Pending deliveries stay,
-        // however old: they are still to be sent.
+        // most; oldest first by id, through the primary key: a UUIDv7 starts with the
+        // millisecond it was made, so every id below the first possible id of the cutoff's
+        // millisecond is older (migration 0012). Pending deliveries stay, however old:
+        // they are still to be sent.
+        let before = uuid::Builder::from_unix_timestamp_millis(
+            u64::try_from(cutoff.timestamp_millis()).unwrap_or(0),
+            &[0; 10],
+        )
+        .into_uuid();
         let _turn = self.turn().await;
         Ok(Self::query(
             "DELETE FROM webhook_deliveries WHERE id IN (
                  SELECT id FROM webhook_deliveries
-                 WHERE status <> 'pending' AND created_at < $1
-                 ORDER BY created_at LIMIT $2)",
+                 WHERE status <> 'pending' AND id < $1
+                 ORDER BY id LIMIT $2)",
         )
-        .arg(cutoff.timestamp_millis())
+        .arg(before)
         .arg(i64::from(batch))
         .execute_on(&mut *self.conn().await?)
         .await?)
