@@ -20,10 +20,14 @@
 //! tags, their parameters, bodies and responses, `$ref`s followed. (The SDK facts in
 //! [`sdk`] still read the typed `openapiv3` view.)
 //!
+//! With an AsyncAPI document beside it, the server output also has the realtime
+//! channel's message types and routing ([`asyncapi`]).
+//!
 //! The client output is progenitor's, followed by the per-operation facts an SDK's
 //! hand-written runtime needs (see [`sdk`]); the same facts can be written as a
 //! TypeScript table.
 
+pub mod asyncapi;
 pub mod client;
 pub mod model;
 pub mod open_enum;

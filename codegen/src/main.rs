@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use codegen::{Document, GeneratedFile, client, sdk, server};
+use codegen::{Document, GeneratedFile, asyncapi, client, sdk, server};
 
 /// Generate a poem server skeleton and a progenitor client from an OpenAPI 3.0 document.
 #[derive(Debug, Parser)]
@@ -16,6 +16,14 @@ struct Args {
     /// The directory the server skeleton is written to (replaced whole).
     #[arg(long)]
     server_out: Option<PathBuf>,
+    /// An AsyncAPI 3 document whose message types and routing join the server skeleton
+    /// (`stream.rs`, `stream_schemas.json`); its references to `./openapi.yaml` name the
+    /// OpenAPI document's schemas.
+    #[arg(long, requires = "server_out")]
+    asyncapi: Option<PathBuf>,
+    /// The property of a received message that selects its route.
+    #[arg(long, default_value = "action")]
+    route_by: String,
     /// The file the progenitor client is written to.
     #[arg(long)]
     client_out: Option<PathBuf>,
@@ -39,7 +47,16 @@ fn main() -> Result<()> {
 
     let mut outputs: Vec<(PathBuf, String)> = Vec::new();
     if let Some(dir) = &args.server_out {
-        for GeneratedFile { name, contents } in server::generate(&document)? {
+        let mut files = server::generate(&document)?;
+        if let Some(path) = &args.asyncapi {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            files.extend(asyncapi::generate(&text, &document, &args.route_by)?);
+            let modules = server::mod_file(&["api", "stream", "types"]);
+            files.retain(|file| file.name != modules.name);
+            files.push(modules);
+        }
+        for GeneratedFile { name, contents } in files {
             outputs.push((dir.join(name), contents));
         }
     }
@@ -65,7 +82,11 @@ fn main() -> Result<()> {
         if !stale.is_empty() {
             bail!(
                 "generated code is out of date with {}: {}\nrun `cargo regen` and commit the result",
-                args.spec.display(),
+                std::iter::once(&args.spec)
+                    .chain(&args.asyncapi)
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
                 stale.join(", ")
             );
         }

@@ -62,6 +62,8 @@ use crate::services::gateway;
 use crate::services::gateway::Gateway;
 use crate::services::login::{Hashing, LoginGuard};
 use crate::services::profiles::Profiles;
+use crate::services::realtime::tickets::Tickets;
+use crate::services::realtime::{CLOSE_GOING_AWAY, Hub};
 use crate::services::response_cache::{self, RecordsById, ResponseCache};
 use crate::services::timeline::Timelines;
 use crate::services::timeline::feed::FeedStore;
@@ -162,8 +164,11 @@ impl Application {
                 Arc::clone(&timelines) as Arc<dyn RecordsById>,
             ],
         ));
+        let realtime = Hub::new(Arc::clone(&store));
+        let tickets = Tickets::new(gateway.redis().cloned());
         let events = Arc::new(Events::new(
             vec![
+                Arc::clone(&realtime) as Arc<dyn Subscriber>,
                 Arc::clone(&gateway) as Arc<dyn Subscriber>,
                 Arc::clone(&profiles) as Arc<dyn Subscriber>,
                 Arc::clone(&timelines) as Arc<dyn Subscriber>,
@@ -187,6 +192,8 @@ impl Application {
             profiles,
             timelines,
             webhooks,
+            realtime,
+            tickets,
             response_cache,
             events,
             draining: Arc::default(),
@@ -267,6 +274,7 @@ impl Application {
             ..
         } = self;
         let draining = Arc::clone(&state.draining);
+        let realtime = Arc::clone(&state.realtime);
         let shutdown = async move {
             first_signal(&mut signals).await;
             draining.start();
@@ -279,8 +287,9 @@ impl Application {
             tokio::time::sleep(stopping.drain).await;
             tracing::info!(
                 "drain period over: accepting no more connections, finishing the requests \
-                 in flight"
+                 in flight and closing the stream's sockets"
             );
+            realtime.close_all(CLOSE_GOING_AWAY, "the server is stopping; reconnect");
         };
         serve::serve(
             acceptor,
@@ -290,6 +299,8 @@ impl Application {
             stopping.grace(),
         )
         .await;
+        // The sockets were told to close; their close frames go out before the exit.
+        state.realtime.closed(stopping.grace()).await;
         match state.gateway.flush().await {
             Ok(()) => tracing::info!("usage counts written"),
             Err(error) => tracing::error!(%error, "usage counts could not be written at shutdown"),
@@ -346,8 +357,8 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
     let cache = Arc::clone(&state.response_cache);
     let telemetry_enabled = state.telemetry_enabled;
     let client_address = client_address::Resolve::trusting(&state.trusted_proxies);
-    let api = generated::routes(Arc::new(Handlers::new(state)), limits);
-    docs::mount(api)
+    let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
+    crate::handlers::stream::mount(docs::mount(api), state)
         .around(gateway::rate_limit_headers)
         .around(etag::conditional_get)
         .around(compression::compression)

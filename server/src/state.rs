@@ -14,6 +14,8 @@ use crate::services::events::Events;
 use crate::services::gateway::Gateway;
 use crate::services::login::{Hashing, LoginGuard};
 use crate::services::profiles::Profiles;
+use crate::services::realtime::Hub;
+use crate::services::realtime::tickets::Tickets;
 use crate::services::response_cache::ResponseCache;
 use crate::services::timeline::Timelines;
 use crate::services::webhooks::Webhooks;
@@ -46,6 +48,10 @@ pub struct AppState {
     pub timelines: Arc<Timelines>,
     /// Partners' webhook subscriptions: their queue and their delivery worker.
     pub webhooks: Arc<Webhooks>,
+    /// The realtime stream's sockets and what they follow.
+    pub realtime: Arc<Hub>,
+    /// The one-time tickets that open the stream.
+    pub tickets: Tickets,
     /// Whole answers of the operations the document lets be cached.
     pub response_cache: Arc<ResponseCache>,
     /// Word of committed changes, to this instance's caches and the other instances.

@@ -1135,6 +1135,21 @@ every address.
             value.parse()
         }
     }
+    ///A one-time ticket for the realtime stream.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct StreamTicket {
+        ///When the ticket stops opening a stream (30 seconds from now).
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The secret that opens one stream; `st_` and 43 URL-safe characters.
+        pub ticket: ::std::string::String,
+        ///The stream's path with the ticket, to open as a WebSocket on this server.
+        pub url: ::std::string::String,
+    }
+    impl StreamTicket {
+        pub fn builder() -> builder::StreamTicket {
+            Default::default()
+        }
+    }
     ///A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -4412,6 +4427,83 @@ receive. At most 100.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct StreamTicket {
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            ticket: ::std::result::Result<::std::string::String, ::std::string::String>,
+            url: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for StreamTicket {
+            fn default() -> Self {
+                Self {
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    ticket: Err("no value supplied for ticket".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                }
+            }
+        }
+        impl StreamTicket {
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn ticket<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ticket = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ticket: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<StreamTicket> for super::StreamTicket {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: StreamTicket,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_at: value.expires_at?,
+                    ticket: value.ticket?,
+                    url: value.url?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::StreamTicket> for StreamTicket {
+            fn from(value: super::StreamTicket) -> Self {
+                Self {
+                    expires_at: Ok(value.expires_at),
+                    ticket: Ok(value.ticket),
+                    url: Ok(value.url),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Throttle {
             burst_limit: ::std::result::Result<
                 ::std::num::NonZeroU64,
@@ -7050,6 +7142,8 @@ other value (the SDKs keep it as `Other` / a plain string).
         WebhookUrlRefused,
         ///`too_many_webhooks`
         TooManyWebhooks,
+        ///`too_many_topics`
+        TooManyTopics,
         ///`header_fields_too_large`
         HeaderFieldsTooLarge,
         ///`throttled`
@@ -7087,6 +7181,7 @@ other value (the SDKs keep it as `Other` / a plain string).
             "invalid_date_range",
             "webhook_url_refused",
             "too_many_webhooks",
+            "too_many_topics",
             "header_fields_too_large",
             "throttled",
             "quota_exceeded",
@@ -7116,6 +7211,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 Self::InvalidDateRange => "invalid_date_range",
                 Self::WebhookUrlRefused => "webhook_url_refused",
                 Self::TooManyWebhooks => "too_many_webhooks",
+                Self::TooManyTopics => "too_many_topics",
                 Self::HeaderFieldsTooLarge => "header_fields_too_large",
                 Self::Throttled => "throttled",
                 Self::QuotaExceeded => "quota_exceeded",
@@ -7152,6 +7248,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 "invalid_date_range" => Self::InvalidDateRange,
                 "webhook_url_refused" => Self::WebhookUrlRefused,
                 "too_many_webhooks" => Self::TooManyWebhooks,
+                "too_many_topics" => Self::TooManyTopics,
                 "header_fields_too_large" => Self::HeaderFieldsTooLarge,
                 "throttled" => Self::Throttled,
                 "quota_exceeded" => Self::QuotaExceeded,
@@ -8084,6 +8181,26 @@ let response = client.redeliver_webhook()
 ```*/
     pub fn redeliver_webhook(&self) -> builder::RedeliverWebhook<'_> {
         builder::RedeliverWebhook::new(self)
+    }
+    /**Get a ticket for the realtime stream
+
+A one-time ticket that opens the realtime stream, `GET /v1/stream?ticket=…` (a
+WebSocket, specified in `asyncapi.yaml`, served at `/asyncapi.yaml`), as the
+logged-in user under this key. It is valid for 30 seconds and for one connection:
+a browser cannot set headers on a WebSocket, and neither the key nor the token
+belongs in a URL. The stream is refused before the upgrade, with this API's problem
+document (401), when its ticket is used, expired or unknown.
+
+
+Sends a `POST` request to `/v1/stream/tickets`
+
+```ignore
+let response = client.create_stream_ticket()
+    .send()
+    .await;
+```*/
+    pub fn create_stream_ticket(&self) -> builder::CreateStreamTicket<'_> {
+        builder::CreateStreamTicket::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -13055,6 +13172,82 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::create_stream_ticket`]
+
+[`Client::create_stream_ticket`]: super::Client::create_stream_ticket*/
+    #[derive(Debug, Clone)]
+    pub struct CreateStreamTicket<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> CreateStreamTicket<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `POST` request to `/v1/stream/tickets`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::StreamTicket>, Error<types::Problem>> {
+            let Self { client } = self;
+            let url = format!("{}/v1/stream/tickets", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_stream_ticket",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
 }
 /// Items consumers will typically use such as the Client.
 pub mod prelude {
@@ -13451,6 +13644,15 @@ pub mod operations {
         if_none_match: false,
         paginated: false,
     };
+    /// `POST /v1/stream/tickets` (`create_stream_ticket`).
+    pub const CREATE_STREAM_TICKET: Operation = Operation {
+        id: "create_stream_ticket",
+        method: "POST",
+        path: "/v1/stream/tickets",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
     /// Every operation, in document order.
     pub const ALL: &[Operation] = &[
         GET_METRICS,
@@ -13494,6 +13696,7 @@ pub mod operations {
         TEST_WEBHOOK,
         LIST_WEBHOOK_DELIVERIES,
         REDELIVER_WEBHOOK,
+        CREATE_STREAM_TICKET,
     ];
     /// The operation with this `operationId`.
     pub fn find(id: &str) -> Option<&'static Operation> {
@@ -14012,6 +14215,18 @@ pub mod operations {
             Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
         > + Send {
             builder::RedeliverWebhook::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::CreateStreamTicket<'a> {
+        const OPERATION: Operation = CREATE_STREAM_TICKET;
+        type Ok = types::StreamTicket;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::CreateStreamTicket::send(self)
         }
     }
 }

@@ -12,10 +12,12 @@
 //! The modules follow a request through a route: `operation` announces it, `security`
 //! finds its credentials, `extraction` reads and `validation` checks its parameters and
 //! body, `stored` may answer it from a response cache, `responses` renders the handler's
-//! answer, and `problem` holds the refusals. Everything generated code and servers name
+//! answer, and `problem` holds the refusals. `messages` routes and checks the messages of a
+//! realtime channel the same way. Everything generated code and servers name
 //! is re-exported here, so a path is always `codegen_runtime::X`.
 
 mod extraction;
+mod messages;
 mod operation;
 mod problem;
 mod responses;
@@ -24,6 +26,7 @@ mod stored;
 mod validation;
 
 pub use extraction::{Body, Input, Limits, Operation, Param, Scalar, extract};
+pub use messages::{decode_message, parse_message, select_route};
 pub use operation::{OperationSlot, announce_operation};
 pub use problem::{
     Location, MethodNotAllowed, RejectedRequest, Violation, method_not_allowed, problem_response,

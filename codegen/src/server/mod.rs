@@ -124,19 +124,31 @@ pub fn generate(document: &Document) -> Result<Vec<GeneratedFile>> {
         #routes
     })?;
 
-    let mod_file = format!(
-        "{HEADER}\n\n//! Generated from the OpenAPI document. The crate needs `codegen-runtime`, \
-         `poem`,\n//! `serde`, `serde_json`, and what the types use (`chrono`, `uuid`).\n\n\
-         pub mod api;\npub mod types;\n\npub use api::*;\n"
-    );
     let schemas = serde_json::to_string_pretty(&model.request_schemas())? + "\n";
 
     Ok(vec![
-        file("mod.rs", mod_file),
+        mod_file(&["api", "types"]),
         file("api.rs", api_file),
         file("types.rs", types_file),
         file("request_schemas.json", schemas),
     ])
+}
+
+/// The `mod.rs` of a server directory holding `modules` (the skeleton's `api` and `types`,
+/// and `stream` when an AsyncAPI document joins them).
+pub fn mod_file(modules: &[&str]) -> GeneratedFile {
+    let declarations: String = modules
+        .iter()
+        .map(|module| format!("pub mod {module};\n"))
+        .collect();
+    file(
+        "mod.rs",
+        format!(
+            "{HEADER}\n\n//! Generated from the OpenAPI document. The crate needs `codegen-runtime`, \
+             `poem`,\n//! `serde`, `serde_json`, and what the types use (`chrono`, `uuid`).\n\n\
+             {declarations}\npub use api::*;\n"
+        ),
+    )
 }
 
 fn file(name: &str, contents: String) -> GeneratedFile {

@@ -163,6 +163,10 @@ async fn every_operation_refuses(ctx: &Context, client: &Client, expected: (u16,
     assert_eq!(refusal(client.get_timeline().send().await), expected);
     assert_eq!(refusal(client.get_usage().send().await), expected);
     assert_eq!(
+        refusal(client.create_stream_ticket().send().await),
+        expected
+    );
+    assert_eq!(
         refusal(client.put_picture().body(PIXEL_PNG.to_vec()).send().await),
         expected
     );

@@ -33,6 +33,7 @@ mod gateway;
 mod health;
 mod observability;
 mod pictures;
+mod stream;
 mod tweets;
 mod unavailable;
 mod usage;
@@ -50,6 +51,7 @@ pub const ALL: &[&[coverage::Scenario]] = &[
     pictures::SCENARIOS,
     usage::SCENARIOS,
     webhooks::SCENARIOS,
+    stream::SCENARIOS,
     admin::usage_plans::SCENARIOS,
     admin::api_keys::SCENARIOS,
     admin::users::SCENARIOS,

@@ -342,6 +342,24 @@ pub trait PicturesApi: Server {
         params: types::GetPictureParams,
     ) -> impl Future<Output = Result<GetPictureResponse, Self::Error>> + Send;
 }
+/// The operations tagged `stream`.
+pub trait StreamApi: Server {
+    /// `POST /v1/stream/tickets`
+    ///
+    /// Get a ticket for the realtime stream
+    ///
+    /// A one-time ticket that opens the realtime stream, `GET /v1/stream?ticket=…` (a
+    /// WebSocket, specified in `asyncapi.yaml`, served at `/asyncapi.yaml`), as the
+    /// logged-in user under this key. It is valid for 30 seconds and for one connection:
+    /// a browser cannot set headers on a WebSocket, and neither the key nor the token
+    /// belongs in a URL. The stream is refused before the upgrade, with this API's problem
+    /// document (401), when its ticket is used, expired or unknown.
+    fn create_stream_ticket(
+        &self,
+        request: &poem::Request,
+        auth: CreateStreamTicketAuth<Self>,
+    ) -> impl Future<Output = Result<CreateStreamTicketResponse, Self::Error>> + Send;
+}
 /// The operations tagged `tweets`.
 pub trait TweetsApi: Server {
     /// `POST /v1/tweets`
@@ -564,10 +582,10 @@ pub trait WebhooksApi: Server {
 /// The whole contract: the server and one trait per tag, with one method per
 /// operation and no default bodies, so an operation added to the document fails
 /// to compile until it is implemented.
-pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi + PicturesApi + TweetsApi + UsageApi + UsersApi + WebhooksApi {}
+pub trait Api: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi + PicturesApi + StreamApi + TweetsApi + UsageApi + UsersApi + WebhooksApi {}
 impl<
     T: Server + AdminApi + AuthApi + FollowsApi + HealthApi + ObservabilityApi
-        + PicturesApi + TweetsApi + UsageApi + UsersApi + WebhooksApi,
+        + PicturesApi + StreamApi + TweetsApi + UsageApi + UsersApi + WebhooksApi,
 > Api for T {}
 /// The verified credentials of `GetMetrics`.
 pub struct GetMetricsAuth<S: Server + ?Sized> {
@@ -5746,6 +5764,120 @@ async fn handle_redeliver_webhook<A: Api>(
         .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// The verified credentials of `CreateStreamTicket`.
+pub struct CreateStreamTicketAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+    pub bearer_auth: S::BearerAuth,
+}
+static CREATE_STREAM_TICKET: runtime::Operation = runtime::Operation {
+    id: "create_stream_ticket",
+    params: &[],
+    body: None,
+};
+/// The responses `create_stream_ticket` may answer with.
+#[derive(Debug)]
+pub enum CreateStreamTicketResponse {
+    /// 200: The ticket, and where to use it (it has no address of its own to create).
+    Ok(types::StreamTicket),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for CreateStreamTicketResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_create_stream_ticket<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "create_stream_ticket");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key), Some(bearer_auth)) = (
+            runtime::credential(request, &API_KEY_SCHEME),
+            runtime::credential(request, &BEARER_AUTH_SCHEME),
+        ) {
+            break 'auth Some(CreateStreamTicketAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+                bearer_auth: api
+                    .verify_bearer_auth(request, bearer_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME), ("bearerAuth", &BEARER_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let _ = runtime::extract(&mut request, &VALIDATORS, &CREATE_STREAM_TICKET, limits)
+        .await?;
+    let response = api.create_stream_ticket(&request, auth).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// Per operationId, the response headers the document says a middleware sets
 /// (`x-set-by`), so that middleware acts on exactly the operations that declare them.
 pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
@@ -6037,6 +6169,16 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
             "x-ratelimit-reset",
         ],
     ),
+    (
+        "create_stream_ticket",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
 ];
 /// Per operationId, how many seconds a response cache may keep the operation's 200
 /// answer (`x-minitter-cache`); operations not listed are never cached.
@@ -6298,6 +6440,24 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                         match request.method().as_str() {
                             "PUT" => handle_put_picture(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["PUT"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/stream/tickets",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => {
+                                handle_create_stream_ticket(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
                         }
                     }
                 })

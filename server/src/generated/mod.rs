@@ -4,6 +4,7 @@
 //! `serde`, `serde_json`, and what the types use (`chrono`, `uuid`).
 
 pub mod api;
+pub mod stream;
 pub mod types;
 
 pub use api::*;

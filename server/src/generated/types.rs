@@ -1240,6 +1240,16 @@ pub struct RotateApiKeyParams {
 pub struct RotateWebhookSecretParams {
     pub webhook_id: Id,
 }
+///A one-time ticket for the realtime stream.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct StreamTicket {
+    ///When the ticket stops opening a stream (30 seconds from now).
+    pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    ///The secret that opens one stream; `st_` and 43 URL-safe characters.
+    pub ticket: ::std::string::String,
+    ///The stream's path with the ticket, to open as a WebSocket on this server.
+    pub url: ::std::string::String,
+}
 ///`TestWebhookParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct TestWebhookParams {
@@ -2437,6 +2447,8 @@ pub enum ProblemCode {
     WebhookUrlRefused,
     ///`too_many_webhooks`
     TooManyWebhooks,
+    ///`too_many_topics`
+    TooManyTopics,
     ///`header_fields_too_large`
     HeaderFieldsTooLarge,
     ///`throttled`
@@ -2474,6 +2486,7 @@ impl ProblemCode {
         "invalid_date_range",
         "webhook_url_refused",
         "too_many_webhooks",
+        "too_many_topics",
         "header_fields_too_large",
         "throttled",
         "quota_exceeded",
@@ -2503,6 +2516,7 @@ impl ProblemCode {
             Self::InvalidDateRange => "invalid_date_range",
             Self::WebhookUrlRefused => "webhook_url_refused",
             Self::TooManyWebhooks => "too_many_webhooks",
+            Self::TooManyTopics => "too_many_topics",
             Self::HeaderFieldsTooLarge => "header_fields_too_large",
             Self::Throttled => "throttled",
             Self::QuotaExceeded => "quota_exceeded",
@@ -2539,6 +2553,7 @@ impl ::std::convert::From<&str> for ProblemCode {
             "invalid_date_range" => Self::InvalidDateRange,
             "webhook_url_refused" => Self::WebhookUrlRefused,
             "too_many_webhooks" => Self::TooManyWebhooks,
+            "too_many_topics" => Self::TooManyTopics,
             "header_fields_too_large" => Self::HeaderFieldsTooLarge,
             "throttled" => Self::Throttled,
             "quota_exceeded" => Self::QuotaExceeded,

@@ -15,6 +15,7 @@ mod follows;
 mod health;
 mod observability;
 mod pictures;
+pub mod stream;
 mod tweets;
 mod usage;
 mod users;

@@ -11,6 +11,7 @@ impl ObservabilityApi for Handlers {
         _operator: GetMetricsAuth<Self>,
     ) -> Result<GetMetricsResponse> {
         crate::infra::metrics::pool_usage(self.state.store.pool_usage());
+        crate::infra::metrics::stream_sockets(self.state.realtime.connections());
         // Metrics matter most when the database fails: without it, the lag is not updated
         // but the rest is still served.
         match self.state.store.outbox_backlog().await {

@@ -1,5 +1,6 @@
 //! The contract as published: `GET /openapi.yaml` serves the authored document byte for
-//! byte, and `GET /docs/` serves Swagger UI for it. Swagger UI's files are compiled into
+//! byte (and `GET /asyncapi.yaml` the realtime stream's), and `GET /docs/` serves Swagger
+//! UI for it. Swagger UI's files are compiled into
 //! the binary (utoipa-swagger-ui, feature `vendored`), so nothing is fetched at build or
 //! run time.
 //!
@@ -29,6 +30,9 @@ use utoipa_swagger_ui::Config;
 /// The OpenAPI document, exactly as written.
 pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 
+/// The AsyncAPI document of the realtime stream, exactly as written.
+pub const ASYNCAPI_YAML: &str = include_str!("../../../asyncapi.yaml");
+
 /// The content security policy of Swagger UI's files. The one inline style is the
 /// `<style>` element inside Swagger UI's SVG logo, allowed by its hash and nothing else
 /// (a new Swagger UI with another logo fails the browser test until the hash is updated:
@@ -49,6 +53,7 @@ pub fn mount(route: Route) -> Route {
     );
     route
         .at("/openapi.yaml", get(openapi_yaml))
+        .at("/asyncapi.yaml", get(asyncapi_yaml))
         .at("/docs", get(docs_root))
         .at(
             "/docs/*path",
@@ -67,6 +72,13 @@ fn openapi_yaml() -> Response {
     Response::builder()
         .content_type("application/yaml")
         .body(OPENAPI_YAML)
+}
+
+#[handler]
+fn asyncapi_yaml() -> Response {
+    Response::builder()
+        .content_type("application/yaml")
+        .body(ASYNCAPI_YAML)
 }
 
 #[handler]

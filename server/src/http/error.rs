@@ -184,24 +184,29 @@ pub async fn render_problems<E: Endpoint>(next: E, request: Request) -> poem::Re
     }
 }
 
+/// The Problem of a request (or a stream message) the document does not allow.
+pub fn rejection_problem(rejected: &RejectedRequest, request_id: &str) -> Problem {
+    let code = match rejected.status {
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
+        // The limits on the request's head (`crate::http::request_limits`).
+        StatusCode::URI_TOO_LONG => ProblemCode::UriTooLong,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ProblemCode::HeaderFieldsTooLarge,
+        _ => ProblemCode::InvalidRequest,
+    };
+    let mut problem = problem(rejected.status, code, rejected.detail.clone(), request_id);
+    problem.errors = rejected
+        .violations
+        .iter()
+        .map(to_problem_violation)
+        .collect();
+    problem
+}
+
 /// The Problem response for any error: ours, the generated validator's, or poem's.
 pub fn error_to_response(error: poem::Error, request_id: &str) -> Response {
     if let Some(rejected) = error.downcast_ref::<RejectedRequest>() {
-        let code = match rejected.status {
-            StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
-            // The limits on the request's head (`crate::http::request_limits`).
-            StatusCode::URI_TOO_LONG => ProblemCode::UriTooLong,
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ProblemCode::HeaderFieldsTooLarge,
-            _ => ProblemCode::InvalidRequest,
-        };
-        let mut problem = problem(rejected.status, code, rejected.detail.clone(), request_id);
-        problem.errors = rejected
-            .violations
-            .iter()
-            .map(to_problem_violation)
-            .collect();
-        return problem_response(&problem);
+        return problem_response(&rejection_problem(rejected, request_id));
     }
     if let Some(not_allowed) = error.downcast_ref::<MethodNotAllowed>() {
         let status = StatusCode::METHOD_NOT_ALLOWED;

@@ -68,6 +68,12 @@ pub const WEBHOOK_BREAKERS_OPEN: &str = "minitter_webhook_breakers_open";
 /// Counter: webhook breaker transitions, by the state entered (`to`: `open`, `closed`).
 pub const WEBHOOK_BREAKER_TRANSITIONS: &str = "minitter_webhook_breaker_transitions_total";
 
+/// Realtime stream sockets open on this instance (set on every scrape).
+pub const STREAM_SOCKETS: &str = "minitter_stream_sockets";
+/// Counter: stream sockets closed because their client fell behind (or events from other
+/// instances may have been missed).
+pub const STREAM_LAGGED: &str = "minitter_stream_lagged_total";
+
 /// Latency buckets, in seconds: a primary-key read is well under a millisecond, a login
 /// (argon2) tens of milliseconds, a timeout seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -239,4 +245,14 @@ pub fn webhook_breakers_open(open: u64) {
 /// Counts a webhook breaker's transition into `to`.
 pub fn webhook_breaker_transition(to: &'static str) {
     metrics::counter!(WEBHOOK_BREAKER_TRANSITIONS, "to" => to).increment(1);
+}
+
+/// Records how many stream sockets are open, just before a scrape renders it.
+pub fn stream_sockets(open: usize) {
+    metrics::gauge!(STREAM_SOCKETS).set(open as f64);
+}
+
+/// Counts a stream socket closed as lagged.
+pub fn stream_lagged() {
+    metrics::counter!(STREAM_LAGGED).increment(1);
 }

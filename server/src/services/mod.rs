@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod login;
 pub mod outbox;
 pub mod profiles;
+pub mod realtime;
 pub mod response_cache;
 pub mod timeline;
 pub mod webhooks;

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
 
-use crate::helpers::{TestApp, assert_problem, metric_sample, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_problem, metric_sample, post_tweet, spawn_app, spawn_app_with, user,
+};
 use crate::pictures::png;
 
 /// Every operation that acts as a user (`security: bearerAuth` in `openapi.yaml`), with
@@ -27,6 +29,11 @@ fn acting_as_a_user(user: &str, tweet: &str) -> Vec<(&'static str, reqwest::Meth
             format!("/v1/tweets/{tweet}"),
         ),
         ("get_timeline", Method::GET, "/v1/timeline".to_owned()),
+        (
+            "create_stream_ticket",
+            Method::POST,
+            "/v1/stream/tickets".to_owned(),
+        ),
         (
             "follow_user",
             Method::PUT,
@@ -109,27 +116,6 @@ fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A user signed up and logged in: their id and `Bearer <token>`.
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let email = format!("{name}@example.com");
-    let id = app.sign_up(name, &email).await;
-    (id, format!("Bearer {}", app.log_in(&email).await))
-}
-
-async fn post(app: &TestApp, authorization: &str, text: &str) -> String {
-    let response = app
-        .http
-        .post(app.url("/v1/tweets"))
-        .header("authorization", authorization)
-        .json(&json!({ "text": text }))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201);
-    let tweet: Value = response.json().await.expect("json");
-    tweet["id"].as_str().expect("id").to_owned()
-}
-
 async fn follow(app: &TestApp, authorization: &str, user: &str) {
     let response = app
         .http
@@ -164,7 +150,7 @@ async fn every_operation_acting_as_a_deleted_user_answers_401_and_writes_nothing
     let (ada, ada_auth) = user(&app, "ada_gone").await;
     let (bob, _) = user(&app, "bob_here").await;
     // Ada has acted, so every cache on the way knows her as a live user.
-    let tweet = post(&app, &ada_auth, "last words").await;
+    let tweet = post_tweet(&app, &ada_auth, "last words").await;
     assert_eq!(app.get_me(Some(&ada_auth)).await.status(), 200);
 
     let admin = app.admin_authorization();
@@ -205,8 +191,8 @@ async fn deleting_a_user_takes_their_tweets_follows_and_picture_with_them(backen
     follow(&app, &ada_auth, &bob).await;
     follow(&app, &bob_auth, &ada).await;
     follow(&app, &cy_auth, &ada).await;
-    let tweet = post(&app, &ada_auth, "ada's").await;
-    post(&app, &bob_auth, "bob's").await;
+    let tweet = post_tweet(&app, &ada_auth, "ada's").await;
+    post_tweet(&app, &bob_auth, "bob's").await;
     let uploaded = app
         .http
         .put(app.url("/v1/me/picture"))
@@ -281,7 +267,7 @@ async fn deleting_a_user_takes_their_tweets_follows_and_picture_with_them(backen
         ]
     );
     // The others carry on.
-    post(&app, &bob_auth, "still here").await;
+    post_tweet(&app, &bob_auth, "still here").await;
 
     assert_problem(
         delete_user(&app, &ada, Some(&admin)).await,
@@ -427,7 +413,7 @@ async fn a_user_deleted_through_one_instance_is_refused_by_the_others() {
         assert!(Instant::now() < deadline, "the other instance never cached");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    post(&other, &ada_auth, "seen elsewhere").await;
+    post_tweet(&other, &ada_auth, "seen elsewhere").await;
     assert_eq!(other.get_me(Some(&ada_auth)).await.status(), 200);
 
     let admin = deleter.admin_authorization();

@@ -39,6 +39,29 @@ pub fn http_client(api_key: &str) -> reqwest::Client {
         .expect("http client")
 }
 
+/// A user signed up and logged in as `name` (`name@example.com`): their id and the
+/// `Authorization` value of their token.
+pub async fn user(app: &TestApp, name: &str) -> (String, String) {
+    let email = format!("{name}@example.com");
+    let id = app.sign_up(name, &email).await;
+    (id, format!("Bearer {}", app.log_in(&email).await))
+}
+
+/// Posts a tweet as the user `authorization` names; returns its id.
+pub async fn post_tweet(app: &TestApp, authorization: &str, text: &str) -> String {
+    let response = app
+        .http
+        .post(app.url("/v1/tweets"))
+        .header("authorization", authorization)
+        .json(&json!({ "text": text }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 201);
+    let tweet: Value = response.json().await.expect("json");
+    tweet["id"].as_str().expect("id").to_owned()
+}
+
 /// A key in a plan with the given limits, made through the store.
 pub async fn api_key(
     store: &dyn Store,

@@ -22,6 +22,7 @@ mod response_cache;
 mod social;
 mod startup;
 mod stopping;
+mod stream;
 mod users;
 mod version_header;
 mod webhook_store;

@@ -94,6 +94,8 @@ fn the_dashboard_queries_only_metrics_the_server_exports() {
         metrics::WEBHOOK_LATENCY,
         metrics::WEBHOOK_BREAKERS_OPEN,
         metrics::WEBHOOK_BREAKER_TRANSITIONS,
+        metrics::STREAM_SOCKETS,
+        metrics::STREAM_LAGGED,
     ];
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

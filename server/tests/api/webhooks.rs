@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use minitter_server::config::Config;
 use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
 
-use crate::helpers::{TestApp, api_key, assert_problem, http_client, spawn_app_with};
+use crate::helpers::{
+    TestApp, api_key, assert_problem, http_client, post_tweet, spawn_app_with, user,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -131,27 +133,6 @@ fn all_events(url: &str) -> Value {
         "url": url,
         "event_types": ["tweet.created", "tweet.deleted", "user.followed", "user.unfollowed"],
     })
-}
-
-/// A user's bearer authorization.
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let id = app.sign_up(name, &format!("{name}@example.com")).await;
-    let token = app.log_in(&format!("{name}@example.com")).await;
-    (id, format!("Bearer {token}"))
-}
-
-async fn post_tweet(app: &TestApp, bearer: &str, text: &str) -> String {
-    let response = app
-        .http
-        .post(app.url("/v1/tweets"))
-        .header("authorization", bearer)
-        .json(&json!({"text": text}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201);
-    let tweet: Value = response.json().await.expect("json");
-    tweet["id"].as_str().expect("id").to_owned()
 }
 
 fn verifies(secret: &str, request: &Received) -> bool {

@@ -744,6 +744,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stream/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get a ticket for the realtime stream
+         * @description A one-time ticket that opens the realtime stream, `GET /v1/stream?ticket=…` (a
+         *     WebSocket, specified in `asyncapi.yaml`, served at `/asyncapi.yaml`), as the
+         *     logged-in user under this key. It is valid for 30 seconds and for one connection:
+         *     a browser cannot set headers on a WebSocket, and neither the key nor the token
+         *     belongs in a URL. The stream is refused before the upgrade, with this API's problem
+         *     document (401), when its ticket is used, expired or unknown.
+         */
+        post: operations["create_stream_ticket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1272,6 +1297,18 @@ export interface components {
              */
             timestamp: string;
             data: components["schemas"]["PingData"];
+        };
+        /** @description A one-time ticket for the realtime stream. */
+        StreamTicket: {
+            /** @description The secret that opens one stream; `st_` and 43 URL-safe characters. */
+            ticket: string;
+            /**
+             * Format: date-time
+             * @description When the ticket stops opening a stream (30 seconds from now).
+             */
+            expires_at: string;
+            /** @description The stream's path with the ticket, to open as a WebSocket on this server. */
+            url: string;
         };
         /** @description An RFC 9457 problem document. */
         Problem: {
@@ -3721,6 +3758,42 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    create_stream_ticket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ticket, and where to use it (it has no address of its own to create). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "ticket": "st_3q2-7wEjQmC0c1Jx0cC5b3oJzq0Vx2hK6mQy9L5a1Tc",
+                     *       "expires_at": "2026-12-06T12:00:30Z",
+                     *       "url": "/v1/stream?ticket=st_3q2-7wEjQmC0c1Jx0cC5b3oJzq0Vx2hK6mQy9L5a1Tc"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["StreamTicket"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };

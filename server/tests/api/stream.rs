@@ -1,0 +1,475 @@
+//! The realtime stream end to end, with a real WebSocket client (tokio-tungstenite):
+//! tickets and their misuse, routing and validation of every client message, pushes to
+//! `home` and `user:<id>` topics (follows and unfollows included), sockets closed when
+//! their key is disabled or their user deleted, and, across three instances on
+//! PostgreSQL and Redis, tickets redeemed and tweets pushed on another instance than
+//! the one that took them.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use minitter_server::config::Config;
+use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
+
+use crate::helpers::{
+    TestApp, assert_problem, http_client, post_tweet, spawn_app, spawn_app_with, user,
+};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long a test waits for a message that should come.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+async fn ticket(app: &TestApp, bearer: &str) -> Value {
+    let response = app
+        .http
+        .post(app.url("/v1/stream/tickets"))
+        .header("authorization", bearer)
+        .send()
+        .await
+        .expect("ticket");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+fn ws_url(app: &TestApp, path: &str) -> String {
+    app.url(path).replacen("http://", "ws://", 1)
+}
+
+/// Opens a stream on `app` with a new ticket.
+async fn connect(app: &TestApp, bearer: &str) -> Socket {
+    let ticket = ticket(app, bearer).await;
+    let url = ws_url(app, ticket["url"].as_str().expect("url"));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the stream opens")
+        .0
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON message (pings and pongs aside).
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .expect("a frame");
+        match frame {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// Sends `message` and returns the answer.
+async fn ask(socket: &mut Socket, message: Value) -> Value {
+    send(socket, message).await;
+    next(socket).await
+}
+
+async fn subscribe(socket: &mut Socket, topic: &str) {
+    let answer = ask(socket, json!({"action": "subscribe", "topic": topic})).await;
+    assert_eq!(answer, json!({"type": "subscribed", "topic": topic}));
+}
+
+/// Waits for the close frame; returns its code and reason.
+async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("closed in time");
+        match frame {
+            Some(Ok(Message::Close(Some(close)))) => {
+                return (close.code, close.reason.to_string());
+            }
+            Some(Ok(Message::Text(text))) => {
+                assert!(
+                    !text.contains("tweet."),
+                    "no push after the close began: {text}"
+                );
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Nothing arrives for a moment.
+async fn quiet(socket: &mut Socket) {
+    if let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_millis(300), socket.next()).await
+    {
+        panic!("expected nothing, got {text}");
+    }
+}
+
+async fn follow(app: &TestApp, bearer: &str, user: &str, follows: bool) {
+    let url = app.url(&format!("/v1/me/following/{user}"));
+    let request = if follows {
+        app.http.put(url)
+    } else {
+        app.http.delete(url)
+    };
+    let response = request
+        .header("authorization", bearer)
+        .send()
+        .await
+        .expect("follow");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+async fn a_ticket_opens_one_stream(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, bearer) = user(&app, "alice").await;
+    let issued = ticket(&app, &bearer).await;
+    let secret = issued["ticket"].as_str().expect("ticket");
+    assert!(secret.starts_with("st_"), "{secret}");
+    assert_eq!(issued["url"], format!("/v1/stream?ticket={secret}"));
+
+    let url = ws_url(&app, issued["url"].as_str().expect("url"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("the first use opens");
+    assert_eq!(
+        ask(&mut socket, json!({"action": "ping", "id": "1"})).await,
+        json!({"type": "pong", "id": "1"})
+    );
+
+    // Used, forged and missing tickets are refused before the upgrade, as the REST API
+    // refuses: 401 and a problem document.
+    for path in [
+        format!("/v1/stream?ticket={secret}"),
+        format!("/v1/stream?ticket={}A", &secret[..secret.len() - 1]),
+        "/v1/stream".to_owned(),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&path))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .expect("upgrade");
+        assert_problem(response, 401, "unauthorized").await;
+    }
+    // A ticket needs the key and the user's token, like any call.
+    let response = app
+        .http
+        .post(app.url("/v1/stream/tickets"))
+        .send()
+        .await
+        .expect("ticket");
+    assert_problem(response, 401, "unauthorized").await;
+}
+
+async fn every_message_is_routed_or_refused_with_its_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, bearer) = user(&app, "alice").await;
+    let mut socket = connect(&app, &bearer).await;
+
+    let unknown = ask(&mut socket, json!({"action": "dance", "id": "7"})).await;
+    assert_eq!(unknown["type"], "error");
+    assert_eq!(unknown["problem"]["status"], 400);
+    assert_eq!(unknown["problem"]["code"], "invalid_request");
+    assert_eq!(unknown["problem"]["errors"][0]["pointer"], "/action");
+    let listed = unknown["problem"]["errors"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(listed.contains("ping, subscribe, unsubscribe"), "{listed}");
+
+    let invalid = ask(
+        &mut socket,
+        json!({"action": "subscribe", "topic": "user:nobody", "colour": "red"}),
+    )
+    .await;
+    let pointers: Vec<&str> = invalid["problem"]["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["pointer"].as_str().expect("pointer"))
+        .collect();
+    assert_eq!(pointers, ["/colour", "/topic"]);
+    assert_eq!(
+        invalid["problem"]["detail"],
+        "The request has 2 invalid fields."
+    );
+
+    for text in ["not json", "[1, 2]", "{}"] {
+        socket.send(Message::text(text)).await.expect("send");
+        let refused = next(&mut socket).await;
+        assert_eq!(refused["problem"]["code"], "invalid_request", "{text}");
+    }
+    socket
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(next(&mut socket).await["problem"]["status"], 400);
+
+    let missing = format!("user:{}", uuid::Uuid::now_v7());
+    let not_found = ask(
+        &mut socket,
+        json!({"action": "subscribe", "topic": missing, "id": "s1"}),
+    )
+    .await;
+    assert_eq!(not_found["id"], "s1");
+    assert_eq!(not_found["problem"]["code"], "not_found");
+
+    // After every refusal the socket is still open and routed.
+    subscribe(&mut socket, "home").await;
+    assert_eq!(
+        ask(
+            &mut socket,
+            json!({"action": "unsubscribe", "topic": "home", "id": "u"})
+        )
+        .await,
+        json!({"type": "unsubscribed", "topic": "home", "id": "u"})
+    );
+    assert_eq!(
+        ask(&mut socket, json!({"action": "ping"})).await,
+        json!({"type": "pong"})
+    );
+}
+
+async fn tweets_reach_the_homes_and_user_topics_that_follow_them(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (alice_id, alice) = user(&app, "alice").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let (_, carol) = user(&app, "carol").await;
+    let (dave_id, dave) = user(&app, "dave").await;
+    follow(&app, &alice, &bob_id, true).await;
+
+    let mut alice_home = connect(&app, &alice).await;
+    subscribe(&mut alice_home, "home").await;
+    let mut carol_on_bob = connect(&app, &carol).await;
+    subscribe(&mut carol_on_bob, &format!("user:{bob_id}")).await;
+
+    let tweet = post_tweet(&app, &bob, "hello").await;
+    for (socket, topic) in [
+        (&mut alice_home, "home".to_owned()),
+        (&mut carol_on_bob, format!("user:{bob_id}")),
+    ] {
+        let pushed = next(socket).await;
+        assert_eq!(pushed["type"], "tweet.created");
+        assert_eq!(pushed["topic"], topic);
+        assert_eq!(pushed["data"]["id"], tweet);
+        assert_eq!(pushed["data"]["author_id"], bob_id);
+        assert_eq!(pushed["data"]["text"], "hello");
+    }
+
+    // The user's own tweets are in their home; strangers' are not.
+    let own = post_tweet(&app, &alice, "mine").await;
+    assert_eq!(next(&mut alice_home).await["data"]["id"], own);
+    post_tweet(&app, &dave, "a stranger").await;
+    quiet(&mut alice_home).await;
+
+    // A follow made while the socket is open widens the home; an unfollow narrows it.
+    follow(&app, &alice, &dave_id, true).await;
+    let from_dave = post_tweet(&app, &dave, "now followed").await;
+    assert_eq!(next(&mut alice_home).await["data"]["id"], from_dave);
+    follow(&app, &alice, &bob_id, false).await;
+    post_tweet(&app, &bob, "unfollowed").await;
+    quiet(&mut alice_home).await;
+    assert_eq!(next(&mut carol_on_bob).await["data"]["text"], "unfollowed");
+
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/tweets/{tweet}")))
+        .header("authorization", &bob)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), 204);
+    let deleted = next(&mut carol_on_bob).await;
+    assert_eq!(
+        deleted,
+        json!({"type": "tweet.deleted", "topic": format!("user:{bob_id}"),
+               "data": {"tweet_id": tweet, "author_id": bob_id}})
+    );
+
+    // Unsubscribed, nothing more arrives.
+    let answer = ask(
+        &mut carol_on_bob,
+        json!({"action": "unsubscribe", "topic": format!("user:{bob_id}")}),
+    )
+    .await;
+    assert_eq!(answer["type"], "unsubscribed");
+    post_tweet(&app, &bob, "after").await;
+    quiet(&mut carol_on_bob).await;
+    let _ = alice_id;
+}
+
+async fn a_disabled_key_or_a_deleted_user_closes_the_socket(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, alice) = user(&app, "alice").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let plan = app
+        .admin_post("/admin/v1/usage-plans", &json!({"name": "p"}))
+        .await;
+    let key = app
+        .admin_post(
+            "/admin/v1/api-keys",
+            &json!({"name": "k", "plan_id": plan["id"]}),
+        )
+        .await;
+    let partner = http_client(key["secret"].as_str().expect("secret"));
+    let issued: Value = partner
+        .post(app.url("/v1/stream/tickets"))
+        .header("authorization", &alice)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("json");
+    let (mut alice_socket, _) =
+        tokio_tungstenite::connect_async(ws_url(&app, issued["url"].as_str().expect("url")))
+            .await
+            .expect("open");
+    let mut bob_socket = connect(&app, &bob).await;
+
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/admin/v1/users/{bob_id}")))
+        .header("authorization", app.admin_authorization())
+        .send()
+        .await
+        .expect("delete user");
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(closed(&mut bob_socket).await.0, CloseCode::from(4001));
+    // Another key's socket stays open.
+    assert_eq!(
+        ask(&mut alice_socket, json!({"action": "ping"})).await["type"],
+        "pong"
+    );
+
+    let disabled = app
+        .http
+        .patch(app.url(&format!(
+            "/admin/v1/api-keys/{}",
+            key["id"].as_str().expect("id")
+        )))
+        .header("authorization", app.admin_authorization())
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .expect("disable");
+    assert_eq!(disabled.status(), 200);
+    let (code, reason) = closed(&mut alice_socket).await;
+    assert_eq!(code, CloseCode::from(4001));
+    assert!(reason.contains("key"), "{reason}");
+}
+
+async fn a_client_past_its_rate_gets_throttled_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, bearer) = user(&app, "alice").await;
+    let mut socket = connect(&app, &bearer).await;
+    // A burst of 20 is allowed; the rest of 30 sent at once is refused with 429s.
+    for n in 0..30 {
+        send(&mut socket, json!({"action": "ping", "id": n.to_string()})).await;
+    }
+    let mut throttled = 0;
+    for _ in 0..30 {
+        let answer = next(&mut socket).await;
+        if answer["type"] == "error" {
+            assert_eq!(answer["problem"]["status"], 429);
+            assert_eq!(answer["problem"]["code"], "throttled");
+            throttled += 1;
+        } else {
+            assert_eq!(answer["type"], "pong");
+        }
+    }
+    assert!((9..=10).contains(&throttled), "{throttled} of 30 throttled");
+}
+
+on_every_backend!(
+    a_client_past_its_rate_gets_throttled_errors,
+    a_ticket_opens_one_stream,
+    every_message_is_routed_or_refused_with_its_violations,
+    tweets_reach_the_homes_and_user_topics_that_follow_them,
+    a_disabled_key_or_a_deleted_user_closes_the_socket,
+);
+
+/// Three instances on PostgreSQL and Redis: a ticket taken on one opens a stream on
+/// another, and a tweet posted through a third reaches it.
+async fn tickets_and_tweets_cross_instances() {
+    let redis = required_env("MINITTER_TEST_REDIS_URL");
+    let shared = move |config: &mut Config| {
+        config.redis_url = Some(redis.clone().into());
+    };
+    let first = spawn_app_with(Backend::Postgres, shared.clone()).await;
+    let second = first.sibling(shared.clone()).await;
+    let third = first.sibling(shared).await;
+    let (bob_id, bob) = user(&first, "bob").await;
+    let (_, alice) = user(&first, "alice").await;
+
+    let issued = ticket(&first, &alice).await;
+    let url = ws_url(&second, issued["url"].as_str().expect("url"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("a ticket from one instance opens a stream on another");
+    subscribe(&mut socket, &format!("user:{bob_id}")).await;
+    for (n, instance) in [&third, &first, &second].into_iter().enumerate() {
+        let id = post_tweet(instance, &bob, &format!("tweet {n}")).await;
+        assert_eq!(
+            next(&mut socket).await["data"]["id"],
+            id,
+            "through instance {n}"
+        );
+    }
+    // Redeemed on the second instance, the ticket opens nothing on the third.
+    let again =
+        tokio_tungstenite::connect_async(ws_url(&third, issued["url"].as_str().expect("url")))
+            .await;
+    assert!(again.is_err(), "a used ticket is refused everywhere");
+}
+
+needs_cluster!(tickets_and_tweets_cross_instances);
+
+/// On SIGTERM, once the drain period is over, every socket is closed with 1001 (going
+/// away) and the process still exits at once.
+#[tokio::test]
+async fn stopping_closes_every_socket_with_going_away() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, bearer) = user(&app, "alice").await;
+    let server = app.start_child_with_env("info", &[("MINITTER_DRAIN_SECONDS", "1")]);
+    let mut socket = connect(&server.app, &bearer).await;
+    subscribe(&mut socket, "home").await;
+
+    let signalled = std::time::Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, reason) = closed(&mut socket).await;
+    assert_eq!(code, CloseCode::Away);
+    assert!(reason.contains("reconnect"), "{reason}");
+    let (status, _, logs) = server.exit(signalled, Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}: {logs}");
+}
+
+/// The spec of the stream is served as written.
+#[tokio::test]
+async fn the_asyncapi_document_is_served() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app
+        .http
+        .get(app.url("/asyncapi.yaml"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    assert_eq!(text, include_str!("../../../asyncapi.yaml"));
+}
