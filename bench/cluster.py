@@ -471,7 +471,9 @@ class Cluster:
         sub(r"^http \{$", "http {{\n" + "".join(f"    {kind}_temp_path {prefix}/{kind};\n" for kind in
                                                  ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
         sub(r"^(\s*)listen 8080;$", "{0}listen 127.0.0.1:" + str(self.nginx_port) + ";")
-        sub(r"^(\s*)(proxy_pass http://\$minitter_pool;)$", "{0}{1}\n{0}add_header X-Minitter-Upstream $upstream_addr always;")
+        # Both locations: the API's and the stream's.
+        sub(r"^(\s*)(proxy_pass http://\$minitter_pool;)$", "{0}{1}\n{0}add_header X-Minitter-Upstream $upstream_addr always;",
+            count=2)
         sub(r"^(\s*)(add_header X-Request-Id \$minitter_request_id always;)$",
             "{0}{1}\n{0}add_header X-Minitter-Upstream $upstream_addr always;", count=2)
         (prefix / "nginx.conf").write_text(conf)

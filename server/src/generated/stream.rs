@@ -152,8 +152,8 @@ impl ::std::convert::TryFrom<::std::string::String> for ErrorMessageType {
 ///`LaggedMessage`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct LaggedMessage {
-    /**The last tweet id the server queued before giving up, if any: what came
-after it was not sent.
+    /**The last tweet id the server queued before giving up, if any: subscribe again
+with `since` set to the last one the client received.
 */
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub last_tweet_id: ::std::option::Option<::uuid::Uuid>,
@@ -336,6 +336,13 @@ pub struct SubscribeMessage {
     pub action: SubscribeMessageAction,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<CorrelationId>,
+    /**The last tweet id the client has (from the stream, or from a REST timeline):
+the tweets of the topic posted after it are sent first, oldest first (at most
+100, the most recent), then `subscribed`, then the live ones; none is missed or
+sent twice across the switch.
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub since: ::std::option::Option<::uuid::Uuid>,
     pub topic: Topic,
 }
 ///`SubscribeMessageAction`
@@ -389,12 +396,20 @@ impl ::std::convert::TryFrom<::std::string::String> for SubscribeMessageAction {
         value.parse()
     }
 }
-///`SubscribedMessage`
+///The subscription is live; with `since`, the replay came before it.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct SubscribedMessage {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<CorrelationId>,
+    ///With `since`, how many tweets were replayed before this message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub replayed: ::std::option::Option<i32>,
     pub topic: Topic,
+    /**With `since`, true when more tweets were missed than were replayed (the oldest
+are left out: read them from the REST timeline).
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub truncated: ::std::option::Option<bool>,
     #[serde(rename = "type")]
     pub type_: SubscribedMessageType,
 }

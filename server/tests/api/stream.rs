@@ -396,7 +396,110 @@ async fn a_client_past_its_rate_gets_throttled_errors(backend: Backend) {
     assert!((9..=10).contains(&throttled), "{throttled} of 30 throttled");
 }
 
+/// Every message until none comes for a moment.
+async fn drain(socket: &mut Socket) -> Vec<Value> {
+    let mut messages = Vec::new();
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_millis(700), socket.next()).await
+    {
+        match frame {
+            Message::Text(text) => messages.push(serde_json::from_str(&text).expect("JSON")),
+            Message::Close(close) => panic!("closed: {close:?} after {messages:?}"),
+            _ => {}
+        }
+    }
+    messages
+}
+
+/// Subscribing with `since` while the author keeps posting: each topic gets every tweet
+/// after `since` exactly once, in order, the replay before `subscribed` and the live ones
+/// after it, whatever the timing of the switch.
+async fn replay_then_live_misses_and_repeats_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let (_, alice) = user(&app, "alice").await;
+    follow(&app, &alice, &bob_id, true).await;
+    let since = post_tweet(&app, &bob, "seen already").await;
+    for n in 0..5 {
+        post_tweet(&app, &bob, &format!("missed {n}")).await;
+    }
+    // Two sockets for each topic, subscribing at different moments of the posting.
+    let topics = ["home".to_owned(), format!("user:{bob_id}")];
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        for _ in &topics {
+            sockets.push(connect(&app, &alice).await);
+        }
+    }
+
+    let (http, url, bearer) = (app.http.clone(), app.url("/v1/tweets"), bob.clone());
+    let poster = tokio::spawn(async move {
+        for n in 0..40 {
+            let response = http
+                .post(&url)
+                .header("authorization", &bearer)
+                .json(&json!({"text": format!("live {n}")}))
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(response.status(), 201);
+        }
+    });
+    for (round, pair) in sockets.chunks_mut(2).enumerate() {
+        tokio::time::sleep(Duration::from_millis(if round == 0 { 20 } else { 150 })).await;
+        for (socket, topic) in pair.iter_mut().zip(&topics) {
+            send(
+                socket,
+                json!({"action": "subscribe", "topic": topic, "since": since}),
+            )
+            .await;
+        }
+    }
+    poster.await.expect("posted");
+
+    let listed = app
+        .get_json(&format!("/v1/users/{bob_id}/tweets?limit=100"), None)
+        .await;
+    let mut expected: Vec<String> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|tweet| tweet["id"].as_str().expect("id").to_owned())
+        .take_while(|id| *id != since)
+        .collect();
+    expected.reverse();
+    assert_eq!(expected.len(), 45);
+    for (n, socket) in sockets.iter_mut().enumerate() {
+        let messages = drain(socket).await;
+        let received: Vec<String> = messages
+            .iter()
+            .filter(|m| m["type"] == "tweet.created")
+            .map(|m| m["data"]["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(
+            received, expected,
+            "socket {n}: every tweet after `since`, once, in order: {messages:?}"
+        );
+        let subscribed = messages
+            .iter()
+            .position(|m| m["type"] == "subscribed")
+            .expect("subscribed");
+        let replayed = &messages[subscribed]["replayed"];
+        assert_eq!(
+            replayed,
+            &json!(subscribed),
+            "the replay comes before `subscribed`"
+        );
+        assert!(
+            subscribed >= 5,
+            "at least the five missed ones were replayed"
+        );
+        assert_eq!(messages[subscribed]["truncated"], false);
+    }
+}
+
 on_every_backend!(
+    replay_then_live_misses_and_repeats_nothing,
     a_client_past_its_rate_gets_throttled_errors,
     a_ticket_opens_one_stream,
     every_message_is_routed_or_refused_with_its_violations,

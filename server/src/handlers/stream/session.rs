@@ -21,6 +21,7 @@ use futures::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
 use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use uuid::Uuid;
 
 use crate::generated::stream::{
     self, CorrelationId, ErrorMessage, ErrorMessageType, PongMessage, PongMessageType,
@@ -78,7 +79,7 @@ pub(super) async fn session(
             Message::Ping(_) => continue,
         };
         let answer = if limiter.check().is_ok() {
-            answer(&hub, id, &text, &request_id).await
+            answer(&hub, id, holder.user_id, &text, &request_id).await
         } else {
             Err(error_message(
                 None,
@@ -97,10 +98,12 @@ pub(super) async fn session(
             }
             Err(text) => {
                 refusals += 1;
-                text
+                Some(text)
             }
         };
-        hub.send(id, &text);
+        if let Some(text) = text {
+            hub.send(id, &text);
+        }
         if refusals >= REFUSALS_BEFORE_CLOSE {
             hub.close(id, CLOSE_POLICY, "too many refused messages");
         }
@@ -110,18 +113,25 @@ pub(super) async fn session(
     writer.abort();
 }
 
-/// The answer to one client message: `Ok` for a routed one, `Err` for an `error`.
-async fn answer(hub: &Hub, id: u64, text: &str, request_id: &str) -> Result<String, String> {
+/// The answer to one client message from `user`: `Ok` for a routed one (`None` when the
+/// hub has queued it already, behind a replay), `Err` for an `error`.
+async fn answer(
+    hub: &Hub,
+    id: u64,
+    user: Uuid,
+    text: &str,
+    request_id: &str,
+) -> Result<Option<String>, String> {
     let route = stream::route(text)
         .map_err(|rejected| error_message(None, rejection_problem(&rejected, request_id)))?;
     match route {
-        stream::Route::Ping(ping) => Ok(json(&PongMessage {
+        stream::Route::Ping(ping) => Ok(Some(json(&PongMessage {
             type_: PongMessageType::Pong,
             id: ping.id,
-        })),
+        }))),
         stream::Route::Subscribe(subscribe) => {
             let topic = topic(&subscribe.topic, subscribe.id.as_ref(), request_id)?;
-            hub.subscribe(id, topic).await.map_err(|error| {
+            let refused = |error: SubscribeError| {
                 let (status, code) = match &error {
                     SubscribeError::NoSuchUser => (StatusCode::NOT_FOUND, ProblemCode::NotFound),
                     SubscribeError::TooManyTopics => {
@@ -135,21 +145,44 @@ async fn answer(hub: &Hub, id: u64, text: &str, request_id: &str) -> Result<Stri
                     subscribe.id.clone(),
                     problem(status, code, error.to_string(), request_id),
                 )
-            })?;
-            Ok(json(&SubscribedMessage {
+            };
+            let replay = subscribe.since.is_some();
+            hub.subscribe(id, topic, replay).await.map_err(refused)?;
+            let Some(since) = subscribe.since else {
+                return Ok(Some(json(&SubscribedMessage {
+                    type_: SubscribedMessageType::Subscribed,
+                    topic: subscribe.topic,
+                    id: subscribe.id,
+                    replayed: None,
+                    truncated: None,
+                })));
+            };
+            let (missed, truncated) = match hub.missed(user, topic, since).await {
+                Ok(missed) => missed,
+                Err(error) => {
+                    hub.unsubscribe(id, topic);
+                    return Err(refused(error.into()));
+                }
+            };
+            let subscribed = json(&SubscribedMessage {
                 type_: SubscribedMessageType::Subscribed,
                 topic: subscribe.topic,
                 id: subscribe.id,
-            }))
+                replayed: Some(i32::try_from(missed.len()).unwrap_or(i32::MAX)),
+                truncated: Some(truncated),
+            });
+            // The replay, this answer and what came meanwhile, in that order.
+            hub.finish_replay(id, topic, &missed, &subscribed);
+            Ok(None)
         }
         stream::Route::Unsubscribe(unsubscribe) => {
             let topic = topic(&unsubscribe.topic, unsubscribe.id.as_ref(), request_id)?;
             hub.unsubscribe(id, topic);
-            Ok(json(&UnsubscribedMessage {
+            Ok(Some(json(&UnsubscribedMessage {
                 type_: UnsubscribedMessageType::Unsubscribed,
                 topic: unsubscribe.topic,
                 id: unsubscribe.id,
-            }))
+            })))
         }
     }
 }

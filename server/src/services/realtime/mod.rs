@@ -21,6 +21,14 @@
 //! change leaves its key disabled or gone (each instance checks its own sockets' keys when
 //! the change reaches it).
 //!
+//! **Replay, then live.** A subscription with `since` (a tweet id) first gets what it
+//! missed, read by the REST timelines' database queries ([`Hub::missed`]: at most
+//! [`REPLAY_LIMIT`] tweets, oldest first), then goes live. The topic is registered
+//! *before* the query, and what is pushed to it meanwhile waits beside the socket until
+//! the replay is queued ([`Hub::finish_replay`]); a tweet both replayed and pushed (its
+//! event came while or after the query ran) is sent once. So nothing committed around the
+//! switch is missed or repeated.
+//!
 //! **Homes follow follows.** A `home` subscription holds the user's followees, read from
 //! the database when it is made and kept current by `user.followed` / `user.unfollowed`;
 //! a follow that commits while the list is being read is recorded and applied after it,
@@ -61,6 +69,8 @@ pub const CLOSE_POLICY: u16 = 4008;
 pub const QUEUE_CAPACITY: usize = 256;
 /// How many topics one socket may follow.
 pub const MAX_TOPICS: usize = 100;
+/// The most tweets a subscription's replay sends (the most recent of those missed).
+pub const REPLAY_LIMIT: usize = 100;
 
 /// What a subscription follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +168,13 @@ struct Socket {
     home: Option<Home>,
     /// The last tweet pushed, named in `lagged` so that the client knows where it was.
     last_tweet_id: Option<Uuid>,
+    /// The topics whose replay is being read: what is pushed to them meanwhile waits
+    /// here (the tweet it is about, whether it was created, and the message), to follow
+    /// the replay.
+    replaying: HashMap<Topic, Vec<(Uuid, bool, Arc<str>)>>,
+    /// The tweets each topic's replay sent: pushed again by an event that arrives late
+    /// (another instance's, through Redis), they are not sent twice.
+    replayed: HashMap<Topic, HashSet<Uuid>>,
 }
 
 /// A `home` subscription: whose tweets it shows.
@@ -199,6 +216,8 @@ impl Hub {
                 authors: HashSet::new(),
                 home: None,
                 last_tweet_id: None,
+                replaying: HashMap::new(),
+                replayed: HashMap::new(),
             },
         );
         registry
@@ -268,8 +287,14 @@ impl Hub {
         }
     }
 
-    /// Makes socket `id` follow `topic`. Idempotent.
-    pub async fn subscribe(&self, id: u64, topic: Topic) -> Result<(), SubscribeError> {
+    /// Makes socket `id` follow `topic`. Idempotent. With `replay`, what is pushed to the
+    /// topic waits until [`Hub::finish_replay`] (or [`Hub::unsubscribe`]).
+    pub async fn subscribe(
+        &self,
+        id: u64,
+        topic: Topic,
+        replay: bool,
+    ) -> Result<(), SubscribeError> {
         match topic {
             Topic::User(author) => {
                 if self.store.user_by_id(author).await?.is_none() {
@@ -282,6 +307,9 @@ impl Hub {
                 if !socket.authors.contains(&author) && topics(socket) >= MAX_TOPICS {
                     return Err(SubscribeError::TooManyTopics);
                 }
+                if replay {
+                    socket.replaying.insert(topic, Vec::new());
+                }
                 socket.authors.insert(author);
                 registry.by_author.entry(author).or_default().insert(id);
                 Ok(())
@@ -292,10 +320,14 @@ impl Hub {
                     let Some(socket) = registry.sockets.get_mut(&id) else {
                         return Ok(());
                     };
+                    if replay {
+                        socket.replaying.insert(topic, Vec::new());
+                    }
                     if socket.home.is_some() {
                         return Ok(());
                     }
                     if topics(socket) >= MAX_TOPICS {
+                        socket.replaying.remove(&topic);
                         return Err(SubscribeError::TooManyTopics);
                     }
                     socket.home = Some(Home {
@@ -309,6 +341,7 @@ impl Hub {
                     Err(error) => {
                         if let Some(socket) = self.lock().sockets.get_mut(&id) {
                             socket.home = None;
+                            socket.replaying.remove(&topic);
                         }
                         return Err(error.into());
                     }
@@ -341,12 +374,15 @@ impl Hub {
         }
     }
 
-    /// Makes socket `id` stop following `topic`. Idempotent.
+    /// Makes socket `id` stop following `topic` (a replay under way included).
+    /// Idempotent.
     pub fn unsubscribe(&self, id: u64, topic: Topic) {
         let mut registry = self.lock();
         let Some(socket) = registry.sockets.get_mut(&id) else {
             return;
         };
+        socket.replaying.remove(&topic);
+        socket.replayed.remove(&topic);
         match topic {
             Topic::User(author) => {
                 if socket.authors.remove(&author) {
@@ -368,19 +404,9 @@ impl Hub {
     }
 
     fn tweet_created(&self, tweet: &TweetRecord) {
-        let message = |topic: Topic| {
-            json(&TweetCreatedMessage {
-                type_: TweetCreatedMessageType::TweetCreated,
-                topic: TopicName(topic.name()),
-                data: types::Tweet {
-                    id: types::Id(tweet.id),
-                    author_id: types::Id(tweet.author_id),
-                    text: types::TweetText(tweet.text.clone()),
-                    created_at: tweet.created_at,
-                },
-            })
-        };
-        self.push_to_audience(tweet.author_id, Some(tweet.id), message);
+        self.push_to_audience(tweet.author_id, tweet.id, true, |topic| {
+            created_message(tweet, topic)
+        });
     }
 
     fn tweet_deleted(&self, tweet_id: Uuid, author_id: Uuid) {
@@ -394,15 +420,17 @@ impl Hub {
                 },
             })
         };
-        self.push_to_audience(author_id, None, message);
+        self.push_to_audience(author_id, tweet_id, false, message);
     }
 
-    /// Queues a message about `author`'s tweet to the sockets following the author and
-    /// to those whose home shows the author, each message serialised once per topic.
+    /// Queues a message about `author`'s tweet `tweet_id` (`created`, or deleted) to the
+    /// sockets following the author and to those whose home shows the author, each
+    /// message serialised once per topic.
     fn push_to_audience(
         &self,
         author: Uuid,
-        tweet_id: Option<Uuid>,
+        tweet_id: Uuid,
+        created: bool,
         message: impl Fn(Topic) -> Arc<str>,
     ) {
         let mut registry = self.lock();
@@ -417,10 +445,61 @@ impl Hub {
             let text = message(topic);
             for id in ids {
                 if let Some(socket) = registry.sockets.get_mut(id) {
-                    push(socket, &text, tweet_id);
+                    deliver(socket, topic, tweet_id, created, &text);
                 }
             }
         }
+    }
+
+    /// The tweets of `topic`, as `user` sees them, posted after the tweet `since`: oldest
+    /// first, at most [`REPLAY_LIMIT`] (the most recent ones); and whether more were
+    /// missed than that. Read by the REST timelines' database queries, not from the home
+    /// feeds: the fan-out fills a follower's feed a moment after the commit (and after
+    /// the tweet's event), and a replay read from a feed not yet filled would leave a gap.
+    pub async fn missed(
+        &self,
+        user: Uuid,
+        topic: Topic,
+        since: Uuid,
+    ) -> Result<(Vec<TweetRecord>, bool), StoreError> {
+        let limit = u32::try_from(REPLAY_LIMIT + 1).unwrap_or(u32::MAX);
+        let newest = match topic {
+            Topic::Home => self.store.timeline(user, None, limit).await?,
+            Topic::User(author) => self.store.tweets_by(author, None, limit).await?,
+        };
+        let mut missed: Vec<TweetRecord> = newest
+            .items
+            .into_iter()
+            .take_while(|tweet| tweet.id > since)
+            .collect();
+        let truncated = missed.len() > REPLAY_LIMIT;
+        missed.truncate(REPLAY_LIMIT);
+        missed.reverse();
+        Ok((missed, truncated))
+    }
+
+    /// Ends the replay of socket `id`'s `topic`: queues the `replayed` tweets (oldest
+    /// first), then `answer` (the `subscribed` message), then what was pushed to the topic
+    /// meanwhile, without the tweets the replay sent. From then on the topic is live.
+    pub fn finish_replay(&self, id: u64, topic: Topic, replayed: &[TweetRecord], answer: &str) {
+        let mut registry = self.lock();
+        let Some(socket) = registry.sockets.get_mut(&id) else {
+            return;
+        };
+        let Some(waiting) = socket.replaying.remove(&topic) else {
+            return;
+        };
+        let sent: HashSet<Uuid> = replayed.iter().map(|tweet| tweet.id).collect();
+        for tweet in replayed {
+            push(socket, &created_message(tweet, topic), Some(tweet.id));
+        }
+        push(socket, &Arc::from(answer), None);
+        for (tweet_id, created, text) in waiting {
+            if !(created && sent.contains(&tweet_id)) {
+                push(socket, &text, created.then_some(tweet_id));
+            }
+        }
+        socket.replayed.insert(topic, sent);
     }
 
     fn follow_changed(&self, follower: Uuid, followee: Uuid, follows: bool) {
@@ -547,6 +626,38 @@ fn remove(index: &mut HashMap<Uuid, HashSet<u64>>, key: Uuid, id: u64) {
     }
 }
 
+/// Hands a push for `topic` to a socket: held back while the topic's replay is read,
+/// dropped if the replay sent it already, else queued.
+fn deliver(socket: &mut Socket, topic: Topic, tweet_id: Uuid, created: bool, text: &Arc<str>) {
+    if let Some(waiting) = socket.replaying.get_mut(&topic) {
+        if waiting.len() < QUEUE_CAPACITY {
+            waiting.push((tweet_id, created, Arc::clone(text)));
+        } else {
+            let lagged = lagged_message(socket.last_tweet_id);
+            close(socket, CLOSE_LAGGED, "the client fell behind", Some(lagged));
+        }
+        return;
+    }
+    let sent = socket.replayed.get(&topic);
+    if created && sent.is_some_and(|sent| sent.contains(&tweet_id)) {
+        return;
+    }
+    push(socket, text, created.then_some(tweet_id));
+}
+
+fn created_message(tweet: &TweetRecord, topic: Topic) -> Arc<str> {
+    json(&TweetCreatedMessage {
+        type_: TweetCreatedMessageType::TweetCreated,
+        topic: TopicName(topic.name()),
+        data: types::Tweet {
+            id: types::Id(tweet.id),
+            author_id: types::Id(tweet.author_id),
+            text: types::TweetText(tweet.text.clone()),
+            created_at: tweet.created_at,
+        },
+    })
+}
+
 /// Queues `message`; a full queue closes the socket as lagged.
 fn push(socket: &mut Socket, message: &Arc<str>, tweet_id: Option<Uuid>) {
     match socket.queue.try_send(Arc::clone(message)) {
@@ -640,8 +751,12 @@ mod tests {
         let author = Uuid::now_v7();
         let stuck = hub.connect(holder(author));
         let mut reading = hub.connect(holder(author));
-        hub.subscribe(stuck.id, Topic::Home).await.expect("home");
-        hub.subscribe(reading.id, Topic::Home).await.expect("home");
+        hub.subscribe(stuck.id, Topic::Home, false)
+            .await
+            .expect("home");
+        hub.subscribe(reading.id, Topic::Home, false)
+            .await
+            .expect("home");
         let total = QUEUE_CAPACITY * 2;
         let mut received = 0;
         for n in 0..total {
@@ -676,7 +791,7 @@ mod tests {
         let (hub, _dir) = hub().await;
         let author = Uuid::now_v7();
         let connection = hub.connect(holder(author));
-        hub.subscribe(connection.id, Topic::Home)
+        hub.subscribe(connection.id, Topic::Home, false)
             .await
             .expect("home");
         hub.disconnect(connection.id);
