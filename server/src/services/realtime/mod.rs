@@ -1,6 +1,6 @@
 //! The realtime stream's hub: which socket follows what, and the pushes that reach them.
 //!
-//! A socket (`http/stream.rs` runs each) is a [`Connection`] here: a bounded queue of
+//! A socket (`handlers/stream/session.rs` runs each) is a [`Connection`] here: a bounded queue of
 //! messages to send, and a way to be closed. It subscribes to topics (`asyncapi.yaml`):
 //! `user:<id>` (one author's tweets) or `home` (the user's own tweets and their
 //! followees'). The hub is a [`Subscriber`] of the event bus, so it sees every committed
