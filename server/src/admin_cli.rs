@@ -9,7 +9,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::infra::store::{IpPolicy, KeyChanges, KeySettings, KeyWrite, NewKey, PlanSettings};
+use crate::infra::store::{KeyChanges, KeySettings, KeyWrite, NewKey, PlanSettings};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
@@ -69,13 +69,9 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
                 bail!("--rate, --burst and --quota must be positive");
             }
             let settings = PlanSettings {
-                name,
-                description: None,
                 throttle: rate.zip(burst),
                 quota: quota.zip(period),
-                allow_cache_refresh: false,
-                ip_policy: IpPolicy::default(),
-                webhook_limit: crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+                ..PlanSettings::named(&name)
             };
             let plan = store.create_plan(settings).await?;
             println!("created plan {} ({})", plan.id, plan.name);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::infra::store::{IpPolicy, KeySettings, KeyWrite, NewKey, PlanSettings, Store};
+use crate::infra::store::{KeySettings, KeyWrite, NewKey, PlanSettings, Store};
 
 /// Creates the default plan and a demo key on an empty database, and says so on stderr
 /// (once: the secret is not kept anywhere it could be printed again).
@@ -16,13 +16,10 @@ pub async fn first_start(store: &dyn Store, data_dir: &Path) -> Result<()> {
     }
     let plan = store
         .create_plan(PlanSettings {
-            name: "default".to_owned(),
             description: Some("Created at first start in development.".to_owned()),
             throttle: Some((10.0, 20)),
             quota: Some((10_000, "DAY".to_owned())),
-            allow_cache_refresh: false,
-            ip_policy: IpPolicy::default(),
-            webhook_limit: crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+            ..PlanSettings::named("default")
         })
         .await?;
     let KeyWrite::Done(NewKey {

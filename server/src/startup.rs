@@ -63,7 +63,7 @@ use crate::services::gateway::Gateway;
 use crate::services::login::{Hashing, LoginGuard};
 use crate::services::profiles::Profiles;
 use crate::services::realtime::tickets::Tickets;
-use crate::services::realtime::{CLOSE_GOING_AWAY, Hub};
+use crate::services::realtime::{CLOSE_GOING_AWAY, Hub, slots};
 use crate::services::response_cache::{self, RecordsById, ResponseCache};
 use crate::services::timeline::Timelines;
 use crate::services::timeline::feed::FeedStore;
@@ -164,7 +164,11 @@ impl Application {
                 Arc::clone(&timelines) as Arc<dyn RecordsById>,
             ],
         ));
-        let realtime = Hub::new(Arc::clone(&store));
+        let realtime = Hub::new(
+            Arc::clone(&store),
+            Arc::clone(&gateway),
+            gateway.redis().cloned(),
+        );
         let tickets = Tickets::new(gateway.redis().cloned());
         let events = Arc::new(Events::new(
             vec![
@@ -301,6 +305,7 @@ impl Application {
         .await;
         // The sockets were told to close; their close frames go out before the exit.
         state.realtime.closed(stopping.grace()).await;
+        state.realtime.meter().await;
         match state.gateway.flush().await {
             Ok(()) => tracing::info!("usage counts written"),
             Err(error) => tracing::error!(%error, "usage counts could not be written at shutdown"),
@@ -339,13 +344,20 @@ async fn picture_store(config: &Config) -> Arc<dyn BlobStore> {
     }
 }
 
-/// Writes admitted-request counts about once a second, until the state is dropped. A
-/// failed write keeps the counts for the next one.
+/// Writes admitted-request counts about once a second, with the stream messages sent
+/// meanwhile, until the state is dropped; renews the stream sockets' slots every
+/// [`slots::RENEW_EVERY`]. A failed write keeps the counts for the next one.
 async fn flush_usage_every_second(state: std::sync::Weak<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let Some(state) = state.upgrade() else { return };
+        state.realtime.meter().await;
+        if renewed.elapsed() >= slots::RENEW_EVERY {
+            renewed = tokio::time::Instant::now();
+            state.realtime.slots.renew().await;
+        }
         if let Err(error) = state.gateway.flush().await {
             tracing::warn!(%error, "usage counts not written yet; retrying");
         }

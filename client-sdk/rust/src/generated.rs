@@ -1436,6 +1436,8 @@ progenitor pages only with a plain string.
         pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
+        ///How many realtime stream sockets each key of the plan may hold open at once.
+        pub stream_connection_limit: i32,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub throttle: ::std::option::Option<Throttle>,
         ///How many webhook subscriptions each key of the plan may hold.
@@ -1462,6 +1464,12 @@ progenitor pages only with a plain string.
         pub name: PlanName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub quota: ::std::option::Option<Quota>,
+        /**How many realtime stream sockets (`asyncapi.yaml`) each key of the plan may
+hold open at once, across every instance (default 100); an upgrade past it is
+refused with 429 `too_many_connections`.
+*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stream_connection_limit: ::std::option::Option<i32>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub throttle: ::std::option::Option<Throttle>,
         ///How many webhook subscriptions each key of the plan may hold (default 10).
@@ -4955,6 +4963,7 @@ receive. At most 100.
                 ::std::option::Option<super::Quota>,
                 ::std::string::String,
             >,
+            stream_connection_limit: ::std::result::Result<i32, ::std::string::String>,
             throttle: ::std::result::Result<
                 ::std::option::Option<super::Throttle>,
                 ::std::string::String,
@@ -4973,6 +4982,9 @@ receive. At most 100.
                     ip_policy: Err("no value supplied for ip_policy".to_string()),
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
+                    stream_connection_limit: Err(
+                        "no value supplied for stream_connection_limit".to_string(),
+                    ),
                     throttle: Ok(Default::default()),
                     webhook_limit: Err("no value supplied for webhook_limit".to_string()),
                 }
@@ -5065,6 +5077,20 @@ receive. At most 100.
                     });
                 self
             }
+            pub fn stream_connection_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stream_connection_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for stream_connection_limit: {e}"
+                        )
+                    });
+                self
+            }
             pub fn throttle<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::Throttle>>,
@@ -5103,6 +5129,7 @@ receive. At most 100.
                     ip_policy: value.ip_policy?,
                     name: value.name?,
                     quota: value.quota?,
+                    stream_connection_limit: value.stream_connection_limit?,
                     throttle: value.throttle?,
                     webhook_limit: value.webhook_limit?,
                 })
@@ -5118,6 +5145,7 @@ receive. At most 100.
                     ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     quota: Ok(value.quota),
+                    stream_connection_limit: Ok(value.stream_connection_limit),
                     throttle: Ok(value.throttle),
                     webhook_limit: Ok(value.webhook_limit),
                 }
@@ -5139,6 +5167,10 @@ receive. At most 100.
                 ::std::option::Option<super::Quota>,
                 ::std::string::String,
             >,
+            stream_connection_limit: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
             throttle: ::std::result::Result<
                 ::std::option::Option<super::Throttle>,
                 ::std::string::String,
@@ -5156,6 +5188,7 @@ receive. At most 100.
                     ip_policy: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     quota: Ok(Default::default()),
+                    stream_connection_limit: Ok(Default::default()),
                     throttle: Ok(Default::default()),
                     webhook_limit: Ok(Default::default()),
                 }
@@ -5226,6 +5259,20 @@ receive. At most 100.
                     });
                 self
             }
+            pub fn stream_connection_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stream_connection_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for stream_connection_limit: {e}"
+                        )
+                    });
+                self
+            }
             pub fn throttle<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::Throttle>>,
@@ -5262,6 +5309,7 @@ receive. At most 100.
                     ip_policy: value.ip_policy?,
                     name: value.name?,
                     quota: value.quota?,
+                    stream_connection_limit: value.stream_connection_limit?,
                     throttle: value.throttle?,
                     webhook_limit: value.webhook_limit?,
                 })
@@ -5275,6 +5323,7 @@ receive. At most 100.
                     ip_policy: Ok(value.ip_policy),
                     name: Ok(value.name),
                     quota: Ok(value.quota),
+                    stream_connection_limit: Ok(value.stream_connection_limit),
                     throttle: Ok(value.throttle),
                     webhook_limit: Ok(value.webhook_limit),
                 }
@@ -7144,6 +7193,8 @@ other value (the SDKs keep it as `Other` / a plain string).
         TooManyWebhooks,
         ///`too_many_topics`
         TooManyTopics,
+        ///`too_many_connections`
+        TooManyConnections,
         ///`header_fields_too_large`
         HeaderFieldsTooLarge,
         ///`throttled`
@@ -7182,6 +7233,7 @@ other value (the SDKs keep it as `Other` / a plain string).
             "webhook_url_refused",
             "too_many_webhooks",
             "too_many_topics",
+            "too_many_connections",
             "header_fields_too_large",
             "throttled",
             "quota_exceeded",
@@ -7212,6 +7264,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 Self::WebhookUrlRefused => "webhook_url_refused",
                 Self::TooManyWebhooks => "too_many_webhooks",
                 Self::TooManyTopics => "too_many_topics",
+                Self::TooManyConnections => "too_many_connections",
                 Self::HeaderFieldsTooLarge => "header_fields_too_large",
                 Self::Throttled => "throttled",
                 Self::QuotaExceeded => "quota_exceeded",
@@ -7249,6 +7302,7 @@ other value (the SDKs keep it as `Other` / a plain string).
                 "webhook_url_refused" => Self::WebhookUrlRefused,
                 "too_many_webhooks" => Self::TooManyWebhooks,
                 "too_many_topics" => Self::TooManyTopics,
+                "too_many_connections" => Self::TooManyConnections,
                 "header_fields_too_large" => Self::HeaderFieldsTooLarge,
                 "throttled" => Self::Throttled,
                 "quota_exceeded" => Self::QuotaExceeded,

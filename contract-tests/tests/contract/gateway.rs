@@ -59,16 +59,11 @@ async fn refused_address(ctx: &Context) {
 }
 
 async fn spent_quota(ctx: &Context) {
-    use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, NewKey, PlanSettings};
+    use minitter_server::infra::store::{KeySettings, KeyWrite, NewKey, PlanSettings};
     let store = &ctx.server.state.store;
     let settings = PlanSettings {
-        name: "one a day".into(),
-        description: None,
-        throttle: None,
         quota: Some((1, "DAY".into())),
-        allow_cache_refresh: false,
-        ip_policy: IpPolicy::default(),
-        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+        ..PlanSettings::named("one a day")
     };
     let plan = store.create_plan(settings).await.expect("plan");
     let KeyWrite::Done(NewKey { secret, .. }) = store

@@ -92,16 +92,8 @@ impl TestServer {
 
 /// A key in a plan without throttle or quota, made through the store.
 pub async fn unlimited_key(state: &AppState) -> String {
-    use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings};
-    let settings = PlanSettings {
-        name: "contract tests".into(),
-        description: None,
-        throttle: None,
-        quota: None,
-        allow_cache_refresh: false,
-        ip_policy: IpPolicy::default(),
-        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
-    };
+    use minitter_server::infra::store::{KeySettings, KeyWrite, PlanSettings};
+    let settings = PlanSettings::named("contract tests");
     let plan = state.store.create_plan(settings).await.expect("plan");
     match state
         .store

@@ -156,6 +156,7 @@ pub fn plan_input(name: &str, rate_limit: f64) -> types::UsagePlanInput {
         allow_cache_refresh: false,
         ip_policy: None,
         webhook_limit: None,
+        stream_connection_limit: None,
     }
 }
 

@@ -135,6 +135,7 @@ async fn partner_plan(ctx: &Context, webhook_limit: Option<i32>) -> types::Usage
         allow_cache_refresh: false,
         ip_policy: None,
         webhook_limit,
+        stream_connection_limit: None,
     };
     ctx.as_admin
         .create_usage_plan()

@@ -148,6 +148,8 @@ pub struct PlanRecord {
     pub ip_policy: IpPolicy,
     /// How many webhook subscriptions each of the plan's keys may hold.
     pub webhook_limit: u32,
+    /// How many stream sockets each of the plan's keys may hold open at once.
+    pub stream_connection_limit: u32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -163,6 +165,7 @@ impl PlanRecord {
             allow_cache_refresh: settings.allow_cache_refresh,
             ip_policy: settings.ip_policy,
             webhook_limit: settings.webhook_limit,
+            stream_connection_limit: settings.stream_connection_limit,
             created_at: now_millis(),
         }
     }
@@ -178,6 +181,27 @@ pub struct PlanSettings {
     pub allow_cache_refresh: bool,
     pub ip_policy: IpPolicy,
     pub webhook_limit: u32,
+    pub stream_connection_limit: u32,
+}
+
+/// How many stream sockets a plan's key may hold open when the operator sets nothing.
+pub const DEFAULT_STREAM_CONNECTION_LIMIT: u32 = 100;
+
+impl PlanSettings {
+    /// A plan named `name` with the defaults of the operator API: no throttle, no quota,
+    /// no cache refresh, any address, the default webhook and stream connection limits.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: None,
+            throttle: None,
+            quota: None,
+            allow_cache_refresh: false,
+            ip_policy: IpPolicy::default(),
+            webhook_limit: crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+            stream_connection_limit: DEFAULT_STREAM_CONNECTION_LIMIT,
+        }
+    }
 }
 
 /// An API key as stored, without its secret.

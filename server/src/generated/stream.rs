@@ -87,8 +87,10 @@ impl ::std::str::FromStr for CorrelationId {
 `invalid_request` (400) with every violation in `errors` (pointers into the
 message); `not_found` (404) for a `user:<id>` topic whose user does not exist;
 `too_many_topics` (422) past 100 topics on one socket; `throttled` (429) when the
-client sends more than 10 messages a second (bursts of 20); `unavailable` (503)
-when the database did not answer (send it again).
+client sends more than 10 messages a second (bursts of 20) or past its plan's
+throttle; `quota_exceeded` (429) when the key's quota is spent (then the socket
+closes with 4029); `unavailable` (503) when the database or the shared limiter
+did not answer (send it again).
 */
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct ErrorMessage {
@@ -336,13 +338,15 @@ pub struct SubscribeMessage {
     pub action: SubscribeMessageAction,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<CorrelationId>,
-    /**The last tweet id the client has (from the stream, or from a REST timeline):
-the tweets of the topic posted after it are sent first, oldest first (at most
-100, the most recent), then `subscribed`, then the live ones; none is missed or
-sent twice across the switch.
+    /**Where the client is: the last tweet id it has (from the stream, or from a REST
+timeline), or a `next_page` token of the topic's REST list (`GET /v1/timeline`
+for `home`, `GET /v1/users/{id}/tweets` for `user:<id>`), which stands for
+the last tweet of its page. The tweets of the topic posted after it are sent
+first, oldest first (at most 100, the most recent), then `subscribed`, then
+the live ones; none is missed or sent twice across the switch.
 */
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub since: ::std::option::Option<::uuid::Uuid>,
+    pub since: ::std::option::Option<::std::string::String>,
     pub topic: Topic,
 }
 ///`SubscribeMessageAction`
@@ -401,6 +405,12 @@ impl ::std::convert::TryFrom<::std::string::String> for SubscribeMessageAction {
 pub struct SubscribedMessage {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<CorrelationId>,
+    /**The id of the topic's newest tweet when the subscription went live (absent
+when the topic has none): where to resume from with `since` if the socket
+closes before another tweet arrives.
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub newest: ::std::option::Option<::uuid::Uuid>,
     ///With `since`, how many tweets were replayed before this message.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub replayed: ::std::option::Option<i32>,

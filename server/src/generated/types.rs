@@ -1531,6 +1531,8 @@ pub struct UsagePlan {
     pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
+    ///How many realtime stream sockets each key of the plan may hold open at once.
+    pub stream_connection_limit: i32,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle: ::std::option::Option<Throttle>,
     ///How many webhook subscriptions each key of the plan may hold.
@@ -1552,6 +1554,12 @@ pub struct UsagePlanInput {
     pub name: PlanName,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quota: ::std::option::Option<Quota>,
+    /**How many realtime stream sockets (`asyncapi.yaml`) each key of the plan may
+hold open at once, across every instance (default 100); an upgrade past it is
+refused with 429 `too_many_connections`.
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub stream_connection_limit: ::std::option::Option<i32>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle: ::std::option::Option<Throttle>,
     ///How many webhook subscriptions each key of the plan may hold (default 10).
@@ -2449,6 +2457,8 @@ pub enum ProblemCode {
     TooManyWebhooks,
     ///`too_many_topics`
     TooManyTopics,
+    ///`too_many_connections`
+    TooManyConnections,
     ///`header_fields_too_large`
     HeaderFieldsTooLarge,
     ///`throttled`
@@ -2487,6 +2497,7 @@ impl ProblemCode {
         "webhook_url_refused",
         "too_many_webhooks",
         "too_many_topics",
+        "too_many_connections",
         "header_fields_too_large",
         "throttled",
         "quota_exceeded",
@@ -2517,6 +2528,7 @@ impl ProblemCode {
             Self::WebhookUrlRefused => "webhook_url_refused",
             Self::TooManyWebhooks => "too_many_webhooks",
             Self::TooManyTopics => "too_many_topics",
+            Self::TooManyConnections => "too_many_connections",
             Self::HeaderFieldsTooLarge => "header_fields_too_large",
             Self::Throttled => "throttled",
             Self::QuotaExceeded => "quota_exceeded",
@@ -2554,6 +2566,7 @@ impl ::std::convert::From<&str> for ProblemCode {
             "webhook_url_refused" => Self::WebhookUrlRefused,
             "too_many_webhooks" => Self::TooManyWebhooks,
             "too_many_topics" => Self::TooManyTopics,
+            "too_many_connections" => Self::TooManyConnections,
             "header_fields_too_large" => Self::HeaderFieldsTooLarge,
             "throttled" => Self::Throttled,
             "quota_exceeded" => Self::QuotaExceeded,

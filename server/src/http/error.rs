@@ -56,6 +56,9 @@ pub enum ApiError {
     /// 429: too many failed logins for this account or through this key.
     #[error("Too many failed logins for this account; retry after {retry_after} s.")]
     LoginThrottled { retry_after: u64 },
+    /// 429: the key holds as many stream sockets open as its plan allows.
+    #[error("This API key holds {limit} stream sockets open, as many as its plan allows.")]
+    TooManyConnections { limit: u32, retry_after: u64 },
     /// 409: the key holds as many webhook subscriptions as its plan allows.
     #[error("This API key holds {limit} webhook subscriptions, as many as its plan allows.")]
     TooManyWebhooks { limit: u32 },
@@ -102,9 +105,10 @@ impl poem::error::ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Throttled { .. } | Self::QuotaExceeded { .. } | Self::LoginThrottled { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::Throttled { .. }
+            | Self::QuotaExceeded { .. }
+            | Self::LoginThrottled { .. }
+            | Self::TooManyConnections { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::UnavailableFor { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +140,7 @@ impl ApiError {
             Self::Throttled { .. } => ProblemCode::Throttled,
             Self::LoginThrottled { .. } => ProblemCode::LoginThrottled,
             Self::QuotaExceeded { .. } => ProblemCode::QuotaExceeded,
+            Self::TooManyConnections { .. } => ProblemCode::TooManyConnections,
             Self::Unavailable(_) | Self::UnavailableFor { .. } => ProblemCode::Unavailable,
             Self::Internal(_) => ProblemCode::Internal,
         }
@@ -334,7 +339,8 @@ pub fn render_api_error(api_error: &ApiError, request_id: &str) -> Response {
         ApiError::Throttled { retry_after }
         | ApiError::UnavailableFor { retry_after, .. }
         | ApiError::QuotaExceeded { retry_after }
-        | ApiError::LoginThrottled { retry_after } => {
+        | ApiError::LoginThrottled { retry_after }
+        | ApiError::TooManyConnections { retry_after, .. } => {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, (*retry_after).into());

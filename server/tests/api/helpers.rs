@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minitter_server::config::Config;
-use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings, Store};
+use minitter_server::infra::store::{KeySettings, KeyWrite, PlanSettings, Store};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
 use minitter_test_support::{Backend, TestDatabase};
@@ -69,13 +69,9 @@ pub async fn api_key(
     quota: Option<(i64, &str)>,
 ) -> String {
     let settings = PlanSettings {
-        name: "tests".into(),
-        description: None,
         throttle,
         quota: quota.map(|(limit, period)| (limit, period.to_owned())),
-        allow_cache_refresh: false,
-        ip_policy: IpPolicy::default(),
-        webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+        ..PlanSettings::named("tests")
     };
     key_in_plan(store, settings).await
 }

@@ -23,6 +23,7 @@ mod social;
 mod startup;
 mod stopping;
 mod stream;
+mod stream_metering;
 mod users;
 mod version_header;
 mod webhook_store;

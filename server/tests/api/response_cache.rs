@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use minitter_server::infra::store::{IpPolicy, PlanSettings};
+use minitter_server::infra::store::PlanSettings;
 use minitter_test_support::{Backend, Relay, needs_cluster, on_every_backend, required_env};
 use serde_json::{Value, json};
 
@@ -191,13 +191,8 @@ async fn only_plans_that_allow_it_refresh_a_kept_answer(backend: Backend) {
     let allowed = key_in_plan(
         app.store(),
         PlanSettings {
-            name: "refreshing".into(),
-            description: None,
-            throttle: None,
-            quota: None,
             allow_cache_refresh: true,
-            ip_policy: IpPolicy::default(),
-            webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+            ..PlanSettings::named("refreshing")
         },
     )
     .await;

@@ -19,13 +19,13 @@ use crate::helpers::{
     TestApp, assert_problem, http_client, post_tweet, spawn_app, spawn_app_with, user,
 };
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long a test waits for a message that should come.
-const PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
-async fn ticket(app: &TestApp, bearer: &str) -> Value {
+pub(crate) async fn ticket(app: &TestApp, bearer: &str) -> Value {
     let response = app
         .http
         .post(app.url("/v1/stream/tickets"))
@@ -37,12 +37,12 @@ async fn ticket(app: &TestApp, bearer: &str) -> Value {
     response.json().await.expect("json")
 }
 
-fn ws_url(app: &TestApp, path: &str) -> String {
+pub(crate) fn ws_url(app: &TestApp, path: &str) -> String {
     app.url(path).replacen("http://", "ws://", 1)
 }
 
 /// Opens a stream on `app` with a new ticket.
-async fn connect(app: &TestApp, bearer: &str) -> Socket {
+pub(crate) async fn connect(app: &TestApp, bearer: &str) -> Socket {
     let ticket = ticket(app, bearer).await;
     let url = ws_url(app, ticket["url"].as_str().expect("url"));
     tokio_tungstenite::connect_async(url)
@@ -51,7 +51,7 @@ async fn connect(app: &TestApp, bearer: &str) -> Socket {
         .0
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     socket
         .send(Message::text(message.to_string()))
         .await
@@ -59,7 +59,7 @@ async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// The next JSON message (pings and pongs aside).
-async fn next(socket: &mut Socket) -> Value {
+pub(crate) async fn next(socket: &mut Socket) -> Value {
     loop {
         let frame = tokio::time::timeout(PATIENCE, socket.next())
             .await
@@ -75,18 +75,22 @@ async fn next(socket: &mut Socket) -> Value {
 }
 
 /// Sends `message` and returns the answer.
-async fn ask(socket: &mut Socket, message: Value) -> Value {
+pub(crate) async fn ask(socket: &mut Socket, message: Value) -> Value {
     send(socket, message).await;
     next(socket).await
 }
 
-async fn subscribe(socket: &mut Socket, topic: &str) {
+pub(crate) async fn subscribe(socket: &mut Socket, topic: &str) {
     let answer = ask(socket, json!({"action": "subscribe", "topic": topic})).await;
-    assert_eq!(answer, json!({"type": "subscribed", "topic": topic}));
+    assert_eq!(
+        (&answer["type"], &answer["topic"]),
+        (&json!("subscribed"), &json!(topic)),
+        "{answer}"
+    );
 }
 
 /// Waits for the close frame; returns its code and reason.
-async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+pub(crate) async fn closed(socket: &mut Socket) -> (CloseCode, String) {
     loop {
         let frame = tokio::time::timeout(PATIENCE, socket.next())
             .await

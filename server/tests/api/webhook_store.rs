@@ -13,9 +13,7 @@ use minitter_server::domain::webhooks::{
     AttemptRecord, DISABLED_GONE, DeliveryStatus, NewDelivery, NewWebhook, WebhookChanges,
     WebhookCreation, WebhookRecord,
 };
-use minitter_server::infra::store::{
-    IpPolicy, KeySettings, KeyWrite, PlanSettings, SharedStore, now_millis,
-};
+use minitter_server::infra::store::{KeySettings, KeyWrite, PlanSettings, SharedStore, now_millis};
 use minitter_test_support::{Backend, TestDatabase, on_every_backend};
 
 /// A store of its own, with nothing running on it.
@@ -45,13 +43,8 @@ impl World {
         let plan = self
             .store
             .create_plan(PlanSettings {
-                name: "webhooks".into(),
-                description: None,
-                throttle: None,
-                quota: None,
-                allow_cache_refresh: false,
-                ip_policy: IpPolicy::default(),
                 webhook_limit: limit,
+                ..PlanSettings::named("webhooks")
             })
             .await
             .expect("plan");

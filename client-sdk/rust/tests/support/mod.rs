@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use minitter_client::ClientBuilder;
 use minitter_server::config::Config;
-use minitter_server::infra::store::{IpPolicy, KeySettings, KeyWrite, PlanSettings};
+use minitter_server::infra::store::{KeySettings, KeyWrite, PlanSettings};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
 
@@ -60,13 +60,9 @@ impl Server {
     ) -> String {
         let store = self.state.store.as_ref();
         let settings = PlanSettings {
-            name: "sdk tests".into(),
-            description: None,
             throttle,
             quota: quota.map(|(limit, period)| (limit, period.to_owned())),
-            allow_cache_refresh: false,
-            ip_policy: IpPolicy::default(),
-            webhook_limit: minitter_server::domain::webhooks::DEFAULT_WEBHOOK_LIMIT,
+            ..PlanSettings::named("sdk tests")
         };
         let plan = store.create_plan(settings).await.expect("a plan");
         match store

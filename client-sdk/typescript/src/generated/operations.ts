@@ -63,7 +63,7 @@ export const operations: readonly Operation[] = [
 ];
 
 /** Every value of `ProblemCode` the document lists. */
-export const knownProblemCodes = ["invalid_request", "unauthorized", "forbidden", "ip_not_allowed", "not_found", "method_not_allowed", "conflict", "in_use", "request_in_flight", "payload_too_large", "uri_too_long", "unsupported_media_type", "idempotency_key_reused", "cannot_follow_self", "image_too_large", "unknown_plan", "invalid_date_range", "webhook_url_refused", "too_many_webhooks", "too_many_topics", "header_fields_too_large", "throttled", "quota_exceeded", "login_throttled", "internal", "unavailable"] as const;
+export const knownProblemCodes = ["invalid_request", "unauthorized", "forbidden", "ip_not_allowed", "not_found", "method_not_allowed", "conflict", "in_use", "request_in_flight", "payload_too_large", "uri_too_long", "unsupported_media_type", "idempotency_key_reused", "cannot_follow_self", "image_too_large", "unknown_plan", "invalid_date_range", "webhook_url_refused", "too_many_webhooks", "too_many_topics", "too_many_connections", "header_fields_too_large", "throttled", "quota_exceeded", "login_throttled", "internal", "unavailable"] as const;
 
 /** A value of `ProblemCode` the document lists. */
 export type KnownProblemCode = (typeof knownProblemCodes)[number];

@@ -942,6 +942,13 @@ export interface components {
              * @description How many webhook subscriptions each key of the plan may hold (default 10).
              */
             webhook_limit?: number;
+            /**
+             * Format: int32
+             * @description How many realtime stream sockets (`asyncapi.yaml`) each key of the plan may
+             *     hold open at once, across every instance (default 100); an upgrade past it is
+             *     refused with 429 `too_many_connections`.
+             */
+            stream_connection_limit?: number;
         };
         /** @description A token bucket per key, refilled at `rate_limit` tokens a second up to `burst_limit`. */
         Throttle: {
@@ -974,6 +981,11 @@ export interface components {
              * @description How many webhook subscriptions each key of the plan may hold.
              */
             webhook_limit: number;
+            /**
+             * Format: int32
+             * @description How many realtime stream sockets each key of the plan may hold open at once.
+             */
+            stream_connection_limit: number;
             /** Format: date-time */
             created_at: string;
         };
@@ -2533,6 +2545,7 @@ export interface operations {
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
                      *       "webhook_limit": 10,
+                     *       "stream_connection_limit": 100,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2590,6 +2603,7 @@ export interface operations {
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
                      *       "webhook_limit": 10,
+                     *       "stream_connection_limit": 100,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -2653,6 +2667,7 @@ export interface operations {
                      *       "allow_cache_refresh": false,
                      *       "ip_policy": {},
                      *       "webhook_limit": 10,
+                     *       "stream_connection_limit": 100,
                      *       "created_at": "2026-11-21T12:00:00Z"
                      *     }
                      */
@@ -3044,6 +3059,7 @@ export interface operations {
                      *         "allow_cache_refresh": false,
                      *         "ip_policy": {},
                      *         "webhook_limit": 10,
+                     *         "stream_connection_limit": 100,
                      *         "created_at": "2026-11-21T12:00:00Z"
                      *       },
                      *       "period_start": "2026-11-21T00:00:00Z",

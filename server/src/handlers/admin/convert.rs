@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU64;
 
+use crate::domain::records::DEFAULT_STREAM_CONNECTION_LIMIT;
 use crate::domain::webhooks::DEFAULT_WEBHOOK_LIMIT;
 use crate::generated::types::{self, Quota, QuotaPeriod, Throttle};
 use crate::http::error::{ApiError, Result};
@@ -35,6 +36,12 @@ pub(super) fn settings(input: types::UsagePlanInput) -> Result<PlanSettings> {
         webhook_limit: input.webhook_limit.map_or(DEFAULT_WEBHOOK_LIMIT, |limit| {
             u32::try_from(limit).unwrap_or(0)
         }),
+        // The schema bounds it to 0..=100000.
+        stream_connection_limit: input
+            .stream_connection_limit
+            .map_or(DEFAULT_STREAM_CONNECTION_LIMIT, |limit| {
+                u32::try_from(limit).unwrap_or(0)
+            }),
     })
 }
 
@@ -93,6 +100,7 @@ pub(in crate::handlers) fn to_api_plan(plan: &PlanRecord) -> Result<types::Usage
         allow_cache_refresh: plan.allow_cache_refresh,
         ip_policy: to_api_ip_policy(&plan.ip_policy),
         webhook_limit: i32::try_from(plan.webhook_limit).unwrap_or(i32::MAX),
+        stream_connection_limit: i32::try_from(plan.stream_connection_limit).unwrap_or(i32::MAX),
         created_at: plan.created_at,
     })
 }

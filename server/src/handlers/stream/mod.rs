@@ -4,9 +4,11 @@
 //!
 //! The upgrade is refused, before any socket exists, with the REST API's problem
 //! document: 401 for a missing, used, expired or forged ticket (it is redeemed here,
-//! once: [`crate::services::realtime::tickets`]), 503 when Redis, which keeps a
-//! cluster's tickets, does not answer. Then the socket ([`session`]) acts as the ticket's
-//! user under its key.
+//! once: [`crate::services::realtime::tickets`]), 429 `too_many_connections` with
+//! `Retry-After` when the key holds as many sockets as its plan allows
+//! ([`crate::services::realtime::slots`]), 503 when Redis, which keeps a cluster's
+//! tickets and slots, does not answer. Then the socket ([`session`]) acts as the
+//! ticket's user under its key.
 
 mod session;
 
@@ -16,17 +18,18 @@ use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::web::{Data, Query};
 use poem::{EndpointExt, IntoResponse, Request, Response, Route, get, handler};
 
-use self::session::{MAX_MESSAGE_BYTES, session};
-
-/// The read buffer of a socket.
-const READ_BUFFER_BYTES: usize = 4096;
+use self::session::{MAX_MESSAGE_BYTES, Opened, session};
 use super::Handlers;
 use crate::generated::types::StreamTicket;
 use crate::generated::{CreateStreamTicketAuth, CreateStreamTicketResponse, StreamApi};
 use crate::http::error::{ApiError, Result};
 use crate::http::request_id::RequestId;
+use crate::services::realtime::slots::RETRY_AFTER_SECONDS;
 use crate::services::realtime::tickets::Holder;
 use crate::state::AppState;
+
+/// The read buffer of a socket.
+const READ_BUFFER_BYTES: usize = 4096;
 
 impl StreamApi for Handlers {
     async fn create_stream_ticket(
@@ -34,9 +37,13 @@ impl StreamApi for Handlers {
         _request: &poem::Request,
         auth: CreateStreamTicketAuth<Self>,
     ) -> Result<CreateStreamTicketResponse> {
+        let key = auth.api_key;
         let holder = Holder {
             user_id: auth.bearer_auth,
-            key_id: auth.api_key.id,
+            key_id: key.id,
+            plan_id: key.plan_id,
+            limits: key.limits,
+            connection_limit: key.stream_connection_limit,
         };
         let issued = self
             .state
@@ -80,12 +87,28 @@ async fn open(
         ))?;
     crate::http::telemetry::identify_key(request, holder.key_id);
     crate::http::telemetry::identify_user(request, holder.user_id);
+    let slot = state
+        .realtime
+        .slots
+        .take(holder.key_id, holder.connection_limit)
+        .await
+        .map_err(ApiError::Unavailable)?
+        .ok_or(ApiError::TooManyConnections {
+            limit: holder.connection_limit,
+            retry_after: RETRY_AFTER_SECONDS,
+        })?;
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
     let hub = Arc::clone(&state.realtime);
+    let page_tokens = state.page_tokens.clone();
+    let opened = Opened {
+        holder,
+        slot,
+        request_id,
+    };
     Ok(socket
         .config(
             // Idle sockets are the common case, so a 4 KiB read buffer (tungstenite's
@@ -96,6 +119,6 @@ async fn open(
                 .max_message_size(Some(MAX_MESSAGE_BYTES))
                 .max_frame_size(Some(MAX_MESSAGE_BYTES)),
         )
-        .on_upgrade(move |socket| session(socket, hub, holder, request_id))
+        .on_upgrade(move |socket| session(socket, hub, page_tokens, opened))
         .into_response())
 }

@@ -10,7 +10,9 @@
 //! (a client that stopped reading must not hold a task forever). Clients may send
 //! [`MESSAGES_PER_SECOND`] messages a second, in bursts of up to [`MESSAGE_BURST`]
 //! (governor's GCRA); past that they get an `error` (429), and a client that keeps
-//! going is closed.
+//! going is closed. A message within that rate is then admitted by the key's usage plan
+//! like a request ([`Hub::admit_message`]); one past the quota gets its `error` and the
+//! socket closes with [`CLOSE_QUOTA`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -27,10 +29,15 @@ use crate::generated::stream::{
     self, CorrelationId, ErrorMessage, ErrorMessageType, PongMessage, PongMessageType,
     SubscribedMessage, SubscribedMessageType, UnsubscribedMessage, UnsubscribedMessageType,
 };
-use crate::generated::types::{Problem, ProblemCode};
-use crate::http::error::{problem, rejection_problem};
+use crate::generated::types::{Problem, ProblemCode, Violation, ViolationIn};
+use crate::http::error::{ApiError, problem, rejection_problem};
+use crate::http::pagination::PageTokens;
+use crate::services::gateway::limits::Verdict;
+use crate::services::realtime::slots::Slot;
 use crate::services::realtime::tickets::Holder;
-use crate::services::realtime::{CLOSE_POLICY, Close, Connection, Hub, SubscribeError, Topic};
+use crate::services::realtime::{
+    CLOSE_POLICY, CLOSE_QUOTA, Close, Connection, Hub, SubscribeError, Topic,
+};
 
 /// How often the server pings a socket; two unanswered pings close it.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -45,14 +52,33 @@ const REFUSALS_BEFORE_CLOSE: u32 = 20;
 /// The longest client message read (a valid one is under 200 bytes).
 pub(super) const MAX_MESSAGE_BYTES: usize = 4096;
 
+/// What a socket was opened with: its ticket's holder, its slot among its key's
+/// sockets, and the upgrade's request id.
+pub(super) struct Opened {
+    pub(super) holder: Holder,
+    pub(super) slot: Slot,
+    pub(super) request_id: String,
+}
+
 /// One socket, from upgrade to close.
 pub(super) async fn session(
     socket: WebSocketStream,
     hub: Arc<Hub>,
-    holder: Holder,
-    request_id: String,
+    page_tokens: PageTokens,
+    opened: Opened,
 ) {
-    let Connection { id, queue, closed } = hub.connect(holder);
+    let Opened {
+        holder,
+        slot,
+        request_id,
+    } = opened;
+    let context = Context {
+        hub: &hub,
+        page_tokens: &page_tokens,
+        user: holder.user_id,
+        request_id: &request_id,
+    };
+    let Connection { id, queue, closed } = hub.connect(holder, slot, &request_id);
     let (sink, mut incoming) = socket.split();
     let answered = Arc::new(AtomicBool::new(true));
     let mut writer = tokio::spawn(write(sink, queue, closed, Arc::clone(&answered)));
@@ -78,18 +104,48 @@ pub(super) async fn session(
             Message::Binary(_) => String::new(),
             Message::Ping(_) => continue,
         };
-        let answer = if limiter.check().is_ok() {
-            answer(&hub, id, holder.user_id, &text, &request_id).await
-        } else {
+        let refusal = |status, code, detail: String| {
             Err(error_message(
                 None,
-                problem(
+                problem(status, code, detail, &request_id),
+            ))
+        };
+        let answer = if limiter.check().is_err() {
+            refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                ProblemCode::Throttled,
+                format!("At most {MESSAGES_PER_SECOND} messages a second; slow down."),
+            )
+        } else {
+            match hub.admit_message(&holder).await {
+                Ok(Verdict::Admitted) => answer(&context, id, &text).await,
+                Ok(Verdict::Throttled { retry_after }) => refusal(
                     StatusCode::TOO_MANY_REQUESTS,
                     ProblemCode::Throttled,
-                    format!("At most {MESSAGES_PER_SECOND} messages a second; slow down."),
-                    &request_id,
+                    ApiError::Throttled { retry_after }.to_string(),
                 ),
-            ))
+                Ok(Verdict::QuotaExceeded { retry_after }) => {
+                    let spent = error_message(
+                        None,
+                        problem(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            ProblemCode::QuotaExceeded,
+                            ApiError::QuotaExceeded { retry_after }.to_string(),
+                            &request_id,
+                        ),
+                    );
+                    hub.close(id, CLOSE_QUOTA, "the key's quota is spent", Some(spent));
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a stream message could not be metered");
+                    refusal(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ProblemCode::Unavailable,
+                        "The usage limiter did not answer; send the message again.".to_owned(),
+                    )
+                }
+            }
         };
         let text = match answer {
             Ok(text) => {
@@ -105,7 +161,7 @@ pub(super) async fn session(
             hub.send(id, &text);
         }
         if refusals >= REFUSALS_BEFORE_CLOSE {
-            hub.close(id, CLOSE_POLICY, "too many refused messages");
+            hub.close(id, CLOSE_POLICY, "too many refused messages", None);
         }
     }
     hub.disconnect(id);
@@ -113,15 +169,23 @@ pub(super) async fn session(
     writer.abort();
 }
 
-/// The answer to one client message from `user`: `Ok` for a routed one (`None` when the
-/// hub has queued it already, behind a replay), `Err` for an `error`.
-async fn answer(
-    hub: &Hub,
-    id: u64,
+/// What answering a socket's messages needs.
+struct Context<'a> {
+    hub: &'a Hub,
+    page_tokens: &'a PageTokens,
     user: Uuid,
-    text: &str,
-    request_id: &str,
-) -> Result<Option<String>, String> {
+    request_id: &'a str,
+}
+
+/// The answer to one client message of socket `id`: `Ok` for a routed one (`None` when
+/// the hub has queued it already, behind a replay), `Err` for an `error`.
+async fn answer(context: &Context<'_>, id: u64, text: &str) -> Result<Option<String>, String> {
+    let Context {
+        hub,
+        user,
+        request_id,
+        ..
+    } = *context;
     let route = stream::route(text)
         .map_err(|rejected| error_message(None, rejection_problem(&rejected, request_id)))?;
     match route {
@@ -146,18 +210,17 @@ async fn answer(
                     problem(status, code, error.to_string(), request_id),
                 )
             };
-            let replay = subscribe.since.is_some();
-            hub.subscribe(id, topic, replay).await.map_err(refused)?;
-            let Some(since) = subscribe.since else {
-                return Ok(Some(json(&SubscribedMessage {
-                    type_: SubscribedMessageType::Subscribed,
-                    topic: subscribe.topic,
-                    id: subscribe.id,
-                    replayed: None,
-                    truncated: None,
-                })));
-            };
-            let (missed, truncated) = match hub.missed(user, topic, since).await {
+            let since =
+                match &subscribe.since {
+                    Some(since) => Some(position(context, topic, since).ok_or_else(|| {
+                        error_message(subscribe.id.clone(), bad_since(request_id))
+                    })?),
+                    None => None,
+                };
+            hub.subscribe(id, topic, since.is_some())
+                .await
+                .map_err(refused)?;
+            let missed = match hub.missed(user, topic, since).await {
                 Ok(missed) => missed,
                 Err(error) => {
                     hub.unsubscribe(id, topic);
@@ -168,11 +231,15 @@ async fn answer(
                 type_: SubscribedMessageType::Subscribed,
                 topic: subscribe.topic,
                 id: subscribe.id,
-                replayed: Some(i32::try_from(missed.len()).unwrap_or(i32::MAX)),
-                truncated: Some(truncated),
+                replayed: since.map(|_| i32::try_from(missed.tweets.len()).unwrap_or(i32::MAX)),
+                truncated: since.map(|_| missed.truncated),
+                newest: missed.newest,
             });
+            if since.is_none() {
+                return Ok(Some(subscribed));
+            }
             // The replay, this answer and what came meanwhile, in that order.
-            hub.finish_replay(id, topic, &missed, &subscribed);
+            hub.finish_replay(id, topic, &missed.tweets, &subscribed);
             Ok(None)
         }
         stream::Route::Unsubscribe(unsubscribe) => {
@@ -204,6 +271,36 @@ fn topic(
             ),
         )
     })
+}
+
+/// The tweet id a subscription's `since` stands for: a tweet id, or a page token of the
+/// topic's REST list (`timeline:<user>` for `home`, `tweets:<author>` for `user:`),
+/// whose cursor is the id of its page's last tweet. `None` for anything else.
+fn position(context: &Context<'_>, topic: Topic, since: &str) -> Option<Uuid> {
+    if let Ok(id) = since.parse() {
+        return Some(id);
+    }
+    let list = match topic {
+        Topic::Home => format!("timeline:{}", context.user),
+        Topic::User(author) => format!("tweets:{author}"),
+    };
+    context.page_tokens.verify(&list, since)?.parse().ok()
+}
+
+/// The problem of a `since` that is neither a tweet id nor the topic's page token.
+fn bad_since(request_id: &str) -> Problem {
+    let mut problem = problem(
+        StatusCode::BAD_REQUEST,
+        ProblemCode::InvalidRequest,
+        "The request has 1 invalid field.".to_owned(),
+        request_id,
+    );
+    problem.errors = vec![Violation {
+        in_: ViolationIn::Body,
+        pointer: "/since".to_owned(),
+        message: "neither a tweet id nor a page token of this topic's REST list".to_owned(),
+    }];
+    problem
 }
 
 fn error_message(id: Option<CorrelationId>, problem: Problem) -> String {

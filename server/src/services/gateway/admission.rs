@@ -21,12 +21,16 @@ use super::GatewayError;
 use super::ledger::UsageLedger;
 use super::limits::{Decision, PlanLimits, Verdict, quota_retry_after, throttle_retry_after};
 
-/// Decides whether a key may make a request now, and if so takes its token and quota unit.
+/// Decides whether a key may make a request now, and if so takes its token (when the
+/// plan throttles) and `units` of its quota (one for a request; the stream charges the
+/// messages it sent in batches). A key whose quota is spent is refused; one that has
+/// units left is admitted even when `units` takes it past the limit.
 pub trait Admission: Send + Sync {
     fn admit(
         &self,
         key_id: Uuid,
         limits: PlanLimits,
+        units: u64,
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Decision, GatewayError>>;
 }
@@ -68,6 +72,7 @@ impl Admission for InProcessAdmission {
         &self,
         key_id: Uuid,
         limits: PlanLimits,
+        units: u64,
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Decision, GatewayError>> {
         Box::pin(async move {
@@ -125,7 +130,7 @@ impl Admission for InProcessAdmission {
                 if limits.throttle.is_some() {
                     state.tokens -= 1.0;
                 }
-                state.used += 1;
+                state.used += units;
                 Verdict::Admitted
             };
             Ok(Decision::new(

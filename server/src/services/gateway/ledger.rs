@@ -41,14 +41,14 @@ impl UsageLedger {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts one admitted request of `key_id` on `day`.
-    pub fn count(&self, key_id: Uuid, day: NaiveDate) {
+    /// Counts `units` admitted requests (or stream messages) of `key_id` on `day`.
+    pub fn count(&self, key_id: Uuid, day: NaiveDate, units: u64) {
         *self
             .pending()
             .entry(key_id)
             .or_default()
             .entry(day)
-            .or_default() += 1;
+            .or_default() += units;
     }
 
     /// Requests admitted for a key on UTC days `since..`: written, and counted here but not

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
 /// A quota period, in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Period {
     Day,
     Week,
@@ -48,8 +48,8 @@ impl Period {
     }
 }
 
-/// What a usage plan allows.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a usage plan allows (kept in stream tickets, which may be in Redis).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlanLimits {
     /// Requests per second, and the bucket size.
     pub throttle: Option<(f64, f64)>,

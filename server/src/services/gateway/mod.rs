@@ -63,6 +63,8 @@ pub struct ActiveKey {
     pub limits: PlanLimits,
     /// The plan lets the key refresh the response cache.
     pub may_refresh_cache: bool,
+    /// How many stream sockets the plan lets the key hold open.
+    pub stream_connection_limit: u32,
     /// The plan's and the key's IP policies, when either restricts anything (shared, so
     /// that the cache hands out a key without copying its lists).
     pub ip_policies: Option<Arc<[IpPolicy; 2]>>,
@@ -79,6 +81,7 @@ impl ActiveKey {
                 quota: None,
             },
             may_refresh_cache: false,
+            stream_connection_limit: u32::MAX,
             ip_policies: None,
         }
     }
@@ -216,6 +219,7 @@ impl Gateway {
                     }),
                 },
                 may_refresh_cache: plan.allow_cache_refresh,
+                stream_connection_limit: plan.stream_connection_limit,
                 ip_policies: (!plan.ip_policy.is_open() || !key.ip_policy.is_open())
                     .then(|| Arc::new([plan.ip_policy, key.ip_policy])),
             })
@@ -242,14 +246,14 @@ impl Gateway {
             return Err(ApiError::IpNotAllowed);
         }
         let now = chrono::Utc::now();
-        let decision = self.admission.admit(key.id, key.limits, now).await?;
+        let decision = self.admission.admit(key.id, key.limits, 1, now).await?;
         if let Some(slot) = request.extensions().get::<RateLimitSlot>() {
             let _ = slot.0.set(decision);
         }
         match decision.verdict {
             Verdict::Admitted => {
                 crate::infra::metrics::gateway_decision(key.plan_id, "admitted");
-                self.ledger.count(key.id, now.date_naive());
+                self.ledger.count(key.id, now.date_naive(), 1);
                 Ok(key)
             }
             Verdict::Throttled { retry_after } => {
@@ -261,6 +265,33 @@ impl Gateway {
                 Err(ApiError::QuotaExceeded { retry_after })
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Meters stream messages of a key: `units` messages its client sent or it was sent,
+    /// under `limits` (a socket keeps those of its ticket). Admitted units count in the
+    /// usage reports like requests; the verdict says whether the quota (and the throttle,
+    /// when `limits` has one) admitted them.
+    pub async fn meter(
+        &self,
+        key_id: Uuid,
+        plan_id: Uuid,
+        limits: PlanLimits,
+        units: u64,
+    ) -> Result<Decision, GatewayError> {
+        let now = chrono::Utc::now();
+        let decision = self.admission.admit(key_id, limits, units, now).await?;
+        let outcome = match decision.verdict {
+            Verdict::Admitted => {
+                self.ledger.count(key_id, now.date_naive(), units);
+                "admitted"
+            }
+            Verdict::Throttled { .. } => "throttled",
+            Verdict::QuotaExceeded { .. } => "quota_exceeded",
+        };
+        crate::infra::metrics::gateway_decision(plan_id, outcome);
+        Ok(decision)
     }
 }
 

@@ -37,7 +37,8 @@ use crate::infra::redis::{REDIS_TIMEOUT, SharedRedis};
 
 /// The admission script. `KEYS[1]` the bucket, `KEYS[2]` the quota counter; `ARGV`:
 /// rate per second and burst (0 and 0: no throttle), quota limit (0: none), seconds the
-/// counter lives, and the seed for a missing counter (-1: not read yet). Returns
+/// counter lives, the seed for a missing counter (-1: not read yet), and the quota units
+/// the request takes. Returns
 /// `{verdict, tokens left, used in the period}`, verdict `seed` when it needs the seed.
 const ADMIT_LUA: &str = r"
 local rate, burst, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -69,7 +70,7 @@ elseif limit > 0 and used >= limit then
   verdict = 'quota'
 else
   if rate > 0 then tokens = tokens - 1 end
-  if limit > 0 then used = redis.call('INCR', KEYS[2]) end
+  if limit > 0 then used = redis.call('INCRBY', KEYS[2], ARGV[6]) end
 end
 if rate > 0 then
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
@@ -98,6 +99,7 @@ impl RedisAdmission {
         &self,
         key_id: Uuid,
         limits: PlanLimits,
+        units: u64,
         now: DateTime<Utc>,
         seed: i64,
     ) -> Result<(String, String, u64), GatewayError> {
@@ -120,7 +122,8 @@ impl RedisAdmission {
             .arg(burst)
             .arg(limit)
             .arg(lives)
-            .arg(seed);
+            .arg(seed)
+            .arg(units);
         let invocation = invocation.invoke_async(&mut connection);
         match tokio::time::timeout(REDIS_TIMEOUT, invocation).await {
             Ok(Ok(reply)) => Ok(reply),
@@ -135,19 +138,20 @@ impl Admission for RedisAdmission {
         &self,
         key_id: Uuid,
         limits: PlanLimits,
+        units: u64,
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Decision, GatewayError>> {
         Box::pin(async move {
             if limits.throttle.is_none() && limits.quota.is_none() {
                 return Ok(Decision::new(Verdict::Admitted, limits, now, 0, 0.0));
             }
-            let mut reply = self.run(key_id, limits, now, -1).await?;
+            let mut reply = self.run(key_id, limits, units, now, -1).await?;
             if reply.0 == "seed" {
                 let start = limits.quota.map(|(_, period)| period.bounds(now).0);
                 let since = start.unwrap_or(now).date_naive();
                 let used = self.ledger.used_since(key_id, since).await?;
                 let seed = i64::try_from(used).unwrap_or(i64::MAX);
-                reply = self.run(key_id, limits, now, seed).await?;
+                reply = self.run(key_id, limits, units, now, seed).await?;
             }
             let (verdict, tokens, used) = reply;
             let tokens: f64 = tokens.parse().unwrap_or(0.0);

@@ -8,10 +8,11 @@ use uuid::Uuid;
 use super::Topic;
 use crate::domain::records::TweetRecord;
 use crate::generated::stream::{
-    LaggedMessage, LaggedMessageType, Topic as TopicName, TweetCreatedMessage,
-    TweetCreatedMessageType, TweetDeletedMessage, TweetDeletedMessageType,
+    ErrorMessage, ErrorMessageType, LaggedMessage, LaggedMessageType, Topic as TopicName,
+    TweetCreatedMessage, TweetCreatedMessageType, TweetDeletedMessage, TweetDeletedMessageType,
 };
-use crate::generated::types;
+use crate::generated::types::{self, ProblemCode};
+use crate::http::error::problem;
 
 pub(super) fn created_message(tweet: &TweetRecord, topic: Topic) -> Arc<str> {
     json(&TweetCreatedMessage {
@@ -41,6 +42,22 @@ pub(super) fn lagged_message(last_tweet_id: Option<Uuid>) -> String {
     json(&LaggedMessage {
         type_: LaggedMessageType::Lagged,
         last_tweet_id,
+    })
+    .to_string()
+}
+
+/// The `error` that ends a socket whose key's quota is spent (it resets in `resets_in`
+/// seconds); `request_id` is the upgrade's.
+pub(super) fn quota_spent_message(resets_in: u64, request_id: &str) -> String {
+    json(&ErrorMessage {
+        type_: ErrorMessageType::Error,
+        id: None,
+        problem: problem(
+            poem::http::StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::QuotaExceeded,
+            format!("This API key's quota is spent; it resets in {resets_in} s."),
+            request_id,
+        ),
     })
     .to_string()
 }

@@ -29,15 +29,25 @@
 //! event came while or after the query ran) is sent once. So nothing committed around the
 //! switch is missed or repeated.
 //!
+//! **Metered like requests.** A socket takes a [`slots::Slot`] of its key's plan's
+//! `stream_connection_limit` before its upgrade ([`slots`]); each client message is
+//! admitted by the gateway like a request ([`Hub::admit_message`]), and the messages
+//! queued to a socket are charged to its key's quota and usage report once a second, in
+//! one batch per key ([`Hub::meter`]). A key whose quota runs out has its sockets closed
+//! with [`CLOSE_QUOTA`].
+//!
 //! **Homes follow follows.** A `home` subscription holds the user's followees, read from
 //! the database when it is made and kept current by `user.followed` / `user.unfollowed`;
 //! a follow that commits while the list is being read is recorded and applied after it,
 //! so none is lost between the read and the registration.
 
 mod messages;
+pub mod slots;
 mod socket;
 mod subscriptions;
 pub mod tickets;
+
+pub use self::subscriptions::Missed;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -48,13 +58,17 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use self::messages::{created_message, deleted_message, lagged_message};
+use self::messages::{created_message, deleted_message, lagged_message, quota_spent_message};
+use self::slots::{Slot, Slots};
 use self::socket::{Socket, close, deliver, push};
 use self::tickets::Holder;
 use crate::domain::events::Event;
 use crate::domain::records::TweetRecord;
+use crate::infra::redis::SharedRedis;
 use crate::infra::store::{SharedStore, StoreError};
 use crate::services::events::{Origin, Subscriber};
+use crate::services::gateway::limits::{PlanLimits, Verdict};
+use crate::services::gateway::{Gateway, GatewayError};
 
 /// Close code: the server is going away (shutting down); reconnect.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -64,6 +78,8 @@ pub const CLOSE_LAGGED: u16 = 4000;
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 /// Close code: the client broke the rules (too many messages, missed heartbeats).
 pub const CLOSE_POLICY: u16 = 4008;
+/// Close code: the key's quota is spent; reconnect when it resets.
+pub const CLOSE_QUOTA: u16 = 4029;
 
 /// How many messages wait for a socket before it counts as lagging.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -135,6 +151,9 @@ pub struct Hub {
     /// This hub, for the tasks it spawns.
     me: Weak<Hub>,
     store: SharedStore,
+    gateway: Arc<Gateway>,
+    /// The sockets each key holds open, against its plan's limit.
+    pub slots: Arc<Slots>,
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     /// Notified when the last socket disconnects.
@@ -158,13 +177,26 @@ struct Registry {
     homes_by_author: HashMap<Uuid, HashSet<u64>>,
     /// User → that user's sockets.
     by_user: HashMap<Uuid, HashSet<u64>>,
+    /// The messages queued to sockets that have gone, not yet charged, by key.
+    uncharged: HashMap<Uuid, Charge>,
+}
+
+/// Messages to charge to a key.
+#[derive(Debug, Clone, Copy)]
+struct Charge {
+    plan_id: Uuid,
+    limits: PlanLimits,
+    messages: u64,
 }
 
 impl Hub {
-    pub fn new(store: SharedStore) -> Arc<Self> {
+    /// The hub of this instance; `redis` when instances share one (for the slots).
+    pub fn new(store: SharedStore, gateway: Arc<Gateway>, redis: Option<SharedRedis>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             store,
+            gateway,
+            slots: Slots::new(redis),
             registry: Mutex::default(),
             next_id: AtomicU64::new(1),
             emptied: tokio::sync::Notify::new(),
@@ -176,8 +208,9 @@ impl Hub {
         self.lock().sockets.len()
     }
 
-    /// Registers a new socket for `holder`.
-    pub fn connect(&self, holder: Holder) -> Connection {
+    /// Registers a new socket for `holder`, holding `slot` until it disconnects;
+    /// `request_id` is its upgrade's, named in the problems the hub sends it.
+    pub fn connect(&self, holder: Holder, slot: Slot, request_id: &str) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (close, closed) = oneshot::channel();
@@ -186,6 +219,9 @@ impl Hub {
             id,
             Socket {
                 holder,
+                _slot: slot,
+                request_id: Arc::from(request_id),
+                queued: 0,
                 queue,
                 close: Some(close),
                 authors: HashSet::new(),
@@ -222,6 +258,9 @@ impl Hub {
             }
         }
         remove(&mut registry.by_user, socket.holder.user_id, id);
+        if socket.queued > 0 {
+            add_charge(&mut registry.uncharged, &socket.holder, socket.queued);
+        }
         if registry.sockets.is_empty() {
             self.emptied.notify_waiters();
         }
@@ -246,11 +285,88 @@ impl Hub {
         }
     }
 
-    /// Closes one socket (its own session decided so).
-    pub fn close(&self, id: u64, code: u16, reason: &'static str) {
+    /// Closes one socket (its own session decided so), sending `last_message` (past
+    /// the queue) before the close frame.
+    pub fn close(&self, id: u64, code: u16, reason: &'static str, last_message: Option<String>) {
         let mut registry = self.lock();
         if let Some(socket) = registry.sockets.get_mut(&id) {
-            close(socket, code, reason, None);
+            close(socket, code, reason, last_message);
+        }
+    }
+
+    /// Admits one client message of `holder`'s socket through the gateway, as a request
+    /// of its key: a throttle token and a quota unit, counted in the usage report.
+    pub async fn admit_message(&self, holder: &Holder) -> Result<Verdict, GatewayError> {
+        let decision = self
+            .gateway
+            .meter(holder.key_id, holder.plan_id, holder.limits, 1)
+            .await?;
+        Ok(decision.verdict)
+    }
+
+    /// Charges the messages queued since the last call to their keys' quotas and usage
+    /// reports, one batch per key, and closes with [`CLOSE_QUOTA`] the sockets of a key
+    /// whose quota is now spent. The server calls it every second and at shutdown; a
+    /// batch the gateway could not take waits for the next call.
+    pub async fn meter(&self) {
+        let charges = {
+            let mut registry = self.lock();
+            let registry = &mut *registry;
+            let mut charges = std::mem::take(&mut registry.uncharged);
+            for socket in registry.sockets.values_mut() {
+                if socket.queued > 0 {
+                    add_charge(&mut charges, &socket.holder, socket.queued);
+                    socket.queued = 0;
+                }
+            }
+            charges
+        };
+        for (key_id, charge) in charges {
+            // Sent messages take quota, not throttle tokens: they are gone already.
+            let limits = PlanLimits {
+                throttle: None,
+                ..charge.limits
+            };
+            match self
+                .gateway
+                .meter(key_id, charge.plan_id, limits, charge.messages)
+                .await
+            {
+                Ok(decision) => {
+                    let spent = matches!(decision.verdict, Verdict::QuotaExceeded { .. })
+                        || decision.quota.is_some_and(|quota| quota.remaining == 0);
+                    if spent {
+                        let resets_in = decision.quota.map_or(0, |quota| quota.resets_in);
+                        self.close_key(key_id, resets_in);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %key_id, "stream messages not charged yet; retrying");
+                    let mut registry = self.lock();
+                    let pending = registry.uncharged.entry(key_id).or_insert(Charge {
+                        messages: 0,
+                        ..charge
+                    });
+                    pending.messages += charge.messages;
+                }
+            }
+        }
+    }
+
+    /// Closes every socket of `key_id` as out of quota (until it resets in `resets_in`
+    /// seconds), after an `error` saying so.
+    fn close_key(&self, key_id: Uuid, resets_in: u64) {
+        let mut registry = self.lock();
+        for socket in registry.sockets.values_mut() {
+            if socket.holder.key_id == key_id {
+                let message = quota_spent_message(resets_in, &socket.request_id);
+                close(
+                    socket,
+                    CLOSE_QUOTA,
+                    "the key's quota is spent",
+                    Some(message),
+                );
+            }
         }
     }
 
@@ -389,6 +505,17 @@ impl Subscriber for Hub {
             }
         }
     }
+}
+
+fn add_charge(charges: &mut HashMap<Uuid, Charge>, holder: &Holder, messages: u64) {
+    charges
+        .entry(holder.key_id)
+        .or_insert(Charge {
+            plan_id: holder.plan_id,
+            limits: holder.limits,
+            messages: 0,
+        })
+        .messages += messages;
 }
 
 fn remove(index: &mut HashMap<Uuid, HashSet<u64>>, key: Uuid, id: u64) {

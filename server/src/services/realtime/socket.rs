@@ -9,11 +9,18 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::messages::lagged_message;
+use super::slots::Slot;
 use super::tickets::Holder;
 use super::{CLOSE_LAGGED, Close, QUEUE_CAPACITY, Topic};
 
 pub(super) struct Socket {
     pub(super) holder: Holder,
+    /// Its place in its key's count of open sockets, given back with the socket.
+    pub(super) _slot: Slot,
+    /// The upgrade's request id.
+    pub(super) request_id: Arc<str>,
+    /// Messages queued since they were last charged to the key's quota.
+    pub(super) queued: u64,
     pub(super) queue: mpsc::Sender<Arc<str>>,
     pub(super) close: Option<oneshot::Sender<Close>>,
     pub(super) authors: HashSet<Uuid>,
@@ -70,6 +77,7 @@ pub(super) fn deliver(
 pub(super) fn push(socket: &mut Socket, message: &Arc<str>, tweet_id: Option<Uuid>) {
     match socket.queue.try_send(Arc::clone(message)) {
         Ok(()) => {
+            socket.queued += 1;
             if tweet_id.is_some() {
                 socket.last_tweet_id = tweet_id;
             }

@@ -13,6 +13,17 @@ use super::{Hub, MAX_TOPICS, REPLAY_LIMIT, SubscribeError, Topic, remove};
 use crate::domain::records::TweetRecord;
 use crate::infra::store::StoreError;
 
+/// What a subscription missed, and where its topic stands.
+#[derive(Debug)]
+pub struct Missed {
+    /// Oldest first, at most [`REPLAY_LIMIT`] (the most recent ones).
+    pub tweets: Vec<TweetRecord>,
+    /// More were missed than `tweets` holds.
+    pub truncated: bool,
+    /// The id of the topic's newest tweet, if it has any.
+    pub newest: Option<Uuid>,
+}
+
 impl Hub {
     /// Makes socket `id` follow `topic`. Idempotent. With `replay`, what is pushed to the
     /// topic waits until [`Hub::finish_replay`] (or [`Hub::unsubscribe`]).
@@ -126,31 +137,40 @@ impl Hub {
         }
     }
 
-    /// The tweets of `topic`, as `user` sees them, posted after the tweet `since`: oldest
-    /// first, at most [`REPLAY_LIMIT`] (the most recent ones); and whether more were
-    /// missed than that. Read by the REST timelines' database queries, not from the home
-    /// feeds: the fan-out fills a follower's feed a moment after the commit (and after
-    /// the tweet's event), and a replay read from a feed not yet filled would leave a gap.
+    /// The tweets of `topic`, as `user` sees them, posted after the tweet `since` (none
+    /// without it), and the topic's newest tweet. Read by the REST timelines' database
+    /// queries, not from the home feeds: the fan-out fills a follower's feed a moment
+    /// after the commit (and after the tweet's event), and a replay read from a feed not
+    /// yet filled would leave a gap.
     pub async fn missed(
         &self,
         user: Uuid,
         topic: Topic,
-        since: Uuid,
-    ) -> Result<(Vec<TweetRecord>, bool), StoreError> {
-        let limit = u32::try_from(REPLAY_LIMIT + 1).unwrap_or(u32::MAX);
-        let newest = match topic {
+        since: Option<Uuid>,
+    ) -> Result<Missed, StoreError> {
+        let wanted = if since.is_some() { REPLAY_LIMIT + 1 } else { 1 };
+        let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
+        let page = match topic {
             Topic::Home => self.store.timeline(user, None, limit).await?,
             Topic::User(author) => self.store.tweets_by(author, None, limit).await?,
         };
-        let mut missed: Vec<TweetRecord> = newest
-            .items
-            .into_iter()
-            .take_while(|tweet| tweet.id > since)
-            .collect();
-        let truncated = missed.len() > REPLAY_LIMIT;
-        missed.truncate(REPLAY_LIMIT);
-        missed.reverse();
-        Ok((missed, truncated))
+        let newest = page.items.first().map(|tweet| tweet.id);
+        let mut tweets: Vec<TweetRecord> = match since {
+            Some(since) => page
+                .items
+                .into_iter()
+                .take_while(|tweet| tweet.id > since)
+                .collect(),
+            None => Vec::new(),
+        };
+        let truncated = tweets.len() > REPLAY_LIMIT;
+        tweets.truncate(REPLAY_LIMIT);
+        tweets.reverse();
+        Ok(Missed {
+            tweets,
+            truncated,
+            newest,
+        })
     }
 
     /// Ends the replay of socket `id`'s `topic`: queues the `replayed` tweets (oldest

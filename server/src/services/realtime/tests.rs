@@ -2,20 +2,39 @@
 //! directory.
 
 use super::*;
+use crate::services::gateway::limits::Period;
 
 async fn hub() -> (Arc<Hub>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = crate::infra::store::open(None, dir.path(), &Default::default())
         .await
         .expect("store");
-    (Hub::new(store), dir)
+    let gateway = Arc::new(Gateway::in_process(Arc::clone(&store)));
+    (Hub::new(store, gateway, None), dir)
 }
 
+/// A holder of an unlimited key.
 fn holder(user_id: Uuid) -> Holder {
     Holder {
         user_id,
         key_id: Uuid::now_v7(),
+        plan_id: Uuid::now_v7(),
+        limits: PlanLimits {
+            throttle: None,
+            quota: None,
+        },
+        connection_limit: 10,
     }
+}
+
+async fn connect(hub: &Hub, holder: Holder) -> Connection {
+    let slot = hub
+        .slots
+        .take(holder.key_id, holder.connection_limit)
+        .await
+        .expect("slots")
+        .expect("a slot");
+    hub.connect(holder, slot, "request")
 }
 
 fn tweet(author_id: Uuid, n: usize) -> Event {
@@ -32,7 +51,7 @@ fn tweet(author_id: Uuid, n: usize) -> Event {
 #[tokio::test]
 async fn a_full_queue_closes_the_socket_as_lagged() {
     let (hub, _dir) = hub().await;
-    let mut connection = hub.connect(holder(Uuid::now_v7()));
+    let mut connection = connect(&hub, holder(Uuid::now_v7())).await;
     for _ in 0..QUEUE_CAPACITY {
         hub.send(connection.id, "{}");
     }
@@ -47,8 +66,8 @@ async fn a_full_queue_closes_the_socket_as_lagged() {
 async fn a_socket_that_stops_reading_does_not_hold_up_the_others() {
     let (hub, _dir) = hub().await;
     let author = Uuid::now_v7();
-    let stuck = hub.connect(holder(author));
-    let mut reading = hub.connect(holder(author));
+    let stuck = connect(&hub, holder(author)).await;
+    let mut reading = connect(&hub, holder(author)).await;
     hub.subscribe(stuck.id, Topic::Home, false)
         .await
         .expect("home");
@@ -76,8 +95,8 @@ async fn a_socket_that_stops_reading_does_not_hold_up_the_others() {
 #[tokio::test]
 async fn missing_other_instances_events_closes_every_socket_as_lagged() {
     let (hub, _dir) = hub().await;
-    let first = hub.connect(holder(Uuid::now_v7()));
-    let second = hub.connect(holder(Uuid::now_v7()));
+    let first = connect(&hub, holder(Uuid::now_v7())).await;
+    let second = connect(&hub, holder(Uuid::now_v7())).await;
     hub.set_in_sync(false);
     for connection in [first, second] {
         assert_eq!(connection.closed.await.expect("closed").code, CLOSE_LAGGED);
@@ -88,7 +107,7 @@ async fn missing_other_instances_events_closes_every_socket_as_lagged() {
 async fn disconnecting_forgets_the_socket_everywhere() {
     let (hub, _dir) = hub().await;
     let author = Uuid::now_v7();
-    let connection = hub.connect(holder(author));
+    let connection = connect(&hub, holder(author)).await;
     hub.subscribe(connection.id, Topic::Home, false)
         .await
         .expect("home");
@@ -97,6 +116,69 @@ async fn disconnecting_forgets_the_socket_everywhere() {
     let registry = hub.lock();
     assert!(registry.homes_by_author.is_empty());
     assert!(registry.by_user.is_empty());
+}
+
+#[tokio::test]
+async fn messages_sent_are_charged_to_the_quota_and_a_spent_quota_closes_the_keys_sockets() {
+    let (hub, _dir) = hub().await;
+    let spending = Holder {
+        limits: PlanLimits {
+            throttle: None,
+            quota: Some((5, Period::Day)),
+        },
+        ..holder(Uuid::now_v7())
+    };
+    let mut first = connect(&hub, spending).await;
+    let second = connect(&hub, spending).await;
+    let other = connect(&hub, holder(Uuid::now_v7())).await;
+    for _ in 0..2 {
+        hub.send(first.id, "{}");
+    }
+    hub.meter().await;
+    assert!(first.closed.try_recv().is_err(), "2 of 5 spent");
+    assert_eq!(
+        hub.admit_message(&spending).await.expect("metered"),
+        Verdict::Admitted,
+        "3 of 5"
+    );
+    hub.send(second.id, "{}");
+    hub.send(other.id, "{}");
+    hub.disconnect(other.id);
+    hub.send(first.id, "{}");
+    hub.meter().await;
+    for connection in [first, second] {
+        let close = connection.closed.await.expect("closed");
+        assert_eq!(close.code, CLOSE_QUOTA);
+        let error: serde_json::Value =
+            serde_json::from_str(&close.last_message.expect("an error first")).expect("JSON");
+        assert_eq!(error["problem"]["code"], "quota_exceeded", "{error}");
+        assert_eq!(error["problem"]["request_id"], "request");
+    }
+    assert!(matches!(
+        hub.admit_message(&spending).await.expect("metered"),
+        Verdict::QuotaExceeded { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_key_holds_no_more_sockets_than_its_plan_allows() {
+    let (hub, _dir) = hub().await;
+    let holder = Holder {
+        connection_limit: 1,
+        ..holder(Uuid::now_v7())
+    };
+    let connection = connect(&hub, holder).await;
+    let refused = hub.slots.take(holder.key_id, 1).await.expect("slots");
+    assert!(refused.is_none(), "the second socket is refused");
+    hub.disconnect(connection.id);
+    assert!(
+        hub.slots
+            .take(holder.key_id, 1)
+            .await
+            .expect("slots")
+            .is_some(),
+        "a socket that went gave its slot back"
+    );
 }
 
 #[test]

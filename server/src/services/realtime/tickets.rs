@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::infra::redis::{REDIS_TIMEOUT, SharedRedis};
+use crate::services::gateway::limits::PlanLimits;
 
 /// How long a ticket opens a stream.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
@@ -30,11 +31,18 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 /// What every ticket starts with, so that one is recognised in a leaked text.
 const PREFIX: &str = "st_";
 
-/// Who a ticket lets in: the user, under the key that asked for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Who a ticket lets in: the user, under the key that asked for it, with the limits of
+/// the key's plan when it asked (a socket keeps them; a ticket of a release that kept
+/// fewer fields is refused, and the client asks for another).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Holder {
     pub user_id: Uuid,
     pub key_id: Uuid,
+    pub plan_id: Uuid,
+    /// The plan's throttle and quota, which the socket's messages count against.
+    pub limits: PlanLimits,
+    /// How many sockets the key may hold open.
+    pub connection_limit: u32,
 }
 
 /// A ticket as issued: the secret, once.
@@ -149,6 +157,12 @@ mod tests {
         Holder {
             user_id: Uuid::now_v7(),
             key_id: Uuid::now_v7(),
+            plan_id: Uuid::now_v7(),
+            limits: PlanLimits {
+                throttle: None,
+                quota: None,
+            },
+            connection_limit: 1,
         }
     }
 

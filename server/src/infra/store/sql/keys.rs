@@ -166,6 +166,7 @@ impl<DB: Backend> KeyStore for SqlStore<DB> {
                  p.name AS plan_name, p.description AS plan_description,
                  p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period,
                  p.allow_cache_refresh, p.ip_allow AS plan_ip_allow, p.ip_deny AS plan_ip_deny, p.webhook_limit,
+                 p.stream_connection_limit,
                  p.created_at AS plan_created_at
              FROM api_keys k JOIN usage_plans p ON p.id = k.plan_id
              WHERE k.secret_hash = $1",

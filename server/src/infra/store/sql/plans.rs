@@ -22,8 +22,8 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
         let insert = Self::query(
             "INSERT INTO usage_plans (name, description, throttle_rate, throttle_burst,
                  quota_limit, quota_period, allow_cache_refresh, ip_allow, ip_deny, webhook_limit,
-                 id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 stream_connection_limit, id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         );
         let columns = SettingsColumns::of(&settings);
         let _turn = self.turn().await;
@@ -80,8 +80,9 @@ impl<DB: Backend> PlanStore for SqlStore<DB> {
         let sql = concat!(
             "UPDATE usage_plans SET name = $1, description = $2, throttle_rate = $3,
                  throttle_burst = $4, quota_limit = $5, quota_period = $6,
-                 allow_cache_refresh = $7, ip_allow = $8, ip_deny = $9, webhook_limit = $10
-             WHERE id = $11 RETURNING ",
+                 allow_cache_refresh = $7, ip_allow = $8, ip_deny = $9, webhook_limit = $10,
+                 stream_connection_limit = $11
+             WHERE id = $12 RETURNING ",
             plan_columns!()
         );
         let columns = SettingsColumns::of(&settings);
@@ -136,9 +137,9 @@ impl<'s> SettingsColumns<'s> {
         }
     }
 
-    /// Binds them as `$1` to `$10`: name, description, throttle rate and burst, quota
+    /// Binds them as `$1` to `$11`: name, description, throttle rate and burst, quota
     /// limit and period, whether the plan may refresh the cache, its IP allow and deny
-    /// lists, and its keys' webhook limit.
+    /// lists, and its keys' webhook and stream connection limits.
     fn bind<'q, DB: Backend>(&'q self, query: Q<'q, DB>) -> Q<'q, DB> {
         let settings = self.settings;
         query
@@ -152,5 +153,6 @@ impl<'s> SettingsColumns<'s> {
             .arg(self.ip_allow.as_str())
             .arg(self.ip_deny.as_str())
             .arg(i64::from(settings.webhook_limit))
+            .arg(i64::from(settings.stream_connection_limit))
     }
 }

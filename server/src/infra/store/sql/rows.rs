@@ -26,7 +26,7 @@ pub(super) use user_columns;
 macro_rules! plan_columns {
     () => {
         "id, name, description, throttle_rate, throttle_burst, quota_limit, quota_period, \
-         allow_cache_refresh, ip_allow, ip_deny, webhook_limit, created_at"
+         allow_cache_refresh, ip_allow, ip_deny, webhook_limit, stream_connection_limit, created_at"
     };
 }
 pub(super) use plan_columns;
@@ -139,6 +139,7 @@ pub struct PlanRow {
     ip_allow: String,
     ip_deny: String,
     webhook_limit: i64,
+    stream_connection_limit: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -156,7 +157,8 @@ impl TryFrom<PlanRow> for PlanRecord {
             quota: row.quota_limit.zip(row.quota_period),
             allow_cache_refresh: row.allow_cache_refresh,
             ip_policy: ip_policy(&row.ip_allow, &row.ip_deny)?,
-            webhook_limit: webhook_limit(row.webhook_limit)?,
+            webhook_limit: limit(row.webhook_limit)?,
+            stream_connection_limit: limit(row.stream_connection_limit)?,
             created_at: row.created_at,
         })
     }
@@ -204,8 +206,9 @@ pub fn networks_column(networks: &[IpNet]) -> String {
 }
 
 /// The policy kept in an `ip_allow` and an `ip_deny` column.
-/// A plan's webhook limit (the table's check keeps it in 0..=1000).
-fn webhook_limit(column: i64) -> Result<u32, sqlx::Error> {
+/// A plan's webhook or stream connection limit (the table's checks keep them small and
+/// positive).
+fn limit(column: i64) -> Result<u32, sqlx::Error> {
     u32::try_from(column).map_err(|error| sqlx::Error::Decode(error.into()))
 }
 
@@ -238,6 +241,7 @@ pub struct KeyPlanRow {
     plan_ip_allow: String,
     plan_ip_deny: String,
     webhook_limit: i64,
+    stream_connection_limit: i64,
     plan_created_at: DateTime<Utc>,
 }
 
@@ -257,6 +261,7 @@ impl TryFrom<KeyPlanRow> for (KeyRecord, PlanRecord, String) {
             ip_allow: row.plan_ip_allow,
             ip_deny: row.plan_ip_deny,
             webhook_limit: row.webhook_limit,
+            stream_connection_limit: row.stream_connection_limit,
             created_at: row.plan_created_at,
         };
         Ok((row.key.try_into()?, plan.try_into()?, row.secret_hash))
