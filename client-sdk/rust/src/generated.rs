@@ -703,6 +703,17 @@ every address.
             Ok(Self(value.to_string()))
         }
     }
+    ///A key's admitted requests over a range of days.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct KeyTotal {
+        pub key_id: Id,
+        pub used: i64,
+    }
+    impl KeyTotal {
+        pub fn builder() -> builder::KeyTotal {
+            Default::default()
+        }
+    }
     ///`KeyUsage`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct KeyUsage {
@@ -1034,6 +1045,22 @@ every address.
         type Err = ::std::convert::Infallible;
         fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
+        }
+    }
+    ///`PlanUsageHistory`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct PlanUsageHistory {
+        ///Every day of the range, oldest first, summed over the plan's keys.
+        pub days: ::std::vec::Vec<UsageDay>,
+        pub end_date: ::chrono::naive::NaiveDate,
+        pub plan_id: Id,
+        pub start_date: ::chrono::naive::NaiveDate,
+        ///The keys that used the most over the range, most first (at most ten).
+        pub top_keys: ::std::vec::Vec<KeyTotal>,
+    }
+    impl PlanUsageHistory {
+        pub fn builder() -> builder::PlanUsageHistory {
+            Default::default()
         }
     }
     ///An RFC 9457 problem document.
@@ -1421,6 +1448,35 @@ progenitor pages only with a plain string.
         type Err = ::std::convert::Infallible;
         fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
             Ok(Self(value.to_string()))
+        }
+    }
+    ///One UTC day of a key's (or a plan's) requests, by outcome.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UsageDay {
+        ///Of the admitted requests, those answered with a 4xx.
+        pub client_errors: i64,
+        pub date: ::chrono::naive::NaiveDate,
+        ///Requests refused with 429 by the throttle or the quota (not counted in `used`).
+        pub throttled: i64,
+        ///Requests admitted (counted against the quota), stream messages included.
+        pub used: i64,
+    }
+    impl UsageDay {
+        pub fn builder() -> builder::UsageDay {
+            Default::default()
+        }
+    }
+    ///`UsageHistory`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UsageHistory {
+        ///Every day of the range, oldest first.
+        pub days: ::std::vec::Vec<UsageDay>,
+        pub end_date: ::chrono::naive::NaiveDate,
+        pub start_date: ::chrono::naive::NaiveDate,
+    }
+    impl UsageHistory {
+        pub fn builder() -> builder::UsageHistory {
+            Default::default()
         }
     }
     ///`UsagePlan`
@@ -3579,6 +3635,64 @@ receive. At most 100.
             }
         }
         #[derive(Clone, Debug)]
+        pub struct KeyTotal {
+            key_id: ::std::result::Result<super::Id, ::std::string::String>,
+            used: ::std::result::Result<i64, ::std::string::String>,
+        }
+        impl ::std::default::Default for KeyTotal {
+            fn default() -> Self {
+                Self {
+                    key_id: Err("no value supplied for key_id".to_string()),
+                    used: Err("no value supplied for used".to_string()),
+                }
+            }
+        }
+        impl KeyTotal {
+            pub fn key_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for key_id: {e}")
+                    });
+                self
+            }
+            pub fn used<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.used = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for used: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<KeyTotal> for super::KeyTotal {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: KeyTotal,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    key_id: value.key_id?,
+                    used: value.used?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::KeyTotal> for KeyTotal {
+            fn from(value: super::KeyTotal) -> Self {
+                Self {
+                    key_id: Ok(value.key_id),
+                    used: Ok(value.used),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct KeyUsage {
             key_id: ::std::result::Result<super::Id, ::std::string::String>,
             period_end: ::std::result::Result<
@@ -4204,6 +4318,124 @@ receive. At most 100.
             fn from(value: super::PingData) -> Self {
                 Self {
                     webhook_id: Ok(value.webhook_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct PlanUsageHistory {
+            days: ::std::result::Result<
+                ::std::vec::Vec<super::UsageDay>,
+                ::std::string::String,
+            >,
+            end_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+            plan_id: ::std::result::Result<super::Id, ::std::string::String>,
+            start_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+            top_keys: ::std::result::Result<
+                ::std::vec::Vec<super::KeyTotal>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for PlanUsageHistory {
+            fn default() -> Self {
+                Self {
+                    days: Err("no value supplied for days".to_string()),
+                    end_date: Err("no value supplied for end_date".to_string()),
+                    plan_id: Err("no value supplied for plan_id".to_string()),
+                    start_date: Err("no value supplied for start_date".to_string()),
+                    top_keys: Err("no value supplied for top_keys".to_string()),
+                }
+            }
+        }
+        impl PlanUsageHistory {
+            pub fn days<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::UsageDay>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.days = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for days: {e}")
+                    });
+                self
+            }
+            pub fn end_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.end_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for end_date: {e}")
+                    });
+                self
+            }
+            pub fn plan_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Id>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.plan_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for plan_id: {e}")
+                    });
+                self
+            }
+            pub fn start_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.start_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for start_date: {e}")
+                    });
+                self
+            }
+            pub fn top_keys<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::KeyTotal>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.top_keys = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for top_keys: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<PlanUsageHistory> for super::PlanUsageHistory {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: PlanUsageHistory,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    days: value.days?,
+                    end_date: value.end_date?,
+                    plan_id: value.plan_id?,
+                    start_date: value.start_date?,
+                    top_keys: value.top_keys?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::PlanUsageHistory> for PlanUsageHistory {
+            fn from(value: super::PlanUsageHistory) -> Self {
+                Self {
+                    days: Ok(value.days),
+                    end_date: Ok(value.end_date),
+                    plan_id: Ok(value.plan_id),
+                    start_date: Ok(value.start_date),
+                    top_keys: Ok(value.top_keys),
                 }
             }
         }
@@ -4942,6 +5174,184 @@ receive. At most 100.
                 Self {
                     items: Ok(value.items),
                     next_page: Ok(value.next_page),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UsageDay {
+            client_errors: ::std::result::Result<i64, ::std::string::String>,
+            date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+            throttled: ::std::result::Result<i64, ::std::string::String>,
+            used: ::std::result::Result<i64, ::std::string::String>,
+        }
+        impl ::std::default::Default for UsageDay {
+            fn default() -> Self {
+                Self {
+                    client_errors: Err(
+                        "no value supplied for client_errors".to_string(),
+                    ),
+                    date: Err("no value supplied for date".to_string()),
+                    throttled: Err("no value supplied for throttled".to_string()),
+                    used: Err("no value supplied for used".to_string()),
+                }
+            }
+        }
+        impl UsageDay {
+            pub fn client_errors<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.client_errors = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for client_errors: {e}")
+                    });
+                self
+            }
+            pub fn date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for date: {e}")
+                    });
+                self
+            }
+            pub fn throttled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.throttled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for throttled: {e}")
+                    });
+                self
+            }
+            pub fn used<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.used = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for used: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageDay> for super::UsageDay {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UsageDay,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    client_errors: value.client_errors?,
+                    date: value.date?,
+                    throttled: value.throttled?,
+                    used: value.used?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UsageDay> for UsageDay {
+            fn from(value: super::UsageDay) -> Self {
+                Self {
+                    client_errors: Ok(value.client_errors),
+                    date: Ok(value.date),
+                    throttled: Ok(value.throttled),
+                    used: Ok(value.used),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UsageHistory {
+            days: ::std::result::Result<
+                ::std::vec::Vec<super::UsageDay>,
+                ::std::string::String,
+            >,
+            end_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+            start_date: ::std::result::Result<
+                ::chrono::naive::NaiveDate,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for UsageHistory {
+            fn default() -> Self {
+                Self {
+                    days: Err("no value supplied for days".to_string()),
+                    end_date: Err("no value supplied for end_date".to_string()),
+                    start_date: Err("no value supplied for start_date".to_string()),
+                }
+            }
+        }
+        impl UsageHistory {
+            pub fn days<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::UsageDay>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.days = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for days: {e}")
+                    });
+                self
+            }
+            pub fn end_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.end_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for end_date: {e}")
+                    });
+                self
+            }
+            pub fn start_date<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.start_date = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for start_date: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageHistory> for super::UsageHistory {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UsageHistory,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    days: value.days?,
+                    end_date: value.end_date?,
+                    start_date: value.start_date?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UsageHistory> for UsageHistory {
+            fn from(value: super::UsageHistory) -> Self {
+                Self {
+                    days: Ok(value.days),
+                    end_date: Ok(value.end_date),
+                    start_date: Ok(value.start_date),
                 }
             }
         }
@@ -7974,6 +8384,30 @@ let response = client.get_usage()
     pub fn get_usage(&self) -> builder::GetUsage<'_> {
         builder::GetUsage::new(self)
     }
+    /**Your API key's requests per day
+
+For each UTC day from `start_date` to `end_date`, the calling key's requests split
+by outcome: `used` (admitted, counted against the quota; realtime stream messages
+included), of which `client_errors` were answered with a 4xx, and `throttled`
+(refused with 429 by the throttle or the quota, not counted). Days without
+requests are there with zeros. Today's counts are at most a second old.
+
+
+Sends a `GET` request to `/v1/usage/history`
+
+Arguments:
+- `end_date`: The last day, UTC (at most 366 days after `start_date`).
+- `start_date`: The first day, UTC.
+```ignore
+let response = client.get_usage_history()
+    .end_date(end_date)
+    .start_date(start_date)
+    .send()
+    .await;
+```*/
+    pub fn get_usage_history(&self) -> builder::GetUsageHistory<'_> {
+        builder::GetUsageHistory::new(self)
+    }
     /**Usage of a plan's keys per UTC day
 
 For each key now in the plan (or only `key_id`), one `[used, remaining]` pair per UTC
@@ -8004,6 +8438,30 @@ let response = client.get_usage_report()
 ```*/
     pub fn get_usage_report(&self) -> builder::GetUsageReport<'_> {
         builder::GetUsageReport::new(self)
+    }
+    /**A plan's requests per day, and its busiest keys
+
+For each UTC day from `start_date` to `end_date`, the requests of every key now in
+the plan, split by outcome as in `GET /v1/usage/history`, and the ten keys that
+used the most over the range.
+
+
+Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}/history`
+
+Arguments:
+- `plan_id`: A usage plan's id.
+- `end_date`: The last day, UTC (at most 366 days after `start_date`).
+- `start_date`: The first day, UTC.
+```ignore
+let response = client.get_plan_usage_history()
+    .plan_id(plan_id)
+    .end_date(end_date)
+    .start_date(start_date)
+    .send()
+    .await;
+```*/
+    pub fn get_plan_usage_history(&self) -> builder::GetPlanUsageHistory<'_> {
+        builder::GetPlanUsageHistory::new(self)
     }
     /**Upload your profile picture
 
@@ -11693,6 +12151,123 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::get_usage_history`]
+
+[`Client::get_usage_history`]: super::Client::get_usage_history*/
+    #[derive(Debug, Clone)]
+    pub struct GetUsageHistory<'a> {
+        client: &'a super::Client,
+        end_date: Result<::chrono::naive::NaiveDate, String>,
+        start_date: Result<::chrono::naive::NaiveDate, String>,
+    }
+    impl<'a> GetUsageHistory<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                end_date: Err("end_date was not initialized".to_string()),
+                start_date: Err("start_date was not initialized".to_string()),
+            }
+        }
+        pub fn end_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.end_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for end_date failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn start_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.start_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for start_date failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/usage/history`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::UsageHistory>, Error<types::Problem>> {
+            let Self { client, end_date, start_date } = self;
+            let end_date = end_date.map_err(Error::InvalidRequest)?;
+            let start_date = start_date.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/usage/history", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("end_date", &end_date))
+                .query(&progenitor_client::QueryParam::new("start_date", &start_date))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_usage_history",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_usage_report`]
 
 [`Client::get_usage_report`]: super::Client::get_usage_report*/
@@ -11811,6 +12386,138 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_usage_report",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_plan_usage_history`]
+
+[`Client::get_plan_usage_history`]: super::Client::get_plan_usage_history*/
+    #[derive(Debug, Clone)]
+    pub struct GetPlanUsageHistory<'a> {
+        client: &'a super::Client,
+        plan_id: Result<types::Id, String>,
+        end_date: Result<::chrono::naive::NaiveDate, String>,
+        start_date: Result<::chrono::naive::NaiveDate, String>,
+    }
+    impl<'a> GetPlanUsageHistory<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                plan_id: Err("plan_id was not initialized".to_string()),
+                end_date: Err("end_date was not initialized".to_string()),
+                start_date: Err("start_date was not initialized".to_string()),
+            }
+        }
+        pub fn plan_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::Id>,
+        {
+            self.plan_id = value
+                .try_into()
+                .map_err(|_| "conversion to `Id` for plan_id failed".to_string());
+            self
+        }
+        pub fn end_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.end_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for end_date failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn start_date<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::naive::NaiveDate>,
+        {
+            self.start_date = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: chrono :: naive :: NaiveDate` for start_date failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/admin/v1/usage-plans/{plan_id}/history`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::PlanUsageHistory>, Error<types::Problem>> {
+            let Self { client, plan_id, end_date, start_date } = self;
+            let plan_id = plan_id.map_err(Error::InvalidRequest)?;
+            let end_date = end_date.map_err(Error::InvalidRequest)?;
+            let start_date = start_date.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/admin/v1/usage-plans/{}/history", client.baseurl, encode_path(&
+                plan_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("end_date", &end_date))
+                .query(&progenitor_client::QueryParam::new("start_date", &start_date))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_plan_usage_history",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -13590,6 +14297,15 @@ pub mod operations {
         if_none_match: false,
         paginated: false,
     };
+    /// `GET /v1/usage/history` (`get_usage_history`).
+    pub const GET_USAGE_HISTORY: Operation = Operation {
+        id: "get_usage_history",
+        method: "GET",
+        path: "/v1/usage/history",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
     /// `GET /admin/v1/usage-plans/{plan_id}/usage` (`get_usage_report`).
     pub const GET_USAGE_REPORT: Operation = Operation {
         id: "get_usage_report",
@@ -13597,6 +14313,15 @@ pub mod operations {
         path: "/admin/v1/usage-plans/{plan_id}/usage",
         idempotency_key: None,
         if_none_match: true,
+        paginated: false,
+    };
+    /// `GET /admin/v1/usage-plans/{plan_id}/history` (`get_plan_usage_history`).
+    pub const GET_PLAN_USAGE_HISTORY: Operation = Operation {
+        id: "get_plan_usage_history",
+        method: "GET",
+        path: "/admin/v1/usage-plans/{plan_id}/history",
+        idempotency_key: None,
+        if_none_match: false,
         paginated: false,
     };
     /// `PUT /v1/me/picture` (`put_picture`).
@@ -13738,7 +14463,9 @@ pub mod operations {
         ROTATE_API_KEY,
         DELETE_USER,
         GET_USAGE,
+        GET_USAGE_HISTORY,
         GET_USAGE_REPORT,
+        GET_PLAN_USAGE_HISTORY,
         PUT_PICTURE,
         GET_PICTURE,
         LIST_WEBHOOKS,
@@ -14125,6 +14852,18 @@ pub mod operations {
             builder::GetUsage::send(self)
         }
     }
+    impl<'a> OperationBuilder for builder::GetUsageHistory<'a> {
+        const OPERATION: Operation = GET_USAGE_HISTORY;
+        type Ok = types::UsageHistory;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetUsageHistory::send(self)
+        }
+    }
     impl<'a> OperationBuilder for builder::GetUsageReport<'a> {
         const OPERATION: Operation = GET_USAGE_REPORT;
         type Ok = types::UsageReport;
@@ -14138,6 +14877,18 @@ pub mod operations {
         }
     }
     impl<'a> ConditionalBuilder for builder::GetUsageReport<'a> {}
+    impl<'a> OperationBuilder for builder::GetPlanUsageHistory<'a> {
+        const OPERATION: Operation = GET_PLAN_USAGE_HISTORY;
+        type Ok = types::PlanUsageHistory;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::GetPlanUsageHistory::send(self)
+        }
+    }
     impl<'a> OperationBuilder for builder::PutPicture<'a> {
         const OPERATION: Operation = PUT_PICTURE;
         type Ok = types::Picture;

@@ -201,6 +201,18 @@ async fn unavailable(ctx: &Context) {
         .start_date(today)
         .end_date(today);
     assert_eq!(refusal(report.send().await), down);
+    let history = ctx
+        .anonymous
+        .get_usage_history()
+        .start_date(today)
+        .end_date(today);
+    assert_eq!(refusal(history.send().await), down);
+    let plan_history = admin
+        .get_plan_usage_history()
+        .plan_id(id.clone())
+        .start_date(today)
+        .end_date(today);
+    assert_eq!(refusal(plan_history.send().await), down);
     for refused in crate::webhooks::refusals(&ctx.anonymous, &id).await {
         assert_eq!(refused, down);
     }

@@ -291,12 +291,36 @@ pub enum KeyWrite<T> {
     UnknownPlan,
 }
 
-/// Admitted requests of one key on one UTC day.
+/// Requests of one key on one UTC day, by outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageCount {
     pub key_id: Uuid,
     pub day: NaiveDate,
+    pub tally: Tally,
+}
+
+/// Requests by outcome: admitted (`used`, what quotas count), of those answered with a
+/// 4xx, and refused with 429 by the throttle or the quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
     pub used: u64,
+    pub client_errors: u64,
+    pub throttled: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Self) {
+        self.used = self.used.saturating_add(other.used);
+        self.client_errors = self.client_errors.saturating_add(other.client_errors);
+        self.throttled = self.throttled.saturating_add(other.throttled);
+    }
+}
+
+/// A day of a key's (or a plan's) requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDay {
+    pub day: NaiveDate,
+    pub tally: Tally,
 }
 
 /// One page of a keyset-paginated list: the items, and the cursor of the last one when

@@ -203,6 +203,19 @@ pub trait AdminApi: Server {
         auth: GetUsageReportAuth<Self>,
         params: types::GetUsageReportParams,
     ) -> impl Future<Output = Result<GetUsageReportResponse, Self::Error>> + Send;
+    /// `GET /admin/v1/usage-plans/{plan_id}/history`
+    ///
+    /// A plan's requests per day, and its busiest keys
+    ///
+    /// For each UTC day from `start_date` to `end_date`, the requests of every key now in
+    /// the plan, split by outcome as in `GET /v1/usage/history`, and the ten keys that
+    /// used the most over the range.
+    fn get_plan_usage_history(
+        &self,
+        request: &poem::Request,
+        auth: GetPlanUsageHistoryAuth<Self>,
+        params: types::GetPlanUsageHistoryParams,
+    ) -> impl Future<Output = Result<GetPlanUsageHistoryResponse, Self::Error>> + Send;
 }
 /// The operations tagged `auth`.
 pub trait AuthApi: Server {
@@ -434,6 +447,21 @@ pub trait UsageApi: Server {
         request: &poem::Request,
         auth: GetUsageAuth<Self>,
     ) -> impl Future<Output = Result<GetUsageResponse, Self::Error>> + Send;
+    /// `GET /v1/usage/history`
+    ///
+    /// Your API key's requests per day
+    ///
+    /// For each UTC day from `start_date` to `end_date`, the calling key's requests split
+    /// by outcome: `used` (admitted, counted against the quota; realtime stream messages
+    /// included), of which `client_errors` were answered with a 4xx, and `throttled`
+    /// (refused with 429 by the throttle or the quota, not counted). Days without
+    /// requests are there with zeros. Today's counts are at most a second old.
+    fn get_usage_history(
+        &self,
+        request: &poem::Request,
+        auth: GetUsageHistoryAuth<Self>,
+        params: types::GetUsageHistoryParams,
+    ) -> impl Future<Output = Result<GetUsageHistoryResponse, Self::Error>> + Send;
 }
 /// The operations tagged `users`.
 pub trait UsersApi: Server {
@@ -4141,6 +4169,138 @@ async fn handle_get_usage<A: Api>(
     let response = api.get_usage(&request, auth).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// The verified credentials of `GetUsageHistory`.
+pub struct GetUsageHistoryAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static GET_USAGE_HISTORY: runtime::Operation = runtime::Operation {
+    id: "get_usage_history",
+    params: &[
+        runtime::Param {
+            name: "start_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "end_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_usage_history` may answer with.
+#[derive(Debug)]
+pub enum GetUsageHistoryResponse {
+    /// 200: The key's requests per day.
+    Ok(types::UsageHistory),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetUsageHistoryResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_usage_history<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_usage_history");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(GetUsageHistoryAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &GET_USAGE_HISTORY,
+            limits,
+        )
+        .await?;
+    let params: types::GetUsageHistoryParams = input.params()?;
+    let response = api
+        .get_usage_history(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// The verified credentials of `GetUsageReport`.
 pub struct GetUsageReportAuth<S: Server + ?Sized> {
     pub admin_auth: S::AdminAuth,
@@ -4298,6 +4458,149 @@ async fn handle_get_usage_report<A: Api>(
     let params: types::GetUsageReportParams = input.params()?;
     let response = api
         .get_usage_report(&request, auth, params)
+        .await
+        .map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
+/// The verified credentials of `GetPlanUsageHistory`.
+pub struct GetPlanUsageHistoryAuth<S: Server + ?Sized> {
+    pub admin_auth: S::AdminAuth,
+}
+static GET_PLAN_USAGE_HISTORY: runtime::Operation = runtime::Operation {
+    id: "get_plan_usage_history",
+    params: &[
+        runtime::Param {
+            name: "plan_id",
+            location: runtime::Location::Path,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "start_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+        runtime::Param {
+            name: "end_date",
+            location: runtime::Location::Query,
+            scalar: runtime::Scalar::String,
+            array: false,
+        },
+    ],
+    body: None,
+};
+/// The responses `get_plan_usage_history` may answer with.
+#[derive(Debug)]
+pub enum GetPlanUsageHistoryResponse {
+    /// 200: The plan's requests per day.
+    Ok(types::PlanUsageHistory),
+    /// 400: The request does not match this document; `errors[]` lists every violation.
+    BadRequest(types::Problem),
+    /// 401: The bearer token or the credentials are missing, malformed, expired or wrong.
+    Unauthorized {
+        body: types::Problem,
+        www_authenticate: Option<::std::string::String>,
+    },
+    /// 404: The resource does not exist.
+    NotFound(types::Problem),
+    /// 422: The request is well-formed but cannot be done, such as following yourself or reusing an idempotency key with another body.
+    UnprocessableEntity(types::Problem),
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for GetPlanUsageHistoryResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::BadRequest(body) => {
+                let mut response = runtime::json_response(
+                    400u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::Unauthorized { body, www_authenticate } => {
+                let mut response = runtime::json_response(
+                    401u16,
+                    "application/problem+json",
+                    &body,
+                );
+                if let Some(value) = &www_authenticate {
+                    runtime::set_header(&mut response, "www-authenticate", value);
+                }
+                response
+            }
+            Self::NotFound(body) => {
+                let mut response = runtime::json_response(
+                    404u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::UnprocessableEntity(body) => {
+                let mut response = runtime::json_response(
+                    422u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_get_plan_usage_history<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "get_plan_usage_history");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(admin_auth),) = (
+            runtime::credential(request, &ADMIN_AUTH_SCHEME),
+        ) {
+            break 'auth Some(GetPlanUsageHistoryAuth {
+                admin_auth: api
+                    .verify_admin_auth(request, admin_auth)
+                    .await
+                    .map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("adminAuth", &ADMIN_AUTH_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let mut input = runtime::extract(
+            &mut request,
+            &VALIDATORS,
+            &GET_PLAN_USAGE_HISTORY,
+            limits,
+        )
+        .await?;
+    let params: types::GetPlanUsageHistoryParams = input.params()?;
+    let response = api
+        .get_plan_usage_history(&request, auth, params)
         .await
         .map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
@@ -6049,6 +6352,16 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "get_usage_history",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
         "get_usage_report",
         &[
             "etag",
@@ -6298,6 +6611,24 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
         );
     let route = route
         .at(
+            "/admin/v1/usage-plans/:plan_id/history",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_get_plan_usage_history(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
             "/admin/v1/usage-plans/:plan_id/usage",
             {
                 let api = Arc::clone(&api);
@@ -6522,6 +6853,24 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                     async move {
                         match request.method().as_str() {
                             "GET" => handle_get_usage(&*api, request, limits).await,
+                            _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/usage/history",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "GET" => {
+                                handle_get_usage_history(&*api, request, limits).await
+                            }
                             _ => Err(runtime::method_not_allowed(&["GET"])),
                         }
                     }

@@ -426,6 +426,13 @@ pub struct GetPictureParams {
     pub if_none_match: ::std::option::Option<EntityTags>,
     pub user_id: Id,
 }
+///`GetPlanUsageHistoryParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetPlanUsageHistoryParams {
+    pub end_date: ::chrono::naive::NaiveDate,
+    pub plan_id: Id,
+    pub start_date: ::chrono::naive::NaiveDate,
+}
 ///`GetTimelineParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
 pub struct GetTimelineParams {
@@ -448,6 +455,12 @@ pub struct GetTweetParams {
     )]
     pub if_none_match: ::std::option::Option<EntityTags>,
     pub tweet_id: Id,
+}
+///`GetUsageHistoryParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct GetUsageHistoryParams {
+    pub end_date: ::chrono::naive::NaiveDate,
+    pub start_date: ::chrono::naive::NaiveDate,
 }
 ///`GetUsagePlanParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -771,6 +784,12 @@ impl ::std::str::FromStr for KeyPrefix {
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
     }
+}
+///A key's admitted requests over a range of days.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct KeyTotal {
+    pub key_id: Id,
+    pub used: i64,
 }
 ///`KeyUsage`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -1134,6 +1153,17 @@ impl ::std::str::FromStr for PlanName {
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
     }
+}
+///`PlanUsageHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct PlanUsageHistory {
+    ///Every day of the range, oldest first, summed over the plan's keys.
+    pub days: ::std::vec::Vec<UsageDay>,
+    pub end_date: ::chrono::naive::NaiveDate,
+    pub plan_id: Id,
+    pub start_date: ::chrono::naive::NaiveDate,
+    ///The keys that used the most over the range, most first (at most ten).
+    pub top_keys: ::std::vec::Vec<KeyTotal>,
 }
 ///An RFC 9457 problem document.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
@@ -1517,6 +1547,25 @@ pub struct UpdateUsagePlanParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
 pub struct UpdateWebhookParams {
     pub webhook_id: Id,
+}
+///One UTC day of a key's (or a plan's) requests, by outcome.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UsageDay {
+    ///Of the admitted requests, those answered with a 4xx.
+    pub client_errors: i64,
+    pub date: ::chrono::naive::NaiveDate,
+    ///Requests refused with 429 by the throttle or the quota (not counted in `used`).
+    pub throttled: i64,
+    ///Requests admitted (counted against the quota), stream messages included.
+    pub used: i64,
+}
+///`UsageHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+pub struct UsageHistory {
+    ///Every day of the range, oldest first.
+    pub days: ::std::vec::Vec<UsageDay>,
+    pub end_date: ::chrono::naive::NaiveDate,
+    pub start_date: ::chrono::naive::NaiveDate,
 }
 ///`UsagePlan`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]

@@ -487,6 +487,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your API key's requests per day
+         * @description For each UTC day from `start_date` to `end_date`, the calling key's requests split
+         *     by outcome: `used` (admitted, counted against the quota; realtime stream messages
+         *     included), of which `client_errors` were answered with a 4xx, and `throttled`
+         *     (refused with 429 by the throttle or the quota, not counted). Days without
+         *     requests are there with zeros. Today's counts are at most a second old.
+         */
+        get: operations["get_usage_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/v1/usage-plans/{plan_id}/usage": {
         parameters: {
             query?: never;
@@ -508,6 +532,34 @@ export interface paths {
          *     A plan without a quota reports `[used]`. The shape of AWS API Gateway's GetUsage.
          */
         get: operations["get_usage_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/usage-plans/{plan_id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A plan's requests per day, and its busiest keys
+         * @description For each UTC day from `start_date` to `end_date`, the requests of every key now in
+         *     the plan, split by outcome as in `GET /v1/usage/history`, and the ten keys that
+         *     used the most over the range.
+         */
+        get: operations["get_plan_usage_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1071,6 +1123,51 @@ export interface components {
              * @description What is left of the quota; absent when the plan has none.
              */
             remaining?: number;
+        };
+        /** @description One UTC day of a key's (or a plan's) requests, by outcome. */
+        UsageDay: {
+            /** Format: date */
+            date: string;
+            /**
+             * Format: int64
+             * @description Requests admitted (counted against the quota), stream messages included.
+             */
+            used: number;
+            /**
+             * Format: int64
+             * @description Of the admitted requests, those answered with a 4xx.
+             */
+            client_errors: number;
+            /**
+             * Format: int64
+             * @description Requests refused with 429 by the throttle or the quota (not counted in `used`).
+             */
+            throttled: number;
+        };
+        UsageHistory: {
+            /** Format: date */
+            start_date: string;
+            /** Format: date */
+            end_date: string;
+            /** @description Every day of the range, oldest first. */
+            days: components["schemas"]["UsageDay"][];
+        };
+        PlanUsageHistory: {
+            plan_id: components["schemas"]["Id"];
+            /** Format: date */
+            start_date: string;
+            /** Format: date */
+            end_date: string;
+            /** @description Every day of the range, oldest first, summed over the plan's keys. */
+            days: components["schemas"]["UsageDay"][];
+            /** @description The keys that used the most over the range, most first (at most ten). */
+            top_keys: components["schemas"]["KeyTotal"][];
+        };
+        /** @description A key's admitted requests over a range of days. */
+        KeyTotal: {
+            key_id: components["schemas"]["Id"];
+            /** Format: int64 */
+            used: number;
         };
         UsageReport: {
             plan_id: components["schemas"]["Id"];
@@ -3076,6 +3173,67 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    get_usage_history: {
+        parameters: {
+            query: {
+                /**
+                 * @description The first day, UTC.
+                 * @example 2026-11-01
+                 */
+                start_date: string;
+                /**
+                 * @description The last day, UTC (at most 366 days after `start_date`).
+                 * @example 2026-11-30
+                 */
+                end_date: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key's requests per day. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "start_date": "2026-11-29",
+                     *       "end_date": "2026-11-30",
+                     *       "days": [
+                     *         {
+                     *           "date": "2026-11-29",
+                     *           "used": 120,
+                     *           "client_errors": 3,
+                     *           "throttled": 0
+                     *         },
+                     *         {
+                     *           "date": "2026-11-30",
+                     *           "used": 42,
+                     *           "client_errors": 0,
+                     *           "throttled": 5
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsageHistory"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     get_usage_report: {
         parameters: {
             query: {
@@ -3140,6 +3298,69 @@ export interface operations {
                 };
             };
             304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    get_plan_usage_history: {
+        parameters: {
+            query: {
+                /**
+                 * @description The first day, UTC.
+                 * @example 2026-11-01
+                 */
+                start_date: string;
+                /**
+                 * @description The last day, UTC (at most 366 days after `start_date`).
+                 * @example 2026-11-30
+                 */
+                end_date: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A usage plan's id.
+                 * @example 01936c50-0000-7000-8000-000000000001
+                 */
+                plan_id: components["parameters"]["PlanId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plan's requests per day. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "start_date": "2026-11-30",
+                     *       "end_date": "2026-11-30",
+                     *       "days": [
+                     *         {
+                     *           "date": "2026-11-30",
+                     *           "used": 42,
+                     *           "client_errors": 0,
+                     *           "throttled": 5
+                     *         }
+                     *       ],
+                     *       "top_keys": [
+                     *         {
+                     *           "key_id": "01936c50-0000-7000-8000-000000000002",
+                     *           "used": 42
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PlanUsageHistory"];
+                };
+            };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];

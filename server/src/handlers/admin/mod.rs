@@ -13,9 +13,9 @@ mod usage_report;
 pub(super) use self::convert::to_api_plan;
 use self::convert::{ip_policy, settings, to_api_key, with_secret};
 use super::Handlers;
+use super::usage::{check_range, every_day};
 use super::{page_cursor, page_limit};
 use crate::domain::events::Event;
-use crate::generated::GetUsageReportResponse;
 use crate::generated::types;
 use crate::generated::types::ProblemCode;
 use crate::generated::{
@@ -27,6 +27,9 @@ use crate::generated::{
     CreateApiKeyResponse, CreateUsagePlanResponse, DeleteApiKeyResponse, DeleteUsagePlanResponse,
     GetApiKeyResponse, GetUsagePlanResponse, ListApiKeysResponse, ListUsagePlansResponse,
     RotateApiKeyResponse, UpdateApiKeyResponse, UpdateUsagePlanResponse,
+};
+use crate::generated::{
+    GetPlanUsageHistoryAuth, GetPlanUsageHistoryResponse, GetUsageReportResponse,
 };
 use crate::http::error::{ApiError, Result};
 use crate::infra::store::{KeyChanges, KeySettings, KeyWrite, PlanDeletion};
@@ -41,8 +44,8 @@ const PLAN_NOT_FOUND: ApiError = ApiError::Unprocessable {
     detail: "No usage plan has this plan_id.",
 };
 
-/// The longest range a usage report covers.
-const MAX_REPORT_DAYS: i64 = 366;
+/// How many keys a plan's usage history names.
+const TOP_KEYS: u32 = 10;
 
 impl AdminApi for Handlers {
     async fn list_usage_plans(
@@ -268,13 +271,7 @@ impl AdminApi for Handlers {
     ) -> Result<GetUsageReportResponse> {
         let state = &*self.state;
         let (start, end) = (params.start_date, params.end_date);
-        let days = (end - start).num_days() + 1;
-        if !(1..=MAX_REPORT_DAYS).contains(&days) {
-            return Err(ApiError::Unprocessable {
-                code: ProblemCode::InvalidDateRange,
-                detail: "end_date must be on or after start_date, and at most 366 days later.",
-            });
-        }
+        check_range(start, end)?;
         let plan_id = *params.plan_id;
         let plan = state.store.plan(plan_id).await?.ok_or(UNKNOWN_PLAN)?;
         // Counts admitted in the last second are written first, so the report is exact.
@@ -303,6 +300,37 @@ impl AdminApi for Handlers {
             start_date: start,
             end_date: end,
             items,
+        }))
+    }
+
+    async fn get_plan_usage_history(
+        &self,
+        _request: &poem::Request,
+        _auth: GetPlanUsageHistoryAuth<Self>,
+        params: types::GetPlanUsageHistoryParams,
+    ) -> Result<GetPlanUsageHistoryResponse> {
+        let state = &*self.state;
+        let (start, end) = (params.start_date, params.end_date);
+        check_range(start, end)?;
+        let plan_id = *params.plan_id;
+        state.store.plan(plan_id).await?.ok_or(UNKNOWN_PLAN)?;
+        state.gateway.flush().await?;
+        let (days, top_keys) = state
+            .store
+            .plan_history(plan_id, start, end, TOP_KEYS)
+            .await?;
+        Ok(GetPlanUsageHistoryResponse::Ok(types::PlanUsageHistory {
+            plan_id: params.plan_id,
+            start_date: start,
+            end_date: end,
+            days: every_day(days, start, end),
+            top_keys: top_keys
+                .into_iter()
+                .map(|(key_id, used)| types::KeyTotal {
+                    key_id: types::Id(key_id),
+                    used: i64::try_from(used).unwrap_or(i64::MAX),
+                })
+                .collect(),
         }))
     }
 }

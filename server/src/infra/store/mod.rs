@@ -279,6 +279,24 @@ pub trait UsageStore {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<(NaiveDate, u64)>, StoreError>;
+    /// A key's requests by outcome per UTC day, for days `from..=to` that have any,
+    /// oldest first.
+    async fn key_history(
+        &self,
+        key_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageDay>, StoreError>;
+    /// The requests by outcome per UTC day of the keys now in a plan, for days
+    /// `from..=to` that have any, oldest first; and the `top` keys that used the most
+    /// over those days, most first.
+    async fn plan_history(
+        &self,
+        plan_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+        top: u32,
+    ) -> Result<(Vec<UsageDay>, Vec<(Uuid, u64)>), StoreError>;
 }
 
 /// The outbox: the events that must never be lost, which the writes of tweets and follows

@@ -1,5 +1,7 @@
-//! The usage ledger: how many requests each key was admitted per UTC day, for usage
-//! reports, `GET /v1/usage`, and for seeding a quota counter at the start of a period.
+//! The usage ledger: how many requests each key was admitted per UTC day (and, for the
+//! usage histories, how many of those were answered with a 4xx and how many were refused
+//! with 429), for usage reports, `GET /v1/usage`, and for seeding a quota counter at the
+//! start of a period.
 //!
 //! Each instance counts what it admitted in memory and adds the counts to the database's
 //! `usage` table about once a second (and at shutdown), in one transaction, whatever
@@ -13,10 +15,10 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use crate::infra::store::{SharedStore, StoreError, UsageCount};
+use crate::infra::store::{SharedStore, StoreError, Tally, UsageCount};
 
-/// Admitted requests not yet written: key id → UTC day → count.
-type Pending = HashMap<Uuid, HashMap<NaiveDate, u64>>;
+/// Requests not yet written: key id → UTC day → counts.
+type Pending = HashMap<Uuid, HashMap<NaiveDate, Tally>>;
 
 pub struct UsageLedger {
     store: SharedStore,
@@ -24,6 +26,12 @@ pub struct UsageLedger {
     /// One flush at a time: a flush that finds nothing pending has still to wait for the
     /// one writing, or a report right after it would miss the counts in flight.
     flushing: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for UsageLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageLedger")
+    }
 }
 
 impl UsageLedger {
@@ -43,12 +51,27 @@ impl UsageLedger {
 
     /// Counts `units` admitted requests (or stream messages) of `key_id` on `day`.
     pub fn count(&self, key_id: Uuid, day: NaiveDate, units: u64) {
-        *self
-            .pending()
-            .entry(key_id)
-            .or_default()
-            .entry(day)
-            .or_default() += units;
+        self.add(key_id, day, |tally| tally.used += units);
+    }
+
+    /// Counts an admitted request of `key_id` on `day` that was answered with a 4xx.
+    pub fn count_client_error(&self, key_id: Uuid, day: NaiveDate) {
+        self.add(key_id, day, |tally| tally.client_errors += 1);
+    }
+
+    /// Counts a request of `key_id` on `day` refused by the throttle or the quota.
+    pub fn count_throttled(&self, key_id: Uuid, day: NaiveDate) {
+        self.add(key_id, day, |tally| tally.throttled += 1);
+    }
+
+    fn add(&self, key_id: Uuid, day: NaiveDate, change: impl FnOnce(&mut Tally)) {
+        change(
+            self.pending()
+                .entry(key_id)
+                .or_default()
+                .entry(day)
+                .or_default(),
+        );
     }
 
     /// Requests admitted for a key on UTC days `since..`: written, and counted here but not
@@ -58,7 +81,7 @@ impl UsageLedger {
         let unwritten: u64 = self.pending().get(&key_id).map_or(0, |days| {
             days.iter()
                 .filter(|(day, _)| **day >= since)
-                .map(|(_, n)| n)
+                .map(|(_, tally)| tally.used)
                 .sum()
         });
         Ok(written + unwritten)
@@ -72,7 +95,7 @@ impl UsageLedger {
             .into_iter()
             .flat_map(|(key_id, days)| {
                 days.into_iter()
-                    .map(move |(day, used)| UsageCount { key_id, day, used })
+                    .map(move |(day, tally)| UsageCount { key_id, day, tally })
             })
             .collect();
         if batch.is_empty() {
@@ -82,11 +105,12 @@ impl UsageLedger {
             // Keep the counts for the next flush: nothing admitted is lost.
             let mut pending = self.pending();
             for count in batch {
-                *pending
+                pending
                     .entry(count.key_id)
                     .or_default()
                     .entry(count.day)
-                    .or_default() += count.used;
+                    .or_default()
+                    .add(count.tally);
             }
             return Err(error);
         }

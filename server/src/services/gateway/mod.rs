@@ -248,7 +248,9 @@ impl Gateway {
         let now = chrono::Utc::now();
         let decision = self.admission.admit(key.id, key.limits, 1, now).await?;
         if let Some(slot) = request.extensions().get::<RateLimitSlot>() {
-            let _ = slot.0.set(decision);
+            let admitted =
+                (decision.verdict == Verdict::Admitted).then(|| (key.id, Arc::clone(&self.ledger)));
+            let _ = slot.0.set(Decided { decision, admitted });
         }
         match decision.verdict {
             Verdict::Admitted => {
@@ -258,10 +260,12 @@ impl Gateway {
             }
             Verdict::Throttled { retry_after } => {
                 crate::infra::metrics::gateway_decision(key.plan_id, "throttled");
+                self.ledger.count_throttled(key.id, now.date_naive());
                 Err(ApiError::Throttled { retry_after })
             }
             Verdict::QuotaExceeded { retry_after } => {
                 crate::infra::metrics::gateway_decision(key.plan_id, "quota_exceeded");
+                self.ledger.count_throttled(key.id, now.date_naive());
                 Err(ApiError::QuotaExceeded { retry_after })
             }
         }
@@ -297,9 +301,16 @@ impl Gateway {
 
 /// Where [`Gateway::admit`] leaves its decision for the middleware that writes the
 /// rate-limit headers (the decision is made inside the generated route, the headers
-/// are added to whatever response comes out of it).
+/// are added to whatever response comes out of it), and, for an admitted request, the
+/// key and the ledger that count it if it is answered with a 4xx.
 #[derive(Debug, Clone, Default)]
-pub struct RateLimitSlot(Arc<OnceLock<Decision>>);
+pub struct RateLimitSlot(Arc<OnceLock<Decided>>);
+
+#[derive(Debug)]
+struct Decided {
+    decision: Decision,
+    admitted: Option<(Uuid, Arc<UsageLedger>)>,
+}
 
 /// Middleware: the rate-limit headers of every keyed response, refusals included.
 pub async fn rate_limit_headers<E: Endpoint>(
@@ -319,8 +330,13 @@ pub async fn rate_limit_headers<E: Endpoint>(
         Ok(response) => response.into_response(),
         Err(error) => error_to_response(error, &request_id),
     };
-    if let Some(decision) = slot.0.get() {
-        set_rate_limit_headers(&mut response, decision);
+    if let Some(decided) = slot.0.get() {
+        set_rate_limit_headers(&mut response, &decided.decision);
+        if let Some((key_id, ledger)) = &decided.admitted
+            && response.status().is_client_error()
+        {
+            ledger.count_client_error(*key_id, chrono::Utc::now().date_naive());
+        }
     }
     Ok(response)
 }

@@ -44,7 +44,7 @@ use uuid::Uuid;
 pub(super) use exec::QueryExt;
 use exec::{Param, Rows, Run};
 pub(super) use posts::Post;
-use rows::{ClaimRow, EdgeRow, KeyPlanRow, KeyRow, OutboxRow, PlanRow, TweetRow, UserRow};
+use rows::{ClaimRow, DayRow, EdgeRow, KeyPlanRow, KeyRow, OutboxRow, PlanRow, TweetRow, UserRow};
 
 use super::error::is_lost_race;
 use super::{PoolUsage, Store, StoreError};
@@ -81,6 +81,8 @@ pub trait Backend:
     + Rows<(String,)>
     + Rows<(Option<String>,)>
     + Rows<(NaiveDate, i64)>
+    + Rows<(Uuid, i64)>
+    + Rows<DayRow>
     + Rows<(String, Option<DateTime<Utc>>)>
 {
     /// This backend's spelling of a statement whose dialects differ.

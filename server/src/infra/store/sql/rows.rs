@@ -3,12 +3,12 @@
 //! `timestamptz`: sqlx decodes `Uuid` and `DateTime<Utc>` from either), and their
 //! conversion into the domain's records. The records themselves stay free of sqlx.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::infra::store::{
-    IpPolicy, KeyRecord, PictureRecord, PlanRecord, TweetRecord, UserRecord,
+    IpPolicy, KeyRecord, PictureRecord, PlanRecord, Tally, TweetRecord, UsageDay, UserRecord,
 };
 
 /// The columns [`UserRow`] is read from, as `u.<column>` so that joins can use them (a
@@ -284,4 +284,28 @@ pub struct OutboxRow {
     pub tx: i64,
     pub event: String,
     pub written_at: DateTime<Utc>,
+}
+
+/// A day of counts as the history queries read it (sums are cast back to bigint:
+/// PostgreSQL's SUM(bigint) is numeric).
+#[derive(sqlx::FromRow)]
+pub struct DayRow {
+    day: NaiveDate,
+    used: i64,
+    client_errors: i64,
+    throttled: i64,
+}
+
+impl From<DayRow> for UsageDay {
+    fn from(row: DayRow) -> Self {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Self {
+            day: row.day,
+            tally: Tally {
+                used: count(row.used),
+                client_errors: count(row.client_errors),
+                throttled: count(row.throttled),
+            },
+        }
+    }
 }
