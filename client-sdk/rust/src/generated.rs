@@ -8384,6 +8384,26 @@ let response = client.get_usage()
     pub fn get_usage(&self) -> builder::GetUsage<'_> {
         builder::GetUsage::new(self)
     }
+    /**Rotate your API key's secret
+
+Gives the calling key a new secret, in this response only. The old secret stops
+working at once, on every instance (no grace period: a partner rotates because a
+secret may have leaked, and a leaked secret that kept working would defeat the
+rotation; an app switches to the new secret as it reads this answer). The key
+keeps its id, plan, IP policy, webhooks and usage. Not retried by the SDKs: a
+retried rotation would leave the app with a secret that no longer works.
+
+
+Sends a `POST` request to `/v1/api-key/rotate`
+
+```ignore
+let response = client.rotate_own_api_key()
+    .send()
+    .await;
+```*/
+    pub fn rotate_own_api_key(&self) -> builder::RotateOwnApiKey<'_> {
+        builder::RotateOwnApiKey::new(self)
+    }
     /**Your API key's requests per day
 
 For each UTC day from `start_date` to `end_date`, the calling key's requests split
@@ -12151,6 +12171,75 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::rotate_own_api_key`]
+
+[`Client::rotate_own_api_key`]: super::Client::rotate_own_api_key*/
+    #[derive(Debug, Clone)]
+    pub struct RotateOwnApiKey<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> RotateOwnApiKey<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `POST` request to `/v1/api-key/rotate`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::CreatedApiKey>, Error<types::Problem>> {
+            let Self { client } = self;
+            let url = format!("{}/v1/api-key/rotate", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "rotate_own_api_key",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_usage_history`]
 
 [`Client::get_usage_history`]: super::Client::get_usage_history*/
@@ -14297,6 +14386,15 @@ pub mod operations {
         if_none_match: false,
         paginated: false,
     };
+    /// `POST /v1/api-key/rotate` (`rotate_own_api_key`).
+    pub const ROTATE_OWN_API_KEY: Operation = Operation {
+        id: "rotate_own_api_key",
+        method: "POST",
+        path: "/v1/api-key/rotate",
+        idempotency_key: None,
+        if_none_match: false,
+        paginated: false,
+    };
     /// `GET /v1/usage/history` (`get_usage_history`).
     pub const GET_USAGE_HISTORY: Operation = Operation {
         id: "get_usage_history",
@@ -14463,6 +14561,7 @@ pub mod operations {
         ROTATE_API_KEY,
         DELETE_USER,
         GET_USAGE,
+        ROTATE_OWN_API_KEY,
         GET_USAGE_HISTORY,
         GET_USAGE_REPORT,
         GET_PLAN_USAGE_HISTORY,
@@ -14850,6 +14949,18 @@ pub mod operations {
             Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
         > + Send {
             builder::GetUsage::send(self)
+        }
+    }
+    impl<'a> OperationBuilder for builder::RotateOwnApiKey<'a> {
+        const OPERATION: Operation = ROTATE_OWN_API_KEY;
+        type Ok = types::CreatedApiKey;
+        type Err = types::Problem;
+        fn send(
+            self,
+        ) -> impl ::std::future::Future<
+            Output = Result<ResponseValue<Self::Ok>, Error<Self::Err>>,
+        > + Send {
+            builder::RotateOwnApiKey::send(self)
         }
     }
     impl<'a> OperationBuilder for builder::GetUsageHistory<'a> {

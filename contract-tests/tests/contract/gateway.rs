@@ -157,6 +157,7 @@ async fn every_operation_refuses(ctx: &Context, client: &Client, expected: (u16,
     );
     assert_eq!(refusal(client.get_timeline().send().await), expected);
     assert_eq!(refusal(client.get_usage().send().await), expected);
+    assert_eq!(refusal(client.rotate_own_api_key().send().await), expected);
     let today = chrono::Utc::now().date_naive();
     let history = client.get_usage_history().start_date(today).end_date(today);
     assert_eq!(refusal(history.send().await), expected);

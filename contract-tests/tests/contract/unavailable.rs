@@ -177,6 +177,10 @@ async fn unavailable(ctx: &Context) {
     );
     assert_eq!(refusal(ctx.anonymous.get_usage().send().await), down);
     assert_eq!(
+        refusal(ctx.anonymous.rotate_own_api_key().send().await),
+        down
+    );
+    assert_eq!(
         refusal(ctx.as_ada.create_stream_ticket().send().await),
         down
     );

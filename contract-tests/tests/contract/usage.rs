@@ -6,6 +6,7 @@ use crate::helpers::{Context, refusal, scenarios, status};
 scenarios! {
     get_usage: ["get_usage 200"],
     get_usage_history: ["get_usage_history 200 400 422"],
+    rotate_own_api_key: ["rotate_own_api_key 200"],
 }
 
 /// The key's plan, what it has used (the users signed up and logged in already), and no
@@ -61,4 +62,40 @@ async fn get_usage_history(ctx: &Context) {
     );
     let url = ctx.url("/v1/usage/history?start_date=yesterday&end_date=today");
     assert_eq!(ctx.raw_status(ctx.raw.get(url)).await, 400);
+}
+
+/// The key rotates itself: the answer holds the same key with a new secret, which the
+/// SDK then calls with; the old secret is refused at once.
+async fn rotate_own_api_key(ctx: &Context) {
+    let usage = ctx
+        .anonymous
+        .get_usage()
+        .send()
+        .await
+        .expect("usage")
+        .into_inner();
+    let rotated = ctx
+        .anonymous
+        .rotate_own_api_key()
+        .send()
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert_eq!(rotated.id, usage.key_id);
+    assert_eq!(
+        refusal(ctx.anonymous.get_usage().send().await),
+        status(403, "forbidden")
+    );
+    let renewed = minitter_client::ClientBuilder::new(&ctx.server.base_url)
+        .api_key(rotated.secret.to_string())
+        .retry_policy(minitter_client::RetryPolicy::disabled())
+        .build()
+        .expect("a client with the new secret");
+    let usage = renewed
+        .get_usage()
+        .send()
+        .await
+        .expect("usage")
+        .into_inner();
+    assert_eq!(usage.key_id, rotated.id);
 }

@@ -447,6 +447,21 @@ pub trait UsageApi: Server {
         request: &poem::Request,
         auth: GetUsageAuth<Self>,
     ) -> impl Future<Output = Result<GetUsageResponse, Self::Error>> + Send;
+    /// `POST /v1/api-key/rotate`
+    ///
+    /// Rotate your API key's secret
+    ///
+    /// Gives the calling key a new secret, in this response only. The old secret stops
+    /// working at once, on every instance (no grace period: a partner rotates because a
+    /// secret may have leaked, and a leaked secret that kept working would defeat the
+    /// rotation; an app switches to the new secret as it reads this answer). The key
+    /// keeps its id, plan, IP policy, webhooks and usage. Not retried by the SDKs: a
+    /// retried rotation would leave the app with a secret that no longer works.
+    fn rotate_own_api_key(
+        &self,
+        request: &poem::Request,
+        auth: RotateOwnApiKeyAuth<Self>,
+    ) -> impl Future<Output = Result<RotateOwnApiKeyResponse, Self::Error>> + Send;
     /// `GET /v1/usage/history`
     ///
     /// Your API key's requests per day
@@ -4169,6 +4184,96 @@ async fn handle_get_usage<A: Api>(
     let response = api.get_usage(&request, auth).await.map_err(Into::into)?;
     Ok(poem::IntoResponse::into_response(response))
 }
+/// The verified credentials of `RotateOwnApiKey`.
+pub struct RotateOwnApiKeyAuth<S: Server + ?Sized> {
+    pub api_key: S::ApiKey,
+}
+static ROTATE_OWN_API_KEY: runtime::Operation = runtime::Operation {
+    id: "rotate_own_api_key",
+    params: &[],
+    body: None,
+};
+/// The responses `rotate_own_api_key` may answer with.
+#[derive(Debug)]
+pub enum RotateOwnApiKeyResponse {
+    /// 200: The key with its new secret, shown this once.
+    Ok(types::CreatedApiKey),
+    /** 403: The caller may not do this: the `x-api-key` is missing, unknown or disabled
+(`forbidden`), the request comes from an address the key's or its plan's IP
+policy refuses (`ip_not_allowed`), or, say, the tweet is someone else's.
+*/
+    Forbidden(types::Problem),
+    /** 429: The key's usage plan refuses the request: `code` is `throttled` (over the rate) or
+`quota_exceeded` (the period's quota is spent). `Retry-After` says when to retry.
+*/
+    TooManyRequests { body: types::Problem, retry_after: i64 },
+    /// 503: A dependency (such as the database) is unavailable; retry after `Retry-After` seconds.
+    ServiceUnavailable { body: types::Problem, retry_after: i64 },
+}
+impl poem::IntoResponse for RotateOwnApiKeyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Ok(body) => {
+                let mut response = runtime::json_response(
+                    200u16,
+                    "application/json",
+                    &body,
+                );
+                response
+            }
+            Self::Forbidden(body) => {
+                let mut response = runtime::json_response(
+                    403u16,
+                    "application/problem+json",
+                    &body,
+                );
+                response
+            }
+            Self::TooManyRequests { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    429u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+            Self::ServiceUnavailable { body, retry_after } => {
+                let mut response = runtime::json_response(
+                    503u16,
+                    "application/problem+json",
+                    &body,
+                );
+                runtime::set_header(&mut response, "retry-after", &retry_after);
+                response
+            }
+        }
+    }
+}
+async fn handle_rotate_own_api_key<A: Api>(
+    api: &A,
+    mut request: poem::Request,
+    limits: runtime::Limits,
+) -> poem::Result<poem::Response> {
+    runtime::announce_operation(&request, "rotate_own_api_key");
+    let auth = 'auth: {
+        let request = &request;
+        if let (Some(api_key),) = (runtime::credential(request, &API_KEY_SCHEME),) {
+            break 'auth Some(RotateOwnApiKeyAuth {
+                api_key: api.verify_api_key(request, api_key).await.map_err(Into::into)?,
+            });
+        }
+        None
+    };
+    let Some(auth) = auth else {
+        let schemes = [("apiKey", &API_KEY_SCHEME)];
+        return Err(runtime::Unauthenticated::new(&request, &schemes).into());
+    };
+    let _ = runtime::extract(&mut request, &VALIDATORS, &ROTATE_OWN_API_KEY, limits)
+        .await?;
+    let response = api.rotate_own_api_key(&request, auth).await.map_err(Into::into)?;
+    Ok(poem::IntoResponse::into_response(response))
+}
 /// The verified credentials of `GetUsageHistory`.
 pub struct GetUsageHistoryAuth<S: Server + ?Sized> {
     pub api_key: S::ApiKey,
@@ -6352,6 +6457,16 @@ pub static MIDDLEWARE_HEADERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rotate_own_api_key",
+        &[
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ],
+    ),
+    (
         "get_usage_history",
         &[
             "ratelimit",
@@ -6704,6 +6819,24 @@ pub fn routes<A: Api>(api: Arc<A>, limits: runtime::Limits) -> poem::Route {
                         match request.method().as_str() {
                             "GET" => handle_get_readiness(&*api, request, limits).await,
                             _ => Err(runtime::method_not_allowed(&["GET"])),
+                        }
+                    }
+                })
+            },
+        );
+    let route = route
+        .at(
+            "/v1/api-key/rotate",
+            {
+                let api = Arc::clone(&api);
+                poem::endpoint::make(move |request: poem::Request| {
+                    let api = Arc::clone(&api);
+                    async move {
+                        match request.method().as_str() {
+                            "POST" => {
+                                handle_rotate_own_api_key(&*api, request, limits).await
+                            }
+                            _ => Err(runtime::method_not_allowed(&["POST"])),
                         }
                     }
                 })

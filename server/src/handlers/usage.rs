@@ -1,13 +1,15 @@
-//! `usage` tag: a partner's own plan and usage, and its requests per day by outcome
-//! (the history the portal charts; the console's per plan shares [`every_day`]).
+//! `usage` tag: a partner's own key: its plan and usage, its requests per day by outcome
+//! (the history the portal charts; the console's per plan shares [`every_day`]), and
+//! the rotation of its secret.
 
 use chrono::NaiveDate;
 
 use super::Handlers;
-use super::admin::to_api_plan;
+use super::admin::{to_api_plan, with_secret};
+use crate::domain::events::Event;
 use crate::generated::types::{self, KeyUsage, ProblemCode, UsageHistory};
-use crate::generated::{GetUsageAuth, GetUsageHistoryAuth, UsageApi};
-use crate::generated::{GetUsageHistoryResponse, GetUsageResponse};
+use crate::generated::{GetUsageAuth, GetUsageHistoryAuth, RotateOwnApiKeyAuth, UsageApi};
+use crate::generated::{GetUsageHistoryResponse, GetUsageResponse, RotateOwnApiKeyResponse};
 use crate::http::error::{ApiError, Result};
 use crate::infra::store::UsageDay;
 use crate::services::gateway::limits::Period;
@@ -107,5 +109,22 @@ impl UsageApi for Handlers {
             end_date: end,
             days: every_day(rows, start, end),
         }))
+    }
+
+    async fn rotate_own_api_key(
+        &self,
+        _request: &poem::Request,
+        auth: RotateOwnApiKeyAuth<Self>,
+    ) -> Result<RotateOwnApiKeyResponse> {
+        let state = &*self.state;
+        let rotated = state
+            .store
+            .rotate_key(auth.api_key.id)
+            .await?
+            .ok_or(ApiError::NO_KEY)?;
+        // Committed: every instance forgets the keys it cached, so the old secret is
+        // refused everywhere from now on.
+        state.events.publish(Event::KeyChanged).await;
+        Ok(RotateOwnApiKeyResponse::Ok(with_secret(rotated)))
     }
 }

@@ -24,7 +24,7 @@ mod startup;
 mod stopping;
 mod stream;
 mod stream_metering;
-mod usage_history;
+mod usage;
 mod users;
 mod version_header;
 mod webhook_store;

@@ -47,6 +47,7 @@ export const operations: readonly Operation[] = [
   { id: "rotate_api_key", method: "POST", path: "/admin/v1/api-keys/{key_id}/rotate", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "delete_user", method: "DELETE", path: "/admin/v1/users/{user_id}", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_usage", method: "GET", path: "/v1/usage", idempotencyKey: null, ifNoneMatch: false, paginated: false },
+  { id: "rotate_own_api_key", method: "POST", path: "/v1/api-key/rotate", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_usage_history", method: "GET", path: "/v1/usage/history", idempotencyKey: null, ifNoneMatch: false, paginated: false },
   { id: "get_usage_report", method: "GET", path: "/admin/v1/usage-plans/{plan_id}/usage", idempotencyKey: null, ifNoneMatch: true, paginated: false },
   { id: "get_plan_usage_history", method: "GET", path: "/admin/v1/usage-plans/{plan_id}/history", idempotencyKey: null, ifNoneMatch: false, paginated: false },

@@ -487,6 +487,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/api-key/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate your API key's secret
+         * @description Gives the calling key a new secret, in this response only. The old secret stops
+         *     working at once, on every instance (no grace period: a partner rotates because a
+         *     secret may have leaked, and a leaked secret that kept working would defeat the
+         *     rotation; an app switches to the new secret as it reads this answer). The key
+         *     keeps its id, plan, IP policy, webhooks and usage. Not retried by the SDKs: a
+         *     retried rotation would leave the app with a secret that no longer works.
+         */
+        post: operations["rotate_own_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/usage/history": {
         parameters: {
             query?: never;
@@ -3166,6 +3191,47 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["KeyUsage"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    rotate_own_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key with its new secret, shown this once. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "01936c50-0000-7000-8000-000000000002",
+                     *       "name": "acme-prod",
+                     *       "prefix": "mk_3xAmPl",
+                     *       "plan_id": "01936c50-0000-7000-8000-000000000001",
+                     *       "enabled": true,
+                     *       "ip_policy": {},
+                     *       "created_at": "2026-11-21T12:00:00Z",
+                     *       "last_used_at": "2026-11-30T09:00:00Z",
+                     *       "secret": "mk_3xAmPlE0fAk3SeCrEtThAtIsLoNgEnOuGh0123456789"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedApiKey"];
                 };
             };
             403: components["responses"]["Forbidden"];

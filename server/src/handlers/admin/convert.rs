@@ -118,7 +118,7 @@ pub(super) fn to_api_key(key: &KeyRecord) -> Result<types::ApiKey> {
     })
 }
 
-pub(super) fn with_secret(new: NewKey) -> types::CreatedApiKey {
+pub(in crate::handlers) fn with_secret(new: NewKey) -> types::CreatedApiKey {
     let NewKey {
         record: key,
         secret,

@@ -10,8 +10,8 @@
 mod convert;
 mod usage_report;
 
-pub(super) use self::convert::to_api_plan;
-use self::convert::{ip_policy, settings, to_api_key, with_secret};
+use self::convert::{ip_policy, settings, to_api_key};
+pub(super) use self::convert::{to_api_plan, with_secret};
 use super::Handlers;
 use super::usage::{check_range, every_day};
 use super::{page_cursor, page_limit};

@@ -1,6 +1,7 @@
-//! Requests per day by outcome, as the partner (`GET /v1/usage/history`) and the operator
-//! (`GET /admin/v1/usage-plans/{id}/history`) see them: admitted, of those answered with
-//! a 4xx, and refused with 429; every day of the range, the quiet ones as zeros.
+//! A partner's own key: its requests per day by outcome, as the partner
+//! (`GET /v1/usage/history`) and the operator (`GET /admin/v1/usage-plans/{id}/history`)
+//! see them (admitted, of those answered with a 4xx, and refused with 429; every day of
+//! the range, the quiet ones as zeros), and the rotation of its secret.
 
 use serde_json::{Value, json};
 
@@ -128,7 +129,48 @@ async fn a_plans_history_holds_only_its_keys(backend: Backend) {
     assert_eq!(history["top_keys"], json!([]));
 }
 
+/// A partner rotates its own key: the new secret works at once, with the same key and
+/// its usage, and the old one is refused at once.
+async fn a_partner_rotates_its_own_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let plan = app
+        .admin_post("/admin/v1/usage-plans", &json!({"name": "rotating"}))
+        .await;
+    let key = app
+        .admin_post(
+            "/admin/v1/api-keys",
+            &json!({"name": "rotated", "plan_id": plan["id"]}),
+        )
+        .await;
+    let old = http_client(key["secret"].as_str().expect("secret"));
+    let (status, _) = get(&old, app.url("/v1/usage")).await;
+    assert_eq!(status, 200);
+
+    let response = old
+        .post(app.url("/v1/api-key/rotate"))
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(response.status(), 200);
+    let rotated: Value = response.json().await.expect("json");
+    assert_eq!(rotated["id"], key["id"]);
+    let secret = rotated["secret"].as_str().expect("a new secret");
+    assert_ne!(secret, key["secret"].as_str().expect("secret"));
+    assert_eq!(rotated["prefix"].as_str(), secret.get(..8));
+
+    let (status, problem) = get(&old, app.url("/v1/usage")).await;
+    assert_eq!((status, &problem["code"]), (403, &json!("forbidden")));
+    let (status, usage) = get(&http_client(secret), app.url("/v1/usage")).await;
+    assert_eq!(status, 200);
+    assert_eq!(usage["key_id"], key["id"]);
+    assert_eq!(
+        usage["used"], 3,
+        "the usage before the rotation is the key's still"
+    );
+}
+
 on_every_backend!(
     requests_are_counted_by_outcome,
     a_plans_history_holds_only_its_keys,
+    a_partner_rotates_its_own_key,
 );
