@@ -23,6 +23,7 @@ mod social;
 mod startup;
 mod stopping;
 mod stream;
+mod stream_cluster;
 mod stream_metering;
 mod usage;
 mod users;

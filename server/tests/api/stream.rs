@@ -1,9 +1,8 @@
 //! The realtime stream end to end, with a real WebSocket client (tokio-tungstenite):
 //! tickets and their misuse, routing and validation of every client message, pushes to
 //! `home` and `user:<id>` topics (follows and unfollows included), sockets closed when
-//! their key is disabled or their user deleted, and, across three instances on
-//! PostgreSQL and Redis, tickets redeemed and tweets pushed on another instance than
-//! the one that took them.
+//! their key is disabled or their user deleted. Across instances: `stream_cluster.rs`;
+//! metered by usage plans: `stream_metering.rs`.
 
 use std::time::Duration;
 
@@ -12,12 +11,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use minitter_server::config::Config;
-use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
+use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{
-    TestApp, assert_problem, http_client, post_tweet, spawn_app, spawn_app_with, user,
-};
+use crate::helpers::{TestApp, assert_problem, http_client, post_tweet, spawn_app, user};
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -526,42 +522,6 @@ on_every_backend!(
     tweets_reach_the_homes_and_user_topics_that_follow_them,
     a_disabled_key_or_a_deleted_user_closes_the_socket,
 );
-
-/// Three instances on PostgreSQL and Redis: a ticket taken on one opens a stream on
-/// another, and a tweet posted through a third reaches it.
-async fn tickets_and_tweets_cross_instances() {
-    let redis = required_env("MINITTER_TEST_REDIS_URL");
-    let shared = move |config: &mut Config| {
-        config.redis_url = Some(redis.clone().into());
-    };
-    let first = spawn_app_with(Backend::Postgres, shared.clone()).await;
-    let second = first.sibling(shared.clone()).await;
-    let third = first.sibling(shared).await;
-    let (bob_id, bob) = user(&first, "bob").await;
-    let (_, alice) = user(&first, "alice").await;
-
-    let issued = ticket(&first, &alice).await;
-    let url = ws_url(&second, issued["url"].as_str().expect("url"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("a ticket from one instance opens a stream on another");
-    subscribe(&mut socket, &format!("user:{bob_id}")).await;
-    for (n, instance) in [&third, &first, &second].into_iter().enumerate() {
-        let id = post_tweet(instance, &bob, &format!("tweet {n}")).await;
-        assert_eq!(
-            next(&mut socket).await["data"]["id"],
-            id,
-            "through instance {n}"
-        );
-    }
-    // Redeemed on the second instance, the ticket opens nothing on the third.
-    let again =
-        tokio_tungstenite::connect_async(ws_url(&third, issued["url"].as_str().expect("url")))
-            .await;
-    assert!(again.is_err(), "a used ticket is refused everywhere");
-}
-
-needs_cluster!(tickets_and_tweets_cross_instances);
 
 /// On SIGTERM, once the drain period is over, every socket is closed with 1001 (going
 /// away) and the process still exits at once.
