@@ -253,14 +253,15 @@ def data_args(args):
 
 
 def create_key(target, work, database_env):
-    """A key in a plan with a throttle and a quota too high to bind, so that every
-    request takes the limiter's full path."""
+    """A key in a plan with a throttle, a quota and a stream socket limit too high to
+    bind, so that every request takes the limiter's full path."""
     def admin(*args):
         return subprocess.run([target / "minitter-server", "--data-dir", work, "admin", *args],
                               check=True, capture_output=True, text=True,
                               env=dict(os.environ, MINITTER_LOG="off", **database_env)).stdout
     plan = admin("create-plan", "--name", "bench", "--rate", "10000000", "--burst", "10000000",
-                 "--quota", "1000000000", "--period", "DAY").split()[2]
+                 "--quota", "1000000000", "--period", "DAY",
+                 "--stream-connections", "100000").split()[2]
     out = admin("create-key", "--name", "bench", "--plan", plan)
     return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("x-api-key: "))
 

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::records::DEFAULT_STREAM_CONNECTION_LIMIT;
 use crate::infra::store::{KeyChanges, KeySettings, KeyWrite, NewKey, PlanSettings};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -29,6 +30,10 @@ pub enum AdminCommand {
         /// DAY (UTC), WEEK (ISO) or MONTH.
         #[arg(long, requires = "quota", value_parser = ["DAY", "WEEK", "MONTH"])]
         period: Option<String>,
+        /// Realtime stream sockets each key may hold open at once.
+        #[arg(long, default_value_t = DEFAULT_STREAM_CONNECTION_LIMIT,
+              value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        stream_connections: u32,
     },
     /// List usage plans, newest first.
     ListPlans,
@@ -61,6 +66,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
             burst,
             quota,
             period,
+            stream_connections,
         } => {
             if rate.is_some_and(|r| r <= 0.0)
                 || burst.is_some_and(|b| b < 1)
@@ -71,6 +77,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<()> {
             let settings = PlanSettings {
                 throttle: rate.zip(burst),
                 quota: quota.zip(period),
+                stream_connection_limit: stream_connections,
                 ..PlanSettings::named(&name)
             };
             let plan = store.create_plan(settings).await?;

@@ -194,6 +194,8 @@ async fn the_admin_commands_create_plans_and_keys_from_the_shell(backend: Backen
         "0.5",
         "--burst",
         "2",
+        "--stream-connections",
+        "7",
     ]);
     let plan_id = created
         .split_whitespace()
@@ -201,6 +203,17 @@ async fn the_admin_commands_create_plans_and_keys_from_the_shell(backend: Backen
         .expect("the plan id")
         .to_owned();
     assert!(run(&["list-plans"]).contains("gold"));
+    let plan = app
+        .http
+        .get(app.url(&format!("/admin/v1/usage-plans/{plan_id}")))
+        .header("authorization", app.admin_authorization())
+        .send()
+        .await
+        .expect("plan")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(plan["stream_connection_limit"], 7);
 
     let key = run(&["create-key", "--name", "acme", "--plan", &plan_id]);
     let secret = key
