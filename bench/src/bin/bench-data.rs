@@ -51,7 +51,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     anyhow::ensure!(!store.has_plans().await?, "the database is not empty");
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let rng = StdRng::seed_from_u64(args.seed);
     let started = std::time::Instant::now();
 
     let hash =
@@ -75,13 +75,73 @@ async fn main() -> Result<()> {
     }
     println!("{} users in {:.1?}", ids.len(), started.elapsed());
 
-    // Popularity: user i has weight 1 / (i + 1)^skew.
+    // The graph and the tweets are drawn on a thread of their own and handed over a
+    // batch at a time, so that drawing the next batch overlaps the database's writing of
+    // this one (sqlx runs SQLite on a thread of its own too): both cores work.
+    let (batches, mut received) = tokio::sync::mpsc::channel(2);
+    let drawing = std::thread::spawn({
+        let ids = ids.clone();
+        move || draw(&args, &ids, rng, &batches)
+    });
+    let (mut follows, mut tweets) = (0, 0);
+    let mut drawing_tweets = false;
+    while let Some(batch) = received.recv().await {
+        match batch {
+            Batch::Follows(edges) => {
+                follows += edges.len();
+                store.import_follows(&edges).await?;
+            }
+            Batch::Tweets(batch) => {
+                if !drawing_tweets {
+                    drawing_tweets = true;
+                    println!("{follows} follows in {:.1?}", started.elapsed());
+                }
+                tweets += batch.len();
+                store.import_tweets(&batch).await?;
+            }
+        }
+    }
+    drawing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the drawing thread panicked"))??;
+    println!("{tweets} tweets in {:.1?}", started.elapsed());
+    let rows = ids.len() + follows + tweets;
+    println!(
+        "{rows} rows at {:.0} rows/s",
+        rows as f64 / started.elapsed().as_secs_f64()
+    );
+
+    store.recount().await?;
+    store.close().await;
+    println!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// A batch of rows for the store.
+enum Batch {
+    Follows(Vec<(uuid::Uuid, uuid::Uuid)>),
+    Tweets(Vec<TweetRecord>),
+}
+
+/// Draws the follows (popularity: user i has weight 1 / (i + 1)^skew), then the tweets
+/// (authors by the same popularity, spread evenly over the last 30 days), and sends them
+/// in batches of [`BATCH`]. Stops early when the receiver has gone.
+fn draw(
+    args: &Args,
+    ids: &[uuid::Uuid],
+    mut rng: StdRng,
+    batches: &tokio::sync::mpsc::Sender<Batch>,
+) -> Result<()> {
+    let send = |batch| {
+        batches
+            .blocking_send(batch)
+            .map_err(|_| anyhow::anyhow!("the loader stopped"))
+    };
     let weights: Vec<f64> = (0..ids.len())
         .map(|i| 1.0 / ((i + 1) as f64).powf(args.skew))
         .collect();
     let popular = WeightedIndex::new(&weights)?;
     let mut edges = Vec::with_capacity(BATCH);
-    let mut total_edges = 0;
     for (follower, follower_id) in ids.iter().enumerate() {
         let mut chosen = std::collections::HashSet::new();
         while chosen.len() < args.follows_per_user.min(ids.len() - 1) {
@@ -91,16 +151,14 @@ async fn main() -> Result<()> {
             }
         }
         if edges.len() >= BATCH {
-            total_edges += edges.len();
-            store.import_follows(&edges).await?;
-            edges.clear();
+            send(Batch::Follows(std::mem::replace(
+                &mut edges,
+                Vec::with_capacity(BATCH),
+            )))?;
         }
     }
-    total_edges += edges.len();
-    store.import_follows(&edges).await?;
-    println!("{total_edges} follows in {:.1?}", started.elapsed());
+    send(Batch::Follows(edges))?;
 
-    // Tweets in time order over the last 30 days, so ids and times agree.
     let span_ms = Duration::days(30).num_milliseconds();
     let start = Utc::now() - Duration::days(30);
     let mut batch = Vec::with_capacity(BATCH);
@@ -124,15 +182,11 @@ async fn main() -> Result<()> {
             created_at,
         });
         if batch.len() == BATCH {
-            store.import_tweets(&batch).await?;
-            batch.clear();
+            send(Batch::Tweets(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(BATCH),
+            )))?;
         }
     }
-    store.import_tweets(&batch).await?;
-    println!("{} tweets in {:.1?}", args.tweets, started.elapsed());
-
-    store.recount().await?;
-    store.close().await;
-    println!("done in {:.1?}", started.elapsed());
-    Ok(())
+    send(Batch::Tweets(batch))
 }

@@ -45,6 +45,7 @@ use uuid::Uuid;
 // speaks them, so they are named here too.
 pub use crate::domain::records::*;
 pub use error::StoreError;
+use sqlite::Purpose;
 pub use webhooks::WebhookStore;
 
 use crate::domain::events::{Event, Written};
@@ -426,24 +427,34 @@ pub async fn open(
     data_dir: &Path,
     settings: &PoolSettings,
 ) -> anyhow::Result<SharedStore> {
-    Ok(open_bulk(url, data_dir, settings).await?)
+    Ok(open_for(url, data_dir, settings, Purpose::Serving).await?)
 }
 
-/// [`open`], with the bulk loading of [`ImportStore`] too (for the benchmark data
-/// generator).
+/// [`open`], with the bulk loading of [`ImportStore`] too, for the benchmark data
+/// generator: on SQLite without fsync and with a large page cache (a crash loses a
+/// throwaway load, which is run again).
 pub async fn open_bulk(
     url: Option<&str>,
     data_dir: &Path,
     settings: &PoolSettings,
 ) -> anyhow::Result<Arc<dyn BulkStore>> {
+    open_for(url, data_dir, settings, Purpose::BulkLoad).await
+}
+
+async fn open_for(
+    url: Option<&str>,
+    data_dir: &Path,
+    settings: &PoolSettings,
+    purpose: Purpose,
+) -> anyhow::Result<Arc<dyn BulkStore>> {
     let Some(url) = url else {
         return Ok(Arc::new(
-            sqlite::open_file(&data_dir.join("minitter.db"), settings).await?,
+            sqlite::open_file(&data_dir.join("minitter.db"), settings, purpose).await?,
         ));
     };
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
-        Some("sqlite") => Ok(Arc::new(sqlite::open_url(url, settings).await?)),
+        Some("sqlite") => Ok(Arc::new(sqlite::open_url(url, settings, purpose).await?)),
         Some("postgres" | "postgresql") => Ok(Arc::new(postgres::open(url, settings).await?)),
         _ => anyhow::bail!(
             "{DATABASE_URL_VARIABLE} must start with sqlite:// or postgres:// \

@@ -29,6 +29,19 @@ use super::{DATABASE_URL_VARIABLE, PoolSettings};
 
 /// How much of the database file reads may map.
 const MMAP_BYTES: u64 = 1 << 30;
+/// The page cache of a bulk load, in KiB (SQLite's default is 2 MiB): the indexes of a
+/// million rows stay in memory while they are built.
+const BULK_CACHE_KIB: u32 = 256 * 1024;
+
+/// What a database is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The server: every acknowledged write survives a power loss.
+    Serving,
+    /// Filling a throwaway database (the benchmark data generator): no fsync, and a
+    /// large page cache. A crash loses the load, which is simply run again.
+    BulkLoad,
+}
 
 impl Backend for Sqlite {
     fn pick(sql: &Sql) -> &'static str {
@@ -44,9 +57,10 @@ impl Backend for Sqlite {
 pub(super) async fn open_file(
     path: &Path,
     settings: &PoolSettings,
+    purpose: Purpose,
 ) -> anyhow::Result<SqlStore<Sqlite>> {
     let options = SqliteConnectOptions::new().filename(path);
-    open_with(options, settings)
+    open_with(options, settings, purpose)
         .await
         .with_context(|| format!("opening the database {}", path.display()))
 }
@@ -55,10 +69,11 @@ pub(super) async fn open_file(
 pub(super) async fn open_url(
     url: &str,
     settings: &PoolSettings,
+    purpose: Purpose,
 ) -> anyhow::Result<SqlStore<Sqlite>> {
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("{DATABASE_URL_VARIABLE} is not a valid sqlite:// URL"))?;
-    open_with(options, settings)
+    open_with(options, settings, purpose)
         .await
         .with_context(|| format!("opening the database {DATABASE_URL_VARIABLE} names"))
 }
@@ -66,8 +81,9 @@ pub(super) async fn open_url(
 async fn open_with(
     options: SqliteConnectOptions,
     settings: &PoolSettings,
+    purpose: Purpose,
 ) -> anyhow::Result<SqlStore<Sqlite>> {
-    let options = options
+    let mut options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: the WAL is fsynced at every commit, so an acknowledged write survives
@@ -78,6 +94,11 @@ async fn open_with(
         // Reads go through a memory map of the file instead of a read() system call
         // and a copy per page: the profile of a timeline read was mostly those.
         .pragma("mmap_size", MMAP_BYTES.to_string());
+    if purpose == Purpose::BulkLoad {
+        options = options
+            .synchronous(SqliteSynchronous::Off)
+            .pragma("cache_size", format!("-{BULK_CACHE_KIB}"));
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

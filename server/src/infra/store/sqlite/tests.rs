@@ -87,7 +87,7 @@ async fn text_ids_become_blobs_and_every_row_reads_back() {
     }
     pool.close().await;
 
-    let store = super::open_file(&file, &PoolSettings::default())
+    let store = super::open_file(&file, &PoolSettings::default(), super::Purpose::Serving)
         .await
         .expect("the upgrade runs");
 
