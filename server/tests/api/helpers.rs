@@ -89,6 +89,37 @@ pub async fn key_in_plan(store: &dyn Store, settings: PlanSettings) -> String {
     }
 }
 
+/// A key made through the operator API in a new plan with `plan`'s fields.
+pub struct PartnerKey {
+    /// A client that sends the key.
+    pub client: reqwest::Client,
+    /// The key as created, its secret included.
+    pub key: Value,
+    pub plan: Value,
+}
+
+impl PartnerKey {
+    pub async fn new(app: &TestApp, plan: Value) -> Self {
+        let plan = app.admin_post("/admin/v1/usage-plans", &plan).await;
+        let key = app
+            .admin_post(
+                "/admin/v1/api-keys",
+                &json!({"name": "partner", "plan_id": plan["id"]}),
+            )
+            .await;
+        let client = http_client(key["secret"].as_str().expect("secret"));
+        Self { client, key, plan }
+    }
+
+    pub fn id(&self) -> &str {
+        self.key["id"].as_str().expect("key id")
+    }
+
+    pub fn plan_id(&self) -> &str {
+        self.plan["id"].as_str().expect("plan id")
+    }
+}
+
 /// A server on `backend` with a fresh database and data directory, and a key without
 /// limits.
 pub async fn spawn_app(backend: Backend) -> TestApp {

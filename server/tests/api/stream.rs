@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{TestApp, assert_problem, http_client, post_tweet, spawn_app, user};
+use crate::helpers::{PartnerKey, TestApp, assert_problem, post_tweet, spawn_app, user};
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -22,8 +22,12 @@ pub(crate) type Socket =
 pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
 pub(crate) async fn ticket(app: &TestApp, bearer: &str) -> Value {
-    let response = app
-        .http
+    ticket_with(app, &app.http, bearer).await
+}
+
+/// A ticket of `client`'s key for the user of `bearer`.
+pub(crate) async fn ticket_with(app: &TestApp, client: &reqwest::Client, bearer: &str) -> Value {
+    let response = client
         .post(app.url("/v1/stream/tickets"))
         .header("authorization", bearer)
         .send()
@@ -315,37 +319,27 @@ async fn tweets_reach_the_homes_and_user_topics_that_follow_them(backend: Backen
 
 async fn a_disabled_key_or_a_deleted_user_closes_the_socket(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, alice) = user(&app, "alice").await;
-    let (bob_id, bob) = user(&app, "bob").await;
-    let plan = app
-        .admin_post("/admin/v1/usage-plans", &json!({"name": "p"}))
-        .await;
-    let key = app
-        .admin_post(
-            "/admin/v1/api-keys",
-            &json!({"name": "k", "plan_id": plan["id"]}),
-        )
-        .await;
-    let partner = http_client(key["secret"].as_str().expect("secret"));
-    let issued: Value = partner
-        .post(app.url("/v1/stream/tickets"))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .expect("ticket")
-        .json()
-        .await
-        .expect("json");
+    changes_close_sockets(&app, &app, &app).await;
+}
+
+/// Alice's socket (under a key of her own) on `alice_on` and Bob's on `bob_on`; the
+/// operator deletes Bob through `admin`, and Bob's socket closes with 4001 while Alice's
+/// stays open; then disables Alice's key, and hers closes too.
+pub(crate) async fn changes_close_sockets(admin: &TestApp, alice_on: &TestApp, bob_on: &TestApp) {
+    let (_, alice) = user(admin, "alice").await;
+    let (bob_id, bob) = user(admin, "bob").await;
+    let partner = PartnerKey::new(admin, json!({"name": "p"})).await;
+    let issued = ticket_with(admin, &partner.client, &alice).await;
     let (mut alice_socket, _) =
-        tokio_tungstenite::connect_async(ws_url(&app, issued["url"].as_str().expect("url")))
+        tokio_tungstenite::connect_async(ws_url(alice_on, issued["url"].as_str().expect("url")))
             .await
             .expect("open");
-    let mut bob_socket = connect(&app, &bob).await;
+    let mut bob_socket = connect(bob_on, &bob).await;
 
-    let deleted = app
+    let deleted = admin
         .http
-        .delete(app.url(&format!("/admin/v1/users/{bob_id}")))
-        .header("authorization", app.admin_authorization())
+        .delete(admin.url(&format!("/admin/v1/users/{bob_id}")))
+        .header("authorization", admin.admin_authorization())
         .send()
         .await
         .expect("delete user");
@@ -357,13 +351,10 @@ async fn a_disabled_key_or_a_deleted_user_closes_the_socket(backend: Backend) {
         "pong"
     );
 
-    let disabled = app
+    let disabled = admin
         .http
-        .patch(app.url(&format!(
-            "/admin/v1/api-keys/{}",
-            key["id"].as_str().expect("id")
-        )))
-        .header("authorization", app.admin_authorization())
+        .patch(admin.url(&format!("/admin/v1/api-keys/{}", partner.id())))
+        .header("authorization", admin.admin_authorization())
         .json(&json!({"enabled": false}))
         .send()
         .await

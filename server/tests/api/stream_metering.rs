@@ -11,34 +11,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use minitter_server::config::Config;
 use minitter_test_support::{Backend, needs_cluster, on_every_backend, required_env};
 
-use crate::helpers::{TestApp, http_client, post_tweet, spawn_app, spawn_app_with, user};
-use crate::stream::{PATIENCE, Socket, ask, closed, next, send, ws_url};
-
-/// A key in a new plan made through the operator API with `plan`'s fields; a client
-/// that sends it, the key's id and the plan's.
-async fn key_in_plan(app: &TestApp, plan: Value) -> (reqwest::Client, String, String) {
-    let plan = app.admin_post("/admin/v1/usage-plans", &plan).await;
-    let key = app
-        .admin_post(
-            "/admin/v1/api-keys",
-            &json!({"name": "streams", "plan_id": plan["id"]}),
-        )
-        .await;
-    let secret = key["secret"].as_str().expect("secret");
-    let id = |value: &Value| value["id"].as_str().expect("id").to_owned();
-    (http_client(secret), id(&key), id(&plan))
-}
+use crate::helpers::{PartnerKey, TestApp, post_tweet, spawn_app, spawn_app_with, user};
+use crate::stream::{PATIENCE, Socket, ask, closed, next, send, ticket_with, ws_url};
 
 /// A ticket of `client`'s key for the user of `bearer`, as its upgrade URL on `app`.
 async fn ticket_url(app: &TestApp, client: &reqwest::Client, bearer: &str) -> String {
-    let response = client
-        .post(app.url("/v1/stream/tickets"))
-        .header("authorization", bearer)
-        .send()
-        .await
-        .expect("ticket");
-    assert_eq!(response.status(), 200);
-    let ticket: Value = response.json().await.expect("json");
+    let ticket = ticket_with(app, client, bearer).await;
     ws_url(app, ticket["url"].as_str().expect("url"))
 }
 
@@ -84,7 +62,7 @@ async fn open_when_free(app: &TestApp, client: &reqwest::Client, bearer: &str) -
 async fn a_key_holds_at_most_its_plans_sockets(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, bearer) = user(&app, "alice").await;
-    let (client, ..) = key_in_plan(
+    let PartnerKey { client, .. } = PartnerKey::new(
         &app,
         json!({"name": "two sockets", "stream_connection_limit": 2}),
     )
@@ -111,9 +89,10 @@ async fn messages_count_against_the_quota_and_in_the_usage_report(backend: Backe
     let app = spawn_app(backend).await;
     let (_, bearer) = user(&app, "alice").await;
     let plan = json!({"name": "six a day", "quota": {"limit": 6, "period": "DAY"}});
-    let (client, key_id, plan_id) = key_in_plan(&app, plan).await;
+    let partner = PartnerKey::new(&app, plan).await;
+    let (client, key_id, plan_id) = (&partner.client, partner.id(), partner.plan_id());
     // One unit for the ticket, then two for each ping (the ping and its pong).
-    let mut socket = open(&ticket_url(&app, &client, &bearer).await)
+    let mut socket = open(&ticket_url(&app, client, &bearer).await)
         .await
         .expect("open");
     for _ in 0..3 {
@@ -217,7 +196,7 @@ async fn the_socket_limit_holds_across_instances() {
     let first = spawn_app_with(Backend::Postgres, shared.clone()).await;
     let second = first.sibling(shared).await;
     let (_, bearer) = user(&first, "alice").await;
-    let (client, ..) = key_in_plan(
+    let PartnerKey { client, .. } = PartnerKey::new(
         &first,
         json!({"name": "one socket", "stream_connection_limit": 1}),
     )

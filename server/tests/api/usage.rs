@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use minitter_test_support::{Backend, on_every_backend};
 
-use crate::helpers::{TestApp, http_client, spawn_app, user};
+use crate::helpers::{PartnerKey, TestApp, http_client, spawn_app, user};
 
 async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
     let response = client.get(url).send().await.expect("request");
@@ -18,19 +18,11 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
 async fn requests_are_counted_by_outcome(backend: Backend) {
     let app = spawn_app(backend).await;
     let (alice, _) = user(&app, "alice").await;
-    let plan = app
-        .admin_post(
-            "/admin/v1/usage-plans",
-            &json!({"name": "four a day", "quota": {"limit": 4, "period": "DAY"}}),
-        )
-        .await;
-    let key = app
-        .admin_post(
-            "/admin/v1/api-keys",
-            &json!({"name": "charted", "plan_id": plan["id"]}),
-        )
-        .await;
-    let client = http_client(key["secret"].as_str().expect("secret"));
+    let PartnerKey { client, key, plan } = PartnerKey::new(
+        &app,
+        json!({"name": "four a day", "quota": {"limit": 4, "period": "DAY"}}),
+    )
+    .await;
     let today = chrono::Utc::now().date_naive();
     let range = format!(
         "start_date={}&end_date={today}",
@@ -133,16 +125,9 @@ async fn a_plans_history_holds_only_its_keys(backend: Backend) {
 /// its usage, and the old one is refused at once.
 async fn a_partner_rotates_its_own_key(backend: Backend) {
     let app = spawn_app(backend).await;
-    let plan = app
-        .admin_post("/admin/v1/usage-plans", &json!({"name": "rotating"}))
-        .await;
-    let key = app
-        .admin_post(
-            "/admin/v1/api-keys",
-            &json!({"name": "rotated", "plan_id": plan["id"]}),
-        )
-        .await;
-    let old = http_client(key["secret"].as_str().expect("secret"));
+    let PartnerKey {
+        client: old, key, ..
+    } = PartnerKey::new(&app, json!({"name": "rotating"})).await;
     let (status, _) = get(&old, app.url("/v1/usage")).await;
     assert_eq!(status, 200);
 
