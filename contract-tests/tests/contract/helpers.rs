@@ -59,6 +59,16 @@ impl Context {
         coverage::check_scenario(&self.server.exchanges(), claims);
     }
 
+    /// The run's key's plan and usage, as `GET /v1/usage` tells the partner.
+    pub async fn own_usage(&self) -> types::KeyUsage {
+        self.anonymous
+            .get_usage()
+            .send()
+            .await
+            .expect("usage")
+            .into_inner()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.base_url)
     }

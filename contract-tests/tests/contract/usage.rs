@@ -12,13 +12,7 @@ scenarios! {
 /// The key's plan, what it has used (the users signed up and logged in already), and no
 /// quota to count down.
 async fn get_usage(ctx: &Context) {
-    let usage = ctx
-        .anonymous
-        .get_usage()
-        .send()
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = ctx.own_usage().await;
     assert!(usage.used > 0, "this run has made requests");
     assert_eq!(
         (usage.plan.name.as_str(), usage.remaining),
@@ -67,13 +61,7 @@ async fn get_usage_history(ctx: &Context) {
 /// The key rotates itself: the answer holds the same key with a new secret, which the
 /// SDK then calls with; the old secret is refused at once.
 async fn rotate_own_api_key(ctx: &Context) {
-    let usage = ctx
-        .anonymous
-        .get_usage()
-        .send()
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = ctx.own_usage().await;
     let rotated = ctx
         .anonymous
         .rotate_own_api_key()

@@ -11,13 +11,7 @@ scenarios! {
 /// The report of the plan this run's key is in: nothing yesterday, requests today. A
 /// range that ends before it starts is 422, an unknown plan 404, a malformed date 400.
 async fn get_usage_report(ctx: &Context) {
-    let usage = ctx
-        .anonymous
-        .get_usage()
-        .send()
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = ctx.own_usage().await;
     let admin = &ctx.as_admin;
     let today = chrono::Utc::now().date_naive();
     let report = admin
@@ -75,13 +69,7 @@ async fn get_usage_report(ctx: &Context) {
 /// this run's requests, and the key among the busiest. A range that ends before it
 /// starts is 422, an unknown plan 404, no admin token 401, a malformed date 400.
 async fn get_plan_usage_history(ctx: &Context) {
-    let usage = ctx
-        .anonymous
-        .get_usage()
-        .send()
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = ctx.own_usage().await;
     let admin = &ctx.as_admin;
     let today = chrono::Utc::now().date_naive();
     let history = admin
