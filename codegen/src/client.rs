@@ -23,7 +23,7 @@ use crate::{Document, open_enum, render, schema, sdk};
 /// Where the generated `types` module is reachable from anywhere in the crate: the
 /// generated file is expected to be the crate root or glob re-exported there (`pub use
 /// generated::*`), as progenitor's own output assumes for its `types::` paths.
-const TYPES_PATH: &str = "crate::types";
+pub const TYPES_PATH: &str = "crate::types";
 
 /// How the client is generated.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +121,13 @@ fn without_value_constraints(document: &Document) -> Result<openapiv3::OpenAPI> 
 /// constraints removed (see [`without_value_constraints`]) every named string schema is
 /// such a newtype. The conversion cannot fail, so it is `From`.
 fn add_str_conversions(client: &mut syn::File) -> Result<()> {
-    let types = types_module(client)?;
+    add_str_conversions_to(types_module(client)?);
+    Ok(())
+}
+
+/// [`add_str_conversions`] for the items of a module of typify's types (the client's
+/// `types`, or the stream's messages of [`crate::asyncapi::generate_client`]).
+pub(crate) fn add_str_conversions_to(types: &mut Vec<syn::Item>) {
     let is_string =
         |ty: &syn::Type| quote!(#ty).to_string() == quote!(::std::string::String).to_string();
     let mut from_str: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -160,7 +166,6 @@ fn add_str_conversions(client: &mut syn::File) -> Result<()> {
         });
     }
     types.extend(added);
-    Ok(())
 }
 
 /// The items of the client's `pub mod types`.

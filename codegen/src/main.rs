@@ -1,5 +1,6 @@
 //! `cargo regen`: regenerates the server skeleton and the Rust client from an OpenAPI
-//! document, or with `--check` proves that the committed output is current.
+//! document (and, with an AsyncAPI document, both ends' stream message types), or with
+//! `--check` proves that the committed output is current.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,14 @@ struct Args {
     /// The property of a received message that selects its route.
     #[arg(long, default_value = "action")]
     route_by: String,
+    /// The property that names a message the server sends (the tag of the client's
+    /// `ServerMessage`).
+    #[arg(long, default_value = "type")]
+    tag_by: String,
+    /// The file a client's message types for the `--asyncapi` document are written to,
+    /// their references into the OpenAPI document naming the progenitor client's types.
+    #[arg(long, requires = "asyncapi")]
+    client_stream_out: Option<PathBuf>,
     /// The file the progenitor client is written to.
     #[arg(long)]
     client_out: Option<PathBuf>,
@@ -45,13 +54,19 @@ fn main() -> Result<()> {
         .with_context(|| format!("reading {}", args.spec.display()))?;
     let document = Document::parse(&text)?;
 
+    let asyncapi_text = args
+        .asyncapi
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
+
     let mut outputs: Vec<(PathBuf, String)> = Vec::new();
     if let Some(dir) = &args.server_out {
         let mut files = server::generate(&document)?;
-        if let Some(path) = &args.asyncapi {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            files.extend(asyncapi::generate(&text, &document, &args.route_by)?);
+        if let Some(text) = &asyncapi_text {
+            files.extend(asyncapi::generate(text, &document, &args.route_by)?);
             let modules = server::mod_file(&["api", "stream", "types"]);
             files.retain(|file| file.name != modules.name);
             files.push(modules);
@@ -65,6 +80,16 @@ fn main() -> Result<()> {
             inner_type: Some(args.client_inner.clone()).filter(|inner| !inner.is_empty()),
         };
         outputs.push((path.clone(), client::generate(&document, &options)?));
+    }
+    if let (Some(path), Some(text)) = (&args.client_stream_out, &asyncapi_text) {
+        let file = asyncapi::generate_client(
+            text,
+            &document,
+            &args.route_by,
+            &args.tag_by,
+            client::TYPES_PATH,
+        )?;
+        outputs.push((path.clone(), file));
     }
     if let Some(path) = &args.ts_operations_out {
         outputs.push((path.clone(), sdk::typescript::file(&document)?));

@@ -13,7 +13,9 @@
 //!   `Idempotency-Key` added where the document takes one;
 //! - [`SendConditional::send_conditional`]: a `304 Not Modified` as a typed outcome;
 //! - [`ProblemExt`]: the typed `Problem` of an error response;
-//! - [`RateLimitExt::rate_limit`]: the quota or throttle a response reports.
+//! - [`RateLimitExt::rate_limit`]: the quota or throttle a response reports;
+//! - [`stream`]: the realtime WebSocket (`asyncapi.yaml`) as a `futures::Stream` of typed
+//!   events ([`Client::stream`]), reconnecting and resuming without missing a tweet.
 //!
 //! `README.md` (beside `Cargo.toml`) walks through all of it, and `examples/` runs it.
 //!
@@ -52,6 +54,7 @@ mod hooks;
 mod problem;
 mod rate_limit;
 pub mod retry;
+pub mod stream;
 pub mod webhooks;
 
 pub use client_builder::{BuildError, ClientBuilder, DEFAULT_TIMEOUT};

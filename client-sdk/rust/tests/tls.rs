@@ -2,7 +2,9 @@
 //! base URL works with no extra crate or feature. A test certificate authority (rcgen)
 //! signs a certificate for `127.0.0.1`, a local TLS terminator (tokio-rustls) presents it
 //! in front of the real server, and the SDK trusts the authority through
-//! `ClientBuilder::add_root_certificate`; without it, the connection is refused.
+//! `ClientBuilder::add_root_certificate`; without it, the connection is refused. The
+//! realtime stream's socket on such a base URL is `wss://`, verified by the platform's
+//! verifier.
 
 mod support;
 
@@ -135,4 +137,50 @@ async fn a_certificate_from_an_unknown_authority_is_refused() {
         "{error:?}"
     );
     assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+}
+
+/// The stream's socket is `wss://` on an `https://` base URL, and verifies the server's
+/// certificate against the platform's authorities (as reqwest's rustls does); an
+/// authority added with `add_root_certificate` is trusted by REST calls only, so here the
+/// ticket is issued over HTTPS and the socket refuses the certificate, and backs off.
+#[tokio::test]
+async fn the_streams_socket_is_wss_and_verifies_the_certificate() {
+    use futures::StreamExt;
+    use minitter_client::stream::{Backoff, Disconnect, Event, Topic};
+
+    let server = Server::start().await;
+    let (_, token) = server.user("tls_streamer").await;
+    let pki = test_pki();
+    let (url, handshakes) = tls_terminator(&server.base_url, &pki).await;
+    let authority =
+        reqwest::Certificate::from_pem(pki.authority_pem.as_bytes()).expect("a PEM certificate");
+    let client = ClientBuilder::new(&url)
+        .api_key(&server.api_key)
+        .bearer_token(token)
+        .add_root_certificate(authority)
+        .build()
+        .expect("a client");
+    let mut stream = client
+        .stream()
+        .subscribe(Topic::home())
+        .backoff(Backoff::new(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(50),
+        ))
+        .build();
+
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream goes on")
+        .expect("no error: an untrusted certificate is retried");
+    match event {
+        Event::Reconnecting {
+            cause: Disconnect::Unreachable { error },
+            ..
+        } => assert!(error.to_lowercase().contains("certificate"), "{error}"),
+        other => panic!("expected the socket's certificate refused, got {other:?}"),
+    }
+    // The ticket's HTTPS request completed its handshake; the socket's never did.
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
 }

@@ -54,4 +54,5 @@ mod execute;
 mod policy;
 
 pub use execute::{new_idempotency_key, send};
+pub(crate) use policy::retry_after;
 pub use policy::{RetryPolicy, RetrySafety};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use minitter_client::ClientBuilder;
 use minitter_server::config::Config;
+use minitter_server::domain::events::Event;
+use minitter_server::domain::records::KeyChanges;
 use minitter_server::infra::store::{KeySettings, KeyWrite, PlanSettings};
 use minitter_server::startup::Application;
 use minitter_server::state::AppState;
@@ -73,6 +75,43 @@ impl Server {
             KeyWrite::Done(key) => key.secret,
             other => panic!("no key: {other:?}"),
         }
+    }
+
+    /// A key of a new plan without limits: its id (for [`Server::disable_key`]) and secret.
+    pub async fn key_with_id(&self) -> (uuid::Uuid, String) {
+        let store = self.state.store.as_ref();
+        let plan = store
+            .create_plan(PlanSettings::named("sdk tests"))
+            .await
+            .expect("a plan");
+        match store
+            .create_key(KeySettings::new("sdk tests", plan.id))
+            .await
+            .expect("a key")
+        {
+            KeyWrite::Done(key) => (key.record.id, key.secret),
+            other => panic!("no key: {other:?}"),
+        }
+    }
+
+    /// Disables a key as the operator API's `update_api_key` does: the change, then the
+    /// event that tells every part of the server (the stream's sockets too).
+    pub async fn disable_key(&self, id: uuid::Uuid) {
+        let changes = KeyChanges {
+            enabled: Some(false),
+            ..KeyChanges::default()
+        };
+        match self
+            .state
+            .store
+            .update_key(id, changes)
+            .await
+            .expect("the key is updated")
+        {
+            KeyWrite::Done(_) => {}
+            other => panic!("the key was not disabled: {other:?}"),
+        }
+        self.state.events.publish(Event::KeyChanged).await;
     }
 
     /// Signs a user up and logs them in: their id and bearer token.
