@@ -110,4 +110,34 @@ const deadline = AbortSignal.timeout(20_000); // across every attempt and wait
 const mine = await unwrap(ada.api.GET("/v1/me", { signal: deadline }));
 // #endregion
 
+// #region stream
+import { StreamError, userTopic } from "@minitter/client";
+import { WebSocket } from "ws"; // Node 20 has no global WebSocket; browsers and Node 22+ need no option
+
+// Ada's home timeline from her first tweet on (replayed, then live), and her own tweets live.
+const stream = ada.stream({ topics: [{ topic: "home", since: first.id }, userTopic(user.id)], WebSocket });
+try {
+  for await (const event of stream) {
+    switch (event.type) {
+      case "subscribed":
+        if (event.topic === "home") await unwrap(ada.api.POST("/v1/tweets", { body: { text: "Live!" } }));
+        break;
+      case "tweet.created":
+        console.log(`${event.topic}: ${event.tweet.text}`);
+        if (event.topic === "home" && event.tweet.text === "Live!") stream.close(); // an app would keep reading
+        break;
+      case "gap": // more tweets were missed than a replay holds (100): read the REST timeline
+        console.log(`refetch ${event.topic} from the REST API`);
+        break;
+      case "reconnecting": // the socket dropped; no tweet is missed or repeated across the switch
+        console.log(`reconnecting in ${event.delayMs} ms (${event.cause.kind})`);
+        break;
+    }
+  }
+} catch (error) {
+  if (!(error instanceof StreamError)) throw error;
+  console.error(`the stream stopped for good: ${error.message}`); // 4001, or a ticket refused with 401/403
+}
+// #endregion
+
 console.log(`done: ${[patient, once, mine].length} clients and calls used`);

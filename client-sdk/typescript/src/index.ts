@@ -9,8 +9,10 @@
  * with backoff, a timeout per attempt, a hook per attempt and automatic idempotency keys
  * for the operations whose document entry takes one (see `./retry.ts`; the facts come
  * from `./generated/operations.ts`, written by codegen from the same document), a
- * conditional read's `304` as a typed outcome ({@link conditional}), and the rate limits
- * of every response ({@link rateLimit}, `./rate-limit.ts`).
+ * conditional read's `304` as a typed outcome ({@link conditional}), the rate limits
+ * of every response ({@link rateLimit}, `./rate-limit.ts`), and the realtime stream
+ * ({@link MinitterClient.stream}: `./stream.ts`, its reconnect policy in
+ * `./stream-policy.ts`, its message types generated from `asyncapi.yaml`).
  */
 import createFetchClient, { type Client } from "openapi-fetch";
 
@@ -18,6 +20,7 @@ import { operations as operationFacts, type ProblemCode } from "./generated/oper
 import type { components, operations, paths } from "./generated/schema.js";
 import { RateLimit } from "./rate-limit.js";
 import { type Attempt, DEFAULT_RETRY, idempotencyKeys, type RetryOptions, resilientFetch, tagOperations } from "./retry.js";
+import { MinitterStream, type StreamOptions } from "./stream.js";
 
 export {
   type Attempt,
@@ -42,6 +45,58 @@ export {
   type WebhookEvent,
   type WebhookHeaders,
 } from "./webhooks.js";
+
+export {
+  MinitterStream,
+  socketUrl,
+  StreamError,
+  type StreamErrorReason,
+  type StreamEvent,
+  type StreamOptions,
+  type StreamState,
+  type StreamTweet,
+  type Topic,
+  type TopicSubscription,
+  type TweetDeletedData,
+  userTopic,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./stream.js";
+export {
+  type Backoff,
+  backoffCeilingMs,
+  backoffDelayMs,
+  CLOSE_ABNORMAL,
+  CLOSE_GOING_AWAY,
+  CLOSE_LAGGED,
+  CLOSE_POLICY,
+  CLOSE_QUOTA,
+  CLOSE_UNAUTHORIZED,
+  DEFAULT_STREAM_BACKOFF,
+  type Disconnect,
+  NIL_UUID,
+  Positions,
+  reconnectDelayMs,
+  reconnectPlan,
+  type ReconnectPlan,
+} from "./stream-policy.js";
+// The stream's messages as asyncapi.yaml defines them (generated, never edited), for
+// applications that speak to the socket themselves; `client.stream()` turns them into
+// `StreamEvent`s.
+export type {
+  ClientMessage,
+  ErrorMessage,
+  LaggedMessage,
+  PingMessage,
+  PongMessage,
+  ServerMessage,
+  SubscribedMessage,
+  SubscribeMessage,
+  TweetCreatedMessage,
+  TweetDeletedMessage,
+  UnsubscribedMessage,
+  UnsubscribeMessage,
+} from "./generated/stream.js";
 
 export { type Operation, operations as operationFacts } from "./generated/operations.js";
 export type { components, operations, paths };
@@ -263,6 +318,32 @@ export class MinitterClient {
         bodySerializer: (body: unknown) => body as BodyInit,
         headers: { "content-type": "application/octet-stream" },
       }),
+    );
+  }
+
+  /**
+   * The realtime stream (`asyncapi.yaml`) as this client's user (its bearer token) under
+   * its key: an async iterator of {@link StreamEvent}s, with `close()`, `subscribe()` and
+   * `unsubscribe()`. It connects at once (a ticket from `POST /v1/stream/tickets`, then the
+   * WebSocket at the ticket's `url` on this client's base URL, `ws:` or `wss:`), subscribes
+   * to `options.topics`, and reconnects as the README's "Reconnecting and resuming" says,
+   * resuming every topic where it was. Browsers use their `WebSocket`; on Node 20 pass one
+   * (`{ WebSocket }` from the `ws` package).
+   *
+   * ```ts
+   * const stream = ada.stream({ topics: ["home"], WebSocket });
+   * for await (const event of stream) if (event.type === "tweet.created") console.log(event.tweet.text);
+   * ```
+   */
+  stream(options: StreamOptions = {}): MinitterStream {
+    // The stream's policy decides when to ask again: the ticket is asked for once per try.
+    const once = this.withRetry({ maxRetries: 0 });
+    return new MinitterStream(
+      {
+        baseUrl: this.options.baseUrl,
+        requestTicket: (signal) => once.api.POST("/v1/stream/tickets", { signal }),
+      },
+      options,
     );
   }
 

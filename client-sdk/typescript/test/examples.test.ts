@@ -27,5 +27,6 @@ test("the README's tour runs against a live server", async () => {
   assert.match(stdout, /^signed in as ada_/m);
   assert.match(stdout, /Hello, Minitter!/);
   assert.match(stdout, /^unchanged$/m, "the conditional re-read was a 304");
+  assert.match(stdout, /^home: Live!$/m, "the stream delivered the tweet posted once it was live");
   assert.match(stdout, /^done: /m);
 });

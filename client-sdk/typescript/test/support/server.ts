@@ -11,6 +11,12 @@ export interface RunningServer {
   apiKey: string;
   /** The operator API's bearer token. */
   adminToken: string;
+  /**
+   * Stops the server (SIGTERM: it closes its stream sockets with 1001) and starts it again
+   * on the same port and data directory, so that clients reconnect to the same address
+   * and find their data.
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -44,13 +50,13 @@ function serverBinary(): string {
   return join(target, "debug", "minitter-server");
 }
 
-export async function startServer(): Promise<RunningServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), "minitter-ts-"));
+/** Runs the binary on `bind` with `dataDir`; resolves once it listens, with its port. */
+async function spawnServer(dataDir: string, bind: string): Promise<{ child: ChildProcess; port: number }> {
   const child: ChildProcess = spawn(serverBinary(), [], {
     env: {
       ...process.env,
       MINITTER_DATA_DIR: dataDir,
-      MINITTER_BIND: "127.0.0.1:0",
+      MINITTER_BIND: bind,
       MINITTER_LOG: "info",
       // Stop at once when the tests are done (no load balancer to drain for).
       MINITTER_DRAIN_SECONDS: "0",
@@ -72,6 +78,21 @@ export async function startServer(): Promise<RunningServer> {
       }
     });
   });
+  return { child, port };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+export async function startServer(): Promise<RunningServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "minitter-ts-"));
+  const started = await spawnServer(dataDir, "127.0.0.1:0");
+  const port = started.port;
+  let child = started.child;
   const baseUrl = `http://127.0.0.1:${port}`;
   const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
   const apiKey = await planKey(baseUrl, adminToken);
@@ -79,10 +100,12 @@ export async function startServer(): Promise<RunningServer> {
     baseUrl,
     apiKey,
     adminToken,
+    async restart() {
+      await stopChild(child);
+      ({ child } = await spawnServer(dataDir, `127.0.0.1:${port}`));
+    },
     async stop() {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
+      await stopChild(child);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
