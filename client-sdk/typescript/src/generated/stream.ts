@@ -115,7 +115,9 @@ export interface TweetDeletedMessage {
  * client sends more than 10 messages a second (bursts of 20) or past its plan's
  * throttle; `quota_exceeded` (429) when the key's quota is spent (then the socket
  * closes with 4029); `unavailable` (503) when the database or the shared limiter
- * did not answer (send it again).
+ * did not answer (send it again). `id` echoes the refused message's `id` when the
+ * message was read; `throttled`, `quota_exceeded` and `unavailable` refuse it
+ * before it is read, and carry none.
  */
 export interface ErrorMessage {
   type: "error";
