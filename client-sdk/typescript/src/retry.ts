@@ -208,6 +208,47 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
+ * One attempt of `request`, given up after `timeoutMs` (a `TimeoutError`) or as soon as
+ * the caller aborts. The request's signal aborts the transfer, but Node's `fetch` can
+ * lose a signal it follows once a garbage collection runs (nodejs/undici#4068,
+ * nodejs/node#55428: the attempt then waits for undici's own 300 s headers timeout), so
+ * the deadline does not rest on the signal alone: the attempt also loses a race against
+ * its own timer and the caller's signal. The timer keeps running after the response
+ * arrives, so a body that is still being read when it fires is aborted too; it does not
+ * keep a Node process alive.
+ */
+async function attemptWithDeadline(
+  inner: typeof fetch,
+  request: Request,
+  deadline: AbortController,
+  timeoutMs: number,
+  callerSignal: AbortSignal,
+): Promise<Response> {
+  let giveUp: (reason: unknown) => void = () => {};
+  const givenUp = new Promise<never>((_, reject) => {
+    giveUp = reject;
+  });
+  const timer = setTimeout(() => {
+    const reason = new DOMException("The operation was aborted due to timeout", "TimeoutError");
+    deadline.abort(reason);
+    giveUp(reason);
+  }, timeoutMs);
+  if (typeof timer === "object" && timer !== null && "unref" in timer) timer.unref();
+  const callerAborted = () => {
+    clearTimeout(timer);
+    deadline.abort(callerSignal.reason);
+    giveUp(callerSignal.reason);
+  };
+  if (callerSignal.aborted) callerAborted();
+  else callerSignal.addEventListener("abort", callerAborted, { once: true });
+  try {
+    return await Promise.race([inner(request), givenUp]);
+  } finally {
+    callerSignal.removeEventListener("abort", callerAborted);
+  }
+}
+
+/**
  * A `fetch` that retries as described in this module, with a timeout per attempt.
  * `createClient` uses it; it is exported to wrap calls made without openapi-fetch.
  */
@@ -232,12 +273,14 @@ export function resilientFetch(inner: typeof fetch, options: ResilienceOptions =
     const body = original.body === null ? null : await original.arrayBuffer();
 
     for (let attempt = 0; ; attempt++) {
+      const deadline = new AbortController();
       const request = new Request(original.url, {
         method: original.method,
         headers,
         body,
         redirect: original.redirect,
-        signal: AbortSignal.any([original.signal, AbortSignal.timeout(timeoutMs)]),
+        // The caller's abort also ends a body still being read (best effort: see above).
+        signal: AbortSignal.any([original.signal, deadline.signal]),
       });
       const last = attempt >= retry.maxRetries;
       const report = async (response: Response | undefined, error: unknown, retryInMs: number | undefined) => {
@@ -255,7 +298,7 @@ export function resilientFetch(inner: typeof fetch, options: ResilienceOptions =
       };
       let response: Response;
       try {
-        response = await inner(request);
+        response = await attemptWithDeadline(inner, request, deadline, timeoutMs, original.signal);
       } catch (error) {
         const retrying = !last && shouldRetryError(error, safety, original.signal);
         const wait = retrying ? backoffMs(attempt, retry) : undefined;

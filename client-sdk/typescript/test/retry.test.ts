@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before, test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 
 import { type Attempt, createClient, MinitterError, retryAfterMs, unwrap } from "../src/index.js";
 import { planKey, type RunningServer, startServer } from "./support/server.js";
@@ -192,6 +194,30 @@ test("a post whose response is lost is retried with the same key: one tweet", as
   const impatient = createClient({ baseUrl: lossy.url, apiKey: server.apiKey, bearerToken: token, retry: { maxRetries: 0 } });
   await assert.rejects(impatient.api.POST("/v1/tweets", { body: { text: "lost" } }), TypeError);
   assert.equal(await tweetCount(user.id), 2);
+});
+
+test("an attempt times out even when a garbage collection runs while it waits", async () => {
+  // Node's fetch can lose a signal it follows after a collection (nodejs/undici#4068);
+  // the attempt must still end at its timeout, not at undici's own 300 s.
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => {
+    sockets.push(socket);
+  });
+  const url = await listen(silent);
+  const client = createClient({ baseUrl: url, apiKey: "mk_unused", timeoutMs: 300, retry: { maxRetries: 0 } });
+  setFlagsFromString("--expose-gc");
+  const collect = runInNewContext("gc") as () => void;
+
+  const started = Date.now();
+  const call = client.api.GET("/healthz");
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    collect();
+  }
+  await assert.rejects(call, (error: unknown) => error instanceof DOMException && error.name === "TimeoutError");
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 5000, `${elapsed} ms`);
+  for (const socket of sockets) socket.destroy();
 });
 
 test("each attempt times out, and the retries are bounded", async () => {
