@@ -48,7 +48,7 @@ use crate::config::Config;
 use crate::handlers::Handlers;
 use crate::http::pagination::PageTokens;
 use crate::http::{
-    client_address, compression, docs, error, etag, request_limits, security_headers, serve,
+    client_address, compression, docs, error, etag, pages, request_limits, security_headers, serve,
     telemetry, version,
 };
 use crate::infra::blob::BlobStore;
@@ -370,7 +370,7 @@ pub fn app(state: Arc<AppState>, limits: Limits) -> impl Endpoint<Output = Respo
     let telemetry_enabled = state.telemetry_enabled;
     let client_address = client_address::Resolve::trusting(&state.trusted_proxies);
     let api = generated::routes(Arc::new(Handlers::new(Arc::clone(&state))), limits);
-    crate::handlers::stream::mount(docs::mount(api), state)
+    crate::handlers::stream::mount(pages::mount(docs::mount(api)), state)
         .around(gateway::rate_limit_headers)
         .around(etag::conditional_get)
         .around(compression::compression)

@@ -9,6 +9,7 @@ pub mod compression;
 pub mod docs;
 pub mod error;
 pub mod etag;
+pub mod pages;
 pub mod pagination;
 pub mod request_id;
 pub mod request_limits;

@@ -15,6 +15,7 @@ mod ip_policies;
 mod metrics;
 mod otlp;
 mod outbox;
+mod pages;
 mod picture_breaker;
 mod pictures;
 mod postgres;
