@@ -379,6 +379,97 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window(backend: Ba
     assert_eq!(texts, ["now", "older", "ancient"]);
 }
 
+/// Every tweet in a reader's whole timeline, newest first, paging 100 at a time.
+async fn whole_timeline(app: &TestApp, reader: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = "/v1/timeline?limit=100".to_owned();
+    loop {
+        let page = app.get_json(&path, Some(reader)).await;
+        for item in page["items"].as_array().expect("items") {
+            ids.push(item["id"].as_str().expect("id").to_owned());
+        }
+        match page["next_page"].as_str() {
+            Some(next) => path = format!("/v1/timeline?limit=100&page_token={next}"),
+            None => return ids,
+        }
+    }
+}
+
+/// Many authors post at once, each post acknowledged while the others' commit and fan
+/// out: every acknowledged post reaches the warm home feed of every follower, once, and
+/// nothing else does. The fan-out runs after the acknowledgement (from the outbox), so a
+/// reader is given a few seconds to see the last of them; what must hold is that none is
+/// ever missing for good and none appears twice.
+async fn every_acknowledged_post_reaches_every_follower_under_concurrent_posting(backend: Backend) {
+    const AUTHORS: usize = 8;
+    const READERS: usize = 6;
+    const POSTS_EACH: usize = 25;
+    let app = spawn_app(backend).await;
+    let mut authors = Vec::new();
+    for a in 0..AUTHORS {
+        authors.push(user(&app, &format!("author{a}")).await);
+    }
+    // Reader r follows every author whose number is not r modulo 4, so that followers
+    // differ from author to author.
+    let mut readers = Vec::new();
+    for r in 0..READERS {
+        let (_, reader) = user(&app, &format!("reader{r}")).await;
+        let mut followed = HashSet::new();
+        for (a, (author_id, _)) in authors.iter().enumerate() {
+            if a % 4 != r % 4 {
+                assert_eq!(follow(&app, &reader, author_id).await, 204);
+                followed.insert(a);
+            }
+        }
+        // Read once, so that the feed is built and the posts below are pushed into it.
+        assert!(whole_timeline(&app, &reader).await.is_empty());
+        readers.push((reader, followed));
+    }
+
+    let posting = authors.iter().enumerate().flat_map(|(a, (_, author))| {
+        let app = &app;
+        (0..POSTS_EACH).map(move |n| async move {
+            let response = post_tweet(app, author, &format!("author {a}, post {n}")).await;
+            assert_eq!(response.status(), 201);
+            let tweet: Value = response.json().await.expect("json");
+            (a, tweet["id"].as_str().expect("id").to_owned())
+        })
+    });
+    let acknowledged = join_all(posting).await;
+    assert_eq!(acknowledged.len(), AUTHORS * POSTS_EACH);
+
+    for (reader, followed) in &readers {
+        let expected: HashSet<&String> = acknowledged
+            .iter()
+            .filter(|(a, _)| followed.contains(a))
+            .map(|(_, id)| id)
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let timeline = whole_timeline(&app, reader).await;
+            let seen: HashSet<&String> = timeline.iter().collect();
+            assert_eq!(seen.len(), timeline.len(), "a tweet appeared twice");
+            assert!(
+                seen.is_subset(&expected),
+                "a tweet of an author not followed"
+            );
+            let mut sorted = timeline.clone();
+            sorted.sort_by(|a, b| b.cmp(a));
+            assert_eq!(timeline, sorted, "newest first");
+            if seen == expected {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} acknowledged posts are missing from a follower's timeline",
+                expected.len() - seen.len(),
+                expected.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 on_every_backend!(
     paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing,
     counts_stay_exact_under_concurrent_follows_and_unfollows,
@@ -389,4 +480,5 @@ on_every_backend!(
     forged_and_foreign_page_tokens_are_400_never_500,
     concurrent_retries_with_one_idempotency_key_create_one_tweet,
     the_timeline_reaches_tweets_far_older_than_its_first_window,
+    every_acknowledged_post_reaches_every_follower_under_concurrent_posting,
 );
