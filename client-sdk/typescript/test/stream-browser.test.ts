@@ -4,17 +4,17 @@
 // server has no CORS, and needs none for a page it serves), and shows a tweet posted
 // through the REST API as soon as the browser's own WebSocket delivers it.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import { build } from "esbuild";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 
 import { createClient, unwrap } from "../src/index.js";
+import { chromiumMissing, launchChromium } from "./support/chromium.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SDK = join(import.meta.dirname, "..", "..");
 const EXAMPLE = join(SDK, "examples", "browser-stream");
 
@@ -22,20 +22,9 @@ let server: RunningServer;
 let browser: Browser;
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) return;
+  if (chromiumMissing() !== undefined) return;
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -62,8 +51,9 @@ async function bundle(): Promise<string> {
 }
 
 test("a page bundled with the SDK shows a tweet the moment it is posted", async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  const missing = chromiumMissing();
+  if (missing !== undefined) {
+    t.skip(missing);
     return;
   }
   const client = createClient({ baseUrl: server.baseUrl, apiKey: server.apiKey });

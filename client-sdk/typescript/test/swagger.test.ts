@@ -2,16 +2,16 @@
 // console error and no request to any other host, lists every tag, accepts a bearer token
 // in "Authorize", and "Try it out" on sign-up gets a 201 in the page.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 
 import { createClient, unwrap } from "../src/index.js";
+import { chromiumMissing, launchChromium } from "./support/chromium.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
 const SCREENSHOT = join(ROOT, "docs", "img", "swagger-ui.png");
 
@@ -19,20 +19,9 @@ let server: RunningServer;
 let browser: Browser;
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) return;
+  if (chromiumMissing() !== undefined) return;
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -41,8 +30,9 @@ after(async () => {
 });
 
 test("Swagger UI shows the API and Try it out works", async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  const missing = chromiumMissing();
+  if (missing !== undefined) {
+    t.skip(missing);
     return;
   }
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

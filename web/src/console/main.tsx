@@ -12,6 +12,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
 import { Session } from "../shared/session.js";
+import { SignIn } from "../shared/sign-in.js";
 import { adminClient } from "./admin-client.js";
 import { type ApiKey, listKeys, listPlans, type UsagePlan } from "./api.js";
 import { type Confirmation, ConfirmDialog } from "./confirm.js";
@@ -30,32 +31,6 @@ interface Data {
 async function loadData(client: MinitterClient): Promise<Data> {
   const [plans, keys] = await Promise.all([listPlans(client), listKeys(client)]);
   return { plans, keys };
-}
-
-function SignIn({ onSignIn, error }: { onSignIn: (token: string) => void; error: string | undefined }) {
-  const [token, setToken] = useState("");
-  return (
-    <main>
-      <h2>Sign in</h2>
-      <form
-        onSubmit={(event) => {
-          event.preventDefault();
-          onSignIn(token.trim());
-        }}
-      >
-        <label for="admin-token">Admin token</label>
-        <input id="admin-token" type="password" autocomplete="off" required value={token} onInput={(event) => setToken(event.currentTarget.value)} />
-        <p>
-          <button type="submit">Sign in</button>
-        </p>
-        {error !== undefined && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-      </form>
-    </main>
-  );
 }
 
 function Console({ client, initial, onSignOut }: { client: MinitterClient; initial: Data; onSignOut: () => void }) {
@@ -145,7 +120,7 @@ function App() {
         <header>
           <h1>Minitter operator console</h1>
         </header>
-        <SignIn onSignIn={(token) => void signIn(token)} error={state.error} />
+        <SignIn id="admin-token" label="Admin token" onSignIn={(token) => void signIn(token)} error={state.error} />
       </>
     );
   return (

@@ -12,6 +12,7 @@ import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { Session } from "../shared/session.js";
+import { SignIn } from "../shared/sign-in.js";
 import { describe, isRefusal, type KeyUsage, partnerClient } from "./api.js";
 import { HistorySection } from "./chart.js";
 import { DocsSection } from "./docs.js";
@@ -32,32 +33,6 @@ interface Account {
 async function loadAccount(apiKey: string, client = partnerClient(apiKey)): Promise<Account> {
   const { value, rateLimit } = await unwrapResponse(client.api.GET("/v1/usage"));
   return { apiKey, client, usage: value, limits: rateLimit };
-}
-
-function SignIn({ onSignIn, error }: { onSignIn: (key: string) => void; error: string | undefined }) {
-  const [key, setKey] = useState("");
-  return (
-    <main>
-      <h2>Sign in</h2>
-      <form
-        onSubmit={(event) => {
-          event.preventDefault();
-          onSignIn(key.trim());
-        }}
-      >
-        <label for="api-key">API key</label>
-        <input id="api-key" type="password" autocomplete="off" required value={key} onInput={(event) => setKey(event.currentTarget.value)} />
-        <p>
-          <button type="submit">Sign in</button>
-        </p>
-        {error !== undefined && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-      </form>
-    </main>
-  );
 }
 
 function Portal({
@@ -169,7 +144,7 @@ function App() {
         <header>
           <h1>Minitter partner portal</h1>
         </header>
-        <SignIn onSignIn={(key) => void signIn(key)} error={state.error} />
+        <SignIn id="api-key" label="API key" onSignIn={(key) => void signIn(key)} error={state.error} />
       </>
     );
   return <Portal account={state.account} onSignOut={() => signOut()} onRefused={refused} onRotated={rotated} onRefresh={refresh} />;

@@ -4,16 +4,17 @@
 // console error (a refusal by the content security policy shows as one), uncaught
 // exception and request to another host is collected for the test to assert none.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing } from "../../../client-sdk/typescript/test/support/chromium.js";
+
 export { planKey, type RunningServer, startServer } from "../../../client-sdk/typescript/test/support/server.js";
 
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 /** Where each page's screenshot goes (CI keeps the folder as an artifact). */
 export const SCREENSHOTS = process.env["MINITTER_SCREENSHOTS"] ?? join(process.cwd(), "build", "screenshots");
 
@@ -22,16 +23,14 @@ export const SCREENSHOTS = process.env["MINITTER_SCREENSHOTS"] ?? join(process.c
  * `CI=true` a missing Chromium fails instead: CI installs it.
  */
 export async function launch(t: TestContext): Promise<Browser | undefined> {
-  if (!existsSync(CHROMIUM)) {
-    const why = `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
-    if (process.env["CI"] === "true") assert.fail(why);
-    t.skip(why);
+  const missing = chromiumMissing();
+  if (missing !== undefined) {
+    if (process.env["CI"] === "true") assert.fail(missing);
+    t.skip(missing);
     return undefined;
   }
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  // With this package's Playwright (the SDK's launchChromium gives its own copy's types).
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
 
 /** A page of `browser`, and what went wrong in it. */
