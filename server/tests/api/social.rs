@@ -470,6 +470,63 @@ async fn every_acknowledged_post_reaches_every_follower_under_concurrent_posting
     }
 }
 
+/// The benchmarks' bulk load (COPY on PostgreSQL, one JSON statement on SQLite) stores
+/// what it is given to the letter, quotes, commas and line breaks included, and the
+/// counters it recomputes are the API's.
+async fn a_bulk_load_is_read_back_to_the_letter(backend: Backend) {
+    use minitter_server::infra::store::{NewUserRecord, TweetRecord};
+
+    let app = spawn_app(backend).await;
+    let (reader_id, reader) = user(&app, "reader").await;
+    let awkward = "She said \"hi, there\"\nthen left;\t\\N \"\" ,";
+    let (ann, bo) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let person = |name: &str, display_name: &str| NewUserRecord {
+        username: name.to_owned(),
+        email: format!("{name}@example.com"),
+        display_name: display_name.to_owned(),
+        password_hash: "not a hash".to_owned(),
+    };
+    let tweet = |text: &str| TweetRecord {
+        id: uuid::Uuid::now_v7(),
+        author_id: ann,
+        text: text.to_owned(),
+        created_at: chrono::Utc::now(),
+    };
+    let bulk = minitter_server::infra::store::open_bulk(
+        app.database.url(),
+        &app.data_dir,
+        &Default::default(),
+    )
+    .await
+    .expect("open the store for bulk loading");
+    bulk.import_users(&[(ann, person("ann", awkward)), (bo, person("bo", ""))])
+        .await
+        .expect("users");
+    let reader_uuid: uuid::Uuid = reader_id.parse().expect("a uuid");
+    bulk.import_follows(&[(reader_uuid, ann), (bo, ann)])
+        .await
+        .expect("follows");
+    bulk.import_tweets(&[tweet(awkward), tweet("plain")])
+        .await
+        .expect("tweets");
+    bulk.recount().await.expect("recount");
+    bulk.close().await;
+
+    let ann_profile = profile(&app, &ann.to_string()).await;
+    assert_eq!(ann_profile["display_name"], awkward);
+    assert_eq!(ann_profile["follower_count"], 2);
+    assert_eq!(ann_profile["tweet_count"], 2);
+    assert_eq!(profile(&app, &bo.to_string()).await["display_name"], "");
+    let timeline = app.get_json("/v1/timeline", Some(&reader)).await;
+    let texts: Vec<&str> = timeline["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|t| t["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["plain", awkward]);
+}
+
 on_every_backend!(
     paging_while_tweets_are_posted_yields_no_duplicate_and_skips_nothing,
     counts_stay_exact_under_concurrent_follows_and_unfollows,
@@ -481,4 +538,5 @@ on_every_backend!(
     concurrent_retries_with_one_idempotency_key_create_one_tweet,
     the_timeline_reaches_tweets_far_older_than_its_first_window,
     every_acknowledged_post_reaches_every_follower_under_concurrent_posting,
+    a_bulk_load_is_read_back_to_the_letter,
 );

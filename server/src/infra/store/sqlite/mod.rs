@@ -51,6 +51,10 @@ impl Backend for Sqlite {
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    fn as_postgres(_: &mut sqlx::SqliteConnection) -> Option<&mut sqlx::PgConnection> {
+        None
+    }
 }
 
 /// Opens (creating if needed) the database file at `path` and migrates it.
