@@ -11,13 +11,13 @@ import "uplot/dist/uPlot.min.css";
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 
-/** `[unix seconds of each UTC day, answered, of which 4xx, refused with 429]`. */
+/** `[unix seconds of each UTC day, admitted in all, of which client errors (4xx), throttled (429)]` (the portal's words). */
 export type DailySeries = [number[], number[], number[], number[]];
 
 export const SERIES = [
-  { label: "Answered", stroke: "#0b5cad" },
-  { label: "Of which 4xx", stroke: "#9a6700" },
-  { label: "Refused (429)", stroke: "#b42318" },
+  { label: "Admitted in all", stroke: "#0b5cad" },
+  { label: "Of which client errors (4xx)", stroke: "#9a6700" },
+  { label: "Throttled (429)", stroke: "#b42318" },
 ] as const;
 
 const HEIGHT = 260;

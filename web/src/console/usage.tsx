@@ -49,7 +49,7 @@ async function load(client: MinitterClient, plan: UsagePlan): Promise<Loaded> {
 }
 
 function DataTable({ series }: { series: DailySeries }) {
-  const [days, answered, clientErrors, throttled] = series;
+  const [days, admitted, clientErrors, throttled] = series;
   return (
     <div class="table-scroll">
       <table id="usage-days">
@@ -70,7 +70,7 @@ function DataTable({ series }: { series: DailySeries }) {
             return (
               <tr key={day} data-day={day}>
                 <th scope="row">{day}</th>
-                <td data-series="used">{answered[index]}</td>
+                <td data-series="used">{admitted[index]}</td>
                 <td data-series="client_errors">{clientErrors[index]}</td>
                 <td data-series="throttled">{throttled[index]}</td>
               </tr>
@@ -147,7 +147,7 @@ function Report({ loaded, plan, keys }: { loaded: Loaded; plan: UsagePlan; keys:
       )}
 
       <h4 id="usage-chart-heading">Requests per day, {range}</h4>
-      <UsageChart data={loaded.series} label={`Chart of the plan's requests per UTC day from ${range}: answered, of which 4xx, and refused with 429. The table below has the same numbers.`} />
+      <UsageChart data={loaded.series} label={`Chart of the plan's requests per UTC day from ${range}: admitted in all, of which client errors (4xx), and throttled (refused with 429). The table below has the same numbers.`} />
       <details class="usage-data">
         <summary>The chart's numbers, as a table</summary>
         <DataTable series={loaded.series} />
