@@ -29,6 +29,17 @@ const ADD: Sql = Sql {
     postgres: "INSERT INTO outbox (event) VALUES ($1::jsonb)",
 };
 
+/// `$1` a JSON array of events' JSON texts, added in the array's order; `$2` now, as
+/// [`ADD`].
+const ADD_ALL: Sql = Sql {
+    sqlite: "INSERT INTO outbox (event, created_at)
+             SELECT value, $2 FROM json_each($1) ORDER BY key",
+    postgres: "INSERT INTO outbox (event)
+               SELECT event::jsonb FROM json_array_elements_text($1::json)
+                   WITH ORDINALITY AS batch (event, n)
+               ORDER BY n",
+};
+
 /// `$1` consumer, `$2` the most events.
 const AFTER: Sql = Sql {
     sqlite: "SELECT id, 0 AS tx, event, created_at AS written_at FROM outbox
@@ -96,6 +107,21 @@ pub(super) async fn add<DB: Backend>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query::<DB>(DB::pick(&ADD))
         .arg(outbox_event(event))
+        .arg(now_millis())
+        .execute_on(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Adds `events` to the outbox in their order, in the caller's transaction, with one
+/// statement (a group of posts on SQLite).
+pub(super) async fn add_all<DB: Backend>(
+    tx: &mut Transaction<'static, DB>,
+    events: impl Iterator<Item = &Event>,
+) -> Result<(), sqlx::Error> {
+    let texts: Vec<String> = events.map(outbox_event).collect();
+    sqlx::query::<DB>(DB::pick(&ADD_ALL))
+        .arg(super::json_list(&texts)?)
         .arg(now_millis())
         .execute_on(&mut **tx)
         .await?;
