@@ -60,18 +60,29 @@ impl Feed {
         }
     }
 
-    /// Adds one new tweet. The common case, a tweet newer than everything in the feed,
-    /// appends without a search (a post reaches a hundred feeds on average, so this is
-    /// the fan-out's inner loop).
+    /// Adds one new tweet (a post reaches a hundred feeds on average, so this is the
+    /// fan-out's inner loop). A new tweet is the newest or nearly so (concurrent posts
+    /// commit a little out of id order), so its place is looked for from the back, and
+    /// usually found at once. Below an incomplete feed's oldest entry the feed says
+    /// nothing, so the tweet is not kept there (as [`Feed::merge`] would not).
     fn push(&mut self, entry: Entry, capacity: usize) {
-        if self.entries.back().is_some_and(|newest| *newest < entry) {
-            self.entries.push_back(entry);
-            if self.entries.len() > capacity {
-                self.entries.pop_front();
-                self.complete = false;
-            }
-        } else {
-            self.merge(&[entry], true, capacity);
+        if !self.complete && self.entries.front().is_some_and(|oldest| entry < *oldest) {
+            return;
+        }
+        let newer = self
+            .entries
+            .iter()
+            .rev()
+            .take_while(|held| **held >= entry)
+            .count();
+        let at = self.entries.len() - newer;
+        if newer > 0 && self.entries[at] == entry {
+            return;
+        }
+        self.entries.insert(at, entry);
+        if self.entries.len() > capacity {
+            self.entries.pop_front();
+            self.complete = false;
         }
     }
 
@@ -318,5 +329,52 @@ impl FeedStore for MemoryFeeds {
     async fn forget(&self, key: FeedKey) -> Result<(), FeedError> {
         self.feeds.remove(&key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Entry, Feed};
+    use uuid::Uuid;
+
+    fn entry(n: u128) -> Entry {
+        Entry {
+            tweet_id: Uuid::from_u128(n),
+            author_id: Uuid::from_u128(1),
+        }
+    }
+
+    fn ids(feed: &Feed) -> Vec<u128> {
+        feed.entries.iter().map(|e| e.tweet_id.as_u128()).collect()
+    }
+
+    #[test]
+    fn a_push_lands_in_order_once_and_trims_the_oldest() {
+        let mut feed = Feed {
+            complete: true,
+            ..Feed::default()
+        };
+        for n in [10, 30, 20, 40, 30, 5] {
+            feed.push(entry(n), 4);
+        }
+        assert_eq!(ids(&feed), [10, 20, 30, 40]);
+        assert!(!feed.complete, "a trimmed feed no longer holds everything");
+        feed.push(entry(35), 4);
+        assert_eq!(ids(&feed), [20, 30, 35, 40]);
+    }
+
+    #[test]
+    fn an_incomplete_feed_keeps_nothing_below_its_oldest_entry() {
+        let mut feed = Feed::default();
+        feed.push(entry(20), 4);
+        feed.push(entry(10), 4);
+        assert_eq!(ids(&feed), [20]);
+        let mut complete = Feed {
+            complete: true,
+            ..Feed::default()
+        };
+        complete.push(entry(20), 4);
+        complete.push(entry(10), 4);
+        assert_eq!(ids(&complete), [10, 20]);
     }
 }

@@ -11,34 +11,29 @@
 //! CONFLICT`; the generator draws each follower's followees as a set).
 
 use async_trait::async_trait;
-use chrono::SecondsFormat;
 use uuid::Uuid;
 
+use super::posts::{self, sqlite_time};
 use super::{Backend, QueryExt, Sql, SqlStore, json_list};
 use crate::infra::store::{ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis};
 
-/// SQLite: `$1` a JSON array of users, `$2` when they were created.
+/// SQLite: `$1` a JSON array of users.
 const USERS: &str =
     "INSERT INTO users (id, username, email, display_name, password_hash, created_at)
      SELECT unhex(value ->> 'id', '-'), value ->> 'username', value ->> 'email',
-            value ->> 'display_name', value ->> 'password_hash', $2
+            value ->> 'display_name', value ->> 'password_hash', value ->> 'created_at'
      FROM json_each($1)";
 const COPY_USERS: &str = "COPY users (id, username, email, display_name, password_hash, created_at)
      FROM STDIN (FORMAT csv)";
 
-/// SQLite: `$1` a JSON array of edges, `$2` when they were made; edge ids follow the
-/// batch's order.
+/// SQLite: `$1` a JSON array of edges; edge ids follow the batch's order.
 const FOLLOWS: &str = "INSERT INTO follows (follower_id, followee_id, created_at)
-     SELECT unhex(value ->> 'follower_id', '-'), unhex(value ->> 'followee_id', '-'), $2
-     FROM json_each($1)";
+     SELECT unhex(value ->> 'follower_id', '-'), unhex(value ->> 'followee_id', '-'),
+            value ->> 'created_at'
+     FROM json_each($1) ORDER BY key";
 const COPY_FOLLOWS: &str =
     "COPY follows (follower_id, followee_id, created_at) FROM STDIN (FORMAT csv)";
 
-/// SQLite: `$1` a JSON array of tweets.
-const TWEETS: &str = "INSERT INTO tweets (id, author_id, text, created_at)
-     SELECT unhex(value ->> 'id', '-'), unhex(value ->> 'author_id', '-'),
-            value ->> 'text', value ->> 'created_at'
-     FROM json_each($1)";
 const COPY_TWEETS: &str = "COPY tweets (id, author_id, text, created_at) FROM STDIN (FORMAT csv)";
 
 /// Every user's counters from the rows. PostgreSQL's is one pass over each table (a
@@ -86,21 +81,14 @@ struct UserRow<'a> {
     email: &'a str,
     display_name: &'a str,
     password_hash: &'a str,
+    created_at: &'a str,
 }
 
 #[derive(serde::Serialize)]
-struct EdgeRow {
+struct EdgeRow<'a> {
     follower_id: Uuid,
     followee_id: Uuid,
-}
-
-#[derive(serde::Serialize)]
-struct TweetRow<'a> {
-    id: Uuid,
-    author_id: Uuid,
-    text: &'a str,
-    /// As sqlx writes a time into SQLite (PostgreSQL reads it too).
-    created_at: String,
+    created_at: &'a str,
 }
 
 #[async_trait]
@@ -121,6 +109,7 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
             csv.0
         };
         let json = || {
+            let created_at = sqlite_time(now);
             let rows: Vec<UserRow> = users
                 .iter()
                 .map(|(id, user)| UserRow {
@@ -129,11 +118,12 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
                     email: &user.email,
                     display_name: &user.display_name,
                     password_hash: &user.password_hash,
+                    created_at: &created_at,
                 })
                 .collect();
             json_list(&rows)
         };
-        self.load(COPY_USERS, csv, USERS, json, now).await
+        self.load(COPY_USERS, csv, USERS, json).await
     }
 
     async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError> {
@@ -147,48 +137,34 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
             csv.0
         };
         let json = || {
+            let created_at = sqlite_time(now);
             let rows: Vec<EdgeRow> = edges
                 .iter()
                 .map(|&(follower_id, followee_id)| EdgeRow {
                     follower_id,
                     followee_id,
+                    created_at: &created_at,
                 })
                 .collect();
             json_list(&rows)
         };
-        self.load(COPY_FOLLOWS, csv, FOLLOWS, json, now).await
+        self.load(COPY_FOLLOWS, csv, FOLLOWS, json).await
     }
 
     async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError> {
-        let created_at = |tweet: &TweetRecord| {
-            tweet
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
-        };
         let csv = || {
             let mut csv = Csv::default();
             for tweet in tweets {
                 csv.plain(tweet.id)
                     .plain(tweet.author_id)
                     .text(&tweet.text)
-                    .plain(created_at(tweet))
+                    .plain(sqlite_time(tweet.created_at))
                     .end();
             }
             csv.0
         };
-        let json = || {
-            let rows: Vec<TweetRow> = tweets
-                .iter()
-                .map(|tweet| TweetRow {
-                    id: tweet.id,
-                    author_id: tweet.author_id,
-                    text: &tweet.text,
-                    created_at: created_at(tweet),
-                })
-                .collect();
-            json_list(&rows)
-        };
-        self.load(COPY_TWEETS, csv, TWEETS, json, now_millis())
+        let json = || posts::tweet_rows(tweets.iter());
+        self.load(COPY_TWEETS, csv, posts::TWEETS.sqlite, json)
             .await
     }
 
@@ -203,14 +179,13 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
 
 impl<DB: Backend> SqlStore<DB> {
     /// Loads one batch: on PostgreSQL `copy` fed the rows as `csv`, elsewhere `insert`
-    /// with `$1` the rows as `json` and `$2` `now`. Each builds its rows only when used.
+    /// with `$1` the rows as `json`. Each builds its rows only when used.
     async fn load(
         &self,
         copy: &str,
         csv: impl FnOnce() -> String,
         insert: &'static str,
         json: impl FnOnce() -> Result<String, sqlx::Error>,
-        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
         let _turn = self.turn().await;
         let mut conn = self.conn().await?;
@@ -222,7 +197,6 @@ impl<DB: Backend> SqlStore<DB> {
         }
         Self::query(insert)
             .arg(json()?)
-            .arg(now)
             .execute_on(&mut *conn)
             .await?;
         Ok(())

@@ -116,8 +116,8 @@ impl<DB: Backend> SqlStore<DB> {
     }
 }
 
-/// `$1` a JSON array of tweets (as `TweetRow` below), inserted in the array's order.
-const TWEETS: Sql = Sql {
+/// `$1` a JSON array of tweets ([`tweet_rows`]), inserted in the array's order.
+pub(super) const TWEETS: Sql = Sql {
     sqlite: "INSERT INTO tweets (id, author_id, text, created_at)
              SELECT unhex(value ->> 'id', '-'), unhex(value ->> 'author_id', '-'),
                     value ->> 'text', value ->> 'created_at'
@@ -146,8 +146,27 @@ struct TweetRow<'a> {
     id: Uuid,
     author_id: Uuid,
     text: &'a str,
-    /// As sqlx writes a time into SQLite (PostgreSQL reads it too).
     created_at: String,
+}
+
+/// `tweets` as the JSON array that [`TWEETS`] and [`COUNTERS`] read.
+pub(super) fn tweet_rows<'a>(
+    tweets: impl Iterator<Item = &'a TweetRecord>,
+) -> Result<String, sqlx::Error> {
+    let rows: Vec<TweetRow> = tweets
+        .map(|tweet| TweetRow {
+            id: tweet.id,
+            author_id: tweet.author_id,
+            text: &tweet.text,
+            created_at: sqlite_time(tweet.created_at),
+        })
+        .collect();
+    json_list(&rows)
+}
+
+/// A time as sqlx writes it into SQLite (PostgreSQL reads it too).
+pub(super) fn sqlite_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// The posts' tweets, their authors' counters and their events, each one statement for
@@ -159,19 +178,7 @@ async fn commit<DB: Backend>(
     mut tx: Transaction<'static, DB>,
     posts: &[&Post],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<TweetRow> = posts
-        .iter()
-        .map(|post| TweetRow {
-            id: post.tweet.id,
-            author_id: post.tweet.author_id,
-            text: &post.tweet.text,
-            created_at: post
-                .tweet
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::AutoSi, false),
-        })
-        .collect();
-    let rows = json_list(&rows)?;
+    let rows = tweet_rows(posts.iter().map(|post| &post.tweet))?;
     SqlStore::<DB>::dialect(&TWEETS)
         .arg(rows.as_str())
         .execute_on(&mut *tx)
