@@ -372,14 +372,31 @@ pub(crate) trait EndTurn: Send {
 
 /// Bulk loading, for the benchmark data generator: many rows per transaction, counters
 /// recomputed once at the end. Not used by the API, and not part of [`Store`].
+///
+/// A load is [`ImportStore::begin`], the imports, then [`ImportStore::finish`]; imports
+/// outside of one are valid too, only slower.
 #[async_trait]
 pub trait ImportStore {
+    /// Drops the bulk tables' secondary indexes, to be built once at the end.
+    async fn begin(&self) -> Result<DeferredIndexes, StoreError>;
     async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError>;
-    /// Inserts follow edges `(follower, followee)`; duplicates are skipped.
+    /// Inserts follow edges `(follower, followee)`; a batch must not repeat a pair.
     async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError>;
     async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError>;
-    /// Recomputes every user's counters from the rows, and refreshes planner statistics.
-    async fn recount(&self) -> Result<(), StoreError>;
+    /// Builds the indexes [`ImportStore::begin`] dropped, recomputes every user's counters
+    /// from the rows, and refreshes planner statistics.
+    async fn finish(&self, deferred: DeferredIndexes) -> Result<(), StoreError>;
+}
+
+/// The indexes a bulk load dropped: each one's name and `CREATE INDEX` statement.
+#[derive(Debug)]
+pub struct DeferredIndexes(pub(crate) Vec<(String, String)>);
+
+impl DeferredIndexes {
+    /// The dropped indexes' names.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_str()).collect()
+    }
 }
 
 /// The event a write adds to the outbox, as JSON with its `type`: the same shape as the

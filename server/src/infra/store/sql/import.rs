@@ -7,15 +7,41 @@
 //! JSON array, unpacked by the database (`json_each`): one round trip and one plan per
 //! batch whatever its size, and none of the parameter limits a multi-row `VALUES` list
 //! would hit. The counters are left alone during the load and recomputed by
-//! [`ImportStore::recount`]. A batch's edges must not repeat a pair (COPY has no `ON
+//! [`ImportStore::finish`]. A batch's edges must not repeat a pair (COPY has no `ON
 //! CONFLICT`; the generator draws each follower's followees as a set).
+//!
+//! The secondary indexes of the bulk tables ([`DEFERRED_INDEXES`]) are dropped by
+//! [`ImportStore::begin`] and built again by [`ImportStore::finish`], as `pg_restore`
+//! loads data before indexes: inserting millions of rows in random order into an index
+//! costs a B-tree descent each, and building it afterwards is one sort. Their definitions
+//! are read from the database's catalogue, so the migrations stay their only source.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::posts::{self, sqlite_time};
 use super::{Backend, QueryExt, Sql, SqlStore, json_list};
-use crate::infra::store::{ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis};
+use crate::infra::store::{
+    DeferredIndexes, ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis,
+};
+
+/// The indexes a bulk load builds at its end rather than row by row.
+const DEFERRED_INDEXES: [&str; 3] = [
+    "follows_by_followee",
+    "follows_by_follower",
+    "tweets_by_author",
+];
+
+/// `$1` a JSON array of index names: each one's name and `CREATE INDEX` statement.
+const INDEX_DEFINITIONS: Sql = Sql {
+    sqlite: "SELECT name, sql FROM sqlite_master
+             WHERE type = 'index' AND name IN (SELECT value FROM json_each($1))
+             ORDER BY name",
+    postgres: "SELECT indexname::text, indexdef FROM pg_indexes
+               WHERE schemaname = current_schema()
+                 AND indexname IN (SELECT json_array_elements_text($1::json))
+               ORDER BY indexname",
+};
 
 /// SQLite: `$1` a JSON array of users.
 const USERS: &str =
@@ -168,9 +194,33 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
             .await
     }
 
-    async fn recount(&self) -> Result<(), StoreError> {
+    async fn begin(&self) -> Result<DeferredIndexes, StoreError> {
         let _turn = self.turn().await;
         let mut conn = self.conn().await?;
+        let definitions = Self::index_definitions(&mut conn, &DEFERRED_INDEXES).await?;
+        for (name, _) in &definitions {
+            // A name from the catalogue, one of ours: plain, and quoted all the same.
+            Self::query(&format!("DROP INDEX \"{name}\""))
+                .execute_on(&mut *conn)
+                .await?;
+        }
+        Ok(DeferredIndexes(definitions))
+    }
+
+    async fn finish(&self, deferred: DeferredIndexes) -> Result<(), StoreError> {
+        let _turn = self.turn().await;
+        let mut conn = self.conn().await?;
+        // Reading the catalogue first also brings this connection's copy of the schema up
+        // to date: SQLite checks a new index's name against that copy when it prepares
+        // the statement, and a connection that last looked before `begin` dropped the
+        // index would refuse to build it again ("already exists").
+        let names: Vec<&str> = deferred.names();
+        let present = Self::index_definitions(&mut conn, &names).await?;
+        for (name, create) in &deferred.0 {
+            if !present.iter().any(|(built, _)| built == name) {
+                Self::query(create).execute_on(&mut *conn).await?;
+            }
+        }
         Self::dialect(&RECOUNT).execute_on(&mut *conn).await?;
         Self::dialect(&ANALYZE).execute_on(&mut *conn).await?;
         Ok(())
@@ -178,6 +228,18 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
 }
 
 impl<DB: Backend> SqlStore<DB> {
+    /// The indexes of `names` that exist: each one's name and `CREATE INDEX` statement.
+    async fn index_definitions(
+        conn: &mut DB::Connection,
+        names: &[&str],
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let names = json_list(names)?;
+        Self::dialect(&INDEX_DEFINITIONS)
+            .arg(names.as_str())
+            .fetch_all_as(conn)
+            .await
+    }
+
     /// Loads one batch: on PostgreSQL `copy` fed the rows as `csv`, elsewhere `insert`
     /// with `$1` the rows as `json`. Each builds its rows only when used.
     async fn load(

@@ -79,6 +79,7 @@ pub trait Backend:
     + Rows<(i64,)>
     + Rows<(bool,)>
     + Rows<(String,)>
+    + Rows<(String, String)>
     + Rows<(Option<String>,)>
     + Rows<(NaiveDate, i64)>
     + Rows<(Uuid, i64)>
