@@ -4,6 +4,7 @@
 //! loop. Services may use it (they decide API outcomes such as a 429); it uses only the
 //! infrastructure below it.
 
+pub mod access_log;
 pub mod client_address;
 pub mod compression;
 pub mod docs;

@@ -18,7 +18,7 @@ use futures::FutureExt;
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -64,7 +64,11 @@ pub struct Telemetry {
     _log_writer: tracing_appender::non_blocking::WorkerGuard,
 }
 
-/// Installs the global tracing subscriber. Filter from `MINITTER_LOG` (default `info`).
+/// Installs the global tracing subscriber. Filter from `MINITTER_LOG` (default `info`): a
+/// level, and `target=level` pairs, separated by commas (`info,sqlx=warn`). It is a
+/// [`Targets`] filter rather than an `EnvFilter`, which takes a lock on every poll of
+/// every request's future to track spans for span directives that we never use
+/// (docs/benchmarks.md, "Telemetry").
 /// With `otlp_endpoint`, spans are also exported there ([`crate::infra::otel`]); then this must
 /// be called inside the Tokio runtime that will send them.
 ///
@@ -77,9 +81,13 @@ pub fn init(
     json: bool,
     otlp_endpoint: Option<&crate::infra::otel::OtlpEndpoint>,
 ) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_from_env("MINITTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let wanted = std::env::var("MINITTER_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter: Targets = wanted
+        .parse()
+        .map_err(|error| anyhow::anyhow!("MINITTER_LOG={wanted:?} is not a log filter: {error}"))?;
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let (writer, log_writer) = tracing_appender::non_blocking(stdout);
+    super::access_log::install(writer.clone(), json);
     let (spans, exporter) = match otlp_endpoint {
         Some(endpoint) => {
             let (layer, exporter) = crate::infra::otel::layer(endpoint)?;
@@ -185,17 +193,17 @@ pub async fn request_context<E: Endpoint>(
         let operation_id = operation.get().unwrap_or("none");
         let status = response.status().as_u16();
         crate::infra::metrics::request_served(operation_id, status, started.elapsed());
-        span.in_scope(|| {
-            tracing::info!(
-                operation_id,
-                status,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                client = client.map(tracing::field::display),
-                key_id = caller.0.key_id.get().map(tracing::field::display),
-                user_id = caller.0.user_id.get().map(tracing::field::display),
-                "served"
-            );
-        });
+        super::access_log::Served {
+            method: method.as_str(),
+            request_id: &id,
+            operation_id,
+            status,
+            elapsed: started.elapsed(),
+            client,
+            key_id: caller.0.key_id.get().copied(),
+            user_id: caller.0.user_id.get().copied(),
+        }
+        .log();
         if crate::infra::otel::is_exporting() {
             if let Some(name) = operation.get() {
                 span.record("otel.name", name);

@@ -103,9 +103,34 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// One operation's request counters (by status class) and latency histogram, registered
-/// once: building a labelled key and finding it in the registry on every request cost
-/// more than the counting itself.
+/// Metric handles by label values, each registered once: building a labelled key and
+/// finding it in the recorder's registry on every request cost more than the counting
+/// itself (docs/benchmarks.md, "Telemetry"). Label values are bounded (operations, plans,
+/// outcomes), so the map is too.
+struct Registered<K, V>(LazyLock<RwLock<HashMap<K, V>>>);
+
+impl<K: std::hash::Hash + Eq, V: Clone> Registered<K, V> {
+    const fn new() -> Self {
+        Self(LazyLock::new(RwLock::default))
+    }
+
+    /// The handle for `labels`, registered by `register` the first time.
+    fn get(&self, labels: K, register: impl FnOnce(&K) -> V) -> V {
+        if let Some(found) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&labels)
+        {
+            return found.clone();
+        }
+        let mut registered = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let handle = register(&labels);
+        registered.entry(labels).or_insert(handle).clone()
+    }
+}
+
+/// One operation's request counters (by status class) and latency histogram.
 struct OperationMetrics {
     /// `1xx` to `5xx`.
     by_class: [metrics::Counter; 5],
@@ -114,24 +139,15 @@ struct OperationMetrics {
 
 impl OperationMetrics {
     fn of(operation: &'static str) -> Arc<Self> {
-        static REGISTERED: LazyLock<RwLock<HashMap<&'static str, Arc<OperationMetrics>>>> =
-            LazyLock::new(RwLock::default);
-        if let Some(found) = REGISTERED
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(operation)
-        {
-            return Arc::clone(found);
-        }
-        let mut registered = REGISTERED.write().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(registered.entry(operation).or_insert_with(|| {
+        static REGISTERED: Registered<&'static str, Arc<OperationMetrics>> = Registered::new();
+        REGISTERED.get(operation, |&operation| {
             Arc::new(Self {
                 by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
                     metrics::counter!(REQUESTS, "operation" => operation, "status" => class)
                 }),
                 latency: metrics::histogram!(LATENCY, "operation" => operation),
             })
-        }))
+        })
     }
 }
 
@@ -174,7 +190,13 @@ pub fn cache_lookups(cache: &'static str) -> [metrics::Counter; 2] {
 
 /// Records how the response cache took part in a request to `operation`.
 pub fn response_cache(operation: &'static str, result: &'static str) {
-    metrics::counter!(RESPONSE_CACHE, "operation" => operation, "result" => result).increment(1);
+    static REGISTERED: Registered<(&'static str, &'static str), metrics::Counter> =
+        Registered::new();
+    REGISTERED
+        .get((operation, result), |&(operation, result)| {
+            metrics::counter!(RESPONSE_CACHE, "operation" => operation, "result" => result)
+        })
+        .increment(1);
 }
 
 /// Records how far behind each outbox consumer is, just before a scrape renders it.
@@ -207,7 +229,11 @@ pub fn pool_usage(usage: crate::infra::store::PoolUsage) {
 
 /// Records a gateway decision for a key of `plan`.
 pub fn gateway_decision(plan: uuid::Uuid, outcome: &'static str) {
-    metrics::counter!(GATEWAY_DECISIONS, "plan" => plan.to_string(), "outcome" => outcome)
+    static REGISTERED: Registered<(uuid::Uuid, &'static str), metrics::Counter> = Registered::new();
+    REGISTERED
+        .get((plan, outcome), |&(plan, outcome)| {
+            metrics::counter!(GATEWAY_DECISIONS, "plan" => plan.to_string(), "outcome" => outcome)
+        })
         .increment(1);
 }
 
