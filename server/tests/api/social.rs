@@ -500,6 +500,11 @@ async fn a_bulk_load_is_read_back_to_the_letter(backend: Backend) {
     .await
     .expect("open the store for bulk loading");
     let deferred = bulk.begin().await.expect("begin");
+    let deferred_names: Vec<String> = deferred.names().into_iter().map(str::to_owned).collect();
+    if matches!(backend, Backend::Postgres) {
+        // follows' two foreign keys and tweets' one, beside the three indexes.
+        assert_eq!(deferred_names.len(), 6, "{deferred_names:?}");
+    }
     bulk.import_users(&[(ann, person("ann", awkward)), (bo, person("bo", ""))])
         .await
         .expect("users");
@@ -511,16 +516,16 @@ async fn a_bulk_load_is_read_back_to_the_letter(backend: Backend) {
         .await
         .expect("tweets");
     bulk.finish(deferred).await.expect("finish");
-    // The indexes dropped for the load were built again: a second load finds them.
+    // What was dropped for the load was built again: a second load finds it all.
     let again = bulk.begin().await.expect("begin again");
-    assert_eq!(
-        again.names(),
-        [
-            "follows_by_followee",
-            "follows_by_follower",
-            "tweets_by_author"
-        ]
-    );
+    assert_eq!(again.names(), deferred_names);
+    for index in [
+        "follows_by_followee",
+        "follows_by_follower",
+        "tweets_by_author",
+    ] {
+        assert!(again.names().contains(&index), "{index}");
+    }
     bulk.finish(again).await.expect("finish again");
     bulk.close().await;
 

@@ -377,23 +377,25 @@ pub(crate) trait EndTurn: Send {
 /// outside of one are valid too, only slower.
 #[async_trait]
 pub trait ImportStore {
-    /// Drops the bulk tables' secondary indexes, to be built once at the end.
-    async fn begin(&self) -> Result<DeferredIndexes, StoreError>;
+    /// Drops the bulk tables' secondary indexes (and on PostgreSQL their foreign keys), to
+    /// be built once at the end.
+    async fn begin(&self) -> Result<Deferred, StoreError>;
     async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError>;
     /// Inserts follow edges `(follower, followee)`; a batch must not repeat a pair.
     async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError>;
     async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError>;
-    /// Builds the indexes [`ImportStore::begin`] dropped, recomputes every user's counters
-    /// from the rows, and refreshes planner statistics.
-    async fn finish(&self, deferred: DeferredIndexes) -> Result<(), StoreError>;
+    /// Builds what [`ImportStore::begin`] dropped, recomputes every user's counters from
+    /// the rows, and refreshes planner statistics.
+    async fn finish(&self, deferred: Deferred) -> Result<(), StoreError>;
 }
 
-/// The indexes a bulk load dropped: each one's name and `CREATE INDEX` statement.
+/// The indexes and constraints a bulk load dropped: each one's name and the statement
+/// that builds it again.
 #[derive(Debug)]
-pub struct DeferredIndexes(pub(crate) Vec<(String, String)>);
+pub struct Deferred(pub(crate) Vec<(String, String)>);
 
-impl DeferredIndexes {
-    /// The dropped indexes' names.
+impl Deferred {
+    /// The names of what was dropped.
     pub fn names(&self) -> Vec<&str> {
         self.0.iter().map(|(name, _)| name.as_str()).collect()
     }

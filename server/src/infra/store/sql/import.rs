@@ -10,11 +10,13 @@
 //! [`ImportStore::finish`]. A batch's edges must not repeat a pair (COPY has no `ON
 //! CONFLICT`; the generator draws each follower's followees as a set).
 //!
-//! The secondary indexes of the bulk tables ([`DEFERRED_INDEXES`]) are dropped by
-//! [`ImportStore::begin`] and built again by [`ImportStore::finish`], as `pg_restore`
-//! loads data before indexes: inserting millions of rows in random order into an index
-//! costs a B-tree descent each, and building it afterwards is one sort. Their definitions
-//! are read from the database's catalogue, so the migrations stay their only source.
+//! The secondary indexes of the bulk tables ([`DEFERRED_INDEXES`]), and on PostgreSQL
+//! their foreign keys, are dropped by [`ImportStore::begin`] and built again by
+//! [`ImportStore::finish`], as `pg_restore` loads data before indexes and constraints:
+//! inserting millions of rows in random order into an index costs a B-tree descent each,
+//! and checking a foreign key a lookup per row, where building the index afterwards is
+//! one sort and validating the key one join. Their definitions are read from the
+//! database's catalogue, so the migrations stay their only source.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -22,7 +24,7 @@ use uuid::Uuid;
 use super::posts::{self, sqlite_time};
 use super::{Backend, QueryExt, Sql, SqlStore, json_list};
 use crate::infra::store::{
-    DeferredIndexes, ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis,
+    Deferred, ImportStore, NewUserRecord, StoreError, TweetRecord, now_millis,
 };
 
 /// The indexes a bulk load builds at its end rather than row by row.
@@ -42,6 +44,16 @@ const INDEX_DEFINITIONS: Sql = Sql {
                  AND indexname IN (SELECT json_array_elements_text($1::json))
                ORDER BY indexname",
 };
+
+/// PostgreSQL: the foreign keys of the bulk tables, each one's name and the statements
+/// that drop it and add it again.
+const FOREIGN_KEYS: &str = "SELECT conname::text,
+        format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname),
+        format('ALTER TABLE %s ADD CONSTRAINT %I %s', conrelid::regclass, conname,
+               pg_get_constraintdef(oid))
+    FROM pg_constraint
+    WHERE contype = 'f' AND conrelid IN (to_regclass('follows'), to_regclass('tweets'))
+    ORDER BY conname";
 
 /// SQLite: `$1` a JSON array of users.
 const USERS: &str =
@@ -194,7 +206,7 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
             .await
     }
 
-    async fn begin(&self) -> Result<DeferredIndexes, StoreError> {
+    async fn begin(&self) -> Result<Deferred, StoreError> {
         let _turn = self.turn().await;
         let mut conn = self.conn().await?;
         let definitions = Self::index_definitions(&mut conn, &DEFERRED_INDEXES).await?;
@@ -204,10 +216,20 @@ impl<DB: Backend> ImportStore for SqlStore<DB> {
                 .execute_on(&mut *conn)
                 .await?;
         }
-        Ok(DeferredIndexes(definitions))
+        let mut deferred = Deferred(definitions);
+        if let Some(postgres) = DB::as_postgres(&mut conn) {
+            let keys: Vec<(String, String, String)> = sqlx::query_as(FOREIGN_KEYS)
+                .fetch_all(&mut *postgres)
+                .await?;
+            for (name, drop, add) in keys {
+                sqlx::query(&drop).execute(&mut *postgres).await?;
+                deferred.0.push((name, add));
+            }
+        }
+        Ok(deferred)
     }
 
-    async fn finish(&self, deferred: DeferredIndexes) -> Result<(), StoreError> {
+    async fn finish(&self, deferred: Deferred) -> Result<(), StoreError> {
         let _turn = self.turn().await;
         let mut conn = self.conn().await?;
         // Reading the catalogue first also brings this connection's copy of the schema up
