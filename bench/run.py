@@ -294,6 +294,8 @@ def main():
                         help="a PostgreSQL database to connect to for creating the benchmark's databases")
     parser.add_argument("--only", help=f"comma-separated groups to run after the baseline "
                         f"({', '.join(GROUPS)}); implies --no-docs")
+    parser.add_argument("--json-out", type=Path,
+                        help="also write the results, ratios and peak RSS to this file as JSON (bench/scale.py reads it)")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(GROUPS)
     if only - set(GROUPS):
@@ -445,6 +447,10 @@ def main():
                 f"-d{args.duration}s on the same 2-core machine; {time.strftime('%Y-%m-%d')}.")
     table = "\n".join(rows)
     print(table)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({
+            "baseline_rps": baseline, "results": results, "ratios": ratios,
+            "peak_anon_mib": rss.peak_anon, "peak_mib": rss.peak}, indent=1))
     if not args.no_docs:
         write_results("results" if args.database == "sqlite" else f"results-{args.database}", table)
 
