@@ -470,6 +470,53 @@ async fn every_acknowledged_post_reaches_every_follower_under_concurrent_posting
     }
 }
 
+/// Posts with keys of their own, sent at once (so that on SQLite they share group
+/// commits, whose Idempotency-Key records are written by one statement): a retry of each
+/// replays that post's own tweet, Location included, and creates nothing.
+async fn concurrent_posts_each_replay_their_own_tweet(backend: Backend) {
+    const POSTS: usize = 40;
+    let app = spawn_app(backend).await;
+    let (ada_id, ada) = user(&app, "ada").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let send = |n: usize| {
+        let author = if n % 2 == 0 { &ada } else { &bob };
+        app.http
+            .post(app.url("/v1/tweets"))
+            .header("authorization", author)
+            .header("idempotency-key", format!("key-{}", n / 2))
+            .json(&json!({"text": format!("post {n}")}))
+            .send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 201);
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let tweet: Value = response.json().await.expect("json");
+        (
+            tweet["id"].as_str().expect("id").to_owned(),
+            tweet["text"].clone(),
+            location,
+        )
+    };
+    let first = join_all((0..POSTS).map(send)).await;
+    let mut created = Vec::new();
+    for response in first {
+        created.push(answer(response.expect("request")).await);
+    }
+    let again = join_all((0..POSTS).map(send)).await;
+    for (n, response) in again.into_iter().enumerate() {
+        let replayed = answer(response.expect("request")).await;
+        assert_eq!(replayed, created[n], "post {n} replayed another response");
+        assert_eq!(replayed.1, format!("post {n}"));
+        assert!(replayed.2.ends_with(&replayed.0), "{replayed:?}");
+    }
+    for id in [&ada_id, &bob_id] {
+        assert_eq!(profile(&app, id).await["tweet_count"], POSTS / 2);
+    }
+}
+
 /// The benchmarks' bulk load (COPY on PostgreSQL, one JSON statement on SQLite) stores
 /// what it is given to the letter, quotes, commas and line breaks included, and the
 /// counters it recomputes are the API's.
@@ -555,5 +602,6 @@ on_every_backend!(
     concurrent_retries_with_one_idempotency_key_create_one_tweet,
     the_timeline_reaches_tweets_far_older_than_its_first_window,
     every_acknowledged_post_reaches_every_follower_under_concurrent_posting,
+    concurrent_posts_each_replay_their_own_tweet,
     a_bulk_load_is_read_back_to_the_letter,
 );
