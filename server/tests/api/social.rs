@@ -479,7 +479,7 @@ async fn concurrent_posts_each_replay_their_own_tweet(backend: Backend) {
     let (ada_id, ada) = user(&app, "ada").await;
     let (bob_id, bob) = user(&app, "bob").await;
     let send = |n: usize| {
-        let author = if n % 2 == 0 { &ada } else { &bob };
+        let author = if n.is_multiple_of(2) { &ada } else { &bob };
         app.http
             .post(app.url("/v1/tweets"))
             .header("authorization", author)
