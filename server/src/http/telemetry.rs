@@ -156,8 +156,12 @@ pub async fn request_context<E: Endpoint>(
             "request",
             request_id = %id,
             %method,
-            // Recorded only when exporting spans (`crate::infra::otel`), after the access line.
+            // Recorded only when exporting spans (`crate::infra::otel`), after the access
+            // line: the exported span says what the access line says.
             otel.name = tracing::field::Empty,
+            operation_id = tracing::field::Empty,
+            key_id = tracing::field::Empty,
+            user_id = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty
         )
@@ -207,6 +211,13 @@ pub async fn request_context<E: Endpoint>(
         if crate::infra::otel::is_exporting() {
             if let Some(name) = operation.get() {
                 span.record("otel.name", name);
+                span.record("operation_id", name);
+            }
+            if let Some(key_id) = caller.0.key_id.get() {
+                span.record("key_id", tracing::field::display(key_id));
+            }
+            if let Some(user_id) = caller.0.user_id.get() {
+                span.record("user_id", tracing::field::display(user_id));
             }
             span.record("http.response.status_code", i64::from(status));
             if status >= 500 {
