@@ -276,10 +276,42 @@ async fn a_cold_feed_is_built_once(backend: Backend) {
     assert_eq!(world.timelines.pages_served(), (100, 0));
 }
 
+/// A reader that gives up while its feed is being built (a cancelled request) does not
+/// stop the build: it ends, its database connection goes back to the pool, and the next
+/// read is answered from the feed.
+async fn an_abandoned_build_still_ends(backend: Backend) {
+    let world = World::new(backend, Arc::new(MemoryFeeds::new(CAPACITY, 1 << 20))).await;
+    let users = world.users(2).await;
+    world.follow(users[0], users[1]).await;
+    world.post(users[1], "hello").await;
+    // Polled once, so the build has begun and waits for the database; then dropped.
+    let page = world.timelines.page(users[0], None, 20);
+    assert!(
+        futures::FutureExt::now_or_never(page).is_none(),
+        "a build waits for the database"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while world.timelines.builds() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the abandoned build never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let page = world
+        .timelines
+        .page(users[0], None, 20)
+        .await
+        .expect("page");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(world.timelines.pages_served(), (1, 0));
+}
+
 on_every_backend!(
     memory_feeds_agree_with_the_database,
     paging_across_the_feed_boundary_in_memory,
     a_cold_feed_is_built_once,
+    an_abandoned_build_still_ends,
 );
 needs_cluster!(
     redis_feeds_agree_with_the_database,

@@ -72,7 +72,8 @@ pub struct Timelines {
     /// author is past it), so that a post's fan-out reads no database.
     followers: RecordCache<Uuid, FollowerIds>,
     fan_out_limit: u32,
-    builds: Mutex<HashMap<FeedKey, Build>>,
+    /// Feeds being built, each by a task of its own (`read.rs`).
+    builds: Arc<Mutex<HashMap<FeedKey, Build>>>,
     /// The fan-out's place in the outbox.
     fan_out: Reader,
     /// Set when a change could not be applied to the feeds: drop them all.
@@ -103,7 +104,7 @@ impl Timelines {
             tweets: Arc::new(TweetCache::new(settings.tweet_cache_bytes)),
             followers: RecordCache::new("followers", settings.follower_cache_bytes, 1600),
             fan_out_limit: settings.fan_out_limit,
-            builds: Mutex::default(),
+            builds: Arc::default(),
             // Followers' feeds a moment after the commit (the author's own is updated
             // before the response).
             fan_out: Reader::new(HOME_FEEDS, Duration::from_millis(25)),
