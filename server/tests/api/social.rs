@@ -346,14 +346,7 @@ async fn the_timeline_reaches_tweets_far_older_than_its_first_window(backend: Ba
             created_at: at,
         }
     };
-    // Bulk loading is not part of the API's store: open the benchmarks' one beside it.
-    let bulk = minitter_server::infra::store::open_bulk(
-        app.database.url(),
-        &app.data_dir,
-        &Default::default(),
-    )
-    .await
-    .expect("open the store for bulk loading");
+    let bulk = bulk_store(&app).await;
     bulk.import_tweets(&[old(90, "ancient"), old(3, "older")])
         .await
         .expect("import");
@@ -470,6 +463,14 @@ async fn every_acknowledged_post_reaches_every_follower_under_concurrent_posting
     }
 }
 
+/// The benchmarks' bulk-loading store, opened beside the app's on its database (bulk
+/// loading is not part of the API's store).
+async fn bulk_store(app: &TestApp) -> std::sync::Arc<dyn minitter_server::infra::store::BulkStore> {
+    minitter_server::infra::store::open_bulk(app.database.url(), &app.data_dir, &Default::default())
+        .await
+        .expect("open the store for bulk loading")
+}
+
 /// Posts with keys of their own, sent at once (so that on SQLite they share group
 /// commits, whose Idempotency-Key records are written by one statement): a retry of each
 /// replays that post's own tweet, Location included, and creates nothing.
@@ -539,13 +540,7 @@ async fn a_bulk_load_is_read_back_to_the_letter(backend: Backend) {
         text: text.to_owned(),
         created_at: chrono::Utc::now(),
     };
-    let bulk = minitter_server::infra::store::open_bulk(
-        app.database.url(),
-        &app.data_dir,
-        &Default::default(),
-    )
-    .await
-    .expect("open the store for bulk loading");
+    let bulk = bulk_store(&app).await;
     let deferred = bulk.begin().await.expect("begin");
     let deferred_names: Vec<String> = deferred.names().into_iter().map(str::to_owned).collect();
     if matches!(backend, Backend::Postgres) {

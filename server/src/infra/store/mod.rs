@@ -26,6 +26,7 @@
 //! release the previous build and the next one run against the same schema. Each build
 //! therefore accepts a database that a newer build has migrated further ([`additive`]).
 
+mod bulk;
 mod error;
 mod postgres;
 mod sql;
@@ -44,6 +45,7 @@ use uuid::Uuid;
 // The records every backend returns are the domain's (`crate::domain::records`); the store
 // speaks them, so they are named here too.
 pub use crate::domain::records::*;
+pub use bulk::{BulkStore, Deferred, ImportStore};
 pub use error::StoreError;
 use sqlite::Purpose;
 pub use webhooks::WebhookStore;
@@ -370,37 +372,6 @@ pub(crate) trait EndTurn: Send {
     async fn end(self: Box<Self>, through: Option<OutboxPosition>) -> Result<(), StoreError>;
 }
 
-/// Bulk loading, for the benchmark data generator: many rows per transaction, counters
-/// recomputed once at the end. Not used by the API, and not part of [`Store`].
-///
-/// A load is [`ImportStore::begin`], the imports, then [`ImportStore::finish`]; imports
-/// outside of one are valid too, only slower.
-#[async_trait]
-pub trait ImportStore {
-    /// Drops the bulk tables' secondary indexes (and on PostgreSQL their foreign keys), to
-    /// be built once at the end.
-    async fn begin(&self) -> Result<Deferred, StoreError>;
-    async fn import_users(&self, users: &[(Uuid, NewUserRecord)]) -> Result<(), StoreError>;
-    /// Inserts follow edges `(follower, followee)`; a batch must not repeat a pair.
-    async fn import_follows(&self, edges: &[(Uuid, Uuid)]) -> Result<(), StoreError>;
-    async fn import_tweets(&self, tweets: &[TweetRecord]) -> Result<(), StoreError>;
-    /// Builds what [`ImportStore::begin`] dropped, recomputes every user's counters from
-    /// the rows, and refreshes planner statistics.
-    async fn finish(&self, deferred: Deferred) -> Result<(), StoreError>;
-}
-
-/// The indexes and constraints a bulk load dropped: each one's name and the statement
-/// that builds it again.
-#[derive(Debug)]
-pub struct Deferred(pub(crate) Vec<(String, String)>);
-
-impl Deferred {
-    /// The names of what was dropped.
-    pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|(name, _)| name.as_str()).collect()
-    }
-}
-
 /// The event a write adds to the outbox, as JSON with its `type`: the same shape as the
 /// `crate::domain::events::Event` published after the commit.
 pub fn outbox_event(event: &Event) -> String {
@@ -432,11 +403,6 @@ impl Default for PoolSettings {
 
 /// The variable that chooses the database; named in every error about it.
 pub const DATABASE_URL_VARIABLE: &str = "MINITTER_DATABASE_URL";
-
-/// A store that also loads in bulk: what the benchmark data generator opens.
-pub trait BulkStore: Store + ImportStore {}
-
-impl<T: Store + ImportStore> BulkStore for T {}
 
 /// Opens and migrates the database `url` names: unset means `minitter.db` in the data
 /// directory, `sqlite://…` another SQLite file, `postgres://…` (or `postgresql://…`) a
