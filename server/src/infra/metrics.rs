@@ -99,8 +99,30 @@ pub fn handle() -> &'static PrometheusHandle {
         // Another recorder may be installed already (a test harness); then this one only
         // renders what it was given, which is nothing.
         let _ = metrics::set_global_recorder(recorder);
+        keep_up(handle.clone());
         handle
     })
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the recorded histogram samples into their buckets every [`UPKEEP_EVERY`], on a
+/// thread of its own (the recorder outlives any one Tokio runtime). The recorder keeps
+/// every sample until then: without it, a server nobody scraped grew by 8 bytes a
+/// request for as long as it ran (about 1 GiB an hour at 40k requests a second).
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = started {
+        tracing::error!(%error, "no thread for metrics upkeep: samples are folded only on scrapes");
+    }
 }
 
 /// Metric handles by label values, each registered once: building a labelled key and
