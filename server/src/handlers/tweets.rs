@@ -45,7 +45,7 @@ fn replay(location: Option<String>, body: Option<String>) -> Result<CreateTweetR
 
 fn created(tweet: &TweetRecord) -> Result<CreateTweetResponse> {
     Ok(CreateTweetResponse::Created {
-        body: to_api(tweet),
+        body: to_api(tweet.clone()),
         location: location_of(tweet),
     })
 }
@@ -54,18 +54,19 @@ fn location_of(tweet: &TweetRecord) -> String {
     format!("/v1/tweets/{}", tweet.id)
 }
 
-fn to_api(tweet: &TweetRecord) -> types::Tweet {
+/// Takes the record, so that a page moves each tweet's text instead of copying it.
+fn to_api(tweet: TweetRecord) -> types::Tweet {
     types::Tweet {
         id: types::Id(tweet.id),
         author_id: types::Id(tweet.author_id),
-        text: types::TweetText(tweet.text.clone()),
+        text: types::TweetText(tweet.text),
         created_at: tweet.created_at,
     }
 }
 
 fn tweet_page(state: &AppState, list: &str, page: Page<TweetRecord, Uuid>) -> types::TweetPage {
     types::TweetPage {
-        items: page.items.iter().map(to_api).collect(),
+        items: page.items.into_iter().map(to_api).collect(),
         next_page: page
             .next
             .map(|cursor| state.page_tokens.issue(list, &cursor.to_string())),
@@ -105,7 +106,7 @@ impl TweetsApi for Handlers {
             Claim::Replay { location, body, .. } => return replay(location, body),
         }
         let tweet = TweetRecord::new(me, body.text.0);
-        let response = to_api(&tweet);
+        let response = to_api(tweet.clone());
         let location = location_of(&tweet);
         let stored_body =
             serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.into()))?;
@@ -144,7 +145,7 @@ impl TweetsApi for Handlers {
             .tweet(*params.tweet_id)
             .await?
             .ok_or(UNKNOWN_TWEET)?;
-        Ok(GetTweetResponse::Ok(to_api(&tweet)))
+        Ok(GetTweetResponse::Ok(to_api(TweetRecord::clone(&tweet))))
     }
 
     async fn delete_tweet(
