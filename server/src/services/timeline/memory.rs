@@ -6,12 +6,12 @@
 //! keeps what is read often and drops what is not). An evicted feed is simply cold: its
 //! owner's next read builds it again from the database.
 //!
-//! Inside, a user is a 4-byte [`Member`] number rather than a 16-byte id: an entry is
+//! Inside, a user is a 4-byte [`Member`] number ([`super::members`]) rather than a 16-byte id: an entry is
 //! 20 bytes instead of 32 and a followee 4 instead of 16, so a full feed takes about
 //! 4.6 KB instead of 8 KB, and the same budget keeps nearly twice as many feeds warm
 //! (docs/benchmarks.md, "Memory").
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -20,73 +20,23 @@ use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use super::feed::{Built, Entry, FEED_CAPACITY, FeedError, FeedKey, FeedRead, FeedStore};
-
-/// A user, numbered the first time a feed meets them (as author, followee or owner).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct Member(u32);
-
-/// The numbering of users. A number is never taken back: it costs about 40 bytes for
-/// each user ever seen, for as long as the process runs (4 MiB for 100,000 users),
-/// which is what lets every entry of every feed be 12 bytes smaller.
-#[derive(Debug, Default)]
-struct Members {
-    numbers: HashMap<Uuid, Member>,
-    ids: Vec<Uuid>,
-}
-
-impl Members {
-    fn id(&self, member: Member) -> Uuid {
-        // Every number was handed out by `number`, as an index into `ids`.
-        self.ids[member.0 as usize]
-    }
-}
-
-/// [`Members`] shared by every feed: read-locked to look a user up, write-locked only to
-/// number a user seen for the first time. Lock order: a feed's lock may be held while
-/// reading the numbering, never while numbering (users are numbered before a feed is
-/// locked).
-#[derive(Debug, Default)]
-struct Numbering(RwLock<Members>);
-
-impl Numbering {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Members> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `id`'s number, if it has one.
-    fn known(&self, id: Uuid) -> Option<Member> {
-        self.read().numbers.get(&id).copied()
-    }
-
-    /// `id`'s number, given now if it has none.
-    fn number(&self, id: Uuid) -> Member {
-        if let Some(member) = self.known(id) {
-            return member;
-        }
-        let mut members = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        let next = members.ids.len();
-        let Members { numbers, ids } = &mut *members;
-        *numbers.entry(id).or_insert_with(|| {
-            ids.push(id);
-            // Four billion distinct users would need 64 GiB for their ids alone here;
-            // memory runs out long before the numbers do.
-            Member(u32::try_from(next).expect("fewer than 2^32 users in one process"))
-        })
-    }
-
-    fn held(&self, entry: &Entry) -> Held {
-        Held {
-            tweet_id: entry.tweet_id,
-            author: self.number(entry.author_id),
-        }
-    }
-}
+use super::members::{Member, Numbering};
 
 /// An [`Entry`] as a feed holds it. Ordered by tweet id (unique), as entries are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Held {
     tweet_id: Uuid,
     author: Member,
+}
+
+impl Held {
+    /// `entry`, its author numbered (now, if they had no number).
+    fn of(entry: &Entry, members: &Numbering) -> Self {
+        Self {
+            tweet_id: entry.tweet_id,
+            author: members.number(entry.author_id),
+        }
+    }
 }
 
 /// One feed, oldest entry first: new tweets go near the back, trimming pops the front,
@@ -330,7 +280,11 @@ impl FeedStore for MemoryFeeds {
             .collect();
         following.sort_unstable();
         following.dedup();
-        let entries: Vec<Held> = built.entries.iter().map(|e| self.members.held(e)).collect();
+        let entries: Vec<Held> = built
+            .entries
+            .iter()
+            .map(|e| Held::of(e, &self.members))
+            .collect();
         let mut feed = cell.lock();
         if feed.build != Some(token) {
             return Ok(false);
@@ -353,7 +307,7 @@ impl FeedStore for MemoryFeeds {
 
     async fn push(&self, feeds: &[FeedKey], entry: Entry) -> Result<(), FeedError> {
         let capacity = self.capacity;
-        let entry = self.members.held(&entry);
+        let entry = Held::of(&entry, &self.members);
         self.each(feeds, |feed| {
             if feed.build.is_some() {
                 if let Err(at) = feed.entries.binary_search(&entry) {
@@ -375,7 +329,7 @@ impl FeedStore for MemoryFeeds {
     ) -> Result<(), FeedError> {
         let capacity = self.capacity;
         let followee = self.members.number(followee);
-        let recent: Vec<Held> = recent.iter().map(|e| self.members.held(e)).collect();
+        let recent: Vec<Held> = recent.iter().map(|e| Held::of(e, &self.members)).collect();
         self.change_warm(key, |feed| {
             if let Err(at) = feed.following.binary_search(&followee) {
                 feed.following.insert(at, followee);
@@ -430,14 +384,15 @@ impl FeedStore for MemoryFeeds {
 
 #[cfg(test)]
 mod tests {
-    use super::{Feed, Held, Member};
+    use super::{Entry, Feed, Held, Numbering};
     use uuid::Uuid;
 
     fn entry(n: u128) -> Held {
-        Held {
+        let entry = Entry {
             tweet_id: Uuid::from_u128(n),
-            author: Member(1),
-        }
+            author_id: Uuid::from_u128(1),
+        };
+        Held::of(&entry, &Numbering::default())
     }
 
     fn ids(feed: &Feed) -> Vec<u128> {

@@ -29,6 +29,7 @@ pub mod redis;
 pub mod tweets;
 
 mod fan_out;
+mod members;
 mod read;
 mod subscriber;
 
