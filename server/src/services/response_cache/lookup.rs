@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codegen_runtime::{RequestKey, ResponseStore, StoredResponses};
-use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use uuid::Uuid;
 
@@ -138,7 +138,7 @@ impl Lookup {
         {
             self.decide(operation, Outcome::Hit, None);
             let mut response = Response::builder().status(StatusCode::OK).finish();
-            response.headers_mut().extend(entry.headers.clone());
+            response.headers_mut().extend(entry.headers());
             response.set_body(Body::from(entry.body.clone()));
             return Some(response);
         }
@@ -163,20 +163,14 @@ impl Lookup {
             (Some((key, ttl, versions)), Some(entries)) => {
                 let (parts, body) = response.into_parts();
                 let body = body.into_bytes().await?;
-                let mut headers = HeaderMap::new();
-                for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::ETAG] {
-                    if let Some(value) = parts.headers.get(&name) {
-                        headers.insert(name, value.clone());
-                    }
-                }
                 entries.insert(
                     key,
-                    Arc::new(Entry {
-                        body: body.clone(),
-                        headers,
+                    Arc::new(Entry::new(
+                        &body,
+                        &parts.headers,
                         versions,
-                        expires: Instant::now() + ttl,
-                    }),
+                        Instant::now() + ttl,
+                    )),
                 );
                 Response::from_parts(parts, Body::from(body))
             }
