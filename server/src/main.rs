@@ -22,7 +22,7 @@ const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// By default on Linux, mimalloc commits each arena whole when it reserves it, and the
 /// memory it later frees there stays resident: 34 MiB of anonymous memory idle with 7 MB
 /// live, and 155–157 MiB in the benchmark's read phases. Committed on demand, the same
-/// runs measured 10.6 MiB and 129 MiB at the same throughput (docs/benchmarks.md,
+/// runs measured 11 MiB and 129–132 MiB at the same throughput (docs/benchmarks.md,
 /// "Memory"). It must run before the first allocation, which reserves the first arena, and
 /// the Rust runtime allocates before `main`: so it is a constructor, run as the binary
 /// loads. `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still overrides it.

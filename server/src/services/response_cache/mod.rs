@@ -104,8 +104,8 @@ const KEPT_HEADERS: [HeaderName; 3] =
 /// One kept answer. It holds exactly its own bytes, so that the budget counts what the
 /// entries really take: a body straight from the response kept its whole write buffer
 /// (1 KiB or more for a 300-byte profile) and a `HeaderMap` of three headers takes about
-/// 600 bytes, which together made the cache hold three times its budget
-/// (docs/benchmarks.md, "Memory at 100,000 users").
+/// 600 bytes, which together made the cache hold about 3.5 times its budget at 100,000
+/// users (docs/benchmarks.md, "Memory at 100,000 users").
 struct Entry {
     body: Bytes,
     /// The values of [`KEPT_HEADERS`] the answer had.
