@@ -278,3 +278,48 @@ impl Subscriber for ResponseCache {
         self.forget_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry keeps a copy of its body, not the response's buffer (whose capacity can be
+    /// many times the body), keeps only the representation headers, and weighs at least
+    /// the bytes it holds.
+    #[test]
+    fn an_entry_holds_and_weighs_only_its_own_bytes() {
+        let mut buffer = Vec::with_capacity(4096);
+        buffer.extend_from_slice(br#"{"id":"0190a1b2"}"#);
+        let body = Bytes::from(buffer);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::ETAG, HeaderValue::from_static("\"a1b2\""));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("9"));
+
+        let entry = Arc::new(Entry::new(&body, &headers, vec![7], Instant::now()));
+
+        assert_eq!(entry.body, body);
+        assert_ne!(
+            entry.body.as_ptr(),
+            body.as_ptr(),
+            "the entry shares the response's buffer"
+        );
+        let kept: Vec<_> = entry.headers().collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json")
+                ),
+                (header::ETAG, HeaderValue::from_static("\"a1b2\"")),
+            ]
+        );
+        let key = "/v1/users/0190a1b2\nidentity".to_owned();
+        let held = size_of::<Entry>() + key.len() + body.len() + "application/json\"a1b2\"".len();
+        assert!(EntryBytes.weight(&key, &entry) >= held as u64);
+    }
+}
