@@ -11,8 +11,9 @@
  * from `./generated/operations.ts`, written by codegen from the same document), a
  * conditional read's `304` as a typed outcome ({@link conditional}), the rate limits
  * of every response ({@link rateLimit}, `./rate-limit.ts`), and the realtime stream
- * ({@link MinitterClient.stream}: `./stream.ts`, its reconnect policy in
- * `./stream-policy.ts`, its message types generated from `asyncapi.yaml`).
+ * ({@link MinitterClient.stream}: `./stream.ts`, its events, options and errors in
+ * `./stream-types.ts`, its reconnect policy in `./stream-policy.ts`, its message types
+ * generated from `asyncapi.yaml`).
  */
 import createFetchClient, { type Client } from "openapi-fetch";
 
@@ -20,7 +21,8 @@ import { operations as operationFacts, type ProblemCode } from "./generated/oper
 import type { components, operations, paths } from "./generated/schema.js";
 import { RateLimit } from "./rate-limit.js";
 import { type Attempt, DEFAULT_RETRY, idempotencyKeys, type RetryOptions, resilientFetch, tagOperations } from "./retry.js";
-import { MinitterStream, type StreamOptions } from "./stream.js";
+import { MinitterStream } from "./stream.js";
+import type { StreamOptions } from "./stream-types.js";
 
 export {
   type Attempt,
@@ -46,9 +48,8 @@ export {
   type WebhookHeaders,
 } from "./webhooks.js";
 
+export { MinitterStream, socketUrl } from "./stream.js";
 export {
-  MinitterStream,
-  socketUrl,
   StreamError,
   type StreamErrorReason,
   type StreamEvent,
@@ -61,7 +62,7 @@ export {
   userTopic,
   type WebSocketConstructor,
   type WebSocketLike,
-} from "./stream.js";
+} from "./stream-types.js";
 export {
   type Backoff,
   backoffCeilingMs,
