@@ -1,6 +1,7 @@
 //! The state machine behind [`super::Stream`]: get a ticket, open the socket, subscribe,
 //! turn server messages into [`Event`]s, and when the socket ends apply the reconnect
-//! policy ([`super::reconnect`]).
+//! policy ([`super::reconnect`]). Opening a socket (the ticket, TLS, the upgrade) is in
+//! [`connect`].
 //!
 //! Everything happens while the application polls the stream: there is no background
 //! task, so a dropped stream closes its socket at once, and an application that stops
@@ -8,31 +9,28 @@
 //! the stream resumes where it was when it is read again). Reading the socket is also
 //! what answers the server's pings (tungstenite replies as it reads).
 
+mod connect;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 #[cfg(feature = "rustls")]
 use tokio_tungstenite::Connector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::generated::{
     ClientMessage, CorrelationId, ServerMessage, SubscribeMessage, UnsubscribeMessage,
 };
 use super::reconnect::{self, Backoff, CLOSE_UNAUTHORIZED, Disconnect, Plan};
 use super::subscriptions::Subscriptions;
-use super::{Event, StreamError, Topic, socket_url};
-use crate::types::{self, ProblemCode};
-use crate::{Client, Error};
+use super::{Event, StreamError, Topic};
+use crate::Client;
+use crate::types::ProblemCode;
+use connect::Socket;
 
-/// The longest the TCP connection, TLS and the upgrade may take together.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a socket may stay silent before it counts as lost. The server pings every
 /// 30 s (`asyncapi.yaml`, close code 4008), so three missed pings mean the connection is
 /// gone even though no reset ever arrived (a sleeping laptop, a dropped NAT mapping).
@@ -47,10 +45,6 @@ const PACE_BURST: f64 = 16.0;
 const PACE_PER_SECOND: f64 = 8.0;
 /// How long to wait, after the server's close frame, for the socket to finish closing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// The largest message accepted from the server (a tweet or a problem is a few KiB).
-const MAX_MESSAGE_BYTES: usize = 1 << 20;
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A change of the stream's topics, from [`super::Stream::subscribe`] and
 /// [`super::Stream::unsubscribe`].
@@ -256,39 +250,7 @@ impl Driver {
             tokio::time::sleep(wait).await;
         }
         self.apply_pending_commands();
-        let ticket = self.ticket().await?;
-        let url = socket_url(&self.client.baseurl, &ticket.url).map_err(Ending::Fatal)?;
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|error| Ending::Fatal(StreamError::InvalidUrl(error.to_string())))?;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE_BYTES))
-            .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        // With rustls, `wss://` gets the platform verifier (as reqwest does); otherwise
-        // tokio-tungstenite's choice: native-tls with the `native-tls` feature, else a
-        // refusal of `wss://` (`StreamError::InvalidUrl`).
-        #[cfg(feature = "rustls")]
-        let connecting = {
-            let connector = if url.starts_with("wss://") {
-                Some(self.tls_connector()?)
-            } else {
-                None
-            };
-            tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
-        };
-        #[cfg(not(feature = "rustls"))]
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let socket = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok((socket, _response))) => socket,
-            Ok(Err(error)) => return Err(upgrade_failure(error)),
-            Err(_) => {
-                return Err(Disconnect::Unreachable {
-                    error: format!("no WebSocket within {CONNECT_TIMEOUT:?}"),
-                }
-                .into());
-            }
-        };
+        let socket = self.connect().await?;
         self.socket = Some(socket);
         self.events.push_back(Event::Connected);
         self.awaiting.clear();
@@ -303,61 +265,6 @@ impl Driver {
         }
         self.settle();
         self.flush().await
-    }
-
-    /// A ticket from `POST /v1/stream/tickets`, as the client's user under its key.
-    async fn ticket(&self) -> Result<types::StreamTicket, Ending> {
-        let error = match self.client.create_stream_ticket().send().await {
-            Ok(ticket) => return Ok(ticket.into_inner()),
-            Err(error) => error,
-        };
-        let refused = |status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap| {
-            Disconnect::TicketRefused {
-                status: status.as_u16(),
-                retry_after: crate::retry::retry_after(headers),
-            }
-        };
-        let disconnect = match &error {
-            Error::ErrorResponse(response) => refused(response.status(), response.headers()),
-            Error::UnexpectedResponse(response) => refused(response.status(), response.headers()),
-            Error::CommunicationError(cause)
-            | Error::ResponseBodyError(cause)
-            | Error::InvalidUpgrade(cause) => Disconnect::TicketUnreachable {
-                error: cause.to_string(),
-            },
-            Error::InvalidResponsePayload(_, cause) => Disconnect::TicketUnreachable {
-                error: format!("the ticket could not be read: {cause}"),
-            },
-            Error::InvalidRequest(_) | Error::Custom(_) => {
-                return Err(Ending::Fatal(StreamError::Ticket(Box::new(error))));
-            }
-        };
-        if reconnect::plan(&disconnect) == Plan::Stop {
-            return Err(Ending::Fatal(StreamError::Ticket(Box::new(error))));
-        }
-        Err(disconnect.into())
-    }
-
-    /// `wss://`'s TLS: what reqwest's `rustls` feature builds for `https://` (aws-lc-rs,
-    /// and the platform's verifier: its certificate authorities, its revocation checks).
-    #[cfg(feature = "rustls")]
-    fn tls_connector(&mut self) -> Result<Connector, Ending> {
-        use rustls_platform_verifier::BuilderVerifierExt;
-
-        if let Some(connector) = &self.connector {
-            return Ok(connector.clone());
-        }
-        let tls = |error: rustls::Error| Ending::Fatal(StreamError::Tls(error.to_string()));
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(tls)?
-            .with_platform_verifier()
-            .map_err(tls)?
-            .with_no_client_auth();
-        let connector = Connector::Rustls(std::sync::Arc::new(config));
-        self.connector = Some(connector.clone());
-        Ok(connector)
     }
 
     /// Waits for the socket, a command or a resubscription, and handles it.
@@ -622,23 +529,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// What a failed upgrade means: a refusal with a status, a URL no socket can be opened
-/// for, or a connection that could not be made.
-fn upgrade_failure(error: tungstenite::Error) -> Ending {
-    match error {
-        tungstenite::Error::Http(response) => Disconnect::UpgradeRefused {
-            status: response.status().as_u16(),
-            retry_after: crate::retry::retry_after(response.headers()),
-        }
-        .into(),
-        tungstenite::Error::Url(error) => Ending::Fatal(StreamError::InvalidUrl(error.to_string())),
-        other => Disconnect::Unreachable {
-            error: other.to_string(),
-        }
-        .into(),
     }
 }
 
