@@ -1,7 +1,8 @@
 //! The state machine behind [`super::Stream`]: get a ticket, open the socket, subscribe,
 //! turn server messages into [`Event`]s, and when the socket ends apply the reconnect
 //! policy ([`super::reconnect`]). Opening a socket (the ticket, TLS, the upgrade) is in
-//! [`connect`].
+//! [`connect`], what each server message does in [`server_messages`], and the pace of
+//! the stream's own messages in [`pace`].
 //!
 //! Everything happens while the application polls the stream: there is no background
 //! task, so a dropped stream closes its socket at once, and an application that stops
@@ -10,6 +11,8 @@
 //! what answers the server's pings (tungstenite replies as it reads).
 
 mod connect;
+mod pace;
+mod server_messages;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -28,8 +31,8 @@ use super::reconnect::{self, Backoff, CLOSE_UNAUTHORIZED, Disconnect, Plan};
 use super::subscriptions::Subscriptions;
 use super::{Event, StreamError, Topic};
 use crate::Client;
-use crate::types::ProblemCode;
 use connect::Socket;
+use pace::Pace;
 
 /// How long a socket may stay silent before it counts as lost. The server pings every
 /// 30 s (`asyncapi.yaml`, close code 4008), so three missed pings mean the connection is
@@ -38,11 +41,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long to wait before sending a subscription again that the server refused as
 /// `unavailable` (the documented "send it again").
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
-/// The stream's own pace for its messages: under the server's per-socket limit
-/// (`asyncapi.yaml`: 10 a second, in bursts of 20) with a margin for the network's
-/// jitter, so that a stream of many topics is not throttled by its own subscriptions.
-const PACE_BURST: f64 = 16.0;
-const PACE_PER_SECOND: f64 = 8.0;
 /// How long to wait, after the server's close frame, for the socket to finish closing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -73,36 +71,6 @@ enum Wake {
     Command(Command),
     Resubscribe,
     Send,
-}
-
-/// A token bucket of [`PACE_BURST`] tokens refilled at [`PACE_PER_SECOND`]: one per
-/// client message.
-#[derive(Debug, Clone, Copy)]
-struct Pace {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Pace {
-    fn new(now: Instant) -> Self {
-        Self {
-            tokens: PACE_BURST,
-            at: now,
-        }
-    }
-
-    /// Takes a token at `now`, or says when the next one comes.
-    fn take(&mut self, now: Instant) -> Result<(), Instant> {
-        let refilled = now.saturating_duration_since(self.at).as_secs_f64() * PACE_PER_SECOND;
-        self.tokens = (self.tokens + refilled).min(PACE_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(now + Duration::from_secs_f64((1.0 - self.tokens) / PACE_PER_SECOND))
-        }
-    }
 }
 
 /// One stream's state across its sockets.
@@ -348,105 +316,6 @@ impl Driver {
         }
     }
 
-    fn server_message(&mut self, message: ServerMessage) -> Result<(), Ending> {
-        match message {
-            ServerMessage::TweetCreated(created) => {
-                if self.subscriptions.contains(&created.topic) {
-                    self.subscriptions.tweet(&created.topic, created.data.id.0);
-                    self.events.push_back(Event::TweetCreated {
-                        topic: created.topic,
-                        tweet: created.data,
-                    });
-                }
-            }
-            ServerMessage::TweetDeleted(deleted) => {
-                if self.subscriptions.contains(&deleted.topic) {
-                    self.events.push_back(Event::TweetDeleted {
-                        topic: deleted.topic,
-                        deleted: deleted.data,
-                    });
-                }
-            }
-            ServerMessage::Subscribed(subscribed) => {
-                let topic = subscribed.topic;
-                self.awaiting.remove(&topic);
-                if !self.subscriptions.contains(&topic) {
-                    // Unsubscribed meanwhile; the `unsubscribed` answer follows.
-                    return Ok(());
-                }
-                self.subscriptions.subscribed(&topic, subscribed.newest);
-                if subscribed.truncated == Some(true) {
-                    self.events.push_back(Event::Gap {
-                        topic: topic.clone(),
-                    });
-                }
-                self.events.push_back(Event::Subscribed {
-                    topic,
-                    replayed: subscribed
-                        .replayed
-                        .and_then(|count| u32::try_from(count).ok()),
-                    newest: subscribed.newest,
-                });
-                self.settle();
-            }
-            ServerMessage::Unsubscribed(unsubscribed) => {
-                self.events.push_back(Event::Unsubscribed {
-                    topic: unsubscribed.topic,
-                });
-            }
-            ServerMessage::Error(refusal) => {
-                // A subscription's refusal carries its correlation id, the topic's name.
-                let topic = refusal
-                    .id
-                    .map(|id| Topic::from(id.0))
-                    .filter(|topic| self.awaiting.contains(topic));
-                let problem = refusal.problem;
-                let again = matches!(
-                    problem.code,
-                    ProblemCode::Throttled | ProblemCode::Unavailable
-                );
-                match topic {
-                    Some(topic) if again => {
-                        self.resubscribe.insert(topic);
-                        self.resubscribe_at
-                            .get_or_insert_with(|| Instant::now() + RESUBSCRIBE_DELAY);
-                    }
-                    // Refused before it was read (the rate limits answer without the
-                    // message's id): which subscription was not made is unknown, and
-                    // sending one twice would replay its tweets twice.
-                    None if again && !self.awaiting.is_empty() => {
-                        return Err(Disconnect::Throttled {
-                            code: problem.code.to_string(),
-                        }
-                        .into());
-                    }
-                    Some(topic) => {
-                        self.awaiting.remove(&topic);
-                        self.subscriptions.remove(&topic);
-                        self.events.push_back(Event::Refused {
-                            topic: Some(topic),
-                            problem,
-                        });
-                        self.settle();
-                    }
-                    None => self.events.push_back(Event::Refused {
-                        topic: None,
-                        problem,
-                    }),
-                }
-            }
-            ServerMessage::Lagged(lagged) => {
-                // The close (4000) follows; the positions already say where to resume.
-                tracing::info!(
-                    last_tweet_id = ?lagged.last_tweet_id,
-                    "minitter stream: the server says this client lagged"
-                );
-            }
-            ServerMessage::Pong(_) | ServerMessage::Other => {}
-        }
-        Ok(())
-    }
-
     /// Once every subscription of this socket is answered, the connection counts as good
     /// and the backoff starts over.
     fn settle(&mut self) {
@@ -529,31 +398,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pace_allows_a_burst_then_a_steady_rate() {
-        let start = Instant::now();
-        let mut pace = Pace::new(start);
-        for _ in 0..16 {
-            assert_eq!(pace.take(start), Ok(()));
-        }
-        let next = pace.take(start).expect_err("the burst is spent");
-        assert_eq!(next - start, Duration::from_millis(125));
-        assert_eq!(pace.take(next), Ok(()));
-        assert!(pace.take(next).is_err());
-        // A second later, eight more; never more than the burst, however long the pause.
-        let later = next + Duration::from_secs(1);
-        assert_eq!((0..20).filter(|_| pace.take(later).is_ok()).count(), 8);
-        let much_later = later + Duration::from_secs(60);
-        assert_eq!(
-            (0..40).filter(|_| pace.take(much_later).is_ok()).count(),
-            16
-        );
     }
 }
